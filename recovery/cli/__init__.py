@@ -1,0 +1,1 @@
+"""The `recovery` command line: one module per command group; parsing and rendering only, no logic."""

@@ -1,0 +1,76 @@
+"""Entry point: wires the command groups and turns every error into one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+import click
+import typer
+
+from recovery import __version__
+from recovery.cli.common import envelope
+from recovery.errors import ExitCode, RecoveryError
+
+app = typer.Typer(
+    name="recovery",
+    help="Keep the order system alive through failed upgrades and site loss.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# One line per command group; each module owns its own commands.
+
+
+@app.command("version")
+def version() -> None:
+    """Print the toolkit's version."""
+    typer.echo(__version__)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg in ("--output", "-o") and i + 1 < len(argv) and argv[i + 1] == "json":
+            return True
+        if arg == "--output=json":
+            return True
+    return False
+
+
+def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
+    if _wants_json(argv):
+        doc = envelope(" ".join(a for a in argv if not a.startswith("-"))[:80], "error",
+                       {"code": code, "message": message, "exit_code": exit_code})
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stderr.write(f"error[{code}]: {message}\n")
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        result = app(args=args, prog_name="recovery", standalone_mode=False)
+    except RecoveryError as exc:
+        if debug:
+            traceback.print_exc()
+        return _fail(args, exc.code, exc.message, int(exc.exit_code))
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        return _fail(args, "aborted", "interrupted; nothing further was done", int(ExitCode.FAILED))
+    except click.ClickException as exc:
+        return _fail(args, "usage", f"{exc.format_message()} (see `recovery --help`)", int(ExitCode.USAGE))
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted", "interrupted by the operator", 130)
+    return int(result) if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

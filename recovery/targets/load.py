@@ -1,0 +1,60 @@
+"""Find and load a target description, reporting a wrong field with its path and what is expected."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from recovery.errors import ConfigError, TargetNotFound
+from recovery.targets.model import Target
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INVENTORIES = REPO_ROOT / "inventories"
+DEFAULT_LAB_DIR = Path(os.environ.get("RECOVERY_LAB_DIR", "/var/tmp/order-recovery-lab"))
+
+
+def resolve_target_path(target: str) -> Path:
+    """Map a target argument to its description file.
+
+    `lab` is the lab built by `recovery lab up` (its own target.yaml); a bare name is
+    `inventories/<name>/target.yaml`; anything containing a slash or ending in .yaml is a path.
+    """
+    if target.endswith((".yaml", ".yml")) or "/" in target:
+        path = Path(target)
+    elif target == "lab":
+        path = DEFAULT_LAB_DIR / "target.yaml"
+    else:
+        path = INVENTORIES / target / "target.yaml"
+    if not path.is_file():
+        hint = "run `recovery lab up` first" if target == "lab" else "give a target name or a target.yaml path"
+        raise TargetNotFound(f"target {target!r}: no description at {path}; {hint}")
+    return path
+
+
+def load_target(target: str | Path) -> Target:
+    path = Path(target) if isinstance(target, Path) else resolve_target_path(target)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML; fix the syntax and retry") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of target fields at the top level")
+    try:
+        return Target.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}: field {field}: {first['msg']}{more}") from None
+
+
+def write_target(target: Target, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(target.model_dump(mode="json"), sort_keys=False))
+    tmp.replace(path)

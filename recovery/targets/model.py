@@ -1,0 +1,142 @@
+"""The target description: frozen, validated models.
+
+A target says where things are, never what to do. The lab writes one for itself; AWS targets are written
+from the Pulumi stack outputs. Secrets are never stored here: only paths to files that hold them
+(a pgpass file, an SSH key, an offline keyring) or KMS key ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SiteName = Literal["primary", "standby"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Host(_Frozen):
+    """An application host reached over SSH."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    address: str
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    ssh_user: str
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+    base_dir: Path = Field(description="Where releases, the `current` link and shared state live")
+    service_port: int = Field(ge=1, le=65535)
+    python: str = "/usr/bin/python3"
+
+
+class Database(_Frozen):
+    """A PostgreSQL endpoint; self-managed on a host, or a managed (RDS) instance."""
+
+    kind: Literal["self-managed", "rds"] = "self-managed"
+    address: str
+    port: int = Field(default=5432, ge=1, le=65535)
+    name: str = "orders"
+    user: str = "postgres"
+    passfile: Path | None = Field(default=None, description="pgpass file; the password never sits here")
+    bin_dir: Path | None = Field(default=None, description="pg_* tools of the server's major version")
+    data_dir: Path | None = None
+    rds_instance_id: str | None = None
+
+
+class Site(_Frozen):
+    name: SiteName
+    region: str
+    hosts: tuple[Host, ...] = Field(min_length=1)
+    database: Database
+
+
+class AwsEndpoint(_Frozen):
+    """Where AWS is: None means the real AWS endpoints; the lab points at its moto server."""
+
+    endpoint_url: str | None = None
+    profile: str | None = None
+
+
+class BackupStore(_Frozen):
+    bucket: str
+    region: str
+    prefix: str = "backups/"
+
+
+class BackupStores(_Frozen):
+    local: BackupStore
+    remote: BackupStore
+
+    @model_validator(mode="after")
+    def _copies_are_apart(self) -> BackupStores:
+        if (self.local.bucket, self.local.region) == (self.remote.bucket, self.remote.region):
+            raise ValueError("the local and remote backup copies must be in different buckets")
+        return self
+
+
+class KeySource(_Frozen):
+    """Where per-backup data keys come from: KMS, or an offline keyring file for air-gapped sites."""
+
+    kind: Literal["kms", "keyring"]
+    kms_key_id: str | None = None
+    region: str | None = None
+    keyring: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> KeySource:
+        if self.kind == "kms" and not (self.kms_key_id and self.region):
+            raise ValueError("a kms key source needs kms_key_id and region")
+        if self.kind == "keyring" and self.keyring is None:
+            raise ValueError("a keyring key source needs keyring (the path of the keyring file)")
+        return self
+
+
+class Traffic(_Frozen):
+    """The Route53 failover records clients follow, and the front door URL they use."""
+
+    hosted_zone_id: str
+    record_name: str
+    front_door_url: str
+
+
+class Objectives(_Frozen):
+    rto_seconds: float = Field(default=60, gt=0)
+    rpo_seconds: float = Field(default=5, ge=0)
+    realtime_backup_max_age_seconds: float = Field(default=120, gt=0)
+    daily_backup_max_age_hours: float = Field(default=26, gt=0)
+    replication_lag_max_seconds: float = Field(default=5, gt=0)
+    latency_p95_ms: float = Field(default=500, gt=0)
+    error_rate_max: float = Field(default=0.01, ge=0, le=1)
+
+
+class Target(_Frozen):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    kind: Literal["lab", "aws"]
+    state_dir: Path = Field(description="Journals, locks and the backup catalog cache of this target")
+    inventory: Path = Field(description="The Ansible inventory of this target")
+    aws: AwsEndpoint = AwsEndpoint()
+    primary: Site
+    standby: Site
+    backup: BackupStores
+    keys: KeySource
+    traffic: Traffic
+    objectives: Objectives = Objectives()
+    intake_queue_url: str | None = None
+    team_topic_arn: str | None = None
+    customer_topic_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _sites_named(self) -> Target:
+        if self.primary.name != "primary" or self.standby.name != "standby":
+            raise ValueError("the sites must be named primary and standby")
+        return self
+
+    def site(self, name: SiteName) -> Site:
+        return self.primary if name == "primary" else self.standby
+
+    def hosts(self) -> tuple[Host, ...]:
+        return self.primary.hosts + self.standby.hosts
