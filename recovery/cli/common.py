@@ -29,7 +29,9 @@ OutputOpt = Annotated[
 TargetOpt = Annotated[
     str, typer.Option("--target", "-t", help="`lab`, a name under inventories/, or a target.yaml path")
 ]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="confirm destructive steps (required without a TTY)")]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="confirm destructive steps (required without a TTY)")
+]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print the plan and change nothing")]
 
 

@@ -6,7 +6,6 @@ import json
 import sys
 import traceback
 
-import click
 import typer
 
 from recovery import __version__
@@ -21,6 +20,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # One line per command group; each module owns its own commands.
+
+
+@app.callback()
+def root() -> None:
+    """Keep the order system alive through failed upgrades and site loss."""
 
 
 @app.command("version")
@@ -57,12 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         return _fail(args, exc.code, exc.message, int(exc.exit_code))
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         return _fail(args, "aborted", "interrupted; nothing further was done", int(ExitCode.FAILED))
-    except click.ClickException as exc:
-        return _fail(args, "usage", f"{exc.format_message()} (see `recovery --help`)", int(ExitCode.USAGE))
+    except typer.TyperException as exc:
+        # Parsing errors (unknown option or command, bad value): typer's own message, on one line.
+        format_message = getattr(exc, "format_message", None)
+        text = format_message() if callable(format_message) else str(exc)
+        return _fail(args, "usage", f"{text} (see `recovery --help`)", int(ExitCode.USAGE))
     except KeyboardInterrupt:
         return _fail(args, "interrupted", "interrupted by the operator", 130)
     return int(result) if isinstance(result, int) else 0

@@ -1,5 +1,6 @@
 """Targets: one validated description of where everything is (sites, hosts, databases, stores, keys)."""
 
+from recovery.targets.load import load_target, resolve_target_path
 from recovery.targets.model import (
     AwsEndpoint,
     BackupStore,
@@ -12,7 +13,6 @@ from recovery.targets.model import (
     Target,
     Traffic,
 )
-from recovery.targets.load import load_target, resolve_target_path
 
 __all__ = [
     "AwsEndpoint",

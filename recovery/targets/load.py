@@ -13,7 +13,9 @@ from recovery.targets.model import Target
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO_ROOT / "inventories"
-DEFAULT_LAB_DIR = Path(os.environ.get("RECOVERY_LAB_DIR", "/var/tmp/order-recovery-lab"))
+# Not under the invoking user's home: the lab's unprivileged user must be able to traverse it. The lab
+# checks ownership of this directory before it uses it.
+DEFAULT_LAB_DIR = Path(os.environ.get("RECOVERY_LAB_DIR", "/var/tmp/order-recovery-lab"))  # noqa: S108
 
 
 def resolve_target_path(target: str) -> Path:
@@ -29,7 +31,9 @@ def resolve_target_path(target: str) -> Path:
     else:
         path = INVENTORIES / target / "target.yaml"
     if not path.is_file():
-        hint = "run `recovery lab up` first" if target == "lab" else "give a target name or a target.yaml path"
+        hint = (
+            "run `recovery lab up` first" if target == "lab" else "give a target name or a target.yaml path"
+        )
         raise TargetNotFound(f"target {target!r}: no description at {path}; {hint}")
     return path
 
