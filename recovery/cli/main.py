@@ -9,6 +9,8 @@ import traceback
 import typer
 
 from recovery import __version__
+from recovery.cli import runs
+from recovery.cli import lab
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
 
@@ -20,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # One line per command group; each module owns its own commands.
+app.add_typer(lab.app, name="lab")
+app.add_typer(runs.app, name="runs")
 
 
 @app.callback()

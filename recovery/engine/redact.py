@@ -1,0 +1,75 @@
+"""Keep secrets out of journals, displays and reports.
+
+Everything the engine records (parameters, step outputs, notes, error messages, tracebacks) passes
+through here first. Two rules: a value stored under a key whose name says it is secret is replaced
+whole, and secrets embedded in text (URL passwords, conninfo `password=`, PEM private keys, bearer
+tokens) are cut out of any string. Over-redaction is the safe failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = "<redacted>"
+
+# Words that mark a key as secret wherever they appear in its name (after snake_casing).
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "passphrase", "pwd", "secret", "secrets", "token", "tokens", "credential",
+     "credentials", "apikey", "privatekey", "cookie"}
+)
+# Word pairs that mark key material (a bare "key" word is too common: kms_key_id, ssh_key path).
+_SECRET_PAIRS = frozenset(
+    {("private", "key"), ("key", "material"), ("data", "key"), ("api", "key"), ("access", "key"),
+     ("secret", "key"), ("session", "key"), ("signing", "key"), ("encryption", "key"), ("master", "key")}
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # scheme://user:password@host -> scheme://user:<redacted>@host
+    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@"), rf"\1:{REDACTED}@"),
+    # libpq conninfo and similar key=value strings
+    (re.compile(r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE),
+     rf"\1\2{REDACTED}"),
+    (re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL), REDACTED),
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+)
+
+
+def is_secret_key(name: str) -> bool:
+    """True when a mapping key's name says its value is a secret (password, token, key material...)."""
+    words = [w for w in re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower()) if w]
+    if name.lower() == "key" or any(word in _SECRET_WORDS for word in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def redact_text(text: str) -> str:
+    """Cut secrets embedded in a string (URL passwords, password=..., PEM private keys, bearer tokens)."""
+    for pattern, replacement in _TEXT_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON-like value with secrets replaced; mappings become dicts, sequences lists."""
+    if isinstance(value, Mapping):
+        return {
+            str(key): REDACTED if is_secret_key(str(key)) and item is not None else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+def contains_redaction(value: Any) -> bool:
+    """True when a recorded value had something redacted (it can no longer be replayed as given)."""
+    if isinstance(value, Mapping):
+        return any(contains_redaction(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(contains_redaction(item) for item in value)
+    return isinstance(value, str) and REDACTED in value
