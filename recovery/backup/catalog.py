@@ -1,0 +1,201 @@
+"""The catalog: every backup across the local and remote copies, and the state of each copy.
+
+A copy is `missing` (no object), `present` (object and manifest exist, not verified yet), `verified`
+(checked) or `damaged` (with the reason). Shallow verification streams the stored object and compares
+its sha256 and size with the manifest; deep verification decrypts and decompresses it into a content
+checker supplied by the caller (the restore side checks row counts and content hashes through
+PostgreSQL) and compares what the checker saw with the manifest's tables. A backup counts only when both
+copies exist and verify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from recovery.backup.keys import KeyProvider
+from recovery.backup.manifest import Manifest, TableSummary
+from recovery.backup.naming import BackupName, Domain, Kind
+from recovery.backup.repository import (
+    backup_names,
+    manifest_key,
+    object_key,
+    read_backup,
+    read_manifest,
+    stored_sha256,
+)
+from recovery.backup.stores import ObjectStore
+from recovery.errors import IntegrityError, UsageError
+
+
+class CopyState(StrEnum):
+    MISSING = "missing"
+    PRESENT = "present"
+    VERIFIED = "verified"
+    DAMAGED = "damaged"
+
+
+@dataclass(frozen=True)
+class CopyStatus:
+    state: CopyState
+    detail: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.state is CopyState.VERIFIED
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: BackupName
+    manifest: Manifest | None
+    local: CopyStatus
+    remote: CopyStatus
+
+    @property
+    def backup_id(self) -> str:
+        return self.name.backup_id
+
+    @property
+    def domain(self) -> Domain:
+        return self.name.domain
+
+    @property
+    def kind(self) -> Kind:
+        return self.name.kind
+
+    @property
+    def counts(self) -> bool:
+        """Both copies exist and verified: the only backups freshness and retention rely on."""
+        return self.local.usable and self.remote.usable and self.manifest is not None
+
+    @property
+    def position(self) -> datetime | None:
+        """The database time the backup's data is consistent with."""
+        return self.manifest.source.at if self.manifest else None
+
+    def copy(self, label: str) -> CopyStatus:
+        if label not in ("local", "remote"):
+            raise UsageError(f"unknown copy {label!r}; use local or remote")
+        return self.local if label == "local" else self.remote
+
+
+class ContentCheck(Protocol):
+    """Receives a backup's plaintext and reports what it found, table by table."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def finish(self) -> Sequence[TableSummary]: ...
+
+
+ContentChecker = Callable[[Manifest], ContentCheck]
+
+
+def compare_tables(expected: Sequence[TableSummary], seen: Sequence[TableSummary]) -> str | None:
+    """The first difference between the manifest's tables and what a checker saw, as a sentence."""
+    found = {table.name: table for table in seen}
+    for table in expected:
+        actual = found.pop(table.name, None)
+        if actual is None:
+            return f"table {table.name} is missing from the restored data"
+        if actual.rows != table.rows:
+            return f"table {table.name} has {actual.rows} rows, the manifest says {table.rows}"
+        if actual.content_hash != table.content_hash:
+            return f"table {table.name} content hash differs from the manifest"
+    if found:
+        return f"the data holds tables the manifest does not list: {', '.join(sorted(found))}"
+    return None
+
+
+class Catalog:
+    """The backups of one target: its local and remote stores, and the keys to open them."""
+
+    def __init__(self, local: ObjectStore, remote: ObjectStore, keys: KeyProvider | None = None) -> None:
+        self.local = local
+        self.remote = remote
+        self._keys = keys
+
+    def _stores(self) -> tuple[tuple[str, ObjectStore], ...]:
+        return (("local", self.local), ("remote", self.remote))
+
+    def _observe(self, store: ObjectStore, name: BackupName) -> tuple[CopyStatus, Manifest | None]:
+        if store.size(object_key(name)) is None:
+            return CopyStatus(CopyState.MISSING, f"{store.describe(object_key(name))} does not exist"), None
+        try:
+            manifest = read_manifest(store, name)
+        except IntegrityError as exc:
+            return CopyStatus(CopyState.DAMAGED, exc.message), None
+        if manifest is None:
+            return CopyStatus(CopyState.DAMAGED, f"{store.describe(manifest_key(name))} is missing"), None
+        return CopyStatus(CopyState.PRESENT), manifest
+
+    def entry(self, name: BackupName) -> CatalogEntry:
+        local, local_manifest = self._observe(self.local, name)
+        remote, remote_manifest = self._observe(self.remote, name)
+        return CatalogEntry(name, local_manifest or remote_manifest, local, remote)
+
+    def entries(self, domain: Domain | None = None) -> list[CatalogEntry]:
+        """Every backup found in either copy, oldest first, each copy present, missing or damaged."""
+        names = sorted({name for _, store in self._stores() for name in backup_names(store, domain)})
+        return [self.entry(name) for name in names]
+
+    def verify(
+        self, backup_id: str, *, deep: bool = False, checker: ContentChecker | None = None
+    ) -> CatalogEntry:
+        """Verify both copies of one backup; deep verification needs the keys and a content checker."""
+        name = BackupName.parse(backup_id)
+        if deep and (checker is None or self._keys is None):
+            raise UsageError("deep verification needs a content checker and the target's keys")
+        entry = self.entry(name)
+        statuses: dict[str, CopyStatus] = {}
+        for label, store in self._stores():
+            status = entry.copy(label)
+            if status.state is CopyState.PRESENT:
+                status = self._verify_copy(store, name, deep, checker)
+            statuses[label] = status
+        return replace(entry, local=statuses["local"], remote=statuses["remote"])
+
+    def verify_all(
+        self, domain: Domain | None = None, *, deep: bool = False, checker: ContentChecker | None = None
+    ) -> list[CatalogEntry]:
+        return [self.verify(entry.backup_id, deep=deep, checker=checker) for entry in self.entries(domain)]
+
+    def _verify_copy(
+        self, store: ObjectStore, name: BackupName, deep: bool, checker: ContentChecker | None
+    ) -> CopyStatus:
+        manifest = read_manifest(store, name)
+        if manifest is None:
+            return CopyStatus(CopyState.DAMAGED, f"{store.describe(manifest_key(name))} is missing")
+        where = store.describe(object_key(name))
+        if not deep:
+            digest, size = stored_sha256(store, name)
+            if size != manifest.sizes.stored:
+                return CopyStatus(
+                    CopyState.DAMAGED, f"{where} is {size} bytes, the manifest says {manifest.sizes.stored}"
+                )
+            if digest != manifest.sha256:
+                return CopyStatus(CopyState.DAMAGED, f"{where} does not match the sha256 in its manifest")
+            return CopyStatus(CopyState.VERIFIED, "sha256 matches the manifest")
+        assert checker is not None and self._keys is not None
+        # A key that cannot be unwrapped (KMS down, keyring without the id) is the operator's problem to
+        # fix, not a verdict on the copy: that error propagates instead of marking the copy damaged.
+        data_key = self._keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+        check = checker(manifest)
+        try:
+            read_backup(store, name, check, self._keys, manifest, data_key=data_key)
+        except IntegrityError as exc:  # includes a data key that does not open this object
+            return CopyStatus(CopyState.DAMAGED, exc.message)
+        difference = compare_tables(manifest.tables, check.finish())
+        if difference is not None:
+            return CopyStatus(CopyState.DAMAGED, f"{where}: {difference}")
+        return CopyStatus(CopyState.VERIFIED, "decrypted, sha256 and table contents match the manifest")
+
+    def delete(self, backup_id: str) -> None:
+        """Remove a backup from both copies (object, then manifest); absent objects are no error."""
+        name = BackupName.parse(backup_id)
+        for _, store in self._stores():
+            store.delete(object_key(name))
+            store.delete(manifest_key(name))

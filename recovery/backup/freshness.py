@@ -1,0 +1,90 @@
+"""Freshness: which domains' newest verified backup is older than its objective (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from recovery.backup.catalog import CatalogEntry
+from recovery.backup.naming import DOMAINS, Domain, Kind, kinds_of
+from recovery.targets.model import Objectives
+
+
+@dataclass(frozen=True)
+class FreshnessFinding:
+    """A domain and kind whose newest verified backup is too old, or that has none; `reason` says which."""
+
+    domain: Domain
+    kind: Kind
+    newest: str | None
+    age_seconds: float | None
+    limit_seconds: float
+    reason: str
+
+
+def limit_seconds(kind: Kind, objectives: Objectives) -> float:
+    if kind == "realtime":
+        return objectives.realtime_backup_max_age_seconds
+    return objectives.daily_backup_max_age_hours * 3600
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def stale_backups(
+    entries: Sequence[CatalogEntry],
+    objectives: Objectives,
+    now: datetime,
+    domains: Sequence[Domain] = DOMAINS,
+) -> list[FreshnessFinding]:
+    """Every (domain, kind) whose newest backup that counts is older than its objective, or missing.
+
+    Age is measured from the backup's source position (the time its data is consistent with), since that
+    is what a restore would lose.
+    """
+    findings: list[FreshnessFinding] = []
+    for domain in domains:
+        for kind in kinds_of(domain):
+            limit = limit_seconds(kind, objectives)
+            counted = [
+                entry
+                for entry in entries
+                if entry.domain == domain
+                and entry.kind == kind
+                and entry.counts
+                and entry.position is not None
+            ]
+            if not counted:
+                findings.append(
+                    FreshnessFinding(
+                        domain,
+                        kind,
+                        None,
+                        None,
+                        limit,
+                        f"no verified {kind} backup of {domain} exists (both copies must exist and verify)",
+                    )
+                )
+                continue
+            newest = max(counted, key=lambda entry: (entry.position, entry.name))
+            assert newest.position is not None
+            age = (now - newest.position).total_seconds()
+            if age > limit:
+                findings.append(
+                    FreshnessFinding(
+                        domain,
+                        kind,
+                        newest.backup_id,
+                        age,
+                        limit,
+                        f"the newest verified {kind} backup of {domain}, {newest.backup_id}, is "
+                        f"{_duration(age)} old, over the objective of {_duration(limit)}",
+                    )
+                )
+    return findings

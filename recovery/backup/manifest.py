@@ -1,0 +1,147 @@
+"""The manifest stored beside every backup object (`<name>.manifest.json`).
+
+It says what the backup holds (domain, kind, source position, schema and service version, per-table
+row counts and content hashes), how it is stored (sizes, sha256 of the stored object, chunk size,
+format version) and how to open it (key source, key id and the wrapped data key; never the data key).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from recovery.backup.keys import DataKey
+from recovery.backup.naming import BackupName, Domain, Kind
+from recovery.errors import IntegrityError, UsageError
+
+MANIFEST_FORMAT = 1
+
+
+def _b64_decode(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("not valid base64") from exc
+
+
+Base64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_b64_decode),
+    PlainSerializer(lambda raw: base64.b64encode(raw).decode("ascii"), return_type=str),
+]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourcePosition(_Frozen):
+    """Where in the source database's history the backup was taken."""
+
+    at: datetime = Field(description="Database time the backup's data is consistent with (UTC)")
+    lsn: str | None = Field(default=None, pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+    restore_point: str | None = Field(default=None, description="Named restore point taken at this position")
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("the source time must carry a time zone")
+        return value.astimezone(UTC)
+
+
+class TableSummary(_Frozen):
+    name: str = Field(min_length=1)
+    rows: int = Field(ge=0)
+    content_hash: str = Field(min_length=1, description="Hash of the table's rows in key order (hex)")
+
+
+class Sizes(_Frozen):
+    raw: int = Field(ge=0, description="Bytes given to the encoder")
+    compressed: int = Field(ge=0, description="Bytes of the zstd stream")
+    stored: int = Field(ge=0, description="Bytes of the encrypted object")
+
+
+class KeyInfo(_Frozen):
+    source: Literal["kms", "keyring"]
+    key_id: str = Field(min_length=1)
+    wrapped_data_key: Base64Bytes
+
+
+class Manifest(_Frozen):
+    manifest_format: Literal[1] = 1
+    format_version: int = Field(ge=1, description="Version of the encrypted object's format")
+    backup_id: str
+    domain: Domain
+    kind: Kind
+    created_at: datetime
+    source: SourcePosition
+    schema_version: str
+    service_version: str
+    tables: tuple[TableSummary, ...]
+    sizes: Sizes
+    sha256: Sha256Hex = Field(description="sha256 of the stored (encrypted) object")
+    chunk_size: int = Field(gt=0)
+    key: KeyInfo
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("created_at must carry a time zone")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _name_agrees(self) -> Manifest:
+        try:
+            name = BackupName.parse(self.backup_id)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        if (name.domain, name.kind) != (self.domain, self.kind):
+            raise ValueError(f"backup id {self.backup_id} does not match domain {self.domain}/{self.kind}")
+        return self
+
+    @property
+    def name(self) -> BackupName:
+        return BackupName.parse(self.backup_id)
+
+    def table(self, name: str) -> TableSummary | None:
+        return next((table for table in self.tables if table.name == name), None)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, origin: str) -> Manifest:
+        """Parse a stored manifest; a damaged or foreign one is an IntegrityError naming `origin`."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "document"
+            raise IntegrityError(
+                f"manifest {origin} is damaged or not a backup manifest ({where}: {first['msg']}); "
+                "use the other copy"
+            ) from None
+
+
+def key_info(data_key: DataKey) -> KeyInfo:
+    return KeyInfo(source=data_key.source, key_id=data_key.key_id, wrapped_data_key=data_key.wrapped)

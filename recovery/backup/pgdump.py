@@ -1,0 +1,279 @@
+"""Dump data domains and the schema of the order database as byte streams (pg_dump custom format).
+
+What a dump holds:
+- a domain dump (`dump_domain`): the rows of the domain's tables and the positions of the sequences those
+  tables own (`pg_dump -Fc -Z0 --data-only --strict-names -t ...`);
+- the schema dump (`dump_schema`): every definition of the database plus the rows of the tables that
+  belong to no domain (`schema_migrations`), i.e. a full dump with the domain tables' data excluded. A
+  restored copy needs those bookkeeping rows from the backup, not from live: after a failed upgrade live
+  says "version 2" while the restored tables are version 1.
+
+pg_dump's own compression is single-threaded zlib (five times slower than the dump itself here), so the
+dump is uncompressed (`-Z0`) and the backup codec compresses it with zstd.
+
+Each dump runs in a snapshot exported from a REPEATABLE READ transaction this module holds open, so the
+source position (WAL LSN), the time and the schema version recorded in `DumpInfo` describe exactly the
+rows in the stream, and a multi-domain dump is one consistent cut across its tables.
+
+The stream fails loudly: a pg_dump that exits non-zero, even after writing bytes, raises ExternalFailure
+from `read()` where the stream would otherwise end, so a consumer (the codec) never seals a truncated
+dump as a good backup. Messages carry pg_dump's first stderr line; connection strings with a password are
+refused up front (passwords live only in a pgpass file).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol, cast
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from recovery.errors import EnvironmentProblem, ExternalFailure, UsageError
+from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES, tables_for
+
+DumpKind = Literal["domains", "schema"]
+
+# Environment for every pg_* child: untranslated messages (the first line is quoted in our errors) and
+# never a prompt for a password (a missing pgpass entry must fail, not hang).
+_TOOL_ENV: Mapping[str, str] = {"LC_MESSAGES": "C", "PGCONNECT_TIMEOUT": "10"}
+_CHUNK = 1024 * 1024
+
+
+class ReadableStream(Protocol):
+    """What restore reads and the codec wraps: a binary stream read in chunks until b""."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class DumpInfo:
+    """Where in the source's history a dump was cut, and what it holds."""
+
+    kind: DumpKind
+    domains: tuple[str, ...]  # the domains whose rows the dump holds (empty for the schema dump)
+    tables: tuple[str, ...]  # the tables whose rows it holds
+    position: str  # WAL LSN at the snapshot: no transaction in the dump committed after it
+    taken_at: datetime  # the source server's clock at the snapshot
+    schema_version: int | None  # max(schema_migrations.version), None when the table does not exist
+    server_version_num: int  # e.g. 150018; a dump restores only with pg_restore of that major or newer
+    from_standby: bool  # the source was in recovery (position is then its replay LSN)
+
+
+def refuse_password(conninfo: str) -> None:
+    """Refuse a connection string that carries a password: passwords live only in the pgpass file."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        raise UsageError("the PostgreSQL connection string is malformed; give key=value pairs") from None
+    if params.get("password"):
+        raise UsageError(
+            "the PostgreSQL connection string contains a password; put it in a pgpass file and name "
+            "that file with passfile=... instead"
+        )
+
+
+def tool_path(bin_dir: Path, name: str) -> Path:
+    """The pg_* tool `name` in `bin_dir` (which must match the server's major version)."""
+    tool = bin_dir / name
+    if not tool.is_file() or not os.access(tool, os.X_OK):
+        raise EnvironmentProblem(
+            f"{name} not found in {bin_dir}; give the bin directory of the server's PostgreSQL version"
+        )
+    return tool
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(_TOOL_ENV)
+    env.update(extra or {})
+    return env
+
+
+def first_error_line(stderr: IO[bytes], *, fallback: str) -> str:
+    """The first meaningful line a pg_* tool wrote to stderr (its error), or `fallback` when silent."""
+    stderr.seek(0)
+    text = stderr.read(64 * 1024).decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line or "FATAL:" in line or "ERROR:" in line]
+    chosen = (errors or lines or [fallback])[0]
+    return chosen if len(chosen) <= 300 else chosen[:297] + "..."
+
+
+def connect(conninfo: str, *, autocommit: bool = False, what: str) -> psycopg.Connection[Any]:
+    """Open a psycopg connection; failure becomes one ExternalFailure line naming `what`."""
+    refuse_password(conninfo)
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ExternalFailure(
+            f"cannot connect to {what}: {lines[-1] if lines else type(exc).__name__}; check that the "
+            "server runs and the pgpass file holds the role's password"
+        ) from None
+
+
+class DumpStream(io.RawIOBase):
+    """pg_dump's stdout as a readable stream that raises instead of ending when pg_dump failed."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], stderr: IO[bytes], info: DumpInfo, what: str
+    ) -> None:
+        super().__init__()
+        assert process.stdout is not None  # started with stdout=PIPE
+        self._process = process
+        self._stdout = cast(io.BufferedReader, process.stdout)  # Popen's default buffering
+        self._stderr = stderr
+        self._what = what
+        self.info = info
+        self.bytes_read = 0
+        self.finished = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = self._stdout.readinto(view)
+        if count:
+            self.bytes_read += count
+            return count
+        self._check_exit()
+        return 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        chunk = self._stdout.read1(size) if size else b""
+        if chunk or size == 0:
+            self.bytes_read += len(chunk)
+            return chunk
+        self._check_exit()
+        return b""
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self.read(_CHUNK):
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _check_exit(self) -> None:
+        """At the end of stdout: the stream ends only if pg_dump succeeded."""
+        if self.finished:
+            return
+        returncode = self._process.wait()
+        if returncode != 0:
+            reason = first_error_line(self._stderr, fallback=f"pg_dump exited with status {returncode}")
+            raise ExternalFailure(
+                f"dump of {self._what} failed after {self.bytes_read} bytes: {reason}; the partial dump "
+                "must not be kept",
+                code="backup.dump_failed",
+            )
+        self.finished = True
+
+    def abort(self) -> None:
+        """Stop pg_dump (the consumer gave up); safe to call more than once."""
+        if self._process.poll() is None:
+            self._process.kill()
+        with suppress(OSError):
+            self._stdout.close()
+        self._process.wait()
+
+
+def _dump_args(kind: DumpKind, tables: Sequence[str]) -> list[str]:
+    if kind == "schema":
+        # Definitions of everything, rows of everything outside a domain (schema_migrations).
+        return [f"--exclude-table-data={table}" for table in ALL_TABLES]
+    # --strict-names: a table that is missing fails the dump instead of being skipped silently.
+    return ["--data-only", "--strict-names", *(f"--table={table}" for table in tables)]
+
+
+_OBSERVE = (
+    "SELECT pg_export_snapshot(),"
+    " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
+    " clock_timestamp(), current_setting('server_version_num')::int, pg_is_in_recovery(),"
+    " to_regclass('schema_migrations') IS NOT NULL"
+)
+
+
+@contextmanager
+def _dump(conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...]) -> Iterator[DumpStream]:
+    pg_dump = tool_path(bin_dir, "pg_dump")
+    tables = tables_for(domains) if kind == "domains" else ()
+    what = f"domain{'s' if len(domains) > 1 else ''} {', '.join(domains)}" if kind == "domains" else "schema"
+    with connect(conninfo, what=f"the database to dump ({what})") as conn:
+        # The snapshot lives as long as this transaction: it stays open until pg_dump is done.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        row = conn.execute(_OBSERVE).fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        snapshot, position, taken_at, server_version_num, in_recovery, has_migrations = row
+        schema_version = None
+        if has_migrations:
+            version_row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            schema_version = None if version_row is None or version_row[0] is None else int(version_row[0])
+        info = DumpInfo(
+            kind=kind,
+            domains=domains,
+            tables=tables,
+            position=str(position),
+            taken_at=taken_at,
+            schema_version=schema_version,
+            server_version_num=int(server_version_num),
+            from_standby=bool(in_recovery),
+        )
+        argv = [
+            str(pg_dump),
+            f"--dbname={conninfo}",
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+            f"--snapshot={snapshot}",
+            *_dump_args(kind, tables),
+        ]
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=tool_env()
+            )
+            stream = DumpStream(process, stderr, info, what)
+            try:
+                yield stream
+            except BaseException:
+                stream.abort()
+                raise
+            if not stream.finished:
+                stream.abort()
+                raise ExternalFailure(
+                    f"the dump of {what} was closed before its end ({stream.bytes_read} bytes read); "
+                    "read the stream to its end before leaving the block",
+                    code="backup.dump_incomplete",
+                )
+            conn.rollback()
+
+
+def dump_domains(conninfo: str, bin_dir: Path, domains: Sequence[str]) -> AbstractContextManager[DumpStream]:
+    """The rows of several domains in one consistent snapshot, as one pg_dump custom-format stream."""
+    chosen = tuple(dict.fromkeys(domains))
+    if not chosen:
+        raise UsageError("no domain to dump: name at least one of " + ", ".join(DOMAIN_TABLES))
+    tables_for(chosen)  # refuses unknown domains before anything starts
+    return _dump(conninfo, bin_dir, "domains", chosen)
+
+
+def dump_domain(conninfo: str, bin_dir: Path, domain: str) -> AbstractContextManager[DumpStream]:
+    """`with dump_domain(conninfo, bin_dir, "orders") as stream:` read `stream` to b""; `stream.info` is
+    the DumpInfo. pg_dump runs while the block is open; leaving it early stops pg_dump."""
+    return dump_domains(conninfo, bin_dir, (domain,))
+
+
+def dump_schema(conninfo: str, bin_dir: Path) -> AbstractContextManager[DumpStream]:
+    """The schema dump: every definition plus the rows of tables outside any domain (small)."""
+    return _dump(conninfo, bin_dir, "schema", ())

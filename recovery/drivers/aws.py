@@ -1,0 +1,141 @@
+"""The one place that builds boto3 clients for a target and translates AWS errors.
+
+Every AWS call in the toolkit runs inside `AwsDriver.translate(action, resource)`: botocore's errors
+become a `RecoveryError` with one line naming what was being done to which resource and AWS's error
+code, never request bodies or credentials. Clients retry throttling and transient faults a bounded
+number of times (botocore's "standard" retry mode), with short timeouts so a dead endpoint fails fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from recovery.errors import EnvironmentProblem, ExternalFailure, KeyUnavailable, RecoveryError
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_s3 import S3Client
+
+    from recovery.targets.model import AwsEndpoint
+
+MAX_ATTEMPTS = 5
+
+# KMS answers that mean "this key cannot be used now": refuse the backup or restore instead of retrying.
+KEY_ERROR_CODES = frozenset(
+    {
+        "NotFoundException",
+        "DisabledException",
+        "KMSInvalidStateException",
+        "InvalidCiphertextException",
+        "IncorrectKeyException",
+        "InvalidKeyUsageException",
+        "KeyUnavailableException",
+        "InvalidGrantTokenException",
+    }
+)
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchUpload"})
+_MESSAGE_LIMIT = 160
+
+
+def client_config(pool_size: int = 10) -> Config:
+    return Config(
+        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=pool_size,
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+    return type(exc).__name__
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and error_code(exc) in NOT_FOUND_CODES
+
+
+def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryError:
+    """The toolkit's error for a botocore failure while doing `action` to `resource`."""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        detail = str(exc.response.get("Error", {}).get("Message", "")).splitlines()[0:1]
+        text = f" ({detail[0][:_MESSAGE_LIMIT]})" if detail and detail[0] else ""
+        if code in KEY_ERROR_CODES or (code == "AccessDeniedException" and resource.startswith("KMS")):
+            return KeyUnavailable(
+                f"cannot {action} with {resource}: {code}{text}; check that the key exists, is enabled "
+                "and that this identity may use it"
+            )
+        return ExternalFailure(f"AWS refused to {action} on {resource}: {code}{text}")
+    if isinstance(exc, NoCredentialsError):
+        return EnvironmentProblem(
+            f"no AWS credentials to {action} on {resource}; set AWS_PROFILE or the target's aws.profile"
+        )
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
+        return ExternalFailure(
+            f"cannot reach {endpoint} to {action} on {resource} after {MAX_ATTEMPTS} attempts; "
+            "check the endpoint and the network"
+        )
+    return ExternalFailure(f"failed to {action} on {resource}: {type(exc).__name__}")
+
+
+class AwsDriver:
+    """boto3 clients for one target's AWS endpoint, one per service and region, shared across threads."""
+
+    def __init__(self, endpoint: AwsEndpoint | None = None, *, pool_size: int = 10) -> None:
+        self._endpoint_url = endpoint.endpoint_url if endpoint else None
+        self._profile = endpoint.profile if endpoint else None
+        self._pool_size = pool_size
+        self._clients: dict[tuple[str, str], Any] = {}
+        # boto3 sessions are not thread-safe, clients are: build under a lock, then share.
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            cached = self._clients.get((service, region))
+            if cached is None:
+                if self._session is None:
+                    self._session = boto3.session.Session(profile_name=self._profile)
+                with self.translate("create a client", f"{service} in {region}"):
+                    cached = self._session.client(
+                        service,  # type: ignore[call-overload]
+                        region_name=region,
+                        endpoint_url=self._endpoint_url,
+                        config=client_config(self._pool_size),
+                    )
+                self._clients[(service, region)] = cached
+            return cached
+
+    def s3(self, region: str) -> S3Client:
+        client: S3Client = self.client("s3", region)
+        return client
+
+    def kms(self, region: str) -> KMSClient:
+        client: KMSClient = self.client("kms", region)
+        return client
+
+    @staticmethod
+    @contextmanager
+    def translate(action: str, resource: str) -> Iterator[None]:
+        """Run AWS calls; re-raise botocore failures as one-line toolkit errors (traceback chained)."""
+        try:
+            yield
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(exc, action, resource) from exc

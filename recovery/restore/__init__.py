@@ -1,0 +1,1 @@
+"""Restore: choose the backup (pure selection), restore beside the live data, verify, then swap."""
