@@ -1,0 +1,286 @@
+"""Seed the lab's order database with a consistent, deterministic history, fast (COPY, four streams).
+
+What holds after seeding (the invariants verification checks): every order has 1-4 items (plus, for
+orders after the free-gift promotion started half-way through the history, sometimes a free gift line);
+order total = sum of its lines; every paid order has exactly one captured transaction of its total;
+stock is never negative; identity sequences are past the highest id. One `order.placed` event per order
+and one `order.paid` per payment.
+
+Speed: the four big tables are loaded at once over four connections while Python generates the rows.
+Foreign keys between them cannot be checked row by row across uncommitted streams, so they are dropped
+for the load and re-created (and validated) afterwards with their original names and definitions. The
+streams commit only when all of them succeeded; the foreign keys are restored whatever happens.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from recovery.errors import ExternalFailure, PreconditionFailed, UsageError
+
+SERVICE_MIGRATIONS = Path(__file__).resolve().parents[2] / "service" / "orderservice" / "migrations"
+SCHEMA_FILE = SERVICE_MIGRATIONS / "0001_initial_schema.sql"
+HISTORY_START = 1767225600  # 2026-01-01T00:00:00Z: a fixed start keeps the seeded data reproducible
+HISTORY_SECONDS = 90 * 86400
+CHUNK_ORDERS = 20_000
+FREE_GIFT_PRODUCT_ID = 1
+FREE_GIFT_EVERY = 37
+PAID_SHARE = 0.70
+CANCELLED_SHARE = 0.05
+LOADED_TABLES = ("orders", "order_items", "transactions", "events")
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    orders: int
+    users: int
+    products: int
+    seed: int
+    schema: int  # 1: v1 columns; 2 or more: v2 columns (full_name, currency, line_total_cents)
+
+
+def plan_seed(orders: int, seed: int, schema: int) -> SeedPlan:
+    """How many users and products go with `orders` orders."""
+    if orders < 1:
+        raise UsageError(f"--orders must be at least 1, got {orders}")
+    return SeedPlan(orders=orders, users=max(10, orders // 10), products=max(20, min(5000, orders // 200)),
+                    seed=seed, schema=schema)
+
+
+def _timestamp_text(epoch: int, cache: dict[int, str]) -> str:
+    """ISO text of a UTC epoch second; the minute prefix is formatted once per minute."""
+    minute, second = divmod(epoch, 60)
+    prefix = cache.get(minute)
+    if prefix is None:
+        prefix = time.strftime("%Y-%m-%d %H:%M:", time.gmtime(minute * 60))
+        cache[minute] = prefix
+    return f"{prefix}{second:02d}+00"
+
+
+def _product_prices(plan: SeedPlan) -> list[int]:
+    rng = random.Random(plan.seed * 7919 + 1)
+    # Index 0 unused; product 1 is the free gift (price 0, allowed by the schema's price_cents >= 0).
+    return [0, 0] + [rng.randrange(99, 25_000) for _ in range(plan.products - 1)]
+
+
+def _user_rows(plan: SeedPlan) -> bytes:
+    created = _timestamp_text(HISTORY_START, {})
+    return "".join(
+        f"{n}\tuser{n}@shop.example\tCustomer {n}\t{created}\n" for n in range(1, plan.users + 1)
+    ).encode()
+
+
+def _product_rows(plan: SeedPlan, prices: list[int]) -> bytes:
+    rng = random.Random(plan.seed * 7919 + 2)
+    lines = [f"{FREE_GIFT_PRODUCT_ID}\tGIFT-0001\tFree gift\t0\t{10 * plan.orders + 1000}\n"]
+    lines += [
+        f"{n}\tSKU-{n:06d}\tProduct {n}\t{prices[n]}\t{rng.randrange(5_000, 50_000)}\n"
+        for n in range(2, plan.products + 1)
+    ]
+    return "".join(lines).encode()
+
+
+def _generate(plan: SeedPlan, prices: list[int], emit: Callable[[dict[str, bytes]], None]) -> dict[str, int]:
+    """Generate orders, items, transactions and events in chunks; returns the row counts."""
+    rng = random.Random(plan.seed)
+    rand = rng.random
+    getrandbits = rng.getrandbits
+    v2 = plan.schema >= 2
+    step = HISTORY_SECONDS / plan.orders
+    promotion_start = plan.orders // 2
+    cache: dict[int, str] = {}
+    counts = dict.fromkeys(LOADED_TABLES, 0)
+    event_id = 0
+    users, products = plan.users, plan.products - 1
+    for chunk_start in range(0, plan.orders, CHUNK_ORDERS):
+        orders: list[str] = []
+        items: list[str] = []
+        payments: list[str] = []
+        events: list[str] = []
+        for i in range(chunk_start, min(plan.orders, chunk_start + CHUNK_ORDERS)):
+            order_id = f"{getrandbits(128):032x}"
+            at = _timestamp_text(HISTORY_START + int(i * step), cache)
+            user_id = 1 + int(rand() * users)
+            n_lines = 1 + int(rand() * 4)
+            total = 0
+            for line_no in range(1, n_lines + 1):
+                product_id = 2 + int(rand() * products)
+                quantity = 1 + int(rand() * 3)
+                price = prices[product_id]
+                line_total = quantity * price
+                total += line_total
+                items.append(f"{order_id}\t{line_no}\t{product_id}\t{quantity}\t{price}\t{line_total}\n" if v2
+                             else f"{order_id}\t{line_no}\t{product_id}\t{quantity}\t{price}\n")
+            if i >= promotion_start and (i % FREE_GIFT_EVERY == 0 or i == plan.orders - 1):
+                line_no = n_lines + 1
+                items.append(f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\t0\n" if v2
+                             else f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\n")
+                n_lines += 1
+            draw = rand()
+            status = ("paid" if draw < PAID_SHARE
+                      else "cancelled" if draw < PAID_SHARE + CANCELLED_SHARE else "placed")
+            orders.append(f"{order_id}\t{user_id}\t{status}\t{total}\t{at}\t{at}\tEUR\n" if v2
+                          else f"{order_id}\t{user_id}\t{status}\t{total}\t{at}\t{at}\n")
+            event_id += 1
+            events.append(f'{event_id}\t{at}\torder.placed\t{order_id}\t'
+                          f'{{"lines": {n_lines}, "total_cents": {total}, "user_id": {user_id}}}\n')
+            if status == "paid":
+                payments.append(f"{getrandbits(128):032x}\t{order_id}\t{total}\tcaptured\t{at}\n")
+                event_id += 1
+                events.append(f'{event_id}\t{at}\torder.paid\t{order_id}\t{{"amount_cents": {total}}}\n')
+        counts["orders"] += len(orders)
+        counts["order_items"] += len(items)
+        counts["transactions"] += len(payments)
+        counts["events"] += len(events)
+        emit({"orders": "".join(orders).encode(), "order_items": "".join(items).encode(),
+              "transactions": "".join(payments).encode(), "events": "".join(events).encode()})
+    return counts
+
+
+def _copy_statements(schema: int) -> dict[str, str]:
+    v2 = schema >= 2
+    return {
+        "users": f"COPY users (id, email, {'full_name' if v2 else 'name'}, created_at) FROM STDIN",
+        "products": "COPY products (id, sku, name, price_cents, stock) FROM STDIN",
+        "orders": "COPY orders (id, user_id, status, total_cents, created_at, updated_at"
+                  + (", currency" if v2 else "") + ") FROM STDIN",
+        "order_items": "COPY order_items (order_id, line_no, product_id, quantity, unit_price_cents"
+                       + (", line_total_cents" if v2 else "") + ") FROM STDIN",
+        "transactions": "COPY transactions (id, order_id, amount_cents, status, created_at) FROM STDIN",
+        "events": "COPY events (id, at, kind, subject, payload) FROM STDIN",
+    }
+
+
+def _ensure_schema(conn: psycopg.Connection) -> int:
+    """The database's schema version; an empty database first gets the v1 schema (migration 0001)."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+        if conn.execute("SELECT to_regclass('orders')").fetchone() != (None,):
+            raise PreconditionFailed("the database has an orders table but no schema_migrations; "
+                                     "seed a database created by the service's migrations")
+        conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"))  # type: ignore[call-overload]
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'initial_schema')")
+        conn.commit()
+    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _foreign_keys(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(table, constraint name, definition) of every foreign key on the loaded tables."""
+    rows = conn.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) ORDER BY conname",
+        (list(LOADED_TABLES),),
+    ).fetchall()
+    return [(str(t), str(n), str(d)) for t, n, d in rows]
+
+
+def _restore_foreign_keys(conn: psycopg.Connection, keys: list[tuple[str, str, str]]) -> None:
+    present = {name for _, name, _ in _foreign_keys(conn)}
+    for table, name, definition in keys:
+        if name not in present:
+            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')  # type: ignore[call-overload]
+    conn.commit()
+
+
+class _Stream(threading.Thread):
+    """One COPY into one table over its own connection, fed chunks through a queue; commits on request."""
+
+    def __init__(self, conninfo: str, statement: str) -> None:
+        super().__init__(daemon=True)
+        self.conn = psycopg.connect(conninfo)
+        self.statement = statement
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self.conn.cursor() as cur, cur.copy(self.statement) as copy:  # type: ignore[arg-type]
+                while (chunk := self.chunks.get()) is not None:
+                    if chunk:
+                        copy.write(chunk)
+        except BaseException as exc:  # reported by the seeder after the join
+            self.error = exc
+            while self.chunks.get() is not None:  # drain so the producer never blocks
+                pass
+
+
+def seed_lab_data(conninfo: str, *, orders: int, seed: int = 7) -> dict[str, int]:
+    """Load a consistent order history of `orders` orders into an empty order database.
+
+    Returns row counts per table. Refuses (PreconditionFailed) when the database already has orders.
+    """
+    with psycopg.connect(conninfo) as conn:
+        schema = _ensure_schema(conn)
+        plan = plan_seed(orders, seed, schema)
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM orders)").fetchone() != (False,) or \
+                conn.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone() != (False,):
+            raise PreconditionFailed("the order database already has users or orders; seed an empty one "
+                                     "(recreate the lab or restore an empty database)")
+        statements = _copy_statements(schema)
+        prices = _product_prices(plan)
+        keys = _foreign_keys(conn)
+        for table, name, _ in keys:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')  # type: ignore[call-overload]
+        conn.commit()
+        try:
+            # Users and products stay uncommitted until every history stream has loaded.
+            with conn.cursor() as cur:
+                with cur.copy(statements["users"]) as copy:  # type: ignore[arg-type]
+                    copy.write(_user_rows(plan))
+                with cur.copy(statements["products"]) as copy:  # type: ignore[arg-type]
+                    copy.write(_product_rows(plan, prices))
+            counts = _load_history(conninfo, plan, prices, statements, commit_first=conn.commit)
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            _restore_foreign_keys(conn, keys)
+        for table in ("users", "products", "events"):
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # type: ignore[call-overload]
+            )
+        conn.commit()
+        conn.execute("ANALYZE")
+        return {"users": plan.users, "products": plan.products, **counts}
+
+
+def _load_history(conninfo: str, plan: SeedPlan, prices: list[int], statements: dict[str, str], *,
+                  commit_first: Callable[[], None]) -> dict[str, int]:
+    streams = {table: _Stream(conninfo, statements[table]) for table in LOADED_TABLES}
+    try:
+        for stream in streams.values():
+            stream.start()
+
+        def emit(chunks: dict[str, bytes]) -> None:
+            for table, data in chunks.items():
+                streams[table].chunks.put(data)
+
+        try:
+            counts = _generate(plan, prices, emit)
+        finally:
+            for stream in streams.values():
+                stream.chunks.put(None)
+            for stream in streams.values():
+                stream.join()
+        failed = [(t, s.error) for t, s in streams.items() if s.error is not None]
+        if failed:
+            table, error = failed[0]
+            raise ExternalFailure(f"seeding {table} failed: {type(error).__name__}: "
+                                  f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+        commit_first()
+        for stream in streams.values():
+            stream.conn.commit()
+        return counts
+    finally:
+        for stream in streams.values():
+            stream.conn.close()

