@@ -1,0 +1,1 @@
+"""The single-machine lab: moto server, PostgreSQL primary + standby, sshd hosts, front door, seeding."""

@@ -1,0 +1,316 @@
+"""`lab up`: build the lab, or complete a partly running one.
+
+Independent parts start concurrently (moto + AWS resources, PostgreSQL primary + standby, the two sshds);
+then the inventory and target are written, the front door starts, release v1 is deployed through the
+deploy playbook and the database is seeded. Every process is recorded in lab.json as soon as it runs;
+if anything fails, what this run started is stopped again and one line names what failed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from recovery.drivers import db
+from recovery.errors import EnvironmentProblem, RecoveryError, UsageError
+from recovery.lab import aws, postgres, render, service, sshd
+from recovery.lab.pgbin import resolve_pg_bin, server_version
+from recovery.lab.plan import DB_OWNER, DB_SUPERUSER, FRONT_DOOR_ADDRESS, SHOP_RECORD, LabPlan, plan_lab
+from recovery.lab.processes import (
+    LabUser,
+    can_traverse,
+    give_to,
+    is_alive,
+    lab_user,
+    port_free,
+    spawn_daemon,
+    start_ticks,
+    wait_port,
+)
+from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
+from recovery.lab.teardown import stop_records
+from recovery.targets.load import write_target
+
+DEFAULT_ORDERS = 10_000
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    lab_dir: Path
+    base_port: int
+    orders: int = DEFAULT_ORDERS
+    pg_bin: Path | None = None
+    deploy: bool = True
+
+
+@dataclass
+class UpReport:
+    lab_dir: Path
+    started: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)
+    seeded: dict[str, int] | None = None
+    release: str | None = None
+
+
+class _Recorder:
+    """Writes lab.json after every started process; remembers what this run started (to undo it)."""
+
+    def __init__(self, state: LabState, path: Path) -> None:
+        self.state, self.path = state, path
+        self.started: list[ProcessRecord] = []
+        self._lock = threading.Lock()
+
+    def add(self, record: ProcessRecord) -> None:
+        with self._lock:
+            self.state = self.state.with_process(record)
+            self.started.append(record)
+            write_state(self.state, self.path)
+
+    def update(self, **changes: object) -> None:
+        with self._lock:
+            self.state = self.state.model_copy(update=changes)
+            write_state(self.state, self.path)
+
+
+def _alive(state: LabState, name: str) -> bool:
+    record = state.process(name)
+    return record is not None and is_alive(record.pid, record.start_ticks)
+
+
+def up(options: UpOptions) -> UpReport:
+    plan = plan_lab(options.lab_dir, options.base_port)
+    if options.orders < 0:
+        raise UsageError(
+            f"--orders {options.orders} is negative; give a number of orders (0 to skip seeding)"
+        )
+    user = lab_user()
+    sshd.sshd_binary()
+    _prepare_lab_dir(user, plan)
+    previous = read_state(plan.state_file)
+    if previous is not None and previous.base_port != plan.base_port:
+        raise UsageError(
+            f"the lab at {plan.lab_dir} uses base port {previous.base_port}; run `recovery lab down` first "
+            f"or use --base-port {previous.base_port}"
+        )
+    pg_bin = resolve_pg_bin(user, options.pg_bin)
+    state = previous or LabState(lab_dir=plan.lab_dir, base_port=plan.base_port, run_as=user.name)
+    state = state.model_copy(update={"pg_bin": pg_bin, "pg_version": server_version(pg_bin)})
+    report = UpReport(lab_dir=plan.lab_dir)
+    missing = [n for n in _process_names(plan) if not _alive(state, n)]
+    report.already_running = [n for n in _process_names(plan) if n not in missing]
+    _check_ports(plan, missing, state)
+    recorder = _Recorder(
+        state.model_copy(update={"processes": tuple(p for p in state.processes if _alive(state, p.name))}),
+        plan.state_file,
+    )
+    write_state(recorder.state, plan.state_file)
+    try:
+        _build(user, plan, pg_bin, options, recorder, missing, report)
+    except BaseException:
+        stop_records(user, recorder.started, pg_bin)
+        recorder.state = recorder.state.model_copy(
+            update={"processes": tuple(p for p in recorder.state.processes if p not in recorder.started)}
+        )
+        write_state(recorder.state, plan.state_file)
+        raise
+    report.started = [r.name for r in recorder.started]
+    return report
+
+
+def _process_names(plan: LabPlan) -> list[str]:
+    names = ["moto"]
+    for s in plan.sites:
+        names += [f"postgres-{s.site}", f"sshd-{s.site}"]
+    return [*names, "frontdoor"]
+
+
+def _prepare_lab_dir(user: LabUser, plan: LabPlan) -> None:
+    plan.lab_dir.mkdir(parents=True, exist_ok=True)
+    plan.lab_dir.chmod(0o755)
+    if not can_traverse(user, plan.lab_dir):
+        raise EnvironmentProblem(
+            f"the lab user {user.name} cannot reach {plan.lab_dir}; choose a --lab-dir under a directory it "
+            "can traverse (e.g. /var/tmp) or make the parents searchable (chmod o+x)"
+        )
+    for folder in (
+        plan.state_dir,
+        plan.artifacts_dir,
+        plan.moto_dir,
+        plan.front_door_dir,
+        plan.inventory_dir,
+        plan.lab_dir / "hosts",
+        plan.lab_dir / "pg",
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+    for s in plan.sites:
+        s.app_dir.mkdir(parents=True, exist_ok=True)
+        give_to(user, s.host_dir, s.app_dir)
+
+
+def _check_ports(plan: LabPlan, missing: list[str], state: LabState) -> None:
+    wanted = {
+        "front door": "frontdoor",
+        "moto server": "moto",
+        "primary sshd": "sshd-primary",
+        "standby sshd": "sshd-standby",
+        "primary PostgreSQL": "postgres-primary",
+        "standby PostgreSQL": "postgres-standby",
+    }
+    for part, address, port in plan.listeners():
+        name = wanted.get(part)
+        if name is None:  # the order service: busy is fine when it is our own deployed service
+            if state.release is not None:
+                continue
+        elif name not in missing:
+            continue
+        if not port_free(address, port):
+            raise EnvironmentProblem(
+                f"port {address}:{port} ({part}) is in use; "
+                "stop what listens there or pick another --base-port"
+            )
+
+
+def _passwords(user: LabUser, plan: LabPlan) -> dict[str, str]:
+    if plan.pgpass.is_file():
+        found = render.parse_pgpass(plan.pgpass.read_text())
+        if DB_SUPERUSER in found and DB_OWNER in found:
+            return found
+    passwords = {DB_SUPERUSER: secrets.token_urlsafe(24), DB_OWNER: secrets.token_urlsafe(24)}
+    postgres.write_pgpass(user, plan, passwords)
+    return passwords
+
+
+def _ignore(_: object) -> None:
+    """Adapts a call whose result is not needed to `_timed`."""
+
+
+def _timed(report: UpReport, name: str, fn: Callable[[], None]) -> None:
+    started = time.monotonic()
+    fn()
+    report.steps[name] = round(time.monotonic() - started, 3)
+
+
+def _build(
+    user: LabUser,
+    plan: LabPlan,
+    pg_bin: Path,
+    options: UpOptions,
+    recorder: _Recorder,
+    missing: list[str],
+    report: UpReport,
+) -> None:
+    passwords = _passwords(user, plan)
+    aws_ids: dict[str, str] = {}
+
+    def moto_part() -> None:
+        if "moto" in missing:
+            recorder.add(aws.start_moto(plan))
+        aws_ids.update(aws.provision(plan))
+
+    def postgres_part() -> None:
+        if "postgres-primary" in missing:
+            postgres.init_primary(user, plan, pg_bin, passwords[DB_SUPERUSER])
+            recorder.add(postgres.start(user, plan, plan.primary, pg_bin))
+        postgres.create_roles(plan, pg_bin, passwords[DB_OWNER])
+        if "postgres-standby" in missing:
+            postgres.make_standby(user, plan, pg_bin)
+            recorder.add(postgres.start(user, plan, plan.standby, pg_bin))
+
+    def sshd_part() -> None:
+        sshd.prepare_keys(user, plan)
+        for s in plan.sites:
+            if f"sshd-{s.site}" in missing:
+                recorder.add(sshd.start(user, s))
+
+    parts = {"moto+aws": moto_part, "postgres": postgres_part, "sshd": sshd_part}
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        futures = {name: pool.submit(_timed, report, name, fn) for name, fn in parts.items()}
+    errors = [f.exception() for f in futures.values() if f.exception() is not None]
+    if errors:
+        first = next((e for e in errors if isinstance(e, RecoveryError)), errors[0])
+        raise first  # type: ignore[misc]
+    recorder.update(aws=aws_ids)
+    _timed(report, "inventory+target", lambda: _write_descriptions(user, plan, pg_bin, aws_ids))
+    if "frontdoor" in missing:
+        _timed(report, "frontdoor", lambda: recorder.add(_start_front_door(plan, aws_ids)))
+    if options.deploy:
+        _deploy_and_seed(plan, pg_bin, options, recorder, report)
+
+
+def _deploy_and_seed(
+    plan: LabPlan, pg_bin: Path, options: UpOptions, recorder: _Recorder, report: UpReport
+) -> None:
+    state = recorder.state
+    healthy = all(service.health(s.address, s.service_port).healthy for s in plan.sites)
+    if state.release is None or not healthy:
+        release = state.release or service.FIRST_RELEASE
+        _timed(report, f"deploy {release}", lambda: _ignore(service.deploy(plan, release)))
+        recorder.update(release=release)
+    report.release = recorder.state.release
+    for s in plan.sites:
+        record = service.service_record(s)
+        if record is not None and not _alive(recorder.state, record.name):
+            recorder.add(record)
+    if recorder.state.seeded_orders is None and options.orders > 0:
+        primary = postgres.database(plan, plan.primary, pg_bin)
+        conninfo = db.conninfo(primary, user=DB_OWNER)
+        started = time.monotonic()
+        report.seeded = service.seed(conninfo, options.orders)
+        report.steps["seed"] = round(time.monotonic() - started, 3)
+        recorder.update(seeded_orders=options.orders)
+
+
+def _write_descriptions(user: LabUser, plan: LabPlan, pg_bin: Path, aws_ids: dict[str, str]) -> None:
+    inventory = render.inventory(plan, ssh_user=user.name)
+    plan.inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    if service.GROUP_VARS.is_dir():
+        shutil.copytree(service.GROUP_VARS, plan.inventory_dir / "group_vars", dirs_exist_ok=True)
+    target = render.target(
+        plan,
+        ssh_user=user.name,
+        pg_bin=pg_bin,
+        hosted_zone_id=aws_ids["hosted_zone_id"],
+        kms_key_id=aws_ids["kms_key_arn"],
+        intake_queue_url=aws_ids["intake_queue_url"],
+        team_topic_arn=aws_ids["team_topic_arn"],
+        customer_topic_arn=aws_ids["customer_topic_arn"],
+    )
+    write_target(target, plan.target_file)
+    plan.state_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _start_front_door(plan: LabPlan, aws_ids: dict[str, str]) -> ProcessRecord:
+    argv = [
+        sys.executable,
+        "-m",
+        "recovery.lab.frontdoor",
+        "--listen-address",
+        FRONT_DOOR_ADDRESS,
+        "--listen-port",
+        str(plan.front_door_port),
+        "--endpoint",
+        plan.moto_url,
+        "--zone-id",
+        aws_ids["hosted_zone_id"],
+        "--record",
+        SHOP_RECORD,
+        "--service-port",
+        str(plan.primary.service_port),
+        "--state-file",
+        str(plan.front_door_dir / "backend.json"),
+    ]
+    pid = spawn_daemon(argv, log=plan.front_door_dir / "frontdoor.log", cwd=plan.front_door_dir)
+    wait_port(FRONT_DOOR_ADDRESS, plan.front_door_port, timeout=15, pid=pid, what="front door")
+    return ProcessRecord(
+        name="frontdoor", kind="frontdoor", pid=pid, start_ticks=start_ticks(pid), pidfile=None
+    )

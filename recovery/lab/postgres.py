@@ -1,0 +1,227 @@
+"""The lab's PostgreSQL: a primary and a streaming standby, run by the lab user from `pg_bin`.
+
+The primary is made with initdb (scram passwords for TCP, peer on the lab's own socket directory), the
+standby with `pg_basebackup -R -X stream -c fast` over a replication slot; both then get their own
+address and port. Passwords reach the server only through a temporary pwfile and SQL over TCP; they
+are stored only in the pgpass file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from psycopg import sql
+
+from recovery.drivers import db
+from recovery.errors import EnvironmentProblem
+from recovery.lab import render
+from recovery.lab.plan import DB_NAME, DB_OWNER, DB_SUPERUSER, LabPlan, SitePlan
+from recovery.lab.processes import LabUser, give_to, run_as, start_ticks, stop_pid, wait_gone
+from recovery.lab.state import ProcessRecord
+from recovery.targets.model import Database
+
+SETTINGS_FILE = "lab.conf"
+STANDBY_SLOT = "standby_slot"
+
+
+def database(plan: LabPlan, site: SitePlan, pg_bin: Path) -> Database:
+    return Database(
+        address=site.address,
+        port=site.pg_port,
+        name=DB_NAME,
+        user=DB_SUPERUSER,
+        passfile=plan.pgpass,
+        bin_dir=pg_bin,
+        data_dir=site.pg_data,
+    )
+
+
+def _prepare_dirs(user: LabUser, site: SitePlan) -> None:
+    for path in (site.pg_dir, site.pg_socket_dir):
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o700)
+        give_to(user, path)
+
+
+def _write_settings(user: LabUser, site: SitePlan) -> None:
+    settings = site.pg_data / SETTINGS_FILE
+    settings.write_text(render.postgres_settings(site))
+    give_to(user, settings)
+    conf = site.pg_data / "postgresql.conf"
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n# the lab's settings (address, port, replication)\n{include}\n")
+
+
+def init_primary(user: LabUser, plan: LabPlan, pg_bin: Path, superuser_password: str) -> None:
+    """initdb the primary's data dir (skipped when it exists)."""
+    site = plan.primary
+    _prepare_dirs(user, site)
+    if (site.pg_data / "PG_VERSION").is_file():
+        return
+    pwfile = site.pg_dir / ".initdb-pw"
+    pwfile.touch(mode=0o600)
+    try:
+        pwfile.write_text(superuser_password + "\n")
+        give_to(user, pwfile)
+        run_as(
+            user,
+            [
+                str(pg_bin / "initdb"),
+                "-D",
+                str(site.pg_data),
+                "-U",
+                DB_SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            cwd=site.pg_dir,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
+    _write_settings(user, site)
+    hba = site.pg_data / "pg_hba.conf"
+    hba.write_text(render.pg_hba())
+    give_to(user, hba)
+
+
+def start(user: LabUser, plan: LabPlan, site: SitePlan, pg_bin: Path) -> ProcessRecord:
+    """Start the server of `site` (pg_ctl waits until it accepts connections)."""
+    run_as(
+        user,
+        [
+            str(pg_bin / "pg_ctl"),
+            "-D",
+            str(site.pg_data),
+            "-l",
+            str(site.pg_log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        cwd=site.pg_dir,
+        env={"PGPASSFILE": str(plan.pgpass)},
+        timeout=90,
+    )
+    pid = postmaster_pid(site.pg_data)
+    if pid is None:
+        raise EnvironmentProblem(
+            f"PostgreSQL ({site.site}) started but left no postmaster.pid; see {site.pg_log}"
+        )
+    return ProcessRecord(
+        name=f"postgres-{site.site}",
+        kind="postgres",
+        pid=pid,
+        start_ticks=start_ticks(pid),
+        pidfile=site.pg_data / "postmaster.pid",
+        data_dir=site.pg_data,
+    )
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        first = (data_dir / "postmaster.pid").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(first) if first.strip().isdigit() else None
+
+
+def create_roles(plan: LabPlan, pg_bin: Path, owner_password: str) -> None:
+    """Role `orders` and database `orders` owned by it (idempotent), over TCP as postgres."""
+    primary = database(plan, plan.primary, pg_bin)
+    with db.connect(primary, dbname="postgres") as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_OWNER,)).fetchone()
+        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+        conn.execute(
+            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                verb, sql.Identifier(DB_OWNER), sql.Literal(owner_password)
+            )
+        )
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(DB_NAME), sql.Identifier(DB_OWNER)
+                )
+            )
+        slot = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (STANDBY_SLOT,))
+        if slot.fetchone() is None:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (STANDBY_SLOT,))
+
+
+def make_standby(user: LabUser, plan: LabPlan, pg_bin: Path) -> None:
+    """pg_basebackup the primary into the standby's data dir (skipped when it exists)."""
+    site = plan.standby
+    _prepare_dirs(user, site)
+    if (site.pg_data / "PG_VERSION").is_file():
+        return
+    run_as(
+        user,
+        [
+            str(pg_bin / "pg_basebackup"),
+            "-h",
+            plan.primary.address,
+            "-p",
+            str(plan.primary.pg_port),
+            "-U",
+            DB_SUPERUSER,
+            "-D",
+            str(site.pg_data),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-S",
+            STANDBY_SLOT,
+            "--no-sync",
+        ],
+        cwd=site.pg_dir,
+        env={"PGPASSFILE": str(plan.pgpass)},
+        timeout=600,
+    )
+    _write_settings(user, site)
+
+
+def stop(user: LabUser, record: ProcessRecord, pg_bin: Path | None) -> bool:
+    """pg_ctl stop -m fast; falls back to signals by pid. True when the postmaster is gone."""
+    if record.data_dir is not None and pg_bin is not None and (pg_bin / "pg_ctl").is_file():
+        with contextlib.suppress(EnvironmentProblem):
+            if start_ticks(record.pid) is not None and record.data_dir.is_dir():
+                run_as(
+                    user,
+                    [
+                        str(pg_bin / "pg_ctl"),
+                        "-D",
+                        str(record.data_dir),
+                        "stop",
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-t",
+                        "30",
+                    ],
+                    cwd=record.data_dir.parent,
+                    timeout=45,
+                )
+        if wait_gone(record.pid, record.start_ticks, 2):
+            return True
+    return stop_pid(record.pid, record.start_ticks)
+
+
+def write_pgpass(user: LabUser, plan: LabPlan, passwords: dict[str, str]) -> None:
+    path = plan.pgpass
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(render.pgpass(plan, passwords))
+    give_to(user, tmp)
+    tmp.replace(path)

@@ -1,0 +1,225 @@
+"""Pure renderers: the text and documents the lab writes (sshd config, PostgreSQL settings, pg_hba,
+pgpass, known_hosts, the Ansible inventory and the target description)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recovery.lab.plan import (
+    DB_NAME,
+    DB_OWNER,
+    DB_SUPERUSER,
+    LOCAL_BUCKET,
+    PRIMARY_REGION,
+    REMOTE_BUCKET,
+    SHOP_RECORD,
+    STANDBY_REGION,
+    LabPlan,
+    SitePlan,
+)
+from recovery.targets.model import (
+    AwsEndpoint,
+    BackupStore,
+    BackupStores,
+    Database,
+    Host,
+    KeySource,
+    Site,
+    Target,
+    Traffic,
+)
+
+
+def sshd_config(site: SitePlan) -> str:
+    d = site.sshd_dir
+    # StrictModes no: lab dirs may sit under /tmp with permissions sshd's strict checks reject.
+    # UsePAM no and no PTYs: a non-root sshd can do neither.
+    return "\n".join(
+        [
+            f"ListenAddress {site.address}",
+            f"Port {site.ssh_port}",
+            f"HostKey {d / 'host_ed25519'}",
+            f"PidFile {d / 'sshd.pid'}",
+            f"AuthorizedKeysFile {d / 'authorized_keys'}",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "UsePAM no",
+            "StrictModes no",
+            "PermitTTY no",
+            "X11Forwarding no",
+            "PrintMotd no",
+            "Subsystem sftp internal-sftp",
+            "MaxStartups 50:30:100",
+            "MaxSessions 50",
+            "LogLevel INFO",
+            "",
+        ]
+    )
+
+
+def postgres_settings(site: SitePlan) -> str:
+    """Settings of one site's server; the same file serves the primary and, rewritten, the standby."""
+    return "\n".join(
+        [
+            f"listen_addresses = '{site.address}'",
+            f"port = {site.pg_port}",
+            f"unix_socket_directories = '{site.pg_socket_dir}'",
+            # The standby's walreceiver reports cluster_name as its application_name on the primary.
+            f"cluster_name = '{site.site}'",
+            "wal_level = replica",
+            "max_wal_senders = 10",
+            "max_replication_slots = 10",
+            "hot_standby = on",
+            "hot_standby_feedback = on",
+            "wal_keep_size = '64MB'",
+            "shared_buffers = '64MB'",
+            "max_connections = 60",
+            "password_encryption = 'scram-sha-256'",
+            "logging_collector = off",
+            "log_statement = 'none'",
+            "",
+        ]
+    )
+
+
+def pg_hba() -> str:
+    return "\n".join(
+        [
+            "# local socket: only the lab user (peer); TCP: loopback with scram passwords",
+            "local   all             all                         peer",
+            "local   replication     all                         peer",
+            "host    all             all         127.0.0.0/8     scram-sha-256",
+            "host    replication     all         127.0.0.0/8     scram-sha-256",
+            "",
+        ]
+    )
+
+
+def pgpass(plan: LabPlan, passwords: dict[str, str]) -> str:
+    """One line per (site, role) for the orders database and for replication (`*`)."""
+    lines = []
+    for s in plan.sites:
+        for role in (DB_SUPERUSER, DB_OWNER):
+            lines.append(f"{s.address}:{s.pg_port}:*:{role}:{_escape(passwords[role])}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def parse_pgpass(text: str) -> dict[str, str]:
+    """Role -> password from a pgpass file the lab wrote (the inverse of `pgpass`)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        fields, current, escaped = [], "", False
+        for ch in line:
+            if escaped:
+                current += ch
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == ":":
+                fields.append(current)
+                current = ""
+            else:
+                current += ch
+        fields.append(current)
+        if len(fields) == 5:
+            found.setdefault(fields[3], fields[4])
+    return found
+
+
+def known_hosts_line(site: SitePlan, host_public_key: str) -> str:
+    key_type, key_body = host_public_key.split()[:2]
+    return f"[{site.address}]:{site.ssh_port} {key_type} {key_body}"
+
+
+def inventory(plan: LabPlan, *, ssh_user: str) -> dict[str, Any]:
+    """docs/architecture.md, "Ansible contract": groups app > primary/standby, one host each."""
+
+    def host_vars(s: SitePlan) -> dict[str, Any]:
+        return {
+            "ansible_host": s.address,
+            "ansible_port": s.ssh_port,
+            "ansible_user": ssh_user,
+            "ansible_ssh_private_key_file": str(plan.ssh_key),
+            # Host keys are checked against the lab's own known_hosts, never trusted blindly.
+            "ansible_ssh_extra_args": (
+                f"-o UserKnownHostsFile={plan.known_hosts} -o StrictHostKeyChecking=yes"
+            ),
+            "order_site": s.site,
+            "order_service_base_dir": str(s.app_dir),
+            "order_service_listen": s.address,
+            "order_service_port": s.service_port,
+            "order_db_host": s.address,
+            "order_db_port": s.pg_port,
+            "order_db_name": DB_NAME,
+            "order_db_user": DB_OWNER,
+            "order_db_passfile": str(plan.pgpass),
+        }
+
+    return {
+        "all": {
+            "children": {
+                "app": {"children": {s.site: {"hosts": {s.host_name: host_vars(s)}} for s in plan.sites}}
+            }
+        }
+    }
+
+
+def target(
+    plan: LabPlan,
+    *,
+    ssh_user: str,
+    pg_bin: Path,
+    hosted_zone_id: str,
+    kms_key_id: str,
+    intake_queue_url: str,
+    team_topic_arn: str,
+    customer_topic_arn: str,
+) -> Target:
+    def site(s: SitePlan, region: str) -> Site:
+        host = Host(
+            name=s.host_name,
+            address=s.address,
+            ssh_port=s.ssh_port,
+            ssh_user=ssh_user,
+            ssh_key=plan.ssh_key,
+            known_hosts=plan.known_hosts,
+            base_dir=s.app_dir,
+            service_port=s.service_port,
+        )
+        database = Database(
+            address=s.address,
+            port=s.pg_port,
+            name=DB_NAME,
+            user=DB_SUPERUSER,
+            passfile=plan.pgpass,
+            bin_dir=pg_bin,
+            data_dir=s.pg_data,
+        )
+        return Site(name=s.site, region=region, hosts=(host,), database=database)
+
+    return Target(
+        name="lab",
+        kind="lab",
+        state_dir=plan.state_dir,
+        inventory=plan.inventory_file,
+        aws=AwsEndpoint(endpoint_url=plan.moto_url),
+        primary=site(plan.primary, PRIMARY_REGION),
+        standby=site(plan.standby, STANDBY_REGION),
+        backup=BackupStores(
+            local=BackupStore(bucket=LOCAL_BUCKET, region=PRIMARY_REGION),
+            remote=BackupStore(bucket=REMOTE_BUCKET, region=STANDBY_REGION),
+        ),
+        keys=KeySource(kind="kms", kms_key_id=kms_key_id, region=PRIMARY_REGION),
+        traffic=Traffic(
+            hosted_zone_id=hosted_zone_id, record_name=SHOP_RECORD, front_door_url=plan.front_door_url
+        ),
+        intake_queue_url=intake_queue_url,
+        team_topic_arn=team_topic_arn,
+        customer_topic_arn=customer_topic_arn,
+    )

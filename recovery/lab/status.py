@@ -1,0 +1,260 @@
+"""`lab status`: observe every part of the lab (I/O), then judge the snapshot (pure).
+
+Parts: moto (reachable), each database (role, replication lag, reachable), each host (SSH through
+Fabric), the service on each host (version and /health), the active site (where the PRIMARY failover
+record points) and the front door (reachable, backend).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from recovery.drivers import db, remote
+from recovery.errors import RecoveryError, TargetNotFound
+from recovery.lab import aws, service
+from recovery.lab.plan import LabPlan, plan_lab
+from recovery.lab.processes import port_open
+from recovery.lab.state import read_state
+from recovery.targets.load import load_target
+from recovery.targets.model import Database, Host, SiteName, Target
+
+
+@dataclass(frozen=True)
+class MotoStatus:
+    url: str
+    reachable: bool
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    site: SiteName
+    address: str
+    port: int
+    reachable: bool
+    role: str | None
+    expected_role: str
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    streaming: bool | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    site: SiteName
+    address: str
+    ssh_port: int
+    ssh_reachable: bool
+    service_reachable: bool
+    service_healthy: bool
+    service_version: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FrontDoorStatus:
+    url: str
+    reachable: bool
+    backend: str | None
+    backend_site: SiteName | None
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    lab_dir: str
+    release: str | None
+    moto: MotoStatus
+    databases: tuple[DatabaseStatus, ...]
+    hosts: tuple[HostStatus, ...]
+    active_site: SiteName | None
+    records: dict[str, str]
+    front_door: FrontDoorStatus
+    replication_lag_max_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["problems"] = problems(self)
+        doc["healthy"] = not doc["problems"]
+        return doc
+
+
+def problems(status: LabStatus) -> list[str]:
+    """Every reason the lab is not healthy, one sentence each (empty: healthy)."""
+    found: list[str] = []
+    if not status.moto.reachable:
+        found.append(f"moto server at {status.moto.url} is not reachable")
+    for d in status.databases:
+        if not d.reachable:
+            found.append(f"{d.site} database at {d.address}:{d.port} is not reachable")
+            continue
+        if d.role != d.expected_role:
+            found.append(f"{d.site} database is {d.role}, expected {d.expected_role}")
+        if d.expected_role == "standby":
+            if not d.streaming:
+                found.append(f"{d.site} database is not streaming from the primary")
+            if d.lag_seconds is not None and d.lag_seconds > status.replication_lag_max_seconds:
+                found.append(
+                    f"{d.site} database lags {d.lag_seconds:.1f} s "
+                    f"(limit {status.replication_lag_max_seconds:.0f} s)"
+                )
+    for h in status.hosts:
+        if not h.ssh_reachable:
+            found.append(f"host {h.name} is not reachable over SSH")
+        if not h.service_reachable:
+            found.append(f"order service on {h.name} is not reachable")
+        elif not h.service_healthy:
+            found.append(f"order service on {h.name} reports unhealthy")
+    if status.active_site is None:
+        found.append("the PRIMARY failover record points at no lab host")
+    if not status.front_door.reachable:
+        found.append(f"front door at {status.front_door.url} is not reachable")
+    elif status.front_door.backend_site != status.active_site:
+        found.append(f"front door forwards to {status.front_door.backend}, not to the active site")
+    return found
+
+
+def _site_of(plan: LabPlan, address: str | None) -> SiteName | None:
+    return next((s.site for s in plan.sites if s.address == address), None)
+
+
+def _observe_databases(target: Target) -> tuple[DatabaseStatus, ...]:
+    primary_db, standby_db = target.primary.database, target.standby.database
+    found: list[DatabaseStatus] = []
+    primary_view: db.ReplicationStatus | None = None
+    sites: tuple[tuple[SiteName, Database], ...] = (("primary", primary_db), ("standby", standby_db))
+    for site, database in sites:
+        try:
+            observed = db.replication_status(database)
+        except RecoveryError as exc:
+            found.append(
+                DatabaseStatus(
+                    site=site,
+                    address=database.address,
+                    port=database.port,
+                    reachable=False,
+                    role=None,
+                    expected_role=site,
+                    error=exc.message,
+                )
+            )
+            continue
+        if site == "primary":
+            primary_view = observed
+            found.append(
+                DatabaseStatus(
+                    site="primary",
+                    address=database.address,
+                    port=database.port,
+                    reachable=True,
+                    role=observed.role,
+                    expected_role="primary",
+                )
+            )
+            continue
+        replica = _replica_of(primary_view)
+        found.append(
+            DatabaseStatus(
+                site="standby",
+                address=database.address,
+                port=database.port,
+                reachable=True,
+                role=observed.role,
+                expected_role="standby",
+                streaming=observed.receiving,
+                lag_bytes=replica.lag_bytes if replica else None,
+                lag_seconds=replica.lag_seconds if replica else observed.replay_delay_seconds,
+            )
+        )
+    return tuple(found)
+
+
+def _replica_of(view: db.ReplicationStatus | None) -> db.ReplicaLag | None:
+    if view is None:
+        return None
+    named = [r for r in view.replicas if r.application_name == "standby"]
+    return named[0] if named else (view.replicas[0] if len(view.replicas) == 1 else None)
+
+
+def _observe_host(host: Host, site: SiteName) -> HostStatus:
+    error = None
+    try:
+        ssh_ok = remote.run(host, "true", timeout=10).ok
+    except RecoveryError as exc:
+        ssh_ok, error = False, exc.message
+    health = service.health(host.address, host.service_port)
+    return HostStatus(
+        name=host.name,
+        site=site,
+        address=host.address,
+        ssh_port=host.ssh_port,
+        ssh_reachable=ssh_ok,
+        service_reachable=health.reachable,
+        service_healthy=health.healthy,
+        service_version=health.version,
+        error=error,
+    )
+
+
+def _observe_records(plan: LabPlan, zone_id: str | None) -> dict[str, str]:
+    if not zone_id:
+        return {}
+    try:
+        return aws.current_records(plan.moto_url, zone_id)
+    except Exception:  # moto down or the zone gone: reported as "no active site"
+        return {}
+
+
+def _observe_front_door(plan: LabPlan) -> FrontDoorStatus:
+    reachable = port_open("127.0.0.1", plan.front_door_port, timeout=2)
+    backend = None
+    state_file = plan.front_door_dir / "backend.json"
+    try:
+        backend = json.loads(state_file.read_text()).get("backend")
+    except (OSError, ValueError):
+        backend = None
+    address = backend.rsplit(":", 1)[0] if backend else None
+    return FrontDoorStatus(
+        url=plan.front_door_url, reachable=reachable, backend=backend, backend_site=_site_of(plan, address)
+    )
+
+
+def _moto_reachable(plan: LabPlan) -> bool:
+    try:
+        with urllib.request.urlopen(f"{plan.moto_url}/moto-api/data.json", timeout=2) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def observe(lab_dir: Path) -> LabStatus:
+    lab_dir = lab_dir.resolve()
+    state = read_state(lab_dir / "lab.json")
+    if state is None or not (lab_dir / "target.yaml").is_file():
+        raise TargetNotFound(f"no lab at {lab_dir}; run `recovery lab up` first (or pass --lab-dir)")
+    plan = plan_lab(lab_dir, state.base_port, allow_reserved=True)
+    target = load_target(lab_dir / "target.yaml")
+    hosts = [(h, site.name) for site in (target.primary, target.standby) for h in site.hosts]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        moto = pool.submit(_moto_reachable, plan)
+        records = pool.submit(_observe_records, plan, state.aws.get("hosted_zone_id"))
+        databases = pool.submit(_observe_databases, target)
+        host_futures = [pool.submit(_observe_host, h, s) for h, s in hosts]
+        door = pool.submit(_observe_front_door, plan)
+    found = records.result()
+    return LabStatus(
+        lab_dir=str(lab_dir),
+        release=state.release,
+        moto=MotoStatus(url=plan.moto_url, reachable=moto.result()),
+        databases=databases.result(),
+        hosts=tuple(f.result() for f in host_futures),
+        active_site=_site_of(plan, found.get("PRIMARY")),
+        records=found,
+        front_door=door.result(),
+        replication_lag_max_seconds=target.objectives.replication_lag_max_seconds,
+    )
