@@ -30,7 +30,7 @@ def limit_seconds(kind: Kind, objectives: Objectives) -> float:
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 120:
+    if seconds < 600:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"

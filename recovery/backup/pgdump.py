@@ -204,6 +204,43 @@ _OBSERVE = (
 )
 
 
+def _observe(
+    conn: psycopg.Connection[Any],
+    kind: DumpKind,
+    domains: tuple[str, ...],
+    tables: tuple[str, ...],
+    what: str,
+) -> tuple[DumpInfo, str]:
+    """Export the snapshot pg_dump will use and record where it stands; returns (info, snapshot id)."""
+    try:
+        row = conn.execute(_OBSERVE).fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        snapshot, position, taken_at, server_version_num, in_recovery, has_migrations = row
+        schema_version = None
+        if has_migrations:
+            version_row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            if version_row is not None and version_row[0] is not None:
+                schema_version = int(version_row[0])
+    except psycopg.Error as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ExternalFailure(
+            f"cannot start the dump of {what}: {lines[0] if lines else type(exc).__name__}; check that "
+            "the role may read the tables",
+            code="backup.dump_failed",
+        ) from None
+    info = DumpInfo(
+        kind=kind,
+        domains=domains,
+        tables=tables,
+        position=str(position),
+        taken_at=taken_at,
+        schema_version=schema_version,
+        server_version_num=int(server_version_num),
+        from_standby=bool(in_recovery),
+    )
+    return info, str(snapshot)
+
+
 @contextmanager
 def _dump(conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...]) -> Iterator[DumpStream]:
     pg_dump = tool_path(bin_dir, "pg_dump")
@@ -213,23 +250,7 @@ def _dump(conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...]
         # The snapshot lives as long as this transaction: it stays open until pg_dump is done.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        row = conn.execute(_OBSERVE).fetchone()
-        assert row is not None  # a SELECT without FROM returns one row
-        snapshot, position, taken_at, server_version_num, in_recovery, has_migrations = row
-        schema_version = None
-        if has_migrations:
-            version_row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            schema_version = None if version_row is None or version_row[0] is None else int(version_row[0])
-        info = DumpInfo(
-            kind=kind,
-            domains=domains,
-            tables=tables,
-            position=str(position),
-            taken_at=taken_at,
-            schema_version=schema_version,
-            server_version_num=int(server_version_num),
-            from_standby=bool(in_recovery),
-        )
+        info, snapshot = _observe(conn, kind, domains, tables, what)
         argv = [
             str(pg_dump),
             f"--dbname={conninfo}",

@@ -53,7 +53,7 @@ _MESSAGE_LIMIT = 160
 
 def client_config(pool_size: int = 10) -> Config:
     return Config(
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         connect_timeout=5,
         read_timeout=60,
         max_pool_connections=pool_size,

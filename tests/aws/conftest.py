@@ -1,0 +1,33 @@
+"""moto in process: AWS without a network port, with credentials that can only reach the mock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from recovery.drivers.aws import AwsDriver
+from recovery.targets.model import BackupStore
+
+LOCAL = BackupStore(bucket="orders-backup-local", region="eu-west-1", prefix="backups/")
+REMOTE = BackupStore(bucket="orders-backup-remote", region="eu-central-1", prefix="backups/")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsDriver]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        driver = AwsDriver()
+        for store in (LOCAL, REMOTE):
+            driver.s3(store.region).create_bucket(
+                Bucket=store.bucket, CreateBucketConfiguration={"LocationConstraint": store.region}
+            )
+        yield driver

@@ -1,0 +1,164 @@
+"""Both copies in S3 (moto): multipart upload with bounded parts in flight, streamed download, catalog."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from conftest import LOCAL, REMOTE
+
+from recovery.backup.catalog import Catalog, CopyState
+from recovery.backup.keys import KmsKeys
+from recovery.backup.manifest import SourcePosition, TableSummary
+from recovery.backup.naming import BackupName
+from recovery.backup.repository import BackupMetadata, backup_names, read_backup, write_backup
+from recovery.backup.stores import MIB, S3Store
+from recovery.drivers.aws import AwsDriver, translate_error
+from recovery.errors import ExternalFailure, IntegrityError, PreconditionFailed
+from recovery.targets.model import AwsEndpoint, BackupStore
+
+NAME = BackupName(date(2026, 11, 25), "orders", "realtime")
+METADATA = BackupMetadata(
+    source=SourcePosition(at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC), lsn="0/3000060"),
+    schema_version="1",
+    service_version="1.0.0",
+    tables=(TableSummary(name="orders", rows=3, content_hash="ab" * 32),),
+)
+
+
+@pytest.fixture
+def keys(aws: AwsDriver) -> KmsKeys:
+    key_id = aws.kms("eu-west-1").create_key()["KeyMetadata"]["KeyId"]
+    return KmsKeys(aws, key_id, "eu-west-1")
+
+
+@pytest.fixture
+def copies(aws: AwsDriver) -> tuple[S3Store, S3Store]:
+    return (
+        S3Store(aws, LOCAL, "local", part_size=5 * MIB, parts_in_flight=2),
+        S3Store(aws, REMOTE, "remote", part_size=5 * MIB, parts_in_flight=2),
+    )
+
+
+class PartConcurrency:
+    """Counts UploadPart calls in flight at once, through botocore's event hooks."""
+
+    def __init__(self, aws: AwsDriver, region: str) -> None:
+        self.now = self.peak = self.calls = 0
+        self._lock = threading.Lock()
+        events = aws.s3(region).meta.events
+        events.register("before-call.s3.UploadPart", self._start)
+        events.register("after-call.s3.UploadPart", self._end)
+
+    def _start(self, **_: Any) -> None:
+        with self._lock:
+            self.now += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.now)
+
+    def _end(self, **_: Any) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+def test_both_copies_upload_in_parts_and_download_streamed(aws, keys, copies) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(17 * MIB)  # incompressible: four 5 MiB parts per copy
+    counters = [PartConcurrency(aws, store.region) for store in copies]
+    manifest = write_backup(io.BytesIO(data), NAME, METADATA, copies, keys, chunk_size=1 * MIB)
+    for counter in counters:
+        assert counter.calls == 4 and 1 <= counter.peak <= 2
+    s3 = aws.s3(LOCAL.region)
+    head = s3.head_object(Bucket=LOCAL.bucket, Key="backups/orders/20261125-orders-realtime.bak")
+    assert head["ContentLength"] == manifest.sizes.stored
+    assert head["ETag"].strip('"').endswith("-4")  # completed as a four-part multipart upload
+    assert manifest.key.key_id.startswith("arn:aws:kms:")
+    for store in copies:
+        out = io.BytesIO()
+        read_backup(store, NAME, out, keys)
+        assert out.getvalue() == data
+        assert backup_names(store) == [NAME]
+    assert not s3.list_multipart_uploads(Bucket=LOCAL.bucket).get("Uploads")
+
+
+def test_small_backup_is_a_single_part_and_overwrite_is_refused(keys, copies) -> None:  # type: ignore[no-untyped-def]
+    write_backup(io.BytesIO(b"orders\t1\n"), NAME, METADATA, copies, keys)
+    with pytest.raises(PreconditionFailed, match="already exists; backups are never overwritten"):
+        write_backup(io.BytesIO(b"orders\t2\n"), NAME, METADATA, copies, keys)
+    with pytest.raises(PreconditionFailed):
+        copies[1].put_bytes("orders/20261125-orders-realtime.bak.manifest.json", b"{}")
+    out = io.BytesIO()
+    read_backup(copies[1], NAME, out, keys)
+    assert out.getvalue() == b"orders\t1\n"
+
+
+def test_failed_source_aborts_the_uploads_and_leaves_nothing(aws, keys, copies) -> None:  # type: ignore[no-untyped-def]
+    def broken_dump():  # type: ignore[no-untyped-def]
+        yield os.urandom(12 * MIB)
+        raise OSError("pg_dump died")
+
+    with pytest.raises(OSError, match="pg_dump died"):
+        write_backup(broken_dump(), NAME, METADATA, copies, keys, chunk_size=1 * MIB)
+    for store in copies:
+        assert store.list_keys() == []
+        assert not aws.s3(store.region).list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+
+
+def test_catalog_states_when_a_copy_is_missing_or_tampered(aws, keys, copies) -> None:  # type: ignore[no-untyped-def]
+    write_backup(io.BytesIO(os.urandom(MIB)), NAME, METADATA, copies, keys)
+    second = BackupName(NAME.day, "orders", "realtime", 2)
+    write_backup(io.BytesIO(os.urandom(MIB)), second, METADATA, copies, keys)
+    catalog = Catalog(*copies, keys=keys)
+    assert [entry.counts for entry in catalog.verify_all()] == [True, True]
+
+    # The remote copy of the first disappears; the local copy of the second is replaced by other bytes.
+    aws.s3(REMOTE.region).delete_object(
+        Bucket=REMOTE.bucket, Key="backups/orders/20261125-orders-realtime.bak"
+    )
+    local_key = "backups/orders/20261125-orders-realtime-2.bak"
+    stored = aws.s3(LOCAL.region).get_object(Bucket=LOCAL.bucket, Key=local_key)["Body"].read()
+    tampered = stored[:-1] + bytes([stored[-1] ^ 1])
+    aws.s3(LOCAL.region).put_object(Bucket=LOCAL.bucket, Key=local_key, Body=tampered)
+
+    first, after = catalog.verify_all()
+    assert (first.local.state, first.remote.state) == (CopyState.VERIFIED, CopyState.MISSING)
+    assert (after.local.state, after.remote.state) == (CopyState.DAMAGED, CopyState.VERIFIED)
+    assert not first.counts and not after.counts
+    assert "s3://orders-backup-local/backups/orders/20261125-orders-realtime-2.bak" in after.local.detail
+    with pytest.raises(IntegrityError, match="chunk 0 failed authentication"):
+        read_backup(copies[0], second, io.BytesIO(), keys)
+
+
+def test_missing_bucket_is_one_line_naming_the_operation_and_resource(aws) -> None:  # type: ignore[no-untyped-def]
+    store = S3Store(aws, BackupStore(bucket="no-such-bucket", region="eu-west-1"), "local")
+    with pytest.raises(ExternalFailure) as caught:
+        store.list_keys()
+    message = caught.value.message
+    assert message.startswith(
+        "AWS refused to list on s3://no-such-bucket/backups/ (local copy): NoSuchBucket"
+    )
+    assert "\n" not in message and "testing" not in message
+
+
+def test_unreachable_endpoint_is_translated() -> None:
+    error = translate_error(
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:9/"), "upload part 3", "s3://b/k (remote copy)"
+    )
+    assert isinstance(error, ExternalFailure)
+    assert error.message == (
+        "cannot reach http://127.0.0.1:9/ to upload part 3 on s3://b/k (remote copy) after 5 attempts; "
+        "check the endpoint and the network"
+    )
+
+
+def test_driver_uses_the_targets_endpoint_and_bounded_retries() -> None:
+    driver = AwsDriver(AwsEndpoint(endpoint_url="http://127.0.0.1:8999"))
+    client = driver.s3("eu-central-1")
+    assert client.meta.endpoint_url == "http://127.0.0.1:8999"
+    assert client.meta.region_name == "eu-central-1"
+    assert client.meta.config.retries == {"total_max_attempts": 5, "mode": "standard"}
+    assert driver.s3("eu-central-1") is client
