@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ def client(service: str, endpoint_url: str, region: str = PRIMARY_REGION) -> Any
     )  # type: ignore[call-overload]
 
 
-def start_moto(plan: LabPlan) -> ProcessRecord:
+def start_moto(plan: LabPlan, on_started: Callable[[ProcessRecord], None]) -> None:
     moto = Path(sys.executable).parent / "moto_server"
     if not moto.is_file():
         raise EnvironmentProblem(f"{moto} is missing; install moto[server] (run scripts/bootstrap.sh)")
@@ -58,8 +59,8 @@ def start_moto(plan: LabPlan) -> ProcessRecord:
         log=plan.moto_dir / "moto.log",
         cwd=plan.moto_dir,
     )
+    on_started(ProcessRecord(name="moto", kind="moto", pid=pid, start_ticks=start_ticks(pid)))
     wait_port(MOTO_ADDRESS, plan.moto_port, timeout=30, pid=pid, what="moto server")
-    return ProcessRecord(name="moto", kind="moto", pid=pid, start_ticks=start_ticks(pid))
 
 
 def provision(plan: LabPlan) -> dict[str, str]:

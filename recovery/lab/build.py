@@ -214,23 +214,23 @@ def _build(
 
     def moto_part() -> None:
         if "moto" in missing:
-            recorder.add(aws.start_moto(plan))
+            aws.start_moto(plan, recorder.add)
         aws_ids.update(aws.provision(plan))
 
     def postgres_part() -> None:
         if "postgres-primary" in missing:
             postgres.init_primary(user, plan, pg_bin, passwords[DB_SUPERUSER])
-            recorder.add(postgres.start(user, plan, plan.primary, pg_bin))
+            postgres.start(user, plan, plan.primary, pg_bin, recorder.add)
         postgres.create_roles(plan, pg_bin, passwords[DB_OWNER])
         if "postgres-standby" in missing:
             postgres.make_standby(user, plan, pg_bin)
-            recorder.add(postgres.start(user, plan, plan.standby, pg_bin))
+            postgres.start(user, plan, plan.standby, pg_bin, recorder.add)
 
     def sshd_part() -> None:
         sshd.prepare_keys(user, plan)
         for s in plan.sites:
             if f"sshd-{s.site}" in missing:
-                recorder.add(sshd.start(user, s))
+                sshd.start(user, s, recorder.add)
 
     parts = {"moto+aws": moto_part, "postgres": postgres_part, "sshd": sshd_part}
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:
@@ -242,7 +242,7 @@ def _build(
     recorder.update(aws=aws_ids)
     _timed(report, "inventory+target", lambda: _write_descriptions(user, plan, pg_bin, aws_ids))
     if "frontdoor" in missing:
-        _timed(report, "frontdoor", lambda: recorder.add(_start_front_door(plan, aws_ids)))
+        _timed(report, "frontdoor", lambda: _start_front_door(plan, aws_ids, recorder.add))
     if options.deploy:
         _deploy_and_seed(plan, pg_bin, options, recorder, report)
 
@@ -289,7 +289,9 @@ def _write_descriptions(user: LabUser, plan: LabPlan, pg_bin: Path, aws_ids: dic
     plan.state_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _start_front_door(plan: LabPlan, aws_ids: dict[str, str]) -> ProcessRecord:
+def _start_front_door(
+    plan: LabPlan, aws_ids: dict[str, str], on_started: Callable[[ProcessRecord], None]
+) -> None:
     argv = [
         sys.executable,
         "-m",
@@ -310,7 +312,5 @@ def _start_front_door(plan: LabPlan, aws_ids: dict[str, str]) -> ProcessRecord:
         str(plan.front_door_dir / "backend.json"),
     ]
     pid = spawn_daemon(argv, log=plan.front_door_dir / "frontdoor.log", cwd=plan.front_door_dir)
+    on_started(ProcessRecord(name="frontdoor", kind="frontdoor", pid=pid, start_ticks=start_ticks(pid)))
     wait_port(FRONT_DOOR_ADDRESS, plan.front_door_port, timeout=15, pid=pid, what="front door")
-    return ProcessRecord(
-        name="frontdoor", kind="frontdoor", pid=pid, start_ticks=start_ticks(pid), pidfile=None
-    )

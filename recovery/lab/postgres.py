@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from psycopg import sql
@@ -93,38 +94,58 @@ def init_primary(user: LabUser, plan: LabPlan, pg_bin: Path, superuser_password:
     give_to(user, hba)
 
 
-def start(user: LabUser, plan: LabPlan, site: SitePlan, pg_bin: Path) -> ProcessRecord:
-    """Start the server of `site` (pg_ctl waits until it accepts connections)."""
-    run_as(
-        user,
-        [
-            str(pg_bin / "pg_ctl"),
-            "-D",
-            str(site.pg_data),
-            "-l",
-            str(site.pg_log),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        cwd=site.pg_dir,
-        env={"PGPASSFILE": str(plan.pgpass)},
-        timeout=90,
-    )
-    pid = postmaster_pid(site.pg_data)
+def start(
+    user: LabUser, plan: LabPlan, site: SitePlan, pg_bin: Path, on_started: Callable[[ProcessRecord], None]
+) -> None:
+    """Start the server of `site` (pg_ctl waits until it accepts connections).
+
+    The postmaster is recorded through `on_started` even when pg_ctl gives up waiting, so a failed
+    `up` can still stop it.
+    """
+    try:
+        run_as(
+            user,
+            [
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(site.pg_data),
+                "-l",
+                str(site.pg_log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            cwd=site.pg_dir,
+            env={"PGPASSFILE": str(plan.pgpass)},
+            timeout=90,
+        )
+    finally:
+        pid = postmaster_pid(site.pg_data)
+        if pid is not None and _is_postmaster_of(pid, site.pg_data):
+            on_started(
+                ProcessRecord(
+                    name=f"postgres-{site.site}",
+                    kind="postgres",
+                    pid=pid,
+                    start_ticks=start_ticks(pid),
+                    pidfile=site.pg_data / "postmaster.pid",
+                    data_dir=site.pg_data,
+                )
+            )
     if pid is None:
         raise EnvironmentProblem(
             f"PostgreSQL ({site.site}) started but left no postmaster.pid; see {site.pg_log}"
         )
-    return ProcessRecord(
-        name=f"postgres-{site.site}",
-        kind="postgres",
-        pid=pid,
-        start_ticks=start_ticks(pid),
-        pidfile=site.pg_data / "postmaster.pid",
-        data_dir=site.pg_data,
-    )
+
+
+def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
+    """True when `pid` is a postgres serving `data_dir` (a stale pidfile may name an unrelated process)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"postgres") and str(data_dir).encode() in argv
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

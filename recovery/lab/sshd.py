@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from recovery.errors import EnvironmentProblem
@@ -64,7 +65,8 @@ def prepare_keys(user: LabUser, plan: LabPlan) -> None:
     plan.known_hosts.write_text("\n".join(lines) + "\n")
 
 
-def start(user: LabUser, site: SitePlan) -> ProcessRecord:
+def start(user: LabUser, site: SitePlan, on_started: Callable[[ProcessRecord], None]) -> None:
+    """Start the host's sshd; `on_started` records it before we wait for it (so a failure can stop it)."""
     sshd = sshd_binary()
     d = site.sshd_dir
     if user.switch:
@@ -78,7 +80,13 @@ def start(user: LabUser, site: SitePlan) -> ProcessRecord:
         cwd=d,
         user=user,
     )
-    wait_port(site.address, site.ssh_port, timeout=10, pid=pid, what=f"sshd of {site.host_name}")
-    return ProcessRecord(
-        name=f"sshd-{site.site}", kind="sshd", pid=pid, start_ticks=start_ticks(pid), pidfile=d / "sshd.pid"
+    on_started(
+        ProcessRecord(
+            name=f"sshd-{site.site}",
+            kind="sshd",
+            pid=pid,
+            start_ticks=start_ticks(pid),
+            pidfile=d / "sshd.pid",
+        )
     )
+    wait_port(site.address, site.ssh_port, timeout=10, pid=pid, what=f"sshd of {site.host_name}")

@@ -21,8 +21,14 @@ from recovery.errors import ExternalFailure, UsageError
 
 
 def test_stats_are_regrouped_per_host() -> None:
-    stats = {"ok": {"a": 5, "b": 4}, "changed": {"a": 2}, "failures": {"b": 1}, "dark": {"c": 1},
-             "processed": {"a": 1, "b": 1, "c": 1}, "skipped": {}}
+    stats = {
+        "ok": {"a": 5, "b": 4},
+        "changed": {"a": 2},
+        "failures": {"b": 1},
+        "dark": {"c": 1},
+        "processed": {"a": 1, "b": 1, "c": 1},
+        "skipped": {},
+    }
     hosts = parse_stats(stats)
     assert hosts == {
         "a": HostStats(ok=5, changed=2),
@@ -35,11 +41,18 @@ def test_stats_are_regrouped_per_host() -> None:
 def test_first_failure_skips_ignored_errors_and_takes_the_message() -> None:
     events = [
         {"event": "runner_on_ok", "event_data": {"task": "t0", "host": "a"}},
-        {"event": "runner_on_failed", "event_data": {"task": "t1", "host": "a", "ignore_errors": True,
-                                                     "res": {"msg": "ignored"}}},
-        {"event": "runner_on_failed", "event_data": {"task": "migrate", "host": "primary-app",
-                                                     "res": {"msg": "non-zero return code",
-                                                             "stderr": "x\nrelation missing\n"}}},
+        {
+            "event": "runner_on_failed",
+            "event_data": {"task": "t1", "host": "a", "ignore_errors": True, "res": {"msg": "ignored"}},
+        },
+        {
+            "event": "runner_on_failed",
+            "event_data": {
+                "task": "migrate",
+                "host": "primary-app",
+                "res": {"msg": "non-zero return code", "stderr": "x\nrelation missing\n"},
+            },
+        },
         {"event": "runner_on_unreachable", "event_data": {"task": "t3", "host": "b", "res": {"msg": "no"}}},
     ]
     assert first_failure(iter(events)) == FailedTask("migrate", "primary-app", "non-zero return code")
@@ -56,13 +69,18 @@ def test_one_line_prefers_msg_then_last_stderr_line_and_hides_no_log() -> None:
 def test_require_success_raises_with_the_failed_task() -> None:
     ok = PlaybookResult(playbook="deploy.yml", status="successful", rc=0)
     assert require_success(ok) is ok
-    failed = PlaybookResult(playbook="deploy.yml", status="failed", rc=2,
-                            failed_task=FailedTask("switch current", "standby-app", "link busy"),
-                            artifacts_dir=Path("/x/artifacts"))
+    failed = PlaybookResult(
+        playbook="deploy.yml",
+        status="failed",
+        rc=2,
+        failed_task=FailedTask("switch current", "standby-app", "link busy"),
+        artifacts_dir=Path("/x/artifacts"),
+    )
     with pytest.raises(ExternalFailure) as info:
         require_success(failed)
-    assert str(info.value) == ("deploy.yml: task 'switch current' failed on standby-app: link busy; "
-                               "see /x/artifacts")
+    assert str(info.value) == (
+        "deploy.yml: task 'switch current' failed on standby-app: link busy; see /x/artifacts"
+    )
     timeout = PlaybookResult(playbook="p.yml", status="timeout", rc=254)
     with pytest.raises(ExternalFailure, match="ended timeout"):
         require_success(timeout)
@@ -88,15 +106,20 @@ def test_missing_playbook_or_inventory_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_a_local_playbook_runs_and_reports_its_failed_task(tmp_path: Path) -> None:
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text("all:\n  hosts:\n    here:\n      ansible_connection: local\n"
-                         "      ansible_python_interpreter: /usr/bin/python3\n")
+    inventory.write_text(
+        "all:\n  hosts:\n    here:\n      ansible_connection: local\n"
+        "      ansible_python_interpreter: /usr/bin/python3\n"
+    )
     book = tmp_path / "p.yml"
     book.write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n"
-        "    - name: say hello\n      ansible.builtin.command: echo {{ greeting }}\n      changed_when: false\n"
+        "    - name: say hello\n      ansible.builtin.command: echo {{ greeting }}\n"
+        "      changed_when: false\n"
         "    - name: refuse\n      ansible.builtin.fail:\n        msg: refused on purpose\n"
     )
-    result = run_playbook(inventory, str(book), extravars={"greeting": "hi"}, private_data_dir=tmp_path / "run")
+    result = run_playbook(
+        inventory, str(book), extravars={"greeting": "hi"}, private_data_dir=tmp_path / "run"
+    )
     assert result.status == "failed" and result.rc != 0
     assert result.failed_task == FailedTask("refuse", "here", "refused on purpose")
     assert result.hosts["here"].ok == 1 and result.hosts["here"].failures == 1

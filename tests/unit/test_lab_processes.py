@@ -20,8 +20,9 @@ from recovery.lab.processes import (
 
 
 def test_a_daemon_is_identified_by_pid_and_start_time_and_stopped(tmp_path: Path) -> None:
-    pid = spawn_daemon([sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "d.log",
-                       cwd=tmp_path)
+    pid = spawn_daemon(
+        [sys.executable, "-c", "import time; time.sleep(60)"], log=tmp_path / "d.log", cwd=tmp_path
+    )
     try:
         ticks = start_ticks(pid)
         assert ticks is not None
@@ -36,8 +37,10 @@ def test_a_daemon_is_identified_by_pid_and_start_time_and_stopped(tmp_path: Path
 
 
 def test_stop_tree_also_stops_children(tmp_path: Path) -> None:
-    code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; "
-            "time.sleep(60)']); time.sleep(60)")
+    code = (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; "
+        "time.sleep(60)']); time.sleep(60)"
+    )
     pid = spawn_daemon([sys.executable, "-c", code], log=tmp_path / "t.log", cwd=tmp_path)
     children: list[int] = []
     try:

@@ -14,9 +14,14 @@ from recovery.targets.load import load_target, write_target
 def _target(tmp_path: Path):  # type: ignore[no-untyped-def]
     plan = plan_lab(tmp_path, 45000)
     return plan, render.target(
-        plan, ssh_user="orderlab", pg_bin=Path("/opt/pg/bin"), hosted_zone_id="Z1",
-        kms_key_id="arn:aws:kms:eu-central-1:1:key/k", intake_queue_url="http://q",
-        team_topic_arn="arn:team", customer_topic_arn="arn:customers",
+        plan,
+        ssh_user="orderlab",
+        pg_bin=Path("/opt/pg/bin"),
+        hosted_zone_id="Z1",
+        kms_key_id="arn:aws:kms:eu-central-1:1:key/k",
+        intake_queue_url="http://q",
+        team_topic_arn="arn:team",
+        customer_topic_arn="arn:customers",
     )
 
 
@@ -69,9 +74,21 @@ def test_inventory_follows_the_ansible_contract(tmp_path: Path) -> None:
     assert standby["order_db_host"] == "127.0.0.12"
     assert standby["order_db_passfile"] == str(plan.pgpass)
     assert str(plan.known_hosts) in standby["ansible_ssh_extra_args"]
-    required = {"ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "order_site",
-                "order_service_base_dir", "order_service_listen", "order_service_port", "order_db_host",
-                "order_db_port", "order_db_name", "order_db_user", "order_db_passfile"}
+    required = {
+        "ansible_host",
+        "ansible_port",
+        "ansible_user",
+        "ansible_ssh_private_key_file",
+        "order_site",
+        "order_service_base_dir",
+        "order_service_listen",
+        "order_service_port",
+        "order_db_host",
+        "order_db_port",
+        "order_db_name",
+        "order_db_user",
+        "order_db_passfile",
+    }
     assert required <= set(standby)
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc
 

@@ -19,17 +19,29 @@ from recovery.lab.teardown import stop_order
 
 def _healthy() -> LabStatus:
     return LabStatus(
-        lab_dir="/lab", release="v1", moto=MotoStatus("http://127.0.0.1:45001", True),
+        lab_dir="/lab",
+        release="v1",
+        moto=MotoStatus("http://127.0.0.1:45001", True),
         databases=(
             DatabaseStatus("primary", "127.0.0.11", 45432, True, "primary", "primary"),
-            DatabaseStatus("standby", "127.0.0.12", 45432, True, "standby", "standby", lag_bytes=0,
-                           lag_seconds=0.0, streaming=True),
+            DatabaseStatus(
+                "standby",
+                "127.0.0.12",
+                45432,
+                True,
+                "standby",
+                "standby",
+                lag_bytes=0,
+                lag_seconds=0.0,
+                streaming=True,
+            ),
         ),
         hosts=(
             HostStatus("primary-app", "primary", "127.0.0.11", 45022, True, True, True, "v1"),
             HostStatus("standby-app", "standby", "127.0.0.12", 45022, True, True, True, "v1"),
         ),
-        active_site="primary", records={"PRIMARY": "127.0.0.11", "SECONDARY": "127.0.0.12"},
+        active_site="primary",
+        records={"PRIMARY": "127.0.0.11", "SECONDARY": "127.0.0.12"},
         front_door=FrontDoorStatus("http://127.0.0.1:45000", True, "127.0.0.11:45080", "primary"),
         replication_lag_max_seconds=5,
     )
@@ -47,7 +59,10 @@ def test_each_broken_part_is_named() -> None:
         status,
         moto=MotoStatus("http://127.0.0.1:45001", False),
         databases=(replace(status.databases[0], role="standby"), lagging),
-        hosts=(replace(status.hosts[0], ssh_reachable=False), replace(status.hosts[1], service_healthy=False)),
+        hosts=(
+            replace(status.hosts[0], ssh_reachable=False),
+            replace(status.hosts[1], service_healthy=False),
+        ),
     )
     found = problems(broken)
     assert found == [
@@ -69,7 +84,19 @@ def test_down_stops_clients_first_and_the_standby_before_the_primary() -> None:
     def rec(name: str, kind: str) -> ProcessRecord:
         return ProcessRecord(name=name, kind=kind, pid=1, data_dir=Path("/d"))  # type: ignore[arg-type]
 
-    records = [rec("moto", "moto"), rec("postgres-primary", "postgres"), rec("postgres-standby", "postgres"),
-               rec("sshd-primary", "sshd"), rec("frontdoor", "frontdoor"), rec("service-standby", "service")]
+    records = [
+        rec("moto", "moto"),
+        rec("postgres-primary", "postgres"),
+        rec("postgres-standby", "postgres"),
+        rec("sshd-primary", "sshd"),
+        rec("frontdoor", "frontdoor"),
+        rec("service-standby", "service"),
+    ]
     assert [r.name for r in stop_order(records)] == [
-        "frontdoor", "service-standby", "sshd-primary", "postgres-standby", "postgres-primary", "moto"]
+        "frontdoor",
+        "service-standby",
+        "sshd-primary",
+        "postgres-standby",
+        "postgres-primary",
+        "moto",
+    ]
