@@ -15,11 +15,19 @@ from typing import Any
 
 REDACTED = "<redacted>"
 
-# Words that mark a key as secret wherever they appear in its name (after snake_casing).
-_SECRET_WORDS = frozenset(
-    {"password", "passwd", "passphrase", "pwd", "secret", "secrets", "token", "tokens", "credential",
-     "credentials", "apikey", "privatekey", "cookie"}
+# Fragments that mark a key as secret wherever they appear in its name (PGPASSWORD, client_secret).
+_SECRET_FRAGMENTS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "apikey",
+    "privatekey",
 )
+# Short words that only count as whole words (pwd, not "pwdx").
+_SECRET_WORDS = frozenset({"pwd", "pw", "cookie"})
 # Word pairs that mark key material (a bare "key" word is too common: kms_key_id, ssh_key path).
 _SECRET_PAIRS = frozenset(
     {("private", "key"), ("key", "material"), ("data", "key"), ("api", "key"), ("access", "key"),
@@ -30,7 +38,8 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host -> scheme://user:<redacted>@host
     (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@"), rf"\1:{REDACTED}@"),
     # libpq conninfo and similar key=value strings
-    (re.compile(r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE),
+    (re.compile(r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^\s;,)'\"]+)",
+                re.IGNORECASE),
      rf"\1\2{REDACTED}"),
     (re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL), REDACTED),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
@@ -41,6 +50,8 @@ def is_secret_key(name: str) -> bool:
     """True when a mapping key's name says its value is a secret (password, token, key material...)."""
     words = [w for w in re.split(r"[^a-z0-9]+", _CAMEL.sub("_", name).lower()) if w]
     if name.lower() == "key" or any(word in _SECRET_WORDS for word in words):
+        return True
+    if any(fragment in "".join(words) for fragment in _SECRET_FRAGMENTS):
         return True
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 

@@ -148,15 +148,19 @@ def start_child_run(target_path: Path, params: Mapping[str, Any]) -> subprocess.
 
 
 def wait_for_step(target_path: Path, step: str, child: subprocess.Popen[bytes], timeout: float = 30) -> str:
-    """Wait until a run's journal says `step` started; returns the run id."""
+    """Wait until the child's run is inside `step` (journaled as started, and the step has recorded its
+    call in the calls file); returns the run id."""
     state = load_target(target_path).state_dir
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for journal in sorted((state / "runs").glob("*/journal.jsonl")):
-            for line in journal.read_text().splitlines():
-                record = json.loads(line)
-                if record["event"] == "step.started" and record["step"] == step:
-                    return str(record["run_id"])
+            try:
+                records = [json.loads(line) for line in journal.read_text().splitlines()]
+            except ValueError:  # a line being written right now
+                continue
+            started = [r for r in records if r["event"] == "step.started" and r["step"] == step]
+            if started and (step, child.pid) in calls(Path(records[0]["params"]["calls"])):
+                return str(started[0]["run_id"])
         if child.poll() is not None:
             raise AssertionError(f"child ended early: {child.stderr.read().decode() if child.stderr else ''}")
         time.sleep(0.02)

@@ -167,7 +167,7 @@ def test_steps_cannot_change_earlier_outputs(target: Target) -> None:
         return {"hosts": ["a", "b"], "meta": {"n": 1}}
 
     def tamper(ctx: RunContext) -> None:
-        ctx.outputs["produce"]["meta"]["n"] = 2  # type: ignore[index]
+        ctx.outputs["produce"]["meta"]["n"] = 2
 
     runbook = Runbook("tamper", (Step("produce", "make output", produce), Step("tamper", "edit it", tamper)))
     with pytest.raises(RecoveryError) as raised:
