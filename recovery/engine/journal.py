@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recovery.engine.events import JOURNALED, Event
-from recovery.errors import PreconditionFailed, UsageError
+from recovery.errors import EnvironmentProblem, PreconditionFailed, UsageError
 
 JOURNAL_NAME = "journal.jsonl"
 JOURNAL_FORMAT = 1
@@ -100,8 +100,13 @@ class JournalWriter:
     @classmethod
     def create(cls, state_dir: Path, run_id: str) -> JournalWriter:
         path = journal_path(state_dir, run_id)
-        path.parent.mkdir(parents=True, mode=0o750)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        try:
+            path.parent.mkdir(parents=True, mode=0o750)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot create the journal {path} ({exc.strerror}); make the target's state_dir writable"
+            ) from None
         _lock_journal(fd, run_id)
         _fsync_dir(path.parent)
         _fsync_dir(path.parent.parent)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from recovery.errors import LockHeld
+from recovery.errors import EnvironmentProblem, LockHeld
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,14 @@ class TargetLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        # No O_TRUNC: the current holder's record must survive our failed attempt.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            # No O_TRUNC: the current holder's record must survive our failed attempt.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot open the lock {self.path} ({exc.strerror}); make the target's state_dir writable"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

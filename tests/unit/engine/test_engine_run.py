@@ -13,7 +13,7 @@ from engine_helpers import SAMPLE, calls, sample_runbook
 
 from recovery.engine import Engine, Event, Runbook, RunContext, Step, failed_run
 from recovery.engine.journal import RUN_ID_PATTERN, new_run_id
-from recovery.errors import ExternalFailure, RecoveryError
+from recovery.errors import EnvironmentProblem, ExternalFailure, RecoveryError
 from recovery.targets import Target
 
 
@@ -204,3 +204,11 @@ def test_invalid_runbooks_are_refused_at_definition() -> None:
         Step("Bad Name", "x", nothing)
     with pytest.raises(ValueError, match="JSON"):
         Runbook("params", (Step("a", "one", nothing),), params={"when": datetime.now(UTC)})
+
+
+def test_an_unwritable_state_dir_is_an_environment_problem(target: Target, tmp_path: Path) -> None:
+    target.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    target.state_dir.write_text("a file where the state directory should be")
+    with pytest.raises(EnvironmentProblem, match="make the target's state_dir writable"):
+        Engine(target).run(sample_runbook(target, params(tmp_path)))
+    assert not (tmp_path / "calls.txt").exists()
