@@ -548,13 +548,13 @@ def swap_in(
     names = restore_names(live_db, restored.restore_id)
     _refuse_admin_on(conninfo_admin, names)
     with connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin:
-        _require(admin, names.scratch, "the restored copy is gone; run the restore again")
-        _require(admin, names.live, "name the live order database")
         if _exists(admin, names.replaced):
             raise PreconditionFailed(
                 f"{names.replaced} already exists: this restore id was swapped in before; swap it back or "
                 "drop it (drop_replaced with confirmation) first"
             )
+        _require(admin, names.scratch, "the restored copy is gone; run the restore again")
+        _require(admin, names.live, "name the live order database")
         terminated = _exchange(
             admin,
             live=names.live,
