@@ -1,0 +1,27 @@
+"""The Fabric driver's failure path (the success path runs over real SSH in tests/lab)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recovery.drivers.remote import run
+from recovery.errors import ExternalFailure
+from recovery.targets.model import Host
+
+
+def test_a_host_whose_sshd_is_down_is_an_external_failure(tmp_path: Path) -> None:
+    # A closed port on 127.0.0.1 is a dead host (foreign addresses may appear to answer here).
+    host = Host(
+        name="gone-app",
+        address="127.0.0.1",
+        ssh_port=45908,
+        ssh_user="nobody",
+        base_dir=tmp_path,
+        service_port=45909,
+        known_hosts=tmp_path / "known_hosts",
+    )
+    (tmp_path / "known_hosts").write_text("")
+    with pytest.raises(ExternalFailure, match=r"cannot reach host gone-app at 127\.0\.0\.1:45908"):
+        run(host, "true", timeout=5)
