@@ -136,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         status, document = 500, {"error": "internal", "message": "internal error; see the service log"}
         try:
-            body = self._read_body() if method == "POST" else None
+            body = self._read_body() if method in ("POST", "PUT", "PATCH") else None
             status, document = self.app.dispatch(method, parts.path.rstrip("/") or "/", query, body)
         except ApiError as exc:
             status, document = exc.status, {"error": exc.code, "message": exc.message}
@@ -167,6 +167,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
 
     def log_message(self, format: str, *args: Any) -> None:
         # Access lines go through _handle with the duration; the stdlib's stderr lines are dropped.

@@ -49,9 +49,20 @@ def _as_lab_user(*cmd: str) -> list[str]:
     return ["runuser", "-u", LAB_USER, "--", *cmd] if os.geteuid() == 0 else list(cmd)
 
 
-def _port_free(port: int) -> bool:
+def _answers(port: int) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _port_free(port: int) -> bool:
+    """Nobody listens on the port (a bind test: connecting could hit a socket in TIME_WAIT or itself)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,7 @@ class ServiceRun:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 return False
-            if not _port_free(self.port):
+            if _answers(self.port):
                 return True
             time.sleep(0.05)
         raise TimeoutError(f"{self.version} did not listen on {self.port} within {timeout}s")
@@ -201,7 +212,8 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
         directory.mkdir(parents=True)
         with tarfile.open(artifact) as tar:
             tar.extractall(directory, filter="data")
-        port = next(SERVICE_PORTS)
+        # The test ports sit inside the kernel's ephemeral range: skip any a client socket holds right now.
+        port = next(p for p in SERVICE_PORTS if _port_free(p))
         log_file = tmp_path / f"shared-{len(runs)}" / "log" / "orderservice.log"
         config = directory / "config.json"
         config.write_text(json.dumps({
