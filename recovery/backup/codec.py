@@ -27,7 +27,8 @@ import os
 import queue
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Protocol, cast
 
@@ -138,7 +139,7 @@ def _validate_ids(backup_id: str, key_id: str, chunk_size: int) -> None:
         )
 
 
-def _blocks(source: Source, block: int) -> Iterator[bytes]:
+def _blocks(source: Source, block: int) -> Generator[bytes, None, None]:
     if hasattr(source, "read"):
         reader = cast(Readable, source)
         while data := reader.read(block):
@@ -152,25 +153,29 @@ def _blocks(source: Source, block: int) -> Iterator[bytes]:
 _END = object()
 
 
-def _prefetched(blocks: Iterator[bytes], depth: int) -> Iterator[bytes]:
+def _prefetched(blocks: Iterator[bytes], depth: int) -> Generator[bytes, None, None]:
     """Read the source in a thread so the producer (e.g. pg_dump) never waits on compression."""
     pending: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        # Never block for good: the consumer may have stopped (an error downstream) with the queue full.
+        while not stop.is_set():
+            try:
+                pending.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def pump() -> None:
         try:
             for data in blocks:
-                while not stop.is_set():
-                    try:
-                        pending.put(data, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(data):
                     return
-            pending.put(_END)
+            offer(_END)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            pending.put(exc)
+            offer(exc)
 
     reader = threading.Thread(target=pump, name="backup-source-reader", daemon=True)
     reader.start()
@@ -232,13 +237,15 @@ def encode(
     # One chunk is held back so that the last one can be sealed with the final flag.
     held: bytes | None = None
     blocks = _blocks(source, READ_BLOCK)
-    for data in _prefetched(blocks, prefetch) if prefetch > 0 else blocks:
-        raw_bytes += len(data)
-        for chunk in chunker.compress(data):
-            if held is not None:
-                seal(held, FLAG_MORE)
-            held = chunk
-            compressed_bytes += len(chunk)
+    # closing(): stop the reader thread at once when sealing or the sink fails, not at garbage collection.
+    with closing(_prefetched(blocks, prefetch) if prefetch > 0 else blocks) as feed:
+        for data in feed:
+            raw_bytes += len(data)
+            for chunk in chunker.compress(data):
+                if held is not None:
+                    seal(held, FLAG_MORE)
+                held = chunk
+                compressed_bytes += len(chunk)
     for chunk in chunker.finish():  # type: ignore[no-untyped-call]
         if held is not None:
             seal(held, FLAG_MORE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import tracemalloc
 from collections.abc import Iterator
 
@@ -244,3 +245,22 @@ def test_memory_does_not_grow_with_input_size(key: DataKey) -> None:
     large = _peak_encode_decode(128 * 1024 * 1024, key)
     assert large < 24 * 1024 * 1024, f"peak {large} bytes for 128 MiB of input"
     assert large < small * 2 + 4 * 1024 * 1024
+
+
+class _FailingSink:
+    def __init__(self, fail_after: int) -> None:
+        self.writes = 0
+        self.fail_after = fail_after
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > self.fail_after:
+            raise OSError("upload refused")
+        return len(data)
+
+
+def test_a_failing_sink_stops_the_reader_thread(key: DataKey) -> None:
+    endless = (os.urandom(64 * 1024) for _ in range(10_000))
+    with pytest.raises(OSError, match="upload refused"):
+        encode(endless, _FailingSink(fail_after=2), key, BACKUP_ID, chunk_size=SMALL_CHUNK, prefetch=2)
+    assert not [thread for thread in threading.enumerate() if thread.name == "backup-source-reader"]
