@@ -121,8 +121,13 @@ class Catalog:
     def _stores(self) -> tuple[tuple[str, ObjectStore], ...]:
         return (("local", self.local), ("remote", self.remote))
 
-    def _observe(self, store: ObjectStore, name: BackupName) -> tuple[CopyStatus, Manifest | None]:
-        if store.size(object_key(name)) is None:
+    def _observe(
+        self, store: ObjectStore, name: BackupName, listed: set[str] | None = None
+    ) -> tuple[CopyStatus, Manifest | None]:
+        exists = (
+            object_key(name) in listed if listed is not None else store.size(object_key(name)) is not None
+        )
+        if not exists:
             return CopyStatus(CopyState.MISSING, f"{store.describe(object_key(name))} does not exist"), None
         try:
             manifest = read_manifest(store, name)
@@ -139,8 +144,18 @@ class Catalog:
 
     def entries(self, domain: Domain | None = None) -> list[CatalogEntry]:
         """Every backup found in either copy, oldest first, each copy present, missing or damaged."""
-        names = sorted({name for _, store in self._stores() for name in backup_names(store, domain)})
-        return [self.entry(name) for name in names]
+        # One listing per store; then only the manifests are fetched.
+        listed = {
+            label: {object_key(name) for name in backup_names(store, domain)}
+            for label, store in self._stores()
+        }
+        names = sorted({BackupName.parse(key.rpartition("/")[2]) for keys in listed.values() for key in keys})
+        entries: list[CatalogEntry] = []
+        for name in names:
+            local, local_manifest = self._observe(self.local, name, listed["local"])
+            remote, remote_manifest = self._observe(self.remote, name, listed["remote"])
+            entries.append(CatalogEntry(name, local_manifest or remote_manifest, local, remote))
+        return entries
 
     def verify(
         self, backup_id: str, *, deep: bool = False, checker: ContentChecker | None = None

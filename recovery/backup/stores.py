@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,11 +41,13 @@ class ObjectStore(Protocol):
 
     def describe(self, key: str) -> str: ...
 
-    def create(self, key: str) -> Any:
-        """A context manager yielding a sink; the object appears only if the block ends without error."""
+    def create(self, key: str) -> AbstractContextManager[Sink]:
+        """A sink for a new object; the object appears only if the block ends without error."""
+        ...
 
-    def open(self, key: str) -> Any:
-        """A context manager yielding a readable stream of the object."""
+    def open(self, key: str) -> AbstractContextManager[Readable]:
+        """A readable stream of the object."""
+        ...
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
