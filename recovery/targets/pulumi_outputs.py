@@ -1,0 +1,241 @@
+"""Turn the two stacks' outputs (`pulumi stack output --json`) into a target description.
+
+`target_from_pulumi_outputs` is pure: the primary's and the standby's output mappings plus what only the
+operator knows (SSH user and key, host addresses, local paths) give a validated `Target`. The output names
+are the contract with the Pulumi program (infra/order_infra/outputs.py; the mapping is in docs/deploy.md).
+`read_stack_outputs` is the one I/O helper: it reads a saved `pulumi stack output --json` file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from recovery.errors import ConfigError, UsageError
+from recovery.targets.model import (
+    AwsEndpoint,
+    BackupStore,
+    BackupStores,
+    Database,
+    Host,
+    KeySource,
+    Objectives,
+    Site,
+    SiteName,
+    Target,
+    Traffic,
+)
+
+# The outputs each stack must export for a target to be written from it.
+REQUIRED_OUTPUTS = (
+    "site",
+    "region",
+    "servicePort",
+    "dbInstanceIdentifier",
+    "dbAddress",
+    "dbPort",
+    "dbName",
+    "dbUsername",
+    "kmsKeyArn",
+    "backupBucketName",
+    "backupPrefix",
+    "intakeQueueUrl",
+    "teamTopicArn",
+    "customerTopicArn",
+    "hostedZoneId",
+    "recordName",
+    "frontDoorUrl",
+    "objectives",
+)
+
+# Pulumi prints this in place of a secret output unless --show-secrets is given.
+REDACTED_OUTPUT = "[secret]"
+_HOST_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+
+
+@dataclass(frozen=True)
+class OperatorInputs:
+    """What the stacks cannot know: how the controller reaches the hosts and where it keeps its state.
+
+    The order hosts live in auto scaling groups, so their addresses come from the operator (see
+    docs/deploy.md for the command that lists them).
+    """
+
+    primary_hosts: tuple[str, ...]
+    standby_hosts: tuple[str, ...]
+    ssh_user: str
+    state_dir: Path
+    inventory: Path
+    target_name: str = "production"
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+    service_base_dir: Path = Path("/srv/order-service")
+    db_passfile: Path | None = None
+    aws_profile: str | None = None
+
+
+def _require(outputs: Mapping[str, Any], label: str) -> None:
+    missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
+    if missing:
+        raise ConfigError(
+            f"{label} stack outputs lack {', '.join(missing)}; export them again with "
+            f"`pulumi stack output --json --stack {label} > {label}.json` after `pulumi up`"
+        )
+    hidden = [name for name in REQUIRED_OUTPUTS if outputs[name] == REDACTED_OUTPUT]
+    if hidden:
+        raise ConfigError(
+            f"{label} stack outputs hide {', '.join(hidden)} as [secret]; these must be plain outputs"
+        )
+    if outputs["site"] != label:
+        raise ConfigError(
+            f"the file given as the {label} stack's outputs holds site {outputs['site']!r}; "
+            f"pass the {label} stack's `pulumi stack output --json`"
+        )
+
+
+def _hosts(
+    site: SiteName, addresses: tuple[str, ...], operator: OperatorInputs, port: int
+) -> tuple[Host, ...]:
+    if not addresses:
+        raise UsageError(
+            f"no {site} host given; pass --{site}-host ADDRESS for each instance of the {site} "
+            "auto scaling group (docs/deploy.md lists them)"
+        )
+    hosts = []
+    for index, address in enumerate(addresses, start=1):
+        if not _HOST_ADDRESS.match(address):
+            raise UsageError(f"{site} host address {address!r} is not a host name or IP address")
+        hosts.append(
+            Host(
+                name=f"{site}-app-{index}",
+                address=address,
+                ssh_user=operator.ssh_user,
+                ssh_key=operator.ssh_key,
+                known_hosts=operator.known_hosts,
+                base_dir=operator.service_base_dir,
+                service_port=port,
+            )
+        )
+    return tuple(hosts)
+
+
+def _site(site: SiteName, outputs: Mapping[str, Any], operator: OperatorInputs) -> Site:
+    addresses = operator.primary_hosts if site == "primary" else operator.standby_hosts
+    return Site(
+        name=site,
+        region=str(outputs["region"]),
+        hosts=_hosts(site, addresses, operator, int(outputs["servicePort"])),
+        database=Database(
+            kind="rds",
+            address=str(outputs["dbAddress"]),
+            port=int(outputs["dbPort"]),
+            name=str(outputs["dbName"]),
+            user=str(outputs["dbUsername"]),
+            passfile=operator.db_passfile,
+            rds_instance_id=str(outputs["dbInstanceIdentifier"]),
+        ),
+    )
+
+
+def _objectives(raw: Any) -> Objectives:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            "the primary's `objectives` output is not a mapping; run `pulumi up` with this version"
+        )
+    names = {
+        "rtoSeconds": "rto_seconds",
+        "rpoSeconds": "rpo_seconds",
+        "realtimeBackupMaxAgeSeconds": "realtime_backup_max_age_seconds",
+        "dailyBackupMaxAgeHours": "daily_backup_max_age_hours",
+        "replicationLagMaxSeconds": "replication_lag_max_seconds",
+        "latencyP95Ms": "latency_p95_ms",
+        "errorRateMax": "error_rate_max",
+    }
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"the `objectives` output has unknown fields {', '.join(unknown)}")
+    return Objectives.model_validate({names[key]: value for key, value in raw.items()})
+
+
+def target_from_pulumi_outputs(
+    primary: Mapping[str, Any], standby: Mapping[str, Any], operator: OperatorInputs
+) -> Target:
+    """Build the target of an AWS deployment from both stacks' outputs and the operator's inputs."""
+    _require(primary, "primary")
+    _require(standby, "standby")
+    for shared in ("hostedZoneId", "recordName"):
+        if primary[shared] != standby[shared]:
+            raise ConfigError(
+                f"the stacks disagree on {shared} ({primary[shared]!r} vs {standby[shared]!r}); "
+                "both sites must share one failover record"
+            )
+    if primary["region"] == standby["region"]:
+        raise ConfigError(f"both stacks are in {primary['region']}; the standby must be in another region")
+    try:
+        return Target(
+            name=operator.target_name,
+            kind="aws",
+            state_dir=operator.state_dir,
+            inventory=operator.inventory,
+            aws=AwsEndpoint(profile=operator.aws_profile),
+            primary=_site("primary", primary, operator),
+            standby=_site("standby", standby, operator),
+            backup=BackupStores(
+                local=BackupStore(
+                    bucket=str(primary["backupBucketName"]),
+                    region=str(primary["region"]),
+                    prefix=str(primary["backupPrefix"]),
+                ),
+                remote=BackupStore(
+                    bucket=str(standby["backupBucketName"]),
+                    region=str(standby["region"]),
+                    prefix=str(standby["backupPrefix"]),
+                ),
+            ),
+            # One multi-region key: the standby's replica unwraps what the primary's key wrapped.
+            keys=KeySource(kind="kms", kms_key_id=str(primary["kmsKeyArn"]), region=str(primary["region"])),
+            traffic=Traffic(
+                hosted_zone_id=str(primary["hostedZoneId"]),
+                record_name=str(primary["recordName"]),
+                front_door_url=str(primary["frontDoorUrl"]),
+            ),
+            objectives=_objectives(primary["objectives"]),
+            intake_queue_url=str(primary["intakeQueueUrl"]),
+            team_topic_arn=str(primary["teamTopicArn"]),
+            customer_topic_arn=str(primary["customerTopicArn"]),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(
+            f"the stacks' outputs give an invalid target field {field}: {first['msg']}"
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a stack output has the wrong type ({exc}); export the outputs again") from None
+
+
+def read_stack_outputs(path: Path) -> dict[str, Any]:
+    """Read a file written by `pulumi stack output --json`."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path} does not exist; write it with `pulumi stack output --json --stack <stack> > {path}`"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror}); check the path and its permissions") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not JSON (line {exc.lineno}); save `pulumi stack output --json` as is"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds no mapping of outputs; save `pulumi stack output --json` as is")
+    return data
