@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from recovery.drivers.aws import AwsDriver, translate_error
 from recovery.errors import ExternalFailure, IntegrityError, PreconditionFailed
 from recovery.targets.model import AwsEndpoint, BackupStore
 
+Copies = tuple[S3Store, S3Store]
 NAME = BackupName(date(2026, 11, 25), "orders", "realtime")
 METADATA = BackupMetadata(
     source=SourcePosition(at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC), lsn="0/3000060"),
@@ -38,7 +40,7 @@ def keys(aws: AwsDriver) -> KmsKeys:
 
 
 @pytest.fixture
-def copies(aws: AwsDriver) -> tuple[S3Store, S3Store]:
+def copies(aws: AwsDriver) -> Copies:
     return (
         S3Store(aws, LOCAL, "local", part_size=5 * MIB, parts_in_flight=2),
         S3Store(aws, REMOTE, "remote", part_size=5 * MIB, parts_in_flight=2),
@@ -66,7 +68,7 @@ class PartConcurrency:
             self.now -= 1
 
 
-def test_both_copies_upload_in_parts_and_download_streamed(aws, keys, copies) -> None:  # type: ignore[no-untyped-def]
+def test_copies_upload_in_parts_and_download_streamed(aws: AwsDriver, keys: KmsKeys, copies: Copies) -> None:
     data = os.urandom(17 * MIB)  # incompressible: four 5 MiB parts per copy
     counters = [PartConcurrency(aws, store.region) for store in copies]
     manifest = write_backup(io.BytesIO(data), NAME, METADATA, copies, keys, chunk_size=1 * MIB)
@@ -85,7 +87,7 @@ def test_both_copies_upload_in_parts_and_download_streamed(aws, keys, copies) ->
     assert not s3.list_multipart_uploads(Bucket=LOCAL.bucket).get("Uploads")
 
 
-def test_small_backup_is_a_single_part_and_overwrite_is_refused(keys, copies) -> None:  # type: ignore[no-untyped-def]
+def test_small_backup_is_a_single_part_and_overwrite_is_refused(keys: KmsKeys, copies: Copies) -> None:
     write_backup(io.BytesIO(b"orders\t1\n"), NAME, METADATA, copies, keys)
     with pytest.raises(PreconditionFailed, match="already exists; backups are never overwritten"):
         write_backup(io.BytesIO(b"orders\t2\n"), NAME, METADATA, copies, keys)
@@ -96,8 +98,8 @@ def test_small_backup_is_a_single_part_and_overwrite_is_refused(keys, copies) ->
     assert out.getvalue() == b"orders\t1\n"
 
 
-def test_failed_source_aborts_the_uploads_and_leaves_nothing(aws, keys, copies) -> None:  # type: ignore[no-untyped-def]
-    def broken_dump():  # type: ignore[no-untyped-def]
+def test_failed_source_aborts_uploads_leaving_nothing(aws: AwsDriver, keys: KmsKeys, copies: Copies) -> None:
+    def broken_dump() -> Iterator[bytes]:
         yield os.urandom(12 * MIB)
         raise OSError("pg_dump died")
 
@@ -108,7 +110,7 @@ def test_failed_source_aborts_the_uploads_and_leaves_nothing(aws, keys, copies) 
         assert not aws.s3(store.region).list_multipart_uploads(Bucket=store.bucket).get("Uploads")
 
 
-def test_catalog_states_when_a_copy_is_missing_or_tampered(aws, keys, copies) -> None:  # type: ignore[no-untyped-def]
+def test_catalog_states_for_missing_or_tampered_copy(aws: AwsDriver, keys: KmsKeys, copies: Copies) -> None:
     write_backup(io.BytesIO(os.urandom(MIB)), NAME, METADATA, copies, keys)
     second = BackupName(NAME.day, "orders", "realtime", 2)
     write_backup(io.BytesIO(os.urandom(MIB)), second, METADATA, copies, keys)
@@ -133,7 +135,7 @@ def test_catalog_states_when_a_copy_is_missing_or_tampered(aws, keys, copies) ->
         read_backup(copies[0], second, io.BytesIO(), keys)
 
 
-def test_missing_bucket_is_one_line_naming_the_operation_and_resource(aws) -> None:  # type: ignore[no-untyped-def]
+def test_missing_bucket_is_one_line_naming_the_operation_and_resource(aws: AwsDriver) -> None:
     store = S3Store(aws, BackupStore(bucket="no-such-bucket", region="eu-west-1"), "local")
     with pytest.raises(ExternalFailure) as caught:
         store.list_keys()

@@ -19,6 +19,7 @@ from recovery.backup.stores import FilesystemStore
 from recovery.errors import IntegrityError, KeyUnavailable, PreconditionFailed
 
 DAY = date(2026, 11, 25)
+Stores = tuple[FilesystemStore, FilesystemStore]
 AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
@@ -36,7 +37,7 @@ def keyring(tmp_path: Path) -> Keyring:
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[FilesystemStore, FilesystemStore]:
+def stores(tmp_path: Path) -> Stores:
     return FilesystemStore(tmp_path / "local", "local", "backups/"), FilesystemStore(
         tmp_path / "remote", "remote"
     )
@@ -55,7 +56,7 @@ def backup(
     return write_backup(io.BytesIO(data), name, metadata, stores, keyring, chunk_size=64 * 1024)
 
 
-def test_backup_lands_in_both_copies_with_a_manifest(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_backup_lands_in_both_copies_with_a_manifest(stores: Stores, keyring: Keyring) -> None:
     data = dump(20_000)
     manifest = backup(stores, keyring, data)
     local, remote = stores
@@ -74,7 +75,7 @@ def test_backup_lands_in_both_copies_with_a_manifest(stores, keyring) -> None:  
     assert out.getvalue() == data
 
 
-def test_a_second_backup_the_same_day_gets_the_next_name_and_overwriting_is_refused(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_same_day_backup_gets_next_name_and_overwrite_refused(stores: Stores, keyring: Keyring) -> None:
     backup(stores, keyring, dump(10))
     assert next_backup_name(stores, DAY, "orders", "daily").file_name == "20261125-orders-daily-2.bak"
     with pytest.raises(PreconditionFailed, match="never overwritten"):
@@ -82,7 +83,7 @@ def test_a_second_backup_the_same_day_gets_the_next_name_and_overwriting_is_refu
     assert not list(stores[0].root.rglob("*.partial"))
 
 
-def test_catalog_lists_and_verifies_both_copies_shallow_and_deep(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_catalog_lists_and_verifies_both_copies_shallow_and_deep(stores: Stores, keyring: Keyring) -> None:
     backup(stores, keyring, dump(5_000))
     backup(stores, keyring, dump(6_000), seq=2)
     catalog = Catalog(*stores, keys=keyring)
@@ -95,7 +96,7 @@ def test_catalog_lists_and_verifies_both_copies_shallow_and_deep(stores, keyring
     assert deep.counts and "table contents match" in deep.local.detail
 
 
-def test_tampered_and_missing_copies_are_reported_per_copy(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_and_missing_copies_are_reported_per_copy(stores: Stores, keyring: Keyring) -> None:
     backup(stores, keyring, dump(5_000))
     local, remote = stores
     path = local.root / "backups/orders/20261125-orders-daily.bak"
@@ -111,7 +112,7 @@ def test_tampered_and_missing_copies_are_reported_per_copy(stores, keyring) -> N
     assert deep.local.state is CopyState.DAMAGED and "failed authentication" in deep.local.detail
 
 
-def test_deep_verify_catches_a_manifest_whose_tables_disagree(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_deep_verify_catches_a_manifest_whose_tables_disagree(stores: Stores, keyring: Keyring) -> None:
     data = dump(1_000)
     name = BackupName(DAY, "orders", "daily")
     wrong = summarise(dump(999))
@@ -122,7 +123,7 @@ def test_deep_verify_catches_a_manifest_whose_tables_disagree(stores, keyring) -
     assert "table order_items has 1000 rows, the manifest says 999" in entry.local.detail
 
 
-def test_damaged_manifest_marks_the_copy_damaged(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_manifest_marks_the_copy_damaged(stores: Stores, keyring: Keyring) -> None:
     backup(stores, keyring, dump(100))
     (stores[1].root / "orders/20261125-orders-daily.bak.manifest.json").write_text("{not json")
     entry = Catalog(*stores, keys=keyring).verify("20261125-orders-daily")
@@ -130,7 +131,7 @@ def test_damaged_manifest_marks_the_copy_damaged(stores, keyring) -> None:  # ty
     assert entry.local.state is CopyState.VERIFIED
 
 
-def test_a_different_keyring_cannot_read_the_backup(stores, keyring, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_different_keyring_cannot_read_the_backup(stores: Stores, keyring: Keyring, tmp_path: Path) -> None:
     manifest = backup(stores, keyring, dump(100))
     stranger_path = tmp_path / "other.json"
     write_keyring(stranger_path, {"kek-2026": os.urandom(32)}, active="kek-2026")
@@ -138,7 +139,7 @@ def test_a_different_keyring_cannot_read_the_backup(stores, keyring, tmp_path: P
         read_backup(stores[0], manifest.name, io.BytesIO(), Keyring.load(stranger_path))
 
 
-def test_read_backup_refuses_an_object_swapped_under_another_name(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_read_backup_refuses_an_object_swapped_under_another_name(stores: Stores, keyring: Keyring) -> None:
     backup(stores, keyring, dump(100))
     backup(stores, keyring, dump(200), seq=2)
     local = stores[0]
@@ -151,7 +152,7 @@ def test_read_backup_refuses_an_object_swapped_under_another_name(stores, keyrin
     assert sink.getvalue() == b""
 
 
-def test_delete_removes_both_copies(stores, keyring) -> None:  # type: ignore[no-untyped-def]
+def test_delete_removes_both_copies(stores: Stores, keyring: Keyring) -> None:
     backup(stores, keyring, dump(100))
     catalog = Catalog(*stores, keys=keyring)
     catalog.delete("20261125-orders-daily")

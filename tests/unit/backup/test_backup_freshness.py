@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 from backup_builders import DAMAGED, entry
 
+from recovery.backup.catalog import CatalogEntry
 from recovery.backup.freshness import stale_backups
 from recovery.targets.model import Objectives
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def fresh_set() -> list:  # type: ignore[type-arg]
+def fresh_set() -> list[CatalogEntry]:
     return [
         entry("20261125-orders-realtime", NOW - timedelta(seconds=30)),
         entry("20261125-transactions-realtime", NOW - timedelta(seconds=60)),

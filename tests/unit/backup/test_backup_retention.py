@@ -7,18 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from backup_builders import DAMAGED, MISSING, OK, UNVERIFIED, entry
 
-from recovery.backup.retention import RetentionPolicy, plan_retention
+from recovery.backup.catalog import CatalogEntry, CopyStatus
+from recovery.backup.retention import RetentionDecision, RetentionPolicy, plan_retention
 from recovery.errors import UsageError
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 48
 
 
-def daily(days_ago: int, local=OK, remote=OK):  # type: ignore[no-untyped-def]
+def daily(days_ago: int, local: CopyStatus = OK, remote: CopyStatus = OK) -> CatalogEntry:
     moment = NOON - timedelta(days=days_ago)
     return entry(f"{moment:%Y%m%d}-users-daily", moment, local, remote)
 
 
-def decisions(entries, policy):  # type: ignore[no-untyped-def]
+def decisions(entries: list[CatalogEntry], policy: RetentionPolicy) -> dict[str, RetentionDecision]:
     return {decision.backup_id: decision for decision in plan_retention(entries, policy)}
 
 
