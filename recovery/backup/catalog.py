@@ -125,7 +125,7 @@ class Catalog:
         self, store: ObjectStore, name: BackupName, listed: set[str] | None = None
     ) -> tuple[CopyStatus, Manifest | None]:
         exists = (
-            object_key(name) in listed if listed is not None else store.size(object_key(name)) is not None
+            object_key(name) in listed if listed is not None else store.head(object_key(name)) is not None
         )
         if not exists:
             return CopyStatus(CopyState.MISSING, f"{store.describe(object_key(name))} does not exist"), None

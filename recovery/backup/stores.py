@@ -53,7 +53,9 @@ class ObjectStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes | None: ...
 
-    def size(self, key: str) -> int | None: ...
+    def head(self, key: str) -> int | None:
+        """The object's size in bytes, or None when it does not exist."""
+        ...
 
     def list_keys(self, under: str = "") -> list[str]: ...
 
@@ -182,7 +184,7 @@ class S3Store:
     @contextmanager
     def create(self, key: str) -> Iterator[Sink]:
         where = self.describe(key)
-        if self.size(key) is not None:
+        if self.head(key) is not None:
             raise _already_exists(where)
         with ThreadPoolExecutor(self._in_flight, thread_name_prefix=f"upload-{self.label}") as pool:
             upload = _MultipartUpload(
@@ -229,7 +231,7 @@ class S3Store:
         except BotoCoreError as exc:
             raise translate_error(exc, "download", where) from exc
 
-    def size(self, key: str) -> int | None:
+    def head(self, key: str) -> int | None:
         where = self.describe(key)
         try:
             return self._s3.head_object(Bucket=self.bucket, Key=self.prefix + key)["ContentLength"]
@@ -335,7 +337,7 @@ class FilesystemStore:
         except FileNotFoundError:
             return None
 
-    def size(self, key: str) -> int | None:
+    def head(self, key: str) -> int | None:
         try:
             return self._path(key).stat().st_size
         except FileNotFoundError:
