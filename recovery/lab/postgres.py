@@ -157,14 +157,18 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 def create_roles(plan: LabPlan, pg_bin: Path, owner_password: str) -> None:
-    """Role `orders` and database `orders` owned by it (idempotent), over TCP as postgres."""
+    """Role `orders` and database `orders` owned by it (idempotent), over TCP as postgres.
+
+    The server gets a SCRAM verifier, never the password: not even a failed statement in the server log
+    can reveal it.
+    """
     primary = database(plan, plan.primary, pg_bin)
     with db.connect(primary, dbname="postgres") as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_OWNER,)).fetchone()
         verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
         conn.execute(
             sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                verb, sql.Identifier(DB_OWNER), sql.Literal(owner_password)
+                verb, sql.Identifier(DB_OWNER), sql.Literal(render.scram_verifier(owner_password))
             )
         )
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:

@@ -3,6 +3,10 @@ pgpass, known_hosts, the Ansible inventory and the target description)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +134,20 @@ def parse_pgpass(text: str) -> dict[str, str]:
         if len(fields) == 5:
             found.setdefault(fields[3], fields[4])
     return found
+
+
+def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677), computed on our side."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def known_hosts_line(site: SitePlan, host_public_key: str) -> str:

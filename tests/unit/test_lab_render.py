@@ -104,3 +104,15 @@ def test_target_is_valid_and_round_trips_through_yaml(tmp_path: Path) -> None:
     write_target(target, tmp_path / "target.yaml")
     assert load_target(tmp_path / "target.yaml") == target
     assert "password" not in (tmp_path / "target.yaml").read_text().lower()
+
+
+def test_scram_verifier_matches_postgresql_format_and_hides_the_password() -> None:
+    verifier = render.scram_verifier("pencil", salt=b"0123456789abcdef")
+    head, keys = verifier.split("$", 1)[1].split("$")
+    assert verifier.startswith("SCRAM-SHA-256$4096:")
+    assert head == "4096:MDEyMzQ1Njc4OWFiY2RlZg=="
+    stored, server = keys.split(":")
+    assert len(stored) == len(server) == 44
+    assert "pencil" not in verifier
+    assert render.scram_verifier("pencil", salt=b"0123456789abcdef") == verifier
+    assert render.scram_verifier("pencil") != verifier  # a fresh salt each time
