@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class Registered:
     state: dict[str, Any]
     parent: str
     provider: str
+    protect: bool
     property_dependencies: dict[str, tuple[str, ...]]
 
 
@@ -161,6 +163,26 @@ class _CapturingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.cloud = mocks
 
+    def ReadResource(self, request: Any) -> Any:
+        # A StackReference is read, not registered.
+        response = super().ReadResource(request)
+        registration = self.resources[response.urn]
+        self.cloud.run.resources.append(
+            Registered(
+                typ=request.type,
+                name=request.name,
+                urn=response.urn,
+                id=registration.id or "",
+                inputs=rpc.deserialize_properties(request.properties),
+                state=dict(registration.state),
+                parent=request.parent,
+                provider=request.provider,
+                protect=False,
+                property_dependencies={},
+            )
+        )
+        return response
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
@@ -176,6 +198,7 @@ class _CapturingMonitor(pulumi_mocks.MockMonitor):
                 state=dict(registration.state),
                 parent=request.parent,
                 provider=request.provider,
+                protect=bool(getattr(request, "protect", False)),
                 property_dependencies={
                     key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()
                 },
@@ -194,6 +217,18 @@ def stack_config(stack: str) -> dict[str, str]:
 
 def run_stack(stack: str, config: dict[str, str], stack_outputs: dict[str, dict[str, Any]]) -> StackRun:
     """Run infra/__main__.py under mocks and return what it registered and exported."""
+    return run_under_mocks(
+        stack, config, stack_outputs, lambda: runpy.run_path(str(INFRA), run_name="__main__")
+    )
+
+
+def run_under_mocks(
+    stack: str,
+    config: dict[str, str],
+    stack_outputs: dict[str, dict[str, Any]],
+    body: Callable[[], object],
+) -> StackRun:
+    """Run a program body under mocks inside `@pulumi.runtime.test`, so every registration completes."""
     run = StackRun(stack=stack)
     cloud = _Cloud(run, stack_outputs)
     settings.ROOT.set(None)  # each stack gets its own root Stack resource
@@ -204,7 +239,7 @@ def run_stack(stack: str, config: dict[str, str], stack_outputs: dict[str, dict[
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        runpy.run_path(str(INFRA), run_name="__main__")
+        body()
         root = settings.get_root_resource()
         assert root is not None
         exported = dict(root.outputs)  # type: ignore[attr-defined]
