@@ -110,7 +110,7 @@ class _Cloud(pulumi_mocks.Mocks):
             rid = "mrk-0123456789abcdef0123456789abcdef"
             state.update(keyId=rid, arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{rid}")
         elif typ == "aws:rds/instance:Instance":
-            ident = inputs["identifier"]
+            ident = inputs.get("identifier", name)
             rid = ident
             state.update(
                 address=f"{ident}.cabc123.{region}.rds.amazonaws.com",
