@@ -27,38 +27,33 @@ POOL_MIB = 24
 STATUSES = ("placed", "paid", "paid", "paid", "cancelled")
 
 
-def order_pool(size: int) -> bytes:
+def order_pool(size: int) -> bytearray:
     """COPY-format rows of orders, items and transactions, roughly as pg_dump writes them."""
     rng = random.Random(20261125)
-    lines: list[bytes] = []
-    total = 0
+    pool = bytearray()  # grown in place: the pool must not inflate the peak RSS measured later
     order = 0
-    while total < size:
+    while len(pool) < size:
         order += 1
         uuid = f"{rng.getrandbits(128):032x}"
         uuid = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:]}"
         minute = order // 60
         day, hour = 1 + minute // 1440 % 28, minute // 60 % 24
         stamp = f"2026-11-{day:02d} {hour:02d}:{minute % 60:02d}:{order % 60:02d}+00"
-        items = rng.randint(1, 4)
         total_cents = 0
-        for line_no in range(1, items + 1):
+        for line_no in range(1, rng.randint(1, 4) + 1):
             price = rng.randint(199, 25_000)
             quantity = rng.randint(1, 3)
             total_cents += price * quantity
-            lines.append(f"{uuid}\t{line_no}\t{rng.randint(1, 5000)}\t{quantity}\t{price}\n".encode())
+            pool += f"{uuid}\t{line_no}\t{rng.randint(1, 5000)}\t{quantity}\t{price}\n".encode()
         status = rng.choice(STATUSES)
-        lines.append(
-            f"{uuid}\t{rng.randint(1, 100_000)}\t{status}\t{total_cents}\t{stamp}\t{stamp}\n".encode()
-        )
+        pool += f"{uuid}\t{rng.randint(1, 100_000)}\t{status}\t{total_cents}\t{stamp}\t{stamp}\n".encode()
         if status == "paid":
-            tx = f"{rng.getrandbits(128):032x}"
-            lines.append(f"{tx}\t{uuid}\t{total_cents}\tcaptured\t{stamp}\n".encode())
-        total += sum(len(line) for line in lines[-(items + 2) :])
-    return b"".join(lines)[:size]
+            pool += f"{rng.getrandbits(128):032x}\t{uuid}\t{total_cents}\tcaptured\t{stamp}\n".encode()
+    del pool[size:]
+    return pool
 
 
-def blocks(pool: bytes, total: int, block: int = MIB) -> Iterator[bytes]:
+def blocks(pool: bytearray, total: int, block: int = MIB) -> Iterator[bytes]:
     view = memoryview(pool)
     sent = 0
     while sent < total:
@@ -79,6 +74,27 @@ class Discard:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_phase_peak() -> float:
+    """Reset the kernel's RSS high-water mark (Linux clear_refs) and return the current RSS in MiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def phase_memory(before: float) -> str:
+    peak = _status_mib("VmHWM")
+    return (
+        f"phase peak RSS {peak:.0f} MiB (+{peak - before:.0f} over its start), "
+        f"process peak (getrusage) {peak_rss_mib():.0f} MiB"
+    )
 
 
 class Clock:
@@ -109,27 +125,29 @@ def main() -> None:
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"peak RSS after building the pool: {peak_rss_mib():.0f} MiB")
     for threads in args.threads:
+        start = reset_phase_peak()
         with Clock() as clock:
             result = encode(blocks(pool, total), Discard(), key, "bench", chunk_size=chunk, threads=threads)
         print(
             f"encode threads={threads}: {clock.rates(args.mib)}, "
-            f"ratio {result.raw_bytes / result.compressed_bytes:.2f}, peak RSS {peak_rss_mib():.0f} MiB"
+            f"ratio {result.raw_bytes / result.compressed_bytes:.2f}; {phase_memory(start)}"
         )
+    threads = args.threads[-1]
     with tempfile.TemporaryDirectory(dir="/var/tmp") as scratch:
         stored = Path(scratch) / "bench.bak"
+        start = reset_phase_peak()
         with Clock() as clock, stored.open("wb") as sink:
-            result = encode(
-                blocks(pool, total), sink, key, "bench", chunk_size=chunk, threads=args.threads[-1]
-            )
+            result = encode(blocks(pool, total), sink, key, "bench", chunk_size=chunk, threads=threads)
         print(
-            f"encode to a file (threads={args.threads[-1]}): {clock.rates(args.mib)}, "
-            f"stored {result.stored_bytes / MIB:.1f} MiB, peak RSS {peak_rss_mib():.0f} MiB"
+            f"encode to a file (threads={threads}): {clock.rates(args.mib)}, "
+            f"stored {result.stored_bytes / MIB:.1f} MiB; {phase_memory(start)}"
         )
+        start = reset_phase_peak()
         with Clock() as clock, stored.open("rb") as source:
             decoded = decode(source, Discard(), key, "bench")
         if decoded.raw_bytes != total or decoded.sha256 != result.sha256:
             raise SystemExit("decode did not return the encoded bytes")
-        print(f"decode from the file: {clock.rates(args.mib)}, peak RSS {peak_rss_mib():.0f} MiB")
+        print(f"decode from the file: {clock.rates(args.mib)}; {phase_memory(start)}")
 
 
 if __name__ == "__main__":
