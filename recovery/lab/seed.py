@@ -14,6 +14,7 @@ streams commit only when all of them succeeded; the foreign keys are restored wh
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import threading
@@ -36,6 +37,10 @@ FREE_GIFT_EVERY = 37
 PAID_SHARE = 0.70
 CANCELLED_SHARE = 0.05
 LOADED_TABLES = ("orders", "order_items", "transactions", "events")
+V7_VARIANT = 0b10 << 62  # RFC 9562 variant bits inside the 76 bits after the version nibble
+V7_CLEAR = ~(0b11 << 62)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,25 +105,35 @@ def _generate(plan: SeedPlan, prices: list[int], emit: Callable[[dict[str, bytes
     counts = dict.fromkeys(LOADED_TABLES, 0)
     event_id = 0
     users, products = plan.users, plan.products - 1
+    # Every (product, quantity 1-3) line is formatted once: index product_id * 4 + quantity.
+    line_totals = [0] * ((plan.products + 1) * 4)
+    line_tails = [""] * ((plan.products + 1) * 4)
+    for product_id in range(2, plan.products + 1):
+        for quantity in (1, 2, 3):
+            price = prices[product_id]
+            line_totals[product_id * 4 + quantity] = quantity * price
+            line_tails[product_id * 4 + quantity] = (
+                f"\t{product_id}\t{quantity}\t{price}" + (f"\t{quantity * price}\n" if v2 else "\n"))
+    line_numbers = [f"\t{n}" for n in range(8)]
     for chunk_start in range(0, plan.orders, CHUNK_ORDERS):
         orders: list[str] = []
         items: list[str] = []
         payments: list[str] = []
         events: list[str] = []
         for i in range(chunk_start, min(plan.orders, chunk_start + CHUNK_ORDERS)):
-            order_id = f"{getrandbits(128):032x}"
-            at = _timestamp_text(HISTORY_START + int(i * step), cache)
+            epoch = HISTORY_START + i * step
+            at = _timestamp_text(int(epoch), cache)
+            # Time-ordered ids (UUIDv7 layout: milliseconds, version 7, random bits) keep index inserts
+            # at the right edge of the btree, as a live service issuing v7 ids would.
+            stamp = f"{int(epoch * 1000):012x}7"
+            order_id = f"{stamp}{(getrandbits(76) & V7_CLEAR) | V7_VARIANT:019x}"
             user_id = 1 + int(rand() * users)
             n_lines = 1 + int(rand() * 4)
             total = 0
             for line_no in range(1, n_lines + 1):
-                product_id = 2 + int(rand() * products)
-                quantity = 1 + int(rand() * 3)
-                price = prices[product_id]
-                line_total = quantity * price
-                total += line_total
-                items.append(f"{order_id}\t{line_no}\t{product_id}\t{quantity}\t{price}\t{line_total}\n" if v2
-                             else f"{order_id}\t{line_no}\t{product_id}\t{quantity}\t{price}\n")
+                line = (2 + int(rand() * products)) * 4 + 1 + int(rand() * 3)
+                total += line_totals[line]
+                items.append(order_id + line_numbers[line_no] + line_tails[line])
             if i >= promotion_start and (i % FREE_GIFT_EVERY == 0 or i == plan.orders - 1):
                 line_no = n_lines + 1
                 items.append(f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\t0\n" if v2
@@ -133,7 +148,8 @@ def _generate(plan: SeedPlan, prices: list[int], emit: Callable[[dict[str, bytes
             events.append(f'{event_id}\t{at}\torder.placed\t{order_id}\t'
                           f'{{"lines": {n_lines}, "total_cents": {total}, "user_id": {user_id}}}\n')
             if status == "paid":
-                payments.append(f"{getrandbits(128):032x}\t{order_id}\t{total}\tcaptured\t{at}\n")
+                payment_id = f"{stamp}{(getrandbits(76) & V7_CLEAR) | V7_VARIANT:019x}"
+                payments.append(f"{payment_id}\t{order_id}\t{total}\tcaptured\t{at}\n")
                 event_id += 1
                 events.append(f'{event_id}\t{at}\torder.paid\t{order_id}\t{{"amount_cents": {total}}}\n')
         counts["orders"] += len(orders)
@@ -184,12 +200,41 @@ def _foreign_keys(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     return [(str(t), str(n), str(d)) for t, n, d in rows]
 
 
-def _restore_foreign_keys(conn: psycopg.Connection, keys: list[tuple[str, str, str]]) -> None:
+def _restore_foreign_keys(conn: psycopg.Connection, conninfo: str, keys: list[tuple[str, str, str]]) -> None:
+    """Re-create the foreign keys, then validate them in parallel.
+
+    Added NOT VALID first (instant); VALIDATE CONSTRAINT takes locks that do not conflict with each other,
+    so the four checks run at once on their own connections. A key whose check fails is left NOT VALID
+    and the failure raised.
+    """
     present = {name for _, name, _ in _foreign_keys(conn)}
+    added = [(table, name) for table, name, _ in keys if name not in present]
     for table, name, definition in keys:
         if name not in present:
-            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')  # type: ignore[call-overload]
+            conn.execute(  # type: ignore[call-overload]
+                f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition} NOT VALID')
     conn.commit()
+    _run_parallel(conninfo, [f'ALTER TABLE {table} VALIDATE CONSTRAINT "{name}"' for table, name in added])
+
+
+def _run_parallel(conninfo: str, statements: list[str]) -> None:
+    errors: list[BaseException] = []
+
+    def run(statement: str) -> None:
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(statement)  # type: ignore[call-overload]
+        except BaseException as exc:  # collected and raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in statements]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        first = str(errors[0]).strip().splitlines()[0] if str(errors[0]).strip() else type(errors[0]).__name__
+        raise ExternalFailure(f"seeding: a check after the load failed: {first}")
 
 
 class _Stream(threading.Thread):
@@ -219,7 +264,13 @@ def seed_lab_data(conninfo: str, *, orders: int, seed: int = 7) -> dict[str, int
 
     Returns row counts per table. Refuses (PreconditionFailed) when the database already has orders.
     """
-    with psycopg.connect(conninfo) as conn:
+    plan_seed(orders, seed, 1)  # reject a bad count before touching the database
+    try:
+        conn = psycopg.connect(conninfo)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        raise ExternalFailure(f"cannot reach the order database to seed it: {first}") from None
+    with conn:
         schema = _ensure_schema(conn)
         plan = plan_seed(orders, seed, schema)
         if conn.execute("SELECT EXISTS (SELECT 1 FROM orders)").fetchone() != (False,) or \
@@ -239,18 +290,24 @@ def seed_lab_data(conninfo: str, *, orders: int, seed: int = 7) -> dict[str, int
                     copy.write(_user_rows(plan))
                 with cur.copy(statements["products"]) as copy:  # type: ignore[arg-type]
                     copy.write(_product_rows(plan, prices))
+            started = time.perf_counter()
             counts = _load_history(conninfo, plan, prices, statements, commit_first=conn.commit)
+            log.info("seed: loaded %d orders in %.2f s", plan.orders, time.perf_counter() - started)
         except BaseException:
             conn.rollback()
             raise
         finally:
-            _restore_foreign_keys(conn, keys)
+            started = time.perf_counter()
+            _restore_foreign_keys(conn, conninfo, keys)
+            log.info("seed: foreign keys restored in %.2f s", time.perf_counter() - started)
         for table in ("users", "products", "events"):
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"  # type: ignore[call-overload]
             )
         conn.commit()
-        conn.execute("ANALYZE")
+        started = time.perf_counter()
+        _run_parallel(conninfo, [f"ANALYZE {table}" for table in ("users", "products", *LOADED_TABLES)])
+        log.info("seed: analyzed in %.2f s", time.perf_counter() - started)
         return {"users": plan.users, "products": plan.products, **counts}
 
 
