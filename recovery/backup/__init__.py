@@ -1,6 +1,14 @@
 """Backups: codec (zstd + AES-256-GCM chunks), naming, manifest, keys, stores, catalog, retention."""
 
-from recovery.backup.catalog import Catalog, CatalogEntry, ContentCheck, ContentChecker, CopyState, CopyStatus
+from recovery.backup.catalog import (
+    Catalog,
+    CatalogEntry,
+    ContentCheck,
+    ContentChecker,
+    CopyState,
+    CopyStatus,
+    catalog_for,
+)
 from recovery.backup.codec import DecodeResult, EncodeResult, decode, encode
 from recovery.backup.freshness import FreshnessFinding, stale_backups
 from recovery.backup.keys import DataKey, KeyProvider, Keyring, KmsKeys, key_provider, write_keyring
@@ -15,7 +23,7 @@ from recovery.backup.repository import (
     write_backup,
 )
 from recovery.backup.retention import RetentionDecision, RetentionPolicy, plan_retention
-from recovery.backup.stores import FilesystemStore, ObjectStore, S3Store
+from recovery.backup.stores import FilesystemStore, ObjectStore, S3Store, stores_for
 
 __all__ = [
     "DOMAINS",
@@ -46,6 +54,7 @@ __all__ = [
     "SourcePosition",
     "TableSummary",
     "backup_names",
+    "catalog_for",
     "decode",
     "encode",
     "key_provider",
@@ -56,6 +65,7 @@ __all__ = [
     "read_backup",
     "read_manifest",
     "stale_backups",
+    "stores_for",
     "write_backup",
     "write_keyring",
 ]

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from recovery.backup.keys import KeyProvider
+from recovery.backup.keys import KeyProvider, key_provider
 from recovery.backup.manifest import Manifest, TableSummary
 from recovery.backup.naming import BackupName, Domain, Kind
 from recovery.backup.repository import (
@@ -27,8 +27,10 @@ from recovery.backup.repository import (
     read_manifest,
     stored_sha256,
 )
-from recovery.backup.stores import ObjectStore
+from recovery.backup.stores import ObjectStore, stores_for
+from recovery.drivers.aws import AwsDriver
 from recovery.errors import IntegrityError, UsageError
+from recovery.targets.model import Target
 
 
 class CopyState(StrEnum):
@@ -116,7 +118,7 @@ class Catalog:
     def __init__(self, local: ObjectStore, remote: ObjectStore, keys: KeyProvider | None = None) -> None:
         self.local = local
         self.remote = remote
-        self._keys = keys
+        self.keys = keys
 
     def _stores(self) -> tuple[tuple[str, ObjectStore], ...]:
         return (("local", self.local), ("remote", self.remote))
@@ -162,7 +164,7 @@ class Catalog:
     ) -> CatalogEntry:
         """Verify both copies of one backup; deep verification needs the keys and a content checker."""
         name = BackupName.parse(backup_id)
-        if deep and (checker is None or self._keys is None):
+        if deep and (checker is None or self.keys is None):
             raise UsageError("deep verification needs a content checker and the target's keys")
         entry = self.entry(name)
         statuses: dict[str, CopyStatus] = {}
@@ -194,13 +196,13 @@ class Catalog:
             if digest != manifest.sha256:
                 return CopyStatus(CopyState.DAMAGED, f"{where} does not match the sha256 in its manifest")
             return CopyStatus(CopyState.VERIFIED, "sha256 matches the manifest")
-        assert checker is not None and self._keys is not None
+        assert checker is not None and self.keys is not None
         # A key that cannot be unwrapped (KMS down, keyring without the id) is the operator's problem to
         # fix, not a verdict on the copy: that error propagates instead of marking the copy damaged.
-        data_key = self._keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+        data_key = self.keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
         check = checker(manifest)
         try:
-            read_backup(store, name, check, self._keys, manifest, data_key=data_key)
+            read_backup(store, name, check, self.keys, manifest, data_key=data_key)
         except IntegrityError as exc:  # includes a data key that does not open this object
             return CopyStatus(CopyState.DAMAGED, exc.message)
         difference = compare_tables(manifest.tables, check.finish())
@@ -214,3 +216,10 @@ class Catalog:
         for _, store in self._stores():
             store.delete(object_key(name))
             store.delete(manifest_key(name))
+
+
+def catalog_for(target: Target, aws: AwsDriver | None = None, *, with_keys: bool = True) -> Catalog:
+    """The catalog of a target's two S3 copies; `with_keys=False` lists and shallow-verifies without keys."""
+    driver = aws or AwsDriver(target.aws)
+    local, remote = stores_for(target, driver)
+    return Catalog(local, remote, key_provider(target.keys, driver) if with_keys else None)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from recovery.targets.model import BackupStore as StoreAddress
+    from recovery.targets.model import Target
 
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB
@@ -356,3 +357,8 @@ class FilesystemStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def stores_for(target: Target, aws: AwsDriver) -> tuple[S3Store, S3Store]:
+    """The target's local and remote backup copies."""
+    return S3Store(aws, target.backup.local, "local"), S3Store(aws, target.backup.remote, "remote")

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from conftest import LOCAL, REMOTE
 
-from recovery.backup.catalog import Catalog, CopyState
+from recovery.backup.catalog import Catalog, CopyState, catalog_for
 from recovery.backup.keys import KmsKeys
 from recovery.backup.manifest import SourcePosition, TableSummary
 from recovery.backup.naming import BackupName
@@ -21,7 +21,7 @@ from recovery.backup.repository import BackupMetadata, backup_names, read_backup
 from recovery.backup.stores import MIB, S3Store
 from recovery.drivers.aws import AwsDriver, translate_error
 from recovery.errors import ExternalFailure, IntegrityError, PreconditionFailed
-from recovery.targets.model import AwsEndpoint, BackupStore
+from recovery.targets.model import AwsEndpoint, BackupStore, Target
 
 Copies = tuple[S3Store, S3Store]
 NAME = BackupName(date(2026, 11, 25), "orders", "realtime")
@@ -164,3 +164,50 @@ def test_driver_uses_the_targets_endpoint_and_bounded_retries() -> None:
     assert client.meta.region_name == "eu-central-1"
     assert client.meta.config.retries == {"total_max_attempts": 5, "mode": "standard"}
     assert driver.s3("eu-central-1") is client
+
+
+def test_catalog_for_a_target_uses_its_stores_and_kms_key(aws: AwsDriver) -> None:
+    key_arn = aws.kms("eu-west-1").create_key()["KeyMetadata"]["Arn"]
+    target = Target.model_validate(
+        {
+            "name": "staging",
+            "kind": "aws",
+            "state_dir": "/var/lib/order-recovery/staging",
+            "inventory": "/etc/order-recovery/hosts.yml",
+            **{
+                site: {
+                    "name": site,
+                    "region": region,
+                    "hosts": [
+                        {
+                            "name": f"{site}-app",
+                            "address": "10.0.0.1",
+                            "ssh_user": "deploy",
+                            "base_dir": "/srv/orders",
+                            "service_port": 8080,
+                        }
+                    ],
+                    "database": {"address": "10.0.0.2"},
+                }
+                for site, region in (("primary", "eu-west-1"), ("standby", "eu-central-1"))
+            },
+            "backup": {"local": LOCAL.model_dump(), "remote": REMOTE.model_dump()},
+            "keys": {"kind": "kms", "kms_key_id": key_arn, "region": "eu-west-1"},
+            "traffic": {
+                "hosted_zone_id": "Z1",
+                "record_name": "orders.example.com",
+                "front_door_url": "https://o/",
+            },
+        }
+    )
+    catalog = catalog_for(target, aws)
+    assert (catalog.local.describe("x"), catalog.remote.describe("x")) == (
+        "s3://orders-backup-local/backups/x (local copy)",
+        "s3://orders-backup-remote/backups/x (remote copy)",
+    )
+    assert isinstance(catalog.local, S3Store) and catalog.keys is not None
+    manifest = write_backup(
+        io.BytesIO(b"orders\t1\n"), NAME, METADATA, (catalog.local, catalog.remote), catalog.keys
+    )
+    assert manifest.key.key_id == key_arn
+    assert catalog.verify(NAME.backup_id).counts
