@@ -18,11 +18,14 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,11 +179,14 @@ class _Timer:
     def __init__(self) -> None:
         self.steps: list[StepTime] = []
 
+    def record(self, step: str, seconds: float) -> None:
+        self.steps.append(StepTime(step, round(seconds, 3)))  # list.append is atomic: loads run in threads
+
     @contextmanager
     def __call__(self, step: str) -> Iterator[None]:
         started = time.perf_counter()
         yield
-        self.steps.append(StepTime(step, round(time.perf_counter() - started, 3)))
+        self.record(step, time.perf_counter() - started)
 
 
 def restore_beside(
@@ -255,20 +261,27 @@ def _fill(
                     f"{schema_version}: domains cannot be mixed across versions; restore every domain "
                     "from the backup"
                 )
-        for domain in plan.from_backup:
-            with timer(f"load {domain}"):
-                _load_domain(pg_restore, scratch, domain, sources[domain], names)
-        live_copy = None
+        parallel = max(jobs if jobs is not None else min(os.cpu_count() or 1, 4), 1)
+        # The domains' tables have no constraints yet, so their loads are independent: run them side by
+        # side (each is one pg_restore and one server backend), `parallel` at a time.
+        loads: dict[str, _Load] = {
+            f"load {domain}": partial(_load_domain, pg_restore, scratch, domain, sources[domain], names)
+            for domain in plan.from_backup
+        }
+        live_step = f"copy from live: {', '.join(plan.from_live)}"
         if plan.from_live:
-            with timer(f"copy from live: {', '.join(plan.from_live)}"):
-                live_copy = _copy_from_live(pg_restore, scratch, live, bin_dir, plan.from_live, names)
+            loads[live_step] = partial(
+                _copy_from_live, pg_restore, scratch, live, bin_dir, plan.from_live, names
+            )
+        with timer("load data"):
+            results = _run_loads(loads, parallel, timer)
+        live_copy = results.get(live_step)
         with timer("indexes and constraints"):
-            parallel = jobs if jobs is not None else min(os.cpu_count() or 1, 4)
             _restore_file(
                 pg_restore,
                 scratch,
                 schema_file,
-                ["--section=post-data", f"--jobs={max(parallel, 1)}"],
+                ["--section=post-data", f"--jobs={parallel}"],
                 "indexes and constraints",
                 names,
                 options=_INDEX_OPTIONS,
@@ -301,27 +314,79 @@ def _copy(stream: ReadableStream, write: Callable[[bytes], object]) -> None:
         write(chunk)
 
 
-def _load_domain(pg_restore: Path, scratch: str, domain: str, source: Source, names: RestoreNames) -> None:
+_Load = Callable[[threading.Event], DumpInfo | None]
+
+
+class _Stopped(Exception):
+    """A load gave up because another load failed (that failure is the one reported)."""
+
+
+def _run_loads(loads: Mapping[str, _Load], workers: int, timer: _Timer) -> dict[str, DumpInfo | None]:
+    """Run the loads in threads; the first failure stops the others and is raised once all have ended."""
+    stop = threading.Event()
+    results: dict[str, DumpInfo | None] = {}
+    errors: list[BaseException] = []
+
+    def run(step: str, load: _Load) -> None:
+        if stop.is_set():
+            return
+        started = time.perf_counter()
+        try:
+            results[step] = load(stop)
+        except BaseException as exc:
+            stop.set()
+            errors.append(exc)
+            return
+        timer.record(step, time.perf_counter() - started)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore-load")
+    try:
+        for future in [pool.submit(run, step, load) for step, load in loads.items()]:
+            future.result()
+    except BaseException:
+        stop.set()  # interrupted while waiting: the loads end at their next chunk
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    if errors:
+        raise next((error for error in errors if not isinstance(error, _Stopped)), errors[0])
+    return results
+
+
+def _load_domain(
+    pg_restore: Path, scratch: str, domain: str, source: Source, names: RestoreNames, stop: threading.Event
+) -> None:
     what = f"the {domain} domain"
     if isinstance(source, FromDatabase):
         with dump_domain(source.conninfo, source.bin_dir, domain) as stream:
-            _pipe_into(pg_restore, scratch, stream, what, names)
+            _pipe_into(pg_restore, scratch, stream, what, names, stop)
         return
     with source() as stream:
-        _pipe_into(pg_restore, scratch, stream, what, names)
+        _pipe_into(pg_restore, scratch, stream, what, names, stop)
 
 
 def _copy_from_live(
-    pg_restore: Path, scratch: str, live: str, bin_dir: Path, domains: tuple[str, ...], names: RestoreNames
+    pg_restore: Path,
+    scratch: str,
+    live: str,
+    bin_dir: Path,
+    domains: tuple[str, ...],
+    names: RestoreNames,
+    stop: threading.Event,
 ) -> DumpInfo:
     # One pg_dump for all live domains: one snapshot, so references between them are consistent.
     with dump_domains(live, bin_dir, domains) as stream:
-        _pipe_into(pg_restore, scratch, stream, f"the live {', '.join(domains)} rows", names)
+        _pipe_into(pg_restore, scratch, stream, f"the live {', '.join(domains)} rows", names, stop)
         return stream.info
 
 
 def _pipe_into(
-    pg_restore: Path, scratch: str, stream: ReadableStream, what: str, names: RestoreNames
+    pg_restore: Path,
+    scratch: str,
+    stream: ReadableStream,
+    what: str,
+    names: RestoreNames,
+    stop: threading.Event,
 ) -> None:
     """Feed a data-only custom-format dump to pg_restore's stdin, one chunk at a time."""
     argv = [str(pg_restore), f"--dbname={scratch}", "--format=custom", "--data-only", "--exit-on-error"]
@@ -337,6 +402,8 @@ def _pipe_into(
         try:
             try:
                 while chunk := stream.read(_CHUNK):
+                    if stop.is_set():
+                        raise _Stopped(what)
                     process.stdin.write(chunk)
             except BrokenPipeError:
                 pass  # pg_restore stopped reading: its exit status and stderr say why

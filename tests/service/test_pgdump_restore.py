@@ -556,7 +556,7 @@ def test_an_interrupted_restore_leaves_live_untouched_and_a_rerun_succeeds(
         stderr=subprocess.PIPE,
     )
     try:
-        copied = wait_for_copy_progress(postgres, scratch, process)
+        copied = wait_for_copy_progress(postgres, scratch, "events", process)
         os.killpg(process.pid, signal.SIGKILL)  # the restore and its pg_restore child, mid-load
         process.wait(timeout=10)
     finally:
@@ -582,18 +582,32 @@ def test_an_interrupted_restore_leaves_live_untouched_and_a_rerun_succeeds(
     assert fingerprints(postgres, live) == before
 
 
-def wait_for_copy_progress(postgres: Postgres, dbname: str, process: subprocess.Popen[bytes]) -> int:
-    """Bytes a COPY into `dbname` has read, once past 1 MiB (only the big events load gets there)."""
+def wait_for_copy_progress(
+    postgres: Postgres, dbname: str, table: str, process: subprocess.Popen[bytes]
+) -> int:
+    """Bytes a COPY into `table` of `dbname` has read, once past 1 MiB (the load is under way)."""
     deadline = time.monotonic() + 60
-    with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
+
+    def check_alive() -> None:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            pytest.fail(f"the restore ended before it could be interrupted: {error[-500:]}")
+
+    while not database_exists(postgres, dbname):
+        check_alive()
+        if time.monotonic() > deadline:
+            pytest.fail(f"{dbname} was not created within 60 s")
+        time.sleep(0.01)
+    # relid is an oid of the scratch database: resolve it there.
+    with psycopg.connect(postgres.conninfo(dbname), autocommit=True) as conn:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                error = process.stderr.read().decode() if process.stderr else ""
-                pytest.fail(f"the restore ended before it could be interrupted: {error[-500:]}")
+            check_alive()
             row = conn.execute(
-                "SELECT max(bytes_processed) FROM pg_stat_progress_copy WHERE datname = %s", (dbname,)
+                "SELECT p.bytes_processed FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid"
+                " WHERE p.datname = current_database() AND c.relname = %s",
+                (table,),
             ).fetchone()
-            if row is not None and row[0] and row[0] > 1024 * 1024:
+            if row is not None and row[0] > 1024 * 1024:
                 return int(row[0])
             time.sleep(0.01)
-    pytest.fail(f"no COPY into {dbname} within 60 s")
+    pytest.fail(f"no COPY into {dbname}.{table} within 60 s")
