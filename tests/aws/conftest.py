@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from aws_backup_stores import LOCAL, REMOTE
 from moto import mock_aws
 
 from recovery.drivers.aws import AwsDriver
-from recovery.targets.model import BackupStore
-
-LOCAL = BackupStore(bucket="orders-backup-local", region="eu-west-1", prefix="backups/")
-REMOTE = BackupStore(bucket="orders-backup-remote", region="eu-central-1", prefix="backups/")
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from aws_backup_stores import LOCAL, REMOTE
 from botocore.exceptions import EndpointConnectionError
-from conftest import LOCAL, REMOTE
 
 from recovery.backup.catalog import Catalog, CopyState, catalog_for
 from recovery.backup.keys import KmsKeys
