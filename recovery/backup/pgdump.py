@@ -54,6 +54,12 @@ class ReadableStream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class ByteSink(Protocol):
+    """Where bytes are pushed (a file, pg_restore's stdin); the backup codec's Sink has this shape."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 @dataclass(frozen=True)
 class DumpInfo:
     """Where in the source's history a dump was cut, and what it holds."""

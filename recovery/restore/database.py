@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from recovery.backup.pgdump import (
+    ByteSink,
     DumpInfo,
     ReadableStream,
     connect,
@@ -74,7 +75,17 @@ class FromDatabase:
     bin_dir: Path
 
 
-Source = StreamOpener | FromDatabase
+@dataclass(frozen=True)
+class FromWriter:
+    """A source that pushes its bytes into a sink, e.g. the backup codec's `decode(source, sink, ...)`.
+
+    Whatever `write_to` raises (an integrity error halfway through) fails the restore.
+    """
+
+    write_to: Callable[[ByteSink], object]
+
+
+Source = StreamOpener | FromDatabase | FromWriter
 
 
 @dataclass(frozen=True)
@@ -301,17 +312,30 @@ def _fill(
 
 
 def _spool_schema(source: Source, target: Path) -> None:
-    if isinstance(source, FromDatabase):
-        with dump_schema(source.conninfo, source.bin_dir) as stream, target.open("wb") as out:
-            _copy(stream, out.write)
+    with target.open("wb") as out:
+        _feed(source, None, out)
+
+
+def _feed(source: Source, domain: str | None, sink: ByteSink) -> None:
+    """Push a source's bytes (the schema when `domain` is None, else that domain's rows) into `sink`."""
+    if isinstance(source, FromWriter):
+        source.write_to(sink)
         return
-    with source() as stream, target.open("wb") as out:
-        _copy(stream, out.write)
+    opened: AbstractContextManager[ReadableStream]
+    if isinstance(source, FromDatabase):
+        if domain is None:
+            opened = dump_schema(source.conninfo, source.bin_dir)
+        else:
+            opened = dump_domain(source.conninfo, source.bin_dir, domain)
+    else:
+        opened = source()
+    with opened as stream:
+        _copy(stream, sink)
 
 
-def _copy(stream: ReadableStream, write: Callable[[bytes], object]) -> None:
+def _copy(stream: ReadableStream, sink: ByteSink) -> None:
     while chunk := stream.read(_CHUNK):
-        write(chunk)
+        sink.write(chunk)
 
 
 _Load = Callable[[threading.Event], DumpInfo | None]
@@ -356,13 +380,7 @@ def _run_loads(loads: Mapping[str, _Load], workers: int, timer: _Timer) -> dict[
 def _load_domain(
     pg_restore: Path, scratch: str, domain: str, source: Source, names: RestoreNames, stop: threading.Event
 ) -> None:
-    what = f"the {domain} domain"
-    if isinstance(source, FromDatabase):
-        with dump_domain(source.conninfo, source.bin_dir, domain) as stream:
-            _pipe_into(pg_restore, scratch, stream, what, names, stop)
-        return
-    with source() as stream:
-        _pipe_into(pg_restore, scratch, stream, what, names, stop)
+    _pipe_into(pg_restore, scratch, partial(_feed, source, domain), f"the {domain} domain", names, stop)
 
 
 def _copy_from_live(
@@ -376,19 +394,35 @@ def _copy_from_live(
 ) -> DumpInfo:
     # One pg_dump for all live domains: one snapshot, so references between them are consistent.
     with dump_domains(live, bin_dir, domains) as stream:
-        _pipe_into(pg_restore, scratch, stream, f"the live {', '.join(domains)} rows", names, stop)
+        _pipe_into(
+            pg_restore, scratch, partial(_copy, stream), f"the live {', '.join(domains)} rows", names, stop
+        )
         return stream.info
+
+
+class _StdinSink:
+    """pg_restore's stdin as a sink that gives up as soon as another load has failed."""
+
+    def __init__(self, stdin: IO[bytes], stop: threading.Event, what: str) -> None:
+        self._stdin = stdin
+        self._stop = stop
+        self._what = what
+
+    def write(self, data: bytes, /) -> int:
+        if self._stop.is_set():
+            raise _Stopped(self._what)
+        return self._stdin.write(data)
 
 
 def _pipe_into(
     pg_restore: Path,
     scratch: str,
-    stream: ReadableStream,
+    feed: Callable[[ByteSink], None],
     what: str,
     names: RestoreNames,
     stop: threading.Event,
 ) -> None:
-    """Feed a data-only custom-format dump to pg_restore's stdin, one chunk at a time."""
+    """Feed a data-only custom-format dump to pg_restore's stdin as it arrives (bounded memory)."""
     argv = [str(pg_restore), f"--dbname={scratch}", "--format=custom", "--data-only", "--exit-on-error"]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
@@ -400,13 +434,9 @@ def _pipe_into(
         )
         assert process.stdin is not None  # started with stdin=PIPE
         try:
-            try:
-                while chunk := stream.read(_CHUNK):
-                    if stop.is_set():
-                        raise _Stopped(what)
-                    process.stdin.write(chunk)
-            except BrokenPipeError:
-                pass  # pg_restore stopped reading: its exit status and stderr say why
+            # A broken pipe means pg_restore stopped reading: its exit status and stderr say why.
+            with suppress(BrokenPipeError):
+                feed(_StdinSink(process.stdin, stop, what))
             with suppress(BrokenPipeError):
                 process.stdin.close()
         except BaseException:
