@@ -60,13 +60,37 @@ def main() -> None:
     data = root / "data"
     pid = None
     try:
-        subprocess.run(as_lab_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile",
-                                   str(root / "pw"), "--auth-host=scram-sha-256", "--auth-local=trust"),
-                       check=True, capture_output=True)
-        subprocess.run(as_lab_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
-                                   "start", "-o", f"-p {args.port} -c listen_addresses=127.0.0.1 "
-                                   f"-c unix_socket_directories={root} -c max_wal_size=4GB"),
-                       check=True, capture_output=True)
+        subprocess.run(
+            as_lab_user(
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--pwfile",
+                str(root / "pw"),
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+            ),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            as_lab_user(
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+                "-o",
+                f"-p {args.port} -c listen_addresses=127.0.0.1 "
+                f"-c unix_socket_directories={root} -c max_wal_size=4GB",
+            ),
+            check=True,
+            capture_output=True,
+        )
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
         conninfo = f"host=127.0.0.1 port={args.port} user=postgres passfile={passfile}"
         with psycopg.connect(conninfo + " dbname=postgres", autocommit=True) as conn:
@@ -75,14 +99,18 @@ def main() -> None:
         counts = seed_lab_data(conninfo + " dbname=orders", orders=args.orders, seed=args.seed)
         seconds = time.perf_counter() - started
         rows = sum(counts.values())
-        print(f"orders={args.orders} seconds={seconds:.2f} rows={rows} rows_per_second={rows / seconds:,.0f} "
-              f"orders_per_second={args.orders / seconds:,.0f} cores={os.cpu_count()}")
+        print(
+            f"orders={args.orders} seconds={seconds:.2f} rows={rows} rows_per_second={rows / seconds:,.0f} "
+            f"orders_per_second={args.orders / seconds:,.0f} cores={os.cpu_count()}"
+        )
         for table, count in counts.items():
             print(f"  {table:13s} {count:>10,d}")
     finally:
         if pid is not None:
-            subprocess.run(as_lab_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
-                           capture_output=True)
+            subprocess.run(
+                as_lab_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
+                capture_output=True,
+            )
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(passdir, ignore_errors=True)
 

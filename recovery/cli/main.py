@@ -11,6 +11,7 @@ import typer
 from recovery import __version__
 from recovery.cli import runs
 from recovery.cli import lab
+from recovery.cli import release
 from recovery.cli import target
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 # One line per command group; each module owns its own commands.
 app.add_typer(lab.app, name="lab")
+app.add_typer(release.app, name="release")
 app.add_typer(runs.app, name="runs")
 app.add_typer(target.app, name="target")
 

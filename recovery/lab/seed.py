@@ -56,8 +56,13 @@ def plan_seed(orders: int, seed: int, schema: int) -> SeedPlan:
     """How many users and products go with `orders` orders."""
     if orders < 1:
         raise UsageError(f"--orders must be at least 1, got {orders}")
-    return SeedPlan(orders=orders, users=max(10, orders // 10), products=max(20, min(5000, orders // 200)),
-                    seed=seed, schema=schema)
+    return SeedPlan(
+        orders=orders,
+        users=max(10, orders // 10),
+        products=max(20, min(5000, orders // 200)),
+        seed=seed,
+        schema=schema,
+    )
 
 
 def _timestamp_text(epoch: int, cache: dict[int, str]) -> str:
@@ -112,8 +117,9 @@ def _generate(plan: SeedPlan, prices: list[int], emit: Callable[[dict[str, bytes
         for quantity in (1, 2, 3):
             price = prices[product_id]
             line_totals[product_id * 4 + quantity] = quantity * price
-            line_tails[product_id * 4 + quantity] = (
-                f"\t{product_id}\t{quantity}\t{price}" + (f"\t{quantity * price}\n" if v2 else "\n"))
+            line_tails[product_id * 4 + quantity] = f"\t{product_id}\t{quantity}\t{price}" + (
+                f"\t{quantity * price}\n" if v2 else "\n"
+            )
     line_numbers = [f"\t{n}" for n in range(8)]
     for chunk_start in range(0, plan.orders, CHUNK_ORDERS):
         orders: list[str] = []
@@ -136,17 +142,30 @@ def _generate(plan: SeedPlan, prices: list[int], emit: Callable[[dict[str, bytes
                 items.append(order_id + line_numbers[line_no] + line_tails[line])
             if i >= promotion_start and (i % FREE_GIFT_EVERY == 0 or i == plan.orders - 1):
                 line_no = n_lines + 1
-                items.append(f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\t0\n" if v2
-                             else f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\n")
+                items.append(
+                    f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\t0\n"
+                    if v2
+                    else f"{order_id}\t{line_no}\t{FREE_GIFT_PRODUCT_ID}\t1\t0\n"
+                )
                 n_lines += 1
             draw = rand()
-            status = ("paid" if draw < PAID_SHARE
-                      else "cancelled" if draw < PAID_SHARE + CANCELLED_SHARE else "placed")
-            orders.append(f"{order_id}\t{user_id}\t{status}\t{total}\t{at}\t{at}\tEUR\n" if v2
-                          else f"{order_id}\t{user_id}\t{status}\t{total}\t{at}\t{at}\n")
+            status = (
+                "paid"
+                if draw < PAID_SHARE
+                else "cancelled"
+                if draw < PAID_SHARE + CANCELLED_SHARE
+                else "placed"
+            )
+            orders.append(
+                f"{order_id}\t{user_id}\t{status}\t{total}\t{at}\t{at}\tEUR\n"
+                if v2
+                else f"{order_id}\t{user_id}\t{status}\t{total}\t{at}\t{at}\n"
+            )
             event_id += 1
-            events.append(f'{event_id}\t{at}\torder.placed\t{order_id}\t'
-                          f'{{"lines": {n_lines}, "total_cents": {total}, "user_id": {user_id}}}\n')
+            events.append(
+                f"{event_id}\t{at}\torder.placed\t{order_id}\t"
+                f'{{"lines": {n_lines}, "total_cents": {total}, "user_id": {user_id}}}\n'
+            )
             if status == "paid":
                 payment_id = f"{stamp}{(getrandbits(76) & V7_CLEAR) | V7_VARIANT:019x}"
                 payments.append(f"{payment_id}\t{order_id}\t{total}\tcaptured\t{at}\n")
@@ -156,8 +175,14 @@ def _generate(plan: SeedPlan, prices: list[int], emit: Callable[[dict[str, bytes
         counts["order_items"] += len(items)
         counts["transactions"] += len(payments)
         counts["events"] += len(events)
-        emit({"orders": "".join(orders).encode(), "order_items": "".join(items).encode(),
-              "transactions": "".join(payments).encode(), "events": "".join(events).encode()})
+        emit(
+            {
+                "orders": "".join(orders).encode(),
+                "order_items": "".join(items).encode(),
+                "transactions": "".join(payments).encode(),
+                "events": "".join(events).encode(),
+            }
+        )
     return counts
 
 
@@ -167,9 +192,11 @@ def _copy_statements(schema: int) -> dict[str, str]:
         "users": f"COPY users (id, email, {'full_name' if v2 else 'name'}, created_at) FROM STDIN",
         "products": "COPY products (id, sku, name, price_cents, stock) FROM STDIN",
         "orders": "COPY orders (id, user_id, status, total_cents, created_at, updated_at"
-                  + (", currency" if v2 else "") + ") FROM STDIN",
+        + (", currency" if v2 else "")
+        + ") FROM STDIN",
         "order_items": "COPY order_items (order_id, line_no, product_id, quantity, unit_price_cents"
-                       + (", line_total_cents" if v2 else "") + ") FROM STDIN",
+        + (", line_total_cents" if v2 else "")
+        + ") FROM STDIN",
         "transactions": "COPY transactions (id, order_id, amount_cents, status, created_at) FROM STDIN",
         "events": "COPY events (id, at, kind, subject, payload) FROM STDIN",
     }
@@ -179,11 +206,15 @@ def _ensure_schema(conn: psycopg.Connection) -> int:
     """The database's schema version; an empty database first gets the v1 schema (migration 0001)."""
     if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
         if conn.execute("SELECT to_regclass('orders')").fetchone() != (None,):
-            raise PreconditionFailed("the database has an orders table but no schema_migrations; "
-                                     "seed a database created by the service's migrations")
+            raise PreconditionFailed(
+                "the database has an orders table but no schema_migrations; "
+                "seed a database created by the service's migrations"
+            )
         conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"))  # type: ignore[call-overload]
-        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'initial_schema')")
         conn.commit()
     row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
@@ -212,7 +243,8 @@ def _restore_foreign_keys(conn: psycopg.Connection, conninfo: str, keys: list[tu
     for table, name, definition in keys:
         if name not in present:
             conn.execute(  # type: ignore[call-overload]
-                f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition} NOT VALID')
+                f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition} NOT VALID'
+            )
     conn.commit()
     _run_parallel(conninfo, [f'ALTER TABLE {table} VALIDATE CONSTRAINT "{name}"' for table, name in added])
 
@@ -273,10 +305,13 @@ def seed_lab_data(conninfo: str, *, orders: int, seed: int = 7) -> dict[str, int
     with conn:
         schema = _ensure_schema(conn)
         plan = plan_seed(orders, seed, schema)
-        if conn.execute("SELECT EXISTS (SELECT 1 FROM orders)").fetchone() != (False,) or \
-                conn.execute("SELECT EXISTS (SELECT 1 FROM users)").fetchone() != (False,):
-            raise PreconditionFailed("the order database already has users or orders; seed an empty one "
-                                     "(recreate the lab or restore an empty database)")
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM orders)").fetchone() != (False,) or conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM users)"
+        ).fetchone() != (False,):
+            raise PreconditionFailed(
+                "the order database already has users or orders; seed an empty one "
+                "(recreate the lab or restore an empty database)"
+            )
         statements = _copy_statements(schema)
         prices = _product_prices(plan)
         keys = _foreign_keys(conn)
@@ -311,8 +346,14 @@ def seed_lab_data(conninfo: str, *, orders: int, seed: int = 7) -> dict[str, int
         return {"users": plan.users, "products": plan.products, **counts}
 
 
-def _load_history(conninfo: str, plan: SeedPlan, prices: list[int], statements: dict[str, str], *,
-                  commit_first: Callable[[], None]) -> dict[str, int]:
+def _load_history(
+    conninfo: str,
+    plan: SeedPlan,
+    prices: list[int],
+    statements: dict[str, str],
+    *,
+    commit_first: Callable[[], None],
+) -> dict[str, int]:
     streams = {table: _Stream(conninfo, statements[table]) for table in LOADED_TABLES}
     try:
         for stream in streams.values():
@@ -332,8 +373,10 @@ def _load_history(conninfo: str, plan: SeedPlan, prices: list[int], statements: 
         failed = [(t, s.error) for t, s in streams.items() if s.error is not None]
         if failed:
             table, error = failed[0]
-            raise ExternalFailure(f"seeding {table} failed: {type(error).__name__}: "
-                                  f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+            raise ExternalFailure(
+                f"seeding {table} failed: {type(error).__name__}: "
+                f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            )
         commit_first()
         for stream in streams.values():
             stream.conn.commit()

@@ -64,8 +64,10 @@ def _tarball_bytes(members: list[tuple[str, bytes]]) -> bytes:
     directories = sorted({str(parent) for path, _ in members for parent in Path(path).parents} - {"."})
     raw = io.BytesIO()
     # Fixed gzip header (no name, mtime 0) so identical content gives identical bytes.
-    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+    ):
         for directory in directories:
             tar.addfile(_tar_info(directory, directory=True))
         for path, data in members:

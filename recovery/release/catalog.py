@@ -71,8 +71,9 @@ def _read_definition(directory: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the release definition ({type(exc).__name__}); "
-                          "fix it") from None
+        raise ConfigError(
+            f"{path}: cannot read the release definition ({type(exc).__name__}); fix it"
+        ) from None
     if not isinstance(data, dict) or data.get("version") != directory.name:
         raise ConfigError(f"{path}: 'version' must equal the directory name {directory.name!r}")
     return data
@@ -84,8 +85,9 @@ def _lineage(name: str, definitions: dict[str, dict[str, object]]) -> list[str]:
     current: str | None = name
     while current is not None:
         if current in chain or current not in definitions:
-            raise ConfigError(f"release {name}: base {current!r} is unknown or circular; "
-                          "fix its release.json")
+            raise ConfigError(
+                f"release {name}: base {current!r} is unknown or circular; fix its release.json"
+            )
         chain.append(current)
         base = definitions[current].get("base")
         current = str(base) if base is not None else None
@@ -112,8 +114,9 @@ def source_files(name: str) -> dict[str, Path]:
 def _all_definitions() -> dict[str, dict[str, object]]:
     if not RELEASES_DIR.is_dir():
         raise ConfigError(f"no release definitions at {RELEASES_DIR}; the checkout is incomplete")
-    return {d.name: _read_definition(d) for d in sorted(RELEASES_DIR.iterdir())
-            if (d / "release.json").is_file()}
+    return {
+        d.name: _read_definition(d) for d in sorted(RELEASES_DIR.iterdir()) if (d / "release.json").is_file()
+    }
 
 
 def _unknown(name: str, definitions: dict[str, dict[str, object]]) -> UsageError:

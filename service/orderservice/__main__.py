@@ -13,8 +13,11 @@ from orderservice.release_info import load_release_info
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderservice", description="The order service.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("serve", "run the HTTP service"), ("migrate", "apply pending schema migrations"),
-                       ("status", "print the database's schema version and pending migrations")):
+    for name, text in (
+        ("serve", "run the HTTP service"),
+        ("migrate", "apply pending schema migrations"),
+        ("status", "print the database's schema version and pending migrations"),
+    ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--config", required=True, help="the JSON config file the deploy role wrote")
     smoke = commands.add_parser("smoke", help="run the business smoke check against a running service")
@@ -65,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         if not result["ok"]:
             failed = result["failed"]
-            print(f"orderservice: migration {failed['version']} ({failed['name']}) failed: {failed['error']}",
-                  file=sys.stderr)
+            print(
+                f"orderservice: migration {failed['version']} ({failed['name']}) failed: {failed['error']}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     finally:

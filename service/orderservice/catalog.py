@@ -50,7 +50,8 @@ def list_products(db: Database, after: int, limit: int, in_stock: bool) -> dict[
     with db.transaction() as cur:
         cur.execute(
             "SELECT id, sku, name, price_cents, stock FROM products WHERE id > %s"
-            + (" AND stock > 0" if in_stock else "") + " ORDER BY id LIMIT %s",
+            + (" AND stock > 0" if in_stock else "")
+            + " ORDER BY id LIMIT %s",
             (after, limit),
         )
         page = [_product(r) for r in cur.fetchall()]

@@ -22,8 +22,10 @@ def check(db: Database, config: Config, info: ReleaseInfo) -> tuple[bool, dict[s
     }
     try:
         with db.transaction() as cur:
-            cur.execute("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on',"
-                        " to_regclass('schema_migrations') IS NOT NULL")
+            cur.execute(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on',"
+                " to_regclass('schema_migrations') IS NOT NULL"
+            )
             read_only, has_table = cur.fetchone()
             schema = None
             if has_table:
@@ -32,10 +34,13 @@ def check(db: Database, config: Config, info: ReleaseInfo) -> tuple[bool, dict[s
         report["db"] = {"reachable": True, "read_only": bool(read_only), "schema_version": schema}
         if schema != info.schema_version:
             report["problems"].append(
-                f"database schema is at {schema}, this release needs {info.schema_version}")
+                f"database schema is at {schema}, this release needs {info.schema_version}"
+            )
     except psycopg2.Error as exc:
-        report["problems"].append(f"database check failed: {type(exc).__name__}: "
-                                  f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        report["problems"].append(
+            f"database check failed: {type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
     healthy = not report["problems"]
     report["status"] = "ok" if healthy else "unhealthy"
     return healthy, report

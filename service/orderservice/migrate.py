@@ -98,14 +98,26 @@ def migrate(conn: psycopg2.extensions.connection, directory: Path = MIGRATIONS_D
                 return {
                     "ok": False,
                     "applied": applied,
-                    "failed": {"version": migration.version, "name": migration.name,
-                               "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"},
+                    "failed": {
+                        "version": migration.version,
+                        "name": migration.name,
+                        "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
+                    },
                     "schema_version": max(applied_versions(conn), default=0),
                 }
-            applied.append({"version": migration.version, "name": migration.name,
-                            "seconds": round(time.monotonic() - started, 3)})
-        return {"ok": True, "applied": applied, "failed": None,
-                "schema_version": max(applied_versions(conn), default=0)}
+            applied.append(
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "seconds": round(time.monotonic() - started, 3),
+                }
+            )
+        return {
+            "ok": True,
+            "applied": applied,
+            "failed": None,
+            "schema_version": max(applied_versions(conn), default=0),
+        }
     finally:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))

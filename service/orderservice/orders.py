@@ -50,8 +50,12 @@ def parse_order_request(body: Any) -> OrderRequest:
     for n, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise BadRequest(f"item {n} must be an object with product_id and quantity")
-        lines.append((_positive_int(item.get("product_id"), f"item {n} product_id"),
-                      _positive_int(item.get("quantity"), f"item {n} quantity")))
+        lines.append(
+            (
+                _positive_int(item.get("product_id"), f"item {n} product_id"),
+                _positive_int(item.get("quantity"), f"item {n} quantity"),
+            )
+        )
     return OrderRequest(order_id, user_id, tuple(lines))
 
 
@@ -77,8 +81,12 @@ def create_order(db: Database, request: OrderRequest) -> tuple[bool, dict[str, A
             priced.append((quantity, prices[product_id]))
         total = pricing.order_total_cents(priced)
         rows.set_total(cur, request.order_id, total)
-        events.record(cur, "order.placed", str(request.order_id),
-                      {"user_id": request.user_id, "total_cents": total, "lines": len(priced)})
+        events.record(
+            cur,
+            "order.placed",
+            str(request.order_id),
+            {"user_id": request.user_id, "total_cents": total, "lines": len(priced)},
+        )
         order = rows.fetch_order(cur, request.order_id)
         assert order is not None
         return True, order
@@ -99,8 +107,13 @@ def list_orders(db: Database, after: uuid.UUID | None, limit: int) -> dict[str, 
 
 
 def _transaction(row: tuple) -> dict[str, Any]:
-    return {"id": str(row[0]), "order_id": str(row[1]), "amount_cents": row[2], "status": row[3],
-            "created_at": row[4].isoformat()}
+    return {
+        "id": str(row[0]),
+        "order_id": str(row[1]),
+        "amount_cents": row[2],
+        "status": row[3],
+        "created_at": row[4].isoformat(),
+    }
 
 
 def pay_order(db: Database, order_id: uuid.UUID) -> tuple[bool, dict[str, Any]]:
@@ -110,8 +123,11 @@ def pay_order(db: Database, order_id: uuid.UUID) -> tuple[bool, dict[str, Any]]:
         order = rows.fetch_order(cur, order_id, lock=True)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")
-        cur.execute("SELECT id, order_id, amount_cents, status, created_at FROM transactions"
-                    " WHERE order_id = %s AND status = 'captured'", (str(order_id),))
+        cur.execute(
+            "SELECT id, order_id, amount_cents, status, created_at FROM transactions"
+            " WHERE order_id = %s AND status = 'captured'",
+            (str(order_id),),
+        )
         existing = cur.fetchone()
         if existing is not None:
             return False, _transaction(existing)

@@ -49,8 +49,9 @@ def insert_order(cur: Any, order_id: uuid.UUID, user_id: int) -> bool:
     return cur.fetchone() is not None
 
 
-def insert_item(cur: Any, order_id: uuid.UUID, line_no: int, product_id: int, quantity: int,
-                unit_price_cents: int) -> None:
+def insert_item(
+    cur: Any, order_id: uuid.UUID, line_no: int, product_id: int, quantity: int, unit_price_cents: int
+) -> None:
     cur.execute(
         "INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price_cents)"
         " VALUES (%s, %s, %s, %s, %s)",
@@ -64,8 +65,13 @@ def set_total(cur: Any, order_id: uuid.UUID, total_cents: int) -> None:
 
 def _order(row: tuple, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "id": str(row[0]), "user_id": row[1], "status": row[2], "total_cents": row[3],
-        "created_at": row[4].isoformat(), "updated_at": row[5].isoformat(), "items": items,
+        "id": str(row[0]),
+        "user_id": row[1],
+        "status": row[2],
+        "total_cents": row[3],
+        "created_at": row[4].isoformat(),
+        "updated_at": row[5].isoformat(),
+        "items": items,
     }
 
 
@@ -74,13 +80,16 @@ def _item(row: tuple) -> dict[str, Any]:
 
 
 def fetch_order(cur: Any, order_id: uuid.UUID, *, lock: bool = False) -> dict[str, Any] | None:
-    cur.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s" + (" FOR UPDATE" if lock else ""),
-                (str(order_id),))
+    cur.execute(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = %s" + (" FOR UPDATE" if lock else ""),
+        (str(order_id),),
+    )
     head = cur.fetchone()
     if head is None:
         return None
-    cur.execute(f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = %s ORDER BY line_no",
-                (str(order_id),))
+    cur.execute(
+        f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = %s ORDER BY line_no", (str(order_id),)
+    )
     return _order(head, [_item(r) for r in cur.fetchall()])
 
 
@@ -89,14 +98,17 @@ def fetch_orders(cur: Any, after: uuid.UUID | None, limit: int) -> list[dict[str
     if after is None:
         cur.execute(f"SELECT {ORDER_COLUMNS} FROM orders ORDER BY id LIMIT %s", (limit,))
     else:
-        cur.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id > %s ORDER BY id LIMIT %s",
-                    (str(after), limit))
+        cur.execute(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE id > %s ORDER BY id LIMIT %s", (str(after), limit)
+        )
     heads = cur.fetchall()
     if not heads:
         return []
     ids = [str(h[0]) for h in heads]
-    cur.execute(f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = ANY(%s::uuid[])"
-                " ORDER BY order_id, line_no", (ids,))
+    cur.execute(
+        f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = ANY(%s::uuid[]) ORDER BY order_id, line_no",
+        (ids,),
+    )
     items: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     for row in cur.fetchall():
         items[str(row[0])].append(_item(row))

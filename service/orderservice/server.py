@@ -54,8 +54,11 @@ class App:
         return (200 if healthy else 503), report
 
     def version(self, query: dict[str, str], body: Any) -> Reply:
-        return 200, {"version": self.info.version, "schema_version": self.info.schema_version,
-                     "site": self.config.site}
+        return 200, {
+            "version": self.info.version,
+            "schema_version": self.info.schema_version,
+            "site": self.config.site,
+        }
 
     def create_user(self, query: dict[str, str], body: Any) -> Reply:
         created, user = catalog.create_user(self.db, body)
@@ -65,8 +68,12 @@ class App:
         return 200, catalog.get_user(self.db, int(user_id))
 
     def list_products(self, query: dict[str, str], body: Any) -> Reply:
-        return 200, catalog.list_products(self.db, _int(query, "after", 0, 0, 2**62),
-                                          _int(query, "limit", 50, 1, 500), query.get("in_stock") == "1")
+        return 200, catalog.list_products(
+            self.db,
+            _int(query, "after", 0, 0, 2**62),
+            _int(query, "limit", 50, 1, 500),
+            query.get("in_stock") == "1",
+        )
 
     def get_product(self, query: dict[str, str], body: Any, product_id: str) -> Reply:
         return 200, catalog.get_product(self.db, int(product_id))
@@ -100,8 +107,9 @@ class App:
             except ApiError as exc:
                 return exc.status, {"error": exc.code, "message": exc.message}
             except psycopg2.errors.ReadOnlySqlTransaction:
-                error = ReadOnly(f"the {self.config.site} site's database is read-only; send writes to "
-                                 "the primary site")
+                error = ReadOnly(
+                    f"the {self.config.site} site's database is read-only; send writes to the primary site"
+                )
                 return error.status, {"error": error.code, "message": error.message}
             except psycopg2.OperationalError as exc:
                 log.warning("database unavailable: %s", str(exc).strip().splitlines()[:1])
@@ -205,8 +213,14 @@ def serve(config: Config) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("release %s (schema %d) serving the %s site on %s:%d", info.version, info.schema_version,
-             config.site, config.listen, config.port)
+    log.info(
+        "release %s (schema %d) serving the %s site on %s:%d",
+        info.version,
+        info.schema_version,
+        config.site,
+        config.listen,
+        config.port,
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -214,4 +228,3 @@ def serve(config: Config) -> int:
         app.db.close()
         log.info("stopped")
     return 0
-

@@ -76,8 +76,12 @@ def run_smoke(base_url: str, *, read_only: bool = False) -> dict[str, Any]:
         pass
     except (OSError, KeyError, TypeError, ValueError) as exc:
         run.checks.append({"check": "transport", "ok": False, "detail": f"{type(exc).__name__}: {exc}"})
-    return {"ok": all(c["ok"] for c in run.checks) and bool(run.checks), "url": base_url,
-            "seconds": round(time.monotonic() - started, 3), "checks": run.checks}
+    return {
+        "ok": all(c["ok"] for c in run.checks) and bool(run.checks),
+        "url": base_url,
+        "seconds": round(time.monotonic() - started, 3),
+        "checks": run.checks,
+    }
 
 
 def _write_journey(run: _Run) -> None:
@@ -94,21 +98,29 @@ def _write_journey(run: _Run) -> None:
     status, order = run.call("POST", "/orders", body)
     run.expect("place order", status == 201, f"HTTP {status}: {order}")
     expected = 2 * first["price_cents"] + 3 * second["price_cents"]
-    run.expect("order total", order["total_cents"] == expected,
-               f"total {order['total_cents']}, expected {expected} from the catalog prices")
+    run.expect(
+        "order total",
+        order["total_cents"] == expected,
+        f"total {order['total_cents']}, expected {expected} from the catalog prices",
+    )
     status, replay = run.call("POST", "/orders", body)
-    run.expect("replay returns the same order", status == 200 and replay.get("id") == order_id,
-               f"HTTP {status}")
+    run.expect(
+        "replay returns the same order", status == 200 and replay.get("id") == order_id, f"HTTP {status}"
+    )
     status, fetched = run.call("GET", f"/orders/{order_id}")
     run.expect("read order back", status == 200 and len(fetched["items"]) == 2, f"HTTP {status}")
     ok, detail = _order_total_matches(fetched)
     run.expect("stored total equals its lines", ok, detail)
     status, stock_after = run.call("GET", f"/products/{first['id']}")
-    run.expect("stock decremented", status == 200 and stock_after["stock"] <= first["stock"] - 2,
-               f"stock {stock_after.get('stock')} after {first['stock']} - 2")
+    run.expect(
+        "stock decremented",
+        status == 200 and stock_after["stock"] <= first["stock"] - 2,
+        f"stock {stock_after.get('stock')} after {first['stock']} - 2",
+    )
     status, payment = run.call("POST", f"/orders/{order_id}/pay")
-    run.expect("pay order", status == 201 and payment["amount_cents"] == expected,
-               f"HTTP {status}: {payment}")
+    run.expect(
+        "pay order", status == 201 and payment["amount_cents"] == expected, f"HTTP {status}: {payment}"
+    )
     status, again = run.call("POST", f"/orders/{order_id}/pay")
     run.expect("payment is idempotent", status == 200 and again["id"] == payment["id"], f"HTTP {status}")
     status, paid = run.call("GET", f"/orders/{order_id}")

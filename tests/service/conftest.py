@@ -104,22 +104,51 @@ def postgres() -> Iterator[Postgres]:
     pwfile.write_text(password + "\n")
     os.chown(pwfile, entry.pw_uid, entry.pw_gid)
     data = root / "data"
-    subprocess.run(_as_lab_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile",
-                                str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8"),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_lab_user(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+        ),
+        check=True,
+        capture_output=True,
+    )
     pwfile.unlink()
     # The passfile belongs to the test process (root): libpq ignores passfiles others can read.
     passfile = Path(tempfile.mkdtemp(prefix="orderservice-pass-")) / "pgpass"
-    passfile.write_text(f"127.0.0.1:{PG_PORT}:*:postgres:{password}\n127.0.0.1:{PG_PORT}:*:orders:{password}\n")
+    passfile.write_text(
+        f"127.0.0.1:{PG_PORT}:*:postgres:{password}\n127.0.0.1:{PG_PORT}:*:orders:{password}\n"
+    )
     passfile.chmod(0o600)
     log = root / "postgres.log"
     pid: int | None = None
     try:
-        subprocess.run(_as_lab_user(
-            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start", "-o",
-            f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"),
-            check=True, capture_output=True)
+        subprocess.run(
+            _as_lab_user(
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+                "-o",
+                f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            ),
+            check=True,
+            capture_output=True,
+        )
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
         server = Postgres(PG_PORT, password, passfile, bin_dir, 0)
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
@@ -128,8 +157,10 @@ def postgres() -> Iterator[Postgres]:
         yield Postgres(PG_PORT, password, passfile, bin_dir, major)
     finally:
         if pid is not None:
-            subprocess.run(_as_lab_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
-                           capture_output=True)
+            subprocess.run(
+                _as_lab_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
+                capture_output=True,
+            )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 0)
                 os.kill(pid, signal.SIGKILL)
@@ -158,16 +189,24 @@ class ServiceRun:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SYSTEM_PYTHON, "-m", "orderservice", *args], cwd=self.directory,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [SYSTEM_PYTHON, "-m", "orderservice", *args],
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def migrate(self) -> subprocess.CompletedProcess[str]:
         return self.command("migrate", "--config", str(self.config))
 
     def start(self) -> None:
-        self.process = subprocess.Popen([SYSTEM_PYTHON, "-m", "orderservice", "serve", "--config",
-                                         str(self.config)], cwd=self.directory,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [SYSTEM_PYTHON, "-m", "orderservice", "serve", "--config", str(self.config)],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def wait_listening(self, timeout: float = 15) -> bool:
         """True once the port answers; False when the process exited first."""
@@ -216,12 +255,25 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
         port = next(p for p in SERVICE_PORTS if _port_free(p))
         log_file = tmp_path / f"shared-{len(runs)}" / "log" / "orderservice.log"
         config = directory / "config.json"
-        config.write_text(json.dumps({
-            "release": version, "site": site, "listen": "127.0.0.1", "port": port,
-            "db": {"host": "127.0.0.1", "port": postgres.port, "name": dbname, "user": "orders",
-                   "passfile": str(postgres.passfile)},
-            "log_file": str(log_file), "pool": {"min": 1, "max": 8},
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "release": version,
+                    "site": site,
+                    "listen": "127.0.0.1",
+                    "port": port,
+                    "db": {
+                        "host": "127.0.0.1",
+                        "port": postgres.port,
+                        "name": dbname,
+                        "user": "orders",
+                        "passfile": str(postgres.passfile),
+                    },
+                    "log_file": str(log_file),
+                    "pool": {"min": 1, "max": 8},
+                }
+            )
+        )
         run = ServiceRun(version, directory, config, port, log_file)
         runs.append(run)
         return run

@@ -17,8 +17,11 @@ def service(request, postgres, deploy):
     db = postgres.create_database(f"api_{request.param.replace('-', '_')}")
     run = deploy(request.param, db)
     assert run.migrate().returncode == 0
-    postgres.execute(db, "INSERT INTO products (sku, name, price_cents, stock) VALUES"
-                         " ('A', 'Apple', 250, 10), ('B', 'Book', 1999, 3), ('C', 'Cup', 700, 0)")
+    postgres.execute(
+        db,
+        "INSERT INTO products (sku, name, price_cents, stock) VALUES"
+        " ('A', 'Apple', 250, 10), ('B', 'Book', 1999, 3), ('C', 'Cup', 700, 0)",
+    )
     run.start()
     assert run.wait_listening()
     run.db = db
@@ -35,8 +38,11 @@ def test_health_and_version(service):
     status, health = service.call("GET", "/health")
     assert status == 200
     assert health["status"] == "ok" and health["version"] == service.version and health["site"] == "primary"
-    assert health["db"] == {"reachable": True, "read_only": False,
-                            "schema_version": 1 if service.version == "v1" else 4}
+    assert health["db"] == {
+        "reachable": True,
+        "read_only": False,
+        "schema_version": 1 if service.version == "v1" else 4,
+    }
     status, version = service.call("GET", "/version")
     assert status == 200 and version["version"] == service.version
 
@@ -44,8 +50,11 @@ def test_health_and_version(service):
 def test_order_is_idempotent_and_takes_stock_once(service, postgres):
     user_id = _user(service)
     order_id = str(uuid.uuid4())
-    body = {"order_id": order_id, "user_id": user_id,
-            "items": [{"product_id": 1, "quantity": 3}, {"product_id": 2, "quantity": 1}]}
+    body = {
+        "order_id": order_id,
+        "user_id": user_id,
+        "items": [{"product_id": 1, "quantity": 3}, {"product_id": 2, "quantity": 1}],
+    }
     status, order = service.call("POST", "/orders", body)
     assert status == 201
     assert order["total_cents"] == 3 * 250 + 1999
@@ -69,8 +78,11 @@ def test_concurrent_replays_create_one_order(service, postgres):
 
 def test_out_of_stock_is_409_and_changes_nothing(service, postgres):
     user_id = _user(service)
-    body = {"order_id": str(uuid.uuid4()), "user_id": user_id,
-            "items": [{"product_id": 1, "quantity": 1}, {"product_id": 2, "quantity": 4}]}
+    body = {
+        "order_id": str(uuid.uuid4()),
+        "user_id": user_id,
+        "items": [{"product_id": 1, "quantity": 1}, {"product_id": 2, "quantity": 4}],
+    }
     status, error = service.call("POST", "/orders", body)
     assert status == 409 and error["error"] == "out_of_stock"
     assert postgres.query(service.db, "SELECT count(*) FROM orders") == [(0,)]
@@ -80,8 +92,11 @@ def test_out_of_stock_is_409_and_changes_nothing(service, postgres):
 def test_pay_is_idempotent(service, postgres):
     user_id = _user(service)
     order_id = str(uuid.uuid4())
-    service.call("POST", "/orders", {"order_id": order_id, "user_id": user_id,
-                                     "items": [{"product_id": 2, "quantity": 2}]})
+    service.call(
+        "POST",
+        "/orders",
+        {"order_id": order_id, "user_id": user_id, "items": [{"product_id": 2, "quantity": 2}]},
+    )
     status, payment = service.call("POST", f"/orders/{order_id}/pay")
     assert status == 201 and payment["amount_cents"] == 2 * 1999 and payment["status"] == "captured"
     status, again = service.call("POST", f"/orders/{order_id}/pay")
@@ -95,8 +110,11 @@ def test_list_orders_pages_by_id(service):
     user_id = _user(service)
     ids = sorted(str(uuid.uuid4()) for _ in range(5))
     for order_id in ids:
-        status, _ = service.call("POST", "/orders", {"order_id": order_id, "user_id": user_id,
-                                                     "items": [{"product_id": 1, "quantity": 1}]})
+        status, _ = service.call(
+            "POST",
+            "/orders",
+            {"order_id": order_id, "user_id": user_id, "items": [{"product_id": 1, "quantity": 1}]},
+        )
         assert status == 201
     status, first = service.call("GET", "/orders?limit=3")
     assert status == 200 and [o["id"] for o in first["orders"]] == ids[:3] and first["next"] == ids[2]
@@ -105,18 +123,29 @@ def test_list_orders_pages_by_id(service):
     assert all(len(o["items"]) == 1 for o in first["orders"] + second["orders"])
 
 
-@pytest.mark.parametrize(("method", "path", "body", "expected"), [
-    ("GET", "/orders/6b1f3c1e-0000-4000-8000-000000000000", None, 404),
-    ("POST", "/orders", {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}, 400),
-    ("POST", "/orders", {"order_id": "nope", "user_id": 1, "items": []}, 400),
-    ("POST", "/orders", {"order_id": str(uuid.uuid4()), "user_id": 1, "items": [{"product_id": 1, "quantity": 0}]},
-     400),
-    ("POST", "/orders", {"order_id": str(uuid.uuid4()), "user_id": 99, "items": [{"product_id": 1, "quantity": 1}]},
-     404),
-    ("GET", "/orders?limit=0", None, 400),
-    ("DELETE", "/orders", None, 405),
-    ("GET", "/nowhere", None, 404),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("GET", "/orders/6b1f3c1e-0000-4000-8000-000000000000", None, 404),
+        ("POST", "/orders", {"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}, 400),
+        ("POST", "/orders", {"order_id": "nope", "user_id": 1, "items": []}, 400),
+        (
+            "POST",
+            "/orders",
+            {"order_id": str(uuid.uuid4()), "user_id": 1, "items": [{"product_id": 1, "quantity": 0}]},
+            400,
+        ),
+        (
+            "POST",
+            "/orders",
+            {"order_id": str(uuid.uuid4()), "user_id": 99, "items": [{"product_id": 1, "quantity": 1}]},
+            404,
+        ),
+        ("GET", "/orders?limit=0", None, 400),
+        ("DELETE", "/orders", None, 405),
+        ("GET", "/nowhere", None, 404),
+    ],
+)
 def test_bad_requests_get_one_clear_answer(service, method, path, body, expected):
     _user(service)
     status, error = service.call(method, path, body)
@@ -135,8 +164,13 @@ def test_bad_json_is_400(service):
 
 
 def test_smoke_check_passes(service):
-    result = subprocess.run([SYSTEM_PYTHON, "-m", "orderservice", "smoke", "--url", service.url],
-                            cwd=service.directory, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "orderservice", "smoke", "--url", service.url],
+        cwd=service.directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     report = json.loads(result.stdout)
     assert result.returncode == 0, report
     assert report["ok"] and len(report["checks"]) >= 10
@@ -153,8 +187,13 @@ def test_standby_refuses_writes_but_reads(postgres, deploy):
     assert status == 200 and health["site"] == "standby" and health["db"]["read_only"] is True
     status, error = run.call("POST", "/users", {"email": "x@shop.example", "name": "X"})
     assert status == 503 and error["error"] == "read_only"
-    result = subprocess.run([SYSTEM_PYTHON, "-m", "orderservice", "smoke", "--read-only", "--url", run.url],
-                            cwd=run.directory, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "orderservice", "smoke", "--read-only", "--url", run.url],
+        cwd=run.directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout
 
 

@@ -39,8 +39,12 @@ def test_bad_migration_dies_half_way_and_leaves_a_half_migrated_database(postgre
     assert postgres.query(db, "SELECT max(version) FROM schema_migrations") == [(2,)]
     filled = postgres.query(db, "SELECT count(*) FROM order_items WHERE line_total_cents IS NOT NULL")[0][0]
     assert 0 < filled < lines
-    columns = {r[0] for r in postgres.query(db, "SELECT column_name FROM information_schema.columns"
-                                                " WHERE table_name = 'users'")}
+    columns = {
+        r[0]
+        for r in postgres.query(
+            db, "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'"
+        )
+    }
     assert "full_name" in columns and "name" not in columns
     # Running it again fails the same way: the runbook must restore the database, not retry.
     assert deploy("v2-bad-migration", db).migrate().returncode == 1
@@ -50,8 +54,11 @@ def test_good_v2_migrates_the_same_data(postgres, deploy):
     db = _v1_database(postgres, deploy, "good_mig")
     result = deploy("v2", db).migrate()
     assert result.returncode == 0, result.stderr
-    assert postgres.query(db, "SELECT count(*) FROM order_items WHERE line_total_cents IS NULL"
-                              " OR line_total_cents <> quantity * unit_price_cents") == [(0,)]
+    assert postgres.query(
+        db,
+        "SELECT count(*) FROM order_items WHERE line_total_cents IS NULL"
+        " OR line_total_cents <> quantity * unit_price_cents",
+    ) == [(0,)]
 
 
 def test_crash_exits_at_start_up(postgres, deploy):
@@ -93,16 +100,25 @@ def test_corrupts_totals_is_healthy_but_writes_wrong_totals(postgres, deploy):
     _started(run)
     assert run.call("GET", "/health")[0] == 200
     order_id = str(uuid.uuid4())
-    status, order = run.call("POST", "/orders", {"order_id": order_id, "user_id": 1,
-                                                 "items": [{"product_id": 2, "quantity": 3}]})
+    status, _order = run.call(
+        "POST", "/orders", {"order_id": order_id, "user_id": 1, "items": [{"product_id": 2, "quantity": 3}]}
+    )
     assert status == 201
-    stored = postgres.query(db, "SELECT o.total_cents, sum(i.line_total_cents) FROM orders o"
-                                " JOIN order_items i ON i.order_id = o.id WHERE o.id = %s GROUP BY o.total_cents",
-                            (order_id,))
+    stored = postgres.query(
+        db,
+        "SELECT o.total_cents, sum(i.line_total_cents) FROM orders o"
+        " JOIN order_items i ON i.order_id = o.id WHERE o.id = %s GROUP BY o.total_cents",
+        (order_id,),
+    )
     total, lines = stored[0]
     assert total != lines and lines == 3 * total
-    smoke = subprocess.run([SYSTEM_PYTHON, "-m", "orderservice", "smoke", "--url", run.url],
-                           cwd=run.directory, capture_output=True, text=True, timeout=60)
+    smoke = subprocess.run(
+        [SYSTEM_PYTHON, "-m", "orderservice", "smoke", "--url", run.url],
+        cwd=run.directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert smoke.returncode == 1
     failed = [c for c in json.loads(smoke.stdout)["checks"] if not c["ok"]]
     assert failed[0]["check"] in ("order total", "stored order " + order_id + " total")
@@ -111,9 +127,15 @@ def test_corrupts_totals_is_healthy_but_writes_wrong_totals(postgres, deploy):
 def _median_order_latency(run, count: int = 40) -> float:
     timings = []
     for _ in range(count):
-        body = {"order_id": str(uuid.uuid4()), "user_id": 1,
-                "items": [{"product_id": 2, "quantity": 1}, {"product_id": 3, "quantity": 1},
-                          {"product_id": 4, "quantity": 1}]}
+        body = {
+            "order_id": str(uuid.uuid4()),
+            "user_id": 1,
+            "items": [
+                {"product_id": 2, "quantity": 1},
+                {"product_id": 3, "quantity": 1},
+                {"product_id": 4, "quantity": 1},
+            ],
+        }
         started = time.perf_counter()
         status, _ = run.call("POST", "/orders", body)
         timings.append(time.perf_counter() - started)

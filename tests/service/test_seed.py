@@ -9,19 +9,19 @@ from recovery.lab.seed import FREE_GIFT_PRODUCT_ID, seed_lab_data
 
 INVARIANTS = {
     "orders without items": "SELECT count(*) FROM orders o WHERE NOT EXISTS"
-                            " (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
+    " (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
     "totals not equal to their lines": "SELECT count(*) FROM (SELECT o.id FROM orders o JOIN order_items i"
-                                       " ON i.order_id = o.id GROUP BY o.id, o.total_cents"
-                                       " HAVING o.total_cents <> sum(i.quantity * i.unit_price_cents)) bad",
+    " ON i.order_id = o.id GROUP BY o.id, o.total_cents"
+    " HAVING o.total_cents <> sum(i.quantity * i.unit_price_cents)) bad",
     "paid orders without one matching capture": "SELECT count(*) FROM orders o WHERE o.status = 'paid' AND"
-                                                " (SELECT count(*) FROM transactions t WHERE t.order_id = o.id"
-                                                " AND t.status = 'captured' AND t.amount_cents = o.total_cents) <> 1",
+    " (SELECT count(*) FROM transactions t WHERE t.order_id = o.id"
+    " AND t.status = 'captured' AND t.amount_cents = o.total_cents) <> 1",
     "captures of unpaid orders": "SELECT count(*) FROM transactions t JOIN orders o ON o.id = t.order_id"
-                                 " WHERE o.status <> 'paid'",
+    " WHERE o.status <> 'paid'",
     "negative stock": "SELECT count(*) FROM products WHERE stock < 0",
     "orders with more than 4 paid-for lines": "SELECT count(*) FROM (SELECT order_id FROM order_items"
-                                              " WHERE unit_price_cents > 0 GROUP BY order_id"
-                                              " HAVING count(*) > 4) many",
+    " WHERE unit_price_cents > 0 GROUP BY order_id"
+    " HAVING count(*) > 4) many",
 }
 
 
@@ -42,9 +42,13 @@ def test_seed_counts_invariants_and_sequences(postgres, deploy, release):
     assert counts["events"] == counts["orders"] + counts["transactions"]
     _check_invariants(postgres, db)
     # The free-gift promotion starts half-way through the history: no gift in the older half.
-    first_gift = postgres.query(db, "SELECT min(o.created_at), (SELECT min(created_at) FROM orders),"
-                                    " (SELECT max(created_at) FROM orders) FROM orders o JOIN order_items i"
-                                    " ON i.order_id = o.id WHERE i.product_id = %s", (FREE_GIFT_PRODUCT_ID,))
+    first_gift = postgres.query(
+        db,
+        "SELECT min(o.created_at), (SELECT min(created_at) FROM orders),"
+        " (SELECT max(created_at) FROM orders) FROM orders o JOIN order_items i"
+        " ON i.order_id = o.id WHERE i.product_id = %s",
+        (FREE_GIFT_PRODUCT_ID,),
+    )
     gift_at, oldest, newest = first_gift[0]
     assert gift_at >= oldest + (newest - oldest) * 0.49
     # Sequences advanced: new rows get fresh ids instead of colliding with seeded ones.
