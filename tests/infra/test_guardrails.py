@@ -17,7 +17,6 @@ from typing import Any
 
 import pulumi_aws as aws
 import pytest
-from conftest import INFRA, Registered, StackRun, run_under_mocks
 from policy_pack.guardrails import (
     AUTOSCALING_GROUP,
     RESOURCE_GUARDRAILS,
@@ -25,6 +24,7 @@ from policy_pack.guardrails import (
     StackResource,
     buckets_protected,
 )
+from stack_harness import INFRA, Registered, StackRun, run_under_mocks
 
 GOOD_TAGS = {
     "project": "order-recovery",

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import stack_config
 from order_infra.config import StackConfigError, parse_stack_config
+from stack_harness import stack_config
 
 PREFIX = "order-recovery:"
 

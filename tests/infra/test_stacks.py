@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import ACCOUNT, Registered, StackRun, stack_config
+from stack_harness import ACCOUNT, Registered, StackRun, stack_config
 
 from recovery.targets.pulumi_outputs import REQUIRED_OUTPUTS, OperatorInputs, target_from_pulumi_outputs
 
