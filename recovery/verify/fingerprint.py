@@ -4,8 +4,8 @@ How the hash works: every row is rendered as text (`(row.*)::text`: all columns 
 distinct from an empty string), hashed to a signed 64-bit integer inside PostgreSQL, and the per-row
 hashes are summed modulo 2^64. Addition is commutative, so the result does not depend on the physical
 order of rows, on the plan, or on parallel workers, and the table is read in one sequential pass with no
-sort and nothing held in memory beyond the running sum (on this machine about 0.15 s per million rows
-with `hashtextextended`, about 1 s with `md5`).
+sort and nothing held in memory beyond the running sum (on this machine about 1 microsecond a row with
+`hashtextextended` and 2.5 with `md5`: 3 s and 7 s for the 3 million rows of a 500,000-order history).
 
 What it detects: a changed value in any column (the row's hash changes), a deleted row, an inserted or
 duplicated row (the count changes and the sum moves by that row's hash; a sum is used rather than XOR
