@@ -106,9 +106,7 @@ def encryption_at_rest(resource_type: str, props: Mapping[str, Any]) -> list[str
     if resource_type == LAUNCH_TEMPLATE:
         mappings = _objects(props.get("blockDeviceMappings"))
         if not mappings:
-            return [
-                "launch template root volume is unencrypted: add blockDeviceMappings with ebs.encrypted"
-            ]
+            return ["launch template root volume is unencrypted: add blockDeviceMappings with ebs.encrypted"]
         for mapping in mappings:
             ebs = mapping.get("ebs")
             if not (isinstance(ebs, Mapping) and _is_true(ebs.get("encrypted"))):
@@ -222,14 +220,24 @@ class StackViolation:
 def _configs_of(
     bucket: StackResource, resources: Iterable[StackResource], config_type: str
 ) -> list[StackResource]:
-    """The configuration resources that point at a bucket: by dependency (preview) or by name (update)."""
-    names = {bucket.props.get("bucket"), bucket.props.get("id")} - {None}
-    return [
-        r
-        for r in resources
-        if r.resource_type == config_type
-        and (bucket.urn in r.property_dependencies.get("bucket", ()) or r.props.get("bucket") in names)
-    ]
+    """The configuration resources that point at a bucket.
+
+    In a preview the bucket's id is unknown (reading it raises), so the engine's property dependencies decide;
+    the `bucket` value is compared only for a resource that carries no dependency for that property.
+    """
+    found = []
+    for resource in resources:
+        if resource.resource_type != config_type:
+            continue
+        dependencies = resource.property_dependencies.get("bucket")
+        if dependencies:
+            linked = bucket.urn in dependencies
+        else:
+            names = {bucket.props.get("bucket"), bucket.props.get("id")} - {None}
+            linked = resource.props.get("bucket") in names
+        if linked:
+            found.append(resource)
+    return found
 
 
 def _is_backup_bucket(bucket: StackResource) -> bool:

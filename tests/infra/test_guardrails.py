@@ -66,16 +66,28 @@ def test_the_program_passes_every_guardrail(primary: StackRun, standby: StackRun
         assert buckets_protected(_stack_view(run)) == []
 
 
+class _UnknownBucketName(dict[str, Any]):
+    """Props whose `bucket` is unknown, as in a preview: reading it fails like pulumi-policy's proxy does."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in ("bucket", "id"):
+            raise LookupError(f"{key} is unknown during a preview")
+        return super().get(key, default)
+
+
 def test_bucket_configs_are_linked_by_dependency_as_in_a_preview(primary: StackRun) -> None:
-    # In a preview the bucket's id is unknown; the link must hold through property dependencies alone.
     view = [
-        StackResource(r.resource_type, r.urn, {k: v for k, v in r.props.items() if k not in ("bucket", "id")},
-                      r.property_dependencies)
+        StackResource(r.resource_type, r.urn, _UnknownBucketName(r.props), r.property_dependencies)
         for r in _stack_view(primary)
-    ]  # fmt: skip
+    ]
     assert buckets_protected(view) == []
-    unlinked = [StackResource(r.resource_type, r.urn, r.props, {}) for r in view]
     # With no link at all, every protection that lives in a separate resource reads as missing.
+    unlinked = [
+        StackResource(
+            r.resource_type, r.urn, {k: v for k, v in r.props.items() if k not in ("bucket", "id")}, {}
+        )
+        for r in view
+    ]
     assert sorted(v.message for v in buckets_protected(unlinked)) == [
         "backup bucket has no default object lock retention",
         "backup bucket has no versioning with status Enabled",
