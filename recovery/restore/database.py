@@ -222,7 +222,7 @@ def restore_beside(
     pg_restore = tool_path(bin_dir, "pg_restore")
     _refuse_admin_on(conninfo_admin, names)
     timer = _Timer()
-    with connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin:
+    with _admin(conninfo_admin, f"preparing {names.scratch}") as admin:
         live = _database_facts(admin, names.live)
         if live is None:
             raise PreconditionFailed(f"database {names.live!r} does not exist; name the live order database")
@@ -235,10 +235,32 @@ def restore_beside(
             _drop(admin, names.scratch)  # a leftover of an interrupted run with this id: start clean
             _create_like(admin, names.scratch, live)
     try:
-        return _fill(conninfo_admin, bin_dir, pg_restore, plan, schema_stream, domain_streams, timer, jobs)
+        with _database_errors(f"restoring into {names.scratch}"):
+            return _fill(
+                conninfo_admin, bin_dir, pg_restore, plan, schema_stream, domain_streams, timer, jobs
+            )
     except BaseException:
         _drop_quietly(conninfo_admin, names.scratch)
         raise
+
+
+@contextmanager
+def _database_errors(doing: str) -> Iterator[None]:
+    """A database error no step translated becomes one ExternalFailure line (its first line only)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise ExternalFailure(f"{doing} failed: {_first_line(exc)}", code="restore.database_error") from None
+
+
+@contextmanager
+def _admin(conninfo_admin: str, doing: str) -> Iterator[psycopg.Connection[Any]]:
+    """The maintenance connection (autocommit: CREATE, DROP and ALTER DATABASE need it)."""
+    with (
+        connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin,
+        _database_errors(doing),
+    ):
+        yield admin
 
 
 def _fill(
@@ -644,7 +666,7 @@ def swap_in(
         raise UsageError(f"the restored copy {restored.name} was made for {restored.live_db}, not {live_db}")
     names = restore_names(live_db, restored.restore_id)
     _refuse_admin_on(conninfo_admin, names)
-    with connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin:
+    with _admin(conninfo_admin, f"swapping {names.scratch} in as {names.live}") as admin:
         if _exists(admin, names.replaced):
             raise PreconditionFailed(
                 f"{names.replaced} already exists: this restore id was swapped in before; swap it back or "
@@ -679,7 +701,7 @@ def swap_back(
     """
     names = restore_names(live_db, restore_id)
     _refuse_admin_on(conninfo_admin, names)
-    with connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin:
+    with _admin(conninfo_admin, f"swapping {names.replaced} back in as {names.live}") as admin:
         _require(
             admin, names.replaced, "there is nothing to swap back (it was never swapped in or was dropped)"
         )
@@ -718,7 +740,7 @@ def drop_replaced(conninfo_admin: str, *, live_db: str, restore_id: str, confirm
             "(--yes) to drop it"
         )
     _refuse_admin_on(conninfo_admin, names)
-    with connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin:
+    with _admin(conninfo_admin, f"dropping {names.replaced}") as admin:
         return _drop(admin, names.replaced)
 
 
@@ -726,7 +748,7 @@ def discard_restored(conninfo_admin: str, *, live_db: str, restore_id: str) -> b
     """Drop the restored copy `<live>_restore_<id>` (e.g. it failed verification); live is not touched."""
     names = restore_names(live_db, restore_id)
     _refuse_admin_on(conninfo_admin, names)
-    with connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin:
+    with _admin(conninfo_admin, f"dropping {names.scratch}") as admin:
         return _drop(admin, names.scratch)
 
 

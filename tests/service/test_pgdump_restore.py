@@ -399,6 +399,22 @@ def test_references_broken_across_domains_fail_at_constraints(
     assert not database_exists(postgres, f"{live}_restore_{rid}")
 
 
+def test_an_admin_role_that_may_not_create_databases_fails_in_one_line(postgres: Postgres, live: str) -> None:
+    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
+    rid = restore_id()
+    with pytest.raises(ExternalFailure) as caught:
+        restore_beside(
+            postgres.conninfo("postgres", user="orders"),
+            postgres.bin_dir,
+            live_db=live,
+            restore_id=rid,
+            schema_stream=opener(schema),
+            domain_streams={"logs": opener(b"")},
+        )
+    assert "permission denied to create database" in one_line(caught.value, postgres.password)
+    assert not database_exists(postgres, f"{live}_restore_{rid}")
+
+
 def test_live_at_another_schema_version_is_refused(postgres: Postgres, live: str, admin: str) -> None:
     schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
     orders, _ = dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, "orders"))
