@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from recovery.cli.common import OutputFormat, OutputOpt, emit
+from recovery.errors import UsageError
 from recovery.targets import BackupStore, Target, load_target, resolve_target_path
 from recovery.targets.load import write_target
 from recovery.targets.model import SiteName
@@ -136,7 +137,10 @@ def from_pulumi(
         aws_profile=aws_profile,
     )
     target = target_from_pulumi_outputs(read_stack_outputs(primary), read_stack_outputs(standby), operator)
-    write_target(target, out)
+    try:
+        write_target(target, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out} ({exc.strerror}); choose a writable --out path") from None
     emit(
         output,
         "target from-pulumi",

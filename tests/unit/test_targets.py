@@ -441,6 +441,29 @@ def test_cli_from_pulumi_missing_option_is_a_usage_error(
     assert "--standby-host" in capsys.readouterr().err
 
 
+def test_cli_from_pulumi_json_output_and_unwritable_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _from_pulumi_args(tmp_path, stack_outputs("primary"), stack_outputs("standby"))
+    assert main([*args, "--name", "prod-east", "--output", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["command"], doc["status"]) == ("target from-pulumi", "ok")
+    assert doc["result"]["name"] == "prod-east"
+    assert doc["result"]["path"] == str(tmp_path / "production" / "target.yaml")
+    assert load_target(tmp_path / "production" / "target.yaml").state_dir == Path(
+        "/var/lib/order-recovery/prod-east"
+    )
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory should be")
+    out_index = args.index("--out") + 1
+    args[out_index] = str(blocker / "target.yaml")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error[usage]: cannot write {blocker / 'target.yaml'} (")
+    assert err.endswith("choose a writable --out path")
+
+
 def test_outputs_fixture_covers_the_contract() -> None:
     # The unit fixture must hold every name the converter needs, or the tests above prove less than they say.
     assert set(REQUIRED_OUTPUTS) <= set(copy.deepcopy(stack_outputs("primary")))
