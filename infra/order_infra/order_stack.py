@@ -432,8 +432,6 @@ class OrderStack(pulumi.ComponentResource):
             "performance_insights_enabled": True,
             "performance_insights_kms_key_id": args.key_arn,
             "performance_insights_retention_period": db.performance_insights_retention_days,
-            "backup_retention_period": db.backup_retention_days,
-            "backup_window": "03:00-04:00",
             "maintenance_window": "sun:04:30-sun:05:30",
             "copy_tags_to_snapshot": True,
             "auto_minor_version_upgrade": True,
@@ -457,13 +455,17 @@ class OrderStack(pulumi.ComponentResource):
                 allocated_storage=db.allocated_storage_gb,
                 max_allocated_storage=db.max_allocated_storage_gb,
                 iam_database_authentication_enabled=True,
+                backup_retention_period=db.backup_retention_days,
+                backup_window="03:00-04:00",
                 skip_final_snapshot=False,
                 final_snapshot_identifier=f"order-recovery-{cfg.site}-final",
                 **common,
             )
         else:
             # A cross-region replica: the source is the primary's ARN and the replica is encrypted with this
-            # region's replica key. Engine, credentials and storage come from the source.
+            # region's replica key. Engine, credentials and storage come from the source. RDS refuses
+            # automated backups on a PostgreSQL read replica; the promote runbook turns them on
+            # (PromoteReadReplica's BackupRetentionPeriod) when the replica becomes the primary.
             instance = aws.rds.Instance(  # type: ignore[call-overload]
                 f"{name}-db",
                 replicate_source_db=args.replica_source_db_arn,

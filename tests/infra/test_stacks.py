@@ -205,7 +205,9 @@ def test_standby_database_is_a_cross_region_replica_of_the_primary(
     assert replica.inputs["storageEncrypted"] is True
     assert replica.inputs["deletionProtection"] is True
     assert replica.inputs["performanceInsightsEnabled"] is True
-    for inherited in ("engine", "username", "dbName", "manageMasterUserPassword", "allocatedStorage"):
+    inherited_or_refused = ("engine", "username", "dbName", "manageMasterUserPassword", "allocatedStorage",
+                            "backupRetentionPeriod", "backupWindow")  # fmt: skip
+    for inherited in inherited_or_refused:
         assert inherited not in replica.inputs
     assert standby.outputs["dbAddress"].endswith(".us-west-2.rds.amazonaws.com")
 
