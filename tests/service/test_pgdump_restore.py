@@ -616,6 +616,7 @@ def test_an_interrupted_restore_leaves_live_untouched_and_a_rerun_succeeds(
             str(logs_file),
         ],
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # the killed run's spool directory stays in tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
