@@ -36,6 +36,8 @@ def _field(data: dict, key: str, kind: type, where: str) -> object:
     if key not in data:
         raise ConfigProblem(f"{where}: missing field {key!r}; add it to the config file")
     value = data[key]
+    if kind is int and isinstance(value, str) and value.isdigit():
+        value = int(value)  # templating tools sometimes render numbers as strings
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise ConfigProblem(f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
@@ -56,7 +58,7 @@ def load_config(path: str) -> Config:
     site = str(_field(data, "site", str, path))
     if site not in ("primary", "standby"):
         raise ConfigProblem(f"{path}: field 'site' must be primary or standby, got {site!r}")
-    passfile = db.get("passfile")
+    passfile = db.get("passfile") or None
     if passfile is not None and not isinstance(passfile, str):
         raise ConfigProblem(f"{path}: field 'db.passfile' must be a path string")
     pool = data.get("pool", {})
@@ -73,6 +75,6 @@ def load_config(path: str) -> Config:
             passfile=passfile,
         ),
         log_file=str(_field(data, "log_file", str, path)),
-        pool_min=int(pool.get("min", 1)),
-        pool_max=int(pool.get("max", 8)),
+        pool_min=int(_field(pool, "min", int, f"{path} pool")) if "min" in pool else 1,  # type: ignore[call-overload]
+        pool_max=int(_field(pool, "max", int, f"{path} pool")) if "max" in pool else 8,  # type: ignore[call-overload]
     )

@@ -31,8 +31,11 @@ import pytest
 from recovery.release.artifacts import build_release_artifact
 
 LAB_USER = "orderlab"
-PG_PORT = 46100
-SERVICE_PORTS = iter(range(46110, 46199))
+# Our range is 46100-46199: PostgreSQL 46100-46109, services 46110-46179, deploy tests 46180-46189,
+# benchmarks 46190-46199. Another run of this suite may hold some of them: take the first free one.
+PG_PORTS = range(46100, 46110)
+SERVICE_PORTS = iter(range(46110, 46180))
+DEPLOY_PORTS = range(46180, 46190)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -65,6 +68,13 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def free_port(candidates: range) -> int:
+    for port in candidates:
+        if _port_free(port):
+            return port
+    pytest.fail(f"every port in {candidates.start}-{candidates.stop - 1} is busy; free one and rerun")
+
+
 @dataclass(frozen=True)
 class Postgres:
     port: int
@@ -93,8 +103,7 @@ class Postgres:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    if not _port_free(PG_PORT):
-        pytest.fail(f"port {PG_PORT} is busy; free it (tests own 46100-46199)")
+    pg_port = free_port(PG_PORTS)
     bin_dir = pg_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="orderservice-pg-"))
     entry = pwd.getpwnam(LAB_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
@@ -125,7 +134,7 @@ def postgres() -> Iterator[Postgres]:
     # The passfile belongs to the test process (root): libpq ignores passfiles others can read.
     passfile = Path(tempfile.mkdtemp(prefix="orderservice-pass-")) / "pgpass"
     passfile.write_text(
-        f"127.0.0.1:{PG_PORT}:*:postgres:{password}\n127.0.0.1:{PG_PORT}:*:orders:{password}\n"
+        f"127.0.0.1:{pg_port}:*:postgres:{password}\n127.0.0.1:{pg_port}:*:orders:{password}\n"
     )
     passfile.chmod(0o600)
     log = root / "postgres.log"
@@ -143,18 +152,18 @@ def postgres() -> Iterator[Postgres]:
                 "60",
                 "start",
                 "-o",
-                f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+                f"-p {pg_port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             ),
             check=True,
             capture_output=True,
         )
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
-        server = Postgres(PG_PORT, password, passfile, bin_dir, 0)
+        server = Postgres(pg_port, password, passfile, bin_dir, 0)
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             conn.execute(f"CREATE ROLE orders LOGIN PASSWORD '{password}'")
             major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-        yield Postgres(PG_PORT, password, passfile, bin_dir, major)
+        yield Postgres(pg_port, password, passfile, bin_dir, major)
     finally:
         if pid is not None:
             subprocess.run(
@@ -281,3 +290,16 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
     yield make
     for run in runs:
         run.stop()
+
+
+@pytest.fixture
+def free_ports() -> object:
+    """free_ports(n) -> n ports from the deploy-test range that nobody listens on now."""
+
+    def take(count: int) -> list[int]:
+        ports = [p for p in DEPLOY_PORTS if _port_free(p)][:count]
+        if len(ports) < count:
+            pytest.fail(f"fewer than {count} free ports in {DEPLOY_PORTS.start}-{DEPLOY_PORTS.stop - 1}")
+        return ports
+
+    return take
