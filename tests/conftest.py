@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-import os
-import stat
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def lab_reachable_tmp(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+def lab_reachable_tmp() -> Iterator[Callable[[str], Path]]:
     """mktemp for directories the lab user must reach (PostgreSQL and sshd run as it when we are root).
 
-    pytest's base temp dir is private to the user running the tests; this adds search permission
-    (o+x, never read) on its parents so the lab user can traverse to the lab dir.
+    Not under pytest's base temp dir: that is private to the user running the tests, and every other
+    pytest session of that user resets its permissions and prunes old runs, which would pull a running
+    lab's files away. These directories live under /var/tmp and are removed when the session ends.
     """
+    root = Path(tempfile.mkdtemp(prefix="order-recovery-tests-", dir="/var/tmp"))
+    root.chmod(0o755)
+    counter = 0
 
     def make(name: str) -> Path:
-        path = tmp_path_factory.mktemp(name)
-        for parent in [path, *path.parents]:
-            if parent == Path("/") or parent.stat().st_uid != os.geteuid():
-                break
-            mode = parent.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                parent.chmod(mode | stat.S_IXOTH)
+        nonlocal counter
+        counter += 1
+        path = root / f"{name}{counter}"
+        path.mkdir(mode=0o755)
         return path
 
-    return make
+    try:
+        yield make
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

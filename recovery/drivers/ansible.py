@@ -162,9 +162,15 @@ def first_failure(events: Any) -> FailedTask | None:
 
 
 def one_line(res: Mapping[str, Any]) -> str:
-    """One line that says why a task failed, from the module's result (msg, stderr or its rc)."""
+    """One line that says why a task failed, from the module's result (msg, stderr or its rc); for a
+    loop, from its first failed item."""
     if res.get("_ansible_no_log") or res.get("censored"):
         return "output hidden (no_log)"
+    items = res.get("results")
+    if isinstance(items, list):
+        failed = next((i for i in items if isinstance(i, Mapping) and i.get("failed")), None)
+        if failed is not None:
+            return one_line(failed)
     for key in ("msg", "stderr", "module_stderr", "stdout"):
         value = res.get(key)
         if isinstance(value, str) and value.strip():

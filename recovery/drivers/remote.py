@@ -2,7 +2,8 @@
 
 Host keys are checked against the host's known_hosts file (never auto-added); no PTY is ever requested
 (non-root lab sshds cannot allocate one, and output stays clean). Connections are cached per
-(address, port, user, key) because the first command costs a handshake (~0.2 s) and later ones ~45 ms.
+(address, port, user, key, known_hosts) because the first command costs a handshake (~0.2 s) and later
+ones ~45 ms.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ class CommandResult:
         return self.rc == 0
 
 
-_CacheKey = tuple[str, int, str, str]
+_CacheKey = tuple[str, int, str, str, str]
 _connections: dict[_CacheKey, Connection] = {}
 _lock = threading.Lock()
 
 
 def _key(host: Host) -> _CacheKey:
-    return (host.address, host.ssh_port, host.ssh_user, str(host.ssh_key or ""))
+    return (host.address, host.ssh_port, host.ssh_user, str(host.ssh_key or ""), str(host.known_hosts or ""))
 
 
 def _open(host: Host, timeout: float) -> Connection:

@@ -64,6 +64,14 @@ def test_one_line_prefers_msg_then_last_stderr_line_and_hides_no_log() -> None:
     assert one_line({"rc": 2}) == "exit code 2"
     assert one_line({"msg": "secret=1", "_ansible_no_log": True}) == "output hidden (no_log)"
     assert one_line({}) == "no message"
+    loop = {
+        "msg": "One or more items failed",
+        "results": [
+            {"item": "a", "failed": False, "msg": "fine"},
+            {"item": "b", "failed": True, "msg": "Permission denied: b"},
+        ],
+    }
+    assert one_line(loop) == "Permission denied: b"
 
 
 def test_require_success_raises_with_the_failed_task() -> None:
