@@ -175,10 +175,20 @@ def one_line(res: Mapping[str, Any]) -> str:
         value = res.get(key)
         if isinstance(value, str) and value.strip():
             lines = [line.strip() for line in value.strip().splitlines() if line.strip()]
-            return lines[-1][:300] if key != "msg" else lines[0][:300]
+            line = lines[-1] if key != "msg" else lines[0]
+            return (line + _command_note(res))[:300]
     if "rc" in res:
         return f"exit code {res['rc']}"
     return "no message"
+
+
+def _command_note(res: Mapping[str, Any]) -> str:
+    """` (cmd: rc N)` for command modules, whose own message ("Error executing command.") names neither."""
+    cmd = res.get("cmd")
+    if not cmd or "rc" not in res:
+        return ""
+    shown = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
+    return f" ({shown[:80]}: rc {res['rc']})"
 
 
 def require_success(result: PlaybookResult) -> PlaybookResult:

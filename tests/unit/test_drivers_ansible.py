@@ -62,6 +62,9 @@ def test_first_failure_skips_ignored_errors_and_takes_the_message() -> None:
 def test_one_line_prefers_msg_then_last_stderr_line_and_hides_no_log() -> None:
     assert one_line({"stderr": "first\nlast line\n", "rc": 3}) == "last line"
     assert one_line({"rc": 2}) == "exit code 2"
+    missing = {"msg": "Error executing command.", "cmd": "start-stop-daemon --version", "rc": 2}
+    assert one_line(missing) == "Error executing command. (start-stop-daemon --version: rc 2)"
+    assert one_line({"msg": "x", "cmd": ["id", "-un"], "rc": 1}) == "x (id -un: rc 1)"
     assert one_line({"msg": "secret=1", "_ansible_no_log": True}) == "output hidden (no_log)"
     assert one_line({}) == "no message"
     loop = {

@@ -1,0 +1,348 @@
+"""The lab end to end, on real parts: PostgreSQL primary + streaming standby, two sshd hosts reached over
+real SSH by Fabric and ansible-runner, moto's server, the order service deployed by the deploy playbook,
+and the front door following the Route53 failover record.
+
+One lab serves the module (base port 45000); its teardown runs `lab down` and checks every recorded pid
+is gone, also when a test failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery.cli.main import main
+from recovery.drivers import db, remote
+from recovery.drivers.ansible import require_success, run_playbook
+from recovery.errors import ExitCode, ExternalFailure
+from recovery.lab import aws, service
+from recovery.lab.plan import LabPlan, plan_lab
+from recovery.lab.processes import is_alive, port_free
+from recovery.lab.state import LabState, ProcessRecord, read_state
+from recovery.targets.load import load_target
+from recovery.targets.model import Target
+
+pytestmark = pytest.mark.lab
+
+BASE_PORT = 45000
+SPARE_BASE_PORT = 45500
+
+
+@dataclass(frozen=True)
+class Lab:
+    dir: Path
+    plan: LabPlan
+    target: Target
+
+
+def _cli(capsys: pytest.CaptureFixture[str] | None, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    if capsys is None:
+        return code, "", ""
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _recorded(lab_dir: Path) -> list[ProcessRecord]:
+    state = read_state(lab_dir / "lab.json")
+    records = list(state.processes) if state else []
+    plan = plan_lab(lab_dir, BASE_PORT)
+    for site in plan.sites:
+        current = service.service_record(site)
+        if current is not None:
+            records.append(current)
+    return records
+
+
+def _kill_leftovers(records: list[ProcessRecord]) -> list[str]:
+    alive = [r for r in records if is_alive(r.pid, r.start_ticks)]
+    for r in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(r.pid, signal.SIGKILL)
+    return [f"{r.name} (pid {r.pid})" for r in alive]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_reachable_tmp: Callable[[str], Path]) -> Iterator[Lab]:
+    lab_dir = lab_reachable_tmp("lab")
+    try:
+        code = main(["lab", "up", "--lab-dir", str(lab_dir), "--base-port", str(BASE_PORT)])
+        assert code == ExitCode.OK, "lab up failed"
+        yield Lab(lab_dir, plan_lab(lab_dir, BASE_PORT), load_target(lab_dir / "target.yaml"))
+    finally:
+        before = _recorded(lab_dir)
+        remote.close_all()
+        code = main(["lab", "down", "--lab-dir", str(lab_dir)])
+        leftovers = _kill_leftovers(before)
+        assert code == ExitCode.OK
+        assert leftovers == [], f"lab down left processes running: {leftovers}"
+
+
+def _http(url: str, body: dict[str, Any] | None = None, timeout: float = 5) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST" if body is not None else "GET",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_status_reports_every_part_healthy(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "lab", "status", "--lab-dir", str(lab.dir), "--output", "json")
+    doc = json.loads(out)["result"]
+    assert doc["problems"] == []
+    assert code == ExitCode.OK and doc["healthy"] is True
+    assert doc["moto"]["reachable"] is True
+    roles = {d["site"]: d["role"] for d in doc["databases"]}
+    assert roles == {"primary": "primary", "standby": "standby"}
+    standby = next(d for d in doc["databases"] if d["site"] == "standby")
+    assert standby["streaming"] is True and standby["lag_bytes"] is not None
+    assert {h["name"]: (h["ssh_reachable"], h["service_version"]) for h in doc["hosts"]} == {
+        "primary-app": (True, "v1"),
+        "standby-app": (True, "v1"),
+    }
+    assert doc["active_site"] == "primary"
+    assert doc["front_door"]["backend"] == f"127.0.0.11:{lab.plan.primary.service_port}"
+
+
+def test_the_lab_is_seeded_and_the_pgpass_is_private(lab: Lab) -> None:
+    with db.connect(lab.target.primary.database) as conn:
+        row = conn.execute("SELECT count(*) FROM orders").fetchone()
+    assert row is not None and row[0] >= 10_000
+    assert (lab.plan.pgpass.stat().st_mode & 0o777) == 0o600
+    passwords = lab.plan.pgpass.read_text()
+    for path in [lab.dir / "lab.json", lab.dir / "target.yaml", lab.plan.inventory_file]:
+        text = path.read_text()
+        for line in passwords.splitlines():
+            assert line.rsplit(":", 1)[1] not in text
+
+
+def test_an_order_placed_through_the_front_door_reaches_primary_and_standby(lab: Lab) -> None:
+    order_id = str(uuid.uuid4())
+    status, body = _http(
+        f"{lab.target.traffic.front_door_url}/orders",
+        {"order_id": order_id, "user_id": 1, "items": [{"product_id": 2, "quantity": 1}]},
+    )
+    assert status == 201, body
+    primary, standby = lab.target.primary.database, lab.target.standby.database
+    with db.connect(primary) as conn:
+        assert conn.execute("SELECT count(*) FROM orders WHERE id = %s", (order_id,)).fetchone() == (1,)
+    db.wait_caught_up(primary, standby, timeout=10)
+    with db.connect(standby) as conn:
+        assert conn.execute("SELECT count(*) FROM orders WHERE id = %s", (order_id,)).fetchone() == (1,)
+
+
+def test_a_route53_upsert_switches_the_front_door_to_the_standby(lab: Lab) -> None:
+    zone = lab.target.traffic.hosted_zone_id
+    url = lab.target.aws.endpoint_url
+    assert url is not None
+    front = lab.target.traffic.front_door_url
+
+    def site_behind_front_door() -> str | None:
+        try:
+            return str(_http(f"{front}/health", timeout=2)[1].get("site"))
+        except OSError:
+            return None
+
+    assert site_behind_front_door() == "primary"
+    aws.point_primary_record(url, zone, lab.plan.standby.address)
+    try:
+        deadline = time.monotonic() + 5
+        while site_behind_front_door() != "standby" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert site_behind_front_door() == "standby"
+    finally:
+        aws.point_primary_record(url, zone, lab.plan.primary.address)
+    deadline = time.monotonic() + 5
+    while site_behind_front_door() != "primary" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert site_behind_front_door() == "primary"
+
+
+def test_fabric_reaches_both_hosts_over_ssh_with_checked_host_keys(lab: Lab, tmp_path: Path) -> None:
+    for host in lab.target.hosts():
+        result = remote.run(host, f"id -un; test -L {host.base_dir}/current && echo deployed")
+        assert result.rc == 0 and result.stdout.split() == [host.ssh_user, "deployed"]
+        assert remote.run(host, "exit 3").rc == 3
+    # A host whose key is not the one the lab recorded is refused, not trusted.
+    wrong = tmp_path / "known_hosts"
+    other = lab.target.standby.hosts[0]
+    standby_key = [line for line in lab.plan.known_hosts.read_text().splitlines() if other.address in line]
+    wrong.write_text(standby_key[0].replace(other.address, lab.target.primary.hosts[0].address) + "\n")
+    impostor = lab.target.primary.hosts[0].model_copy(update={"known_hosts": wrong, "name": "impostor"})
+    with pytest.raises(ExternalFailure, match="impostor"):
+        remote.run(impostor, "true")
+
+
+def test_the_ansible_adapter_reaches_both_hosts(lab: Lab, tmp_path: Path) -> None:
+    book = tmp_path / "whoami.yml"
+    book.write_text(
+        "- hosts: app\n  gather_facts: false\n  tasks:\n"
+        "    - name: who runs here\n      ansible.builtin.command: id -un\n      changed_when: false\n"
+        "      register: who\n"
+        "    - name: the lab user\n      ansible.builtin.assert:\n"
+        "        that: who.stdout == '{{ ansible_user }}' and order_site in ['primary', 'standby']\n"
+    )
+    result = require_success(run_playbook(lab.plan.inventory_file, str(book), extravars={}))
+    assert set(result.hosts) == {"primary-app", "standby-app"}
+    assert all(stats.ok == 2 and stats.failures == 0 for stats in result.hosts.values())
+    limited = run_playbook(lab.plan.inventory_file, str(book), extravars={}, limit="standby")
+    assert set(limited.hosts) == {"standby-app"}
+
+
+def test_up_twice_is_harmless(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    before = {r.name: r.pid for r in read_state(lab.dir / "lab.json").processes}  # type: ignore[union-attr]
+    code, out, _ = _cli(
+        capsys, "lab", "up", "--lab-dir", str(lab.dir), "--base-port", str(BASE_PORT), "--output", "json"
+    )
+    assert code == ExitCode.OK
+    doc = json.loads(out)["result"]
+    assert doc["started"] == []
+    after = {r.name: r.pid for r in read_state(lab.dir / "lab.json").processes}  # type: ignore[union-attr]
+    assert after == before
+
+
+def test_up_starts_only_what_is_missing(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    state = read_state(lab.dir / "lab.json")
+    assert state is not None
+    door = state.process("frontdoor")
+    assert door is not None
+    os.kill(door.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while is_alive(door.pid, door.start_ticks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, out, _ = _cli(
+        capsys, "lab", "up", "--lab-dir", str(lab.dir), "--base-port", str(BASE_PORT), "--output", "json"
+    )
+    assert code == ExitCode.OK
+    assert json.loads(out)["result"]["started"] == ["frontdoor"]
+    code, out, _ = _cli(capsys, "lab", "status", "--lab-dir", str(lab.dir), "--output", "json")
+    assert code == ExitCode.OK, json.loads(out)["result"]["problems"]
+
+
+def test_deploy_v2_through_the_playbook(lab: Lab) -> None:
+    result = service.deploy(lab.plan, "v2")
+    assert result.ok and set(result.hosts) == {"primary-app", "standby-app"}
+    for site in lab.plan.sites:
+        health = service.health(site.address, site.service_port)
+        assert (health.healthy, health.version) == (True, "v2")
+
+
+def test_unknown_target_is_one_usage_line(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(capsys, "lab", "status", "--target", "no-such-target")
+    assert code == ExitCode.USAGE
+    assert err.count("\n") == 1 and err.startswith("error[target.not_found]: ")
+
+
+def test_malformed_target_file_is_one_usage_line(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "target.yaml"
+    bad.write_text((lab.dir / "target.yaml").read_text().replace("kind: lab", "kind: castle"))
+    code, _, err = _cli(capsys, "lab", "status", "--target", str(bad))
+    assert code == ExitCode.USAGE
+    assert err.count("\n") == 1 and "field kind" in err
+
+
+def test_a_port_in_use_fails_in_one_line_and_leaves_nothing_running(
+    lab: Lab, lab_reachable_tmp: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = lab_reachable_tmp("busy-lab")
+    busy = plan_lab(other, SPARE_BASE_PORT).standby
+    with socket.socket() as blocker:
+        blocker.bind((busy.address, busy.pg_port))
+        blocker.listen()
+        code, _, err = _cli(capsys, "lab", "up", "--lab-dir", str(other), "--base-port", str(SPARE_BASE_PORT))
+    assert code == ExitCode.ENVIRONMENT
+    assert err.count("\n") == 1
+    assert f"{busy.address}:{busy.pg_port} (standby PostgreSQL) is in use" in err
+    state = read_state(other / "lab.json")
+    assert state is None or all(not is_alive(p.pid, p.start_ticks) for p in state.processes)
+    assert all(port_free(address, port) for _, address, port in plan_lab(other, SPARE_BASE_PORT).listeners())
+
+
+def test_a_missing_pg_binary_dir_is_refused(
+    lab_reachable_tmp: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = lab_reachable_tmp("nopg-lab")
+    code, _, err = _cli(
+        capsys,
+        "lab",
+        "up",
+        "--lab-dir",
+        str(other),
+        "--base-port",
+        str(SPARE_BASE_PORT),
+        "--pg-bin",
+        str(other / "nothing"),
+    )
+    assert code == ExitCode.USAGE
+    assert "missing initdb" in err and err.count("\n") == 1
+
+
+def test_a_failing_part_stops_what_up_had_started(
+    lab_reachable_tmp: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = lab_reachable_tmp("half-lab")
+    broken_bin = other / "broken-pg-bin"
+    broken_bin.mkdir()
+    scripts = {
+        "postgres": "echo 'postgres (PostgreSQL) 99.0'",
+        "initdb": "echo 'initdb: error: could not create directory (simulated)' >&2; exit 1",
+        "pg_ctl": "exit 1",
+        "pg_basebackup": "exit 1",
+    }
+    for name, body in scripts.items():
+        tool = broken_bin / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
+    code, _, err = _cli(
+        capsys,
+        "lab",
+        "up",
+        "--lab-dir",
+        str(other),
+        "--base-port",
+        str(SPARE_BASE_PORT),
+        "--pg-bin",
+        str(broken_bin),
+    )
+    assert code == ExitCode.ENVIRONMENT
+    assert (
+        err.strip()
+        == "error[environment]: initdb failed: initdb: error: could not create directory (simulated)"
+    )
+    state = read_state(other / "lab.json")
+    assert state is not None and state.processes == ()
+    assert all(port_free(address, port) for _, address, port in plan_lab(other, SPARE_BASE_PORT).listeners())
+
+
+def test_zz_down_stops_everything_and_keeps_the_files(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    records = _recorded(lab.dir)
+    assert {r.kind for r in records} >= {"moto", "postgres", "sshd", "frontdoor", "service"}
+    remote.close_all()
+    code, _, _ = _cli(capsys, "lab", "down", "--lab-dir", str(lab.dir))
+    assert code == ExitCode.OK
+    assert [r.name for r in records if is_alive(r.pid, r.start_ticks)] == []
+    assert all(port_free(address, port) for _, address, port in lab.plan.listeners())
+    assert (lab.dir / "target.yaml").is_file() and (lab.plan.primary.pg_data / "PG_VERSION").is_file()
+    state = read_state(lab.dir / "lab.json")
+    assert isinstance(state, LabState) and state.processes == ()
