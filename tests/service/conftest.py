@@ -32,7 +32,8 @@ from recovery.release.artifacts import build_release_artifact
 
 LAB_USER = "orderlab"
 # Our range is 46100-46199: PostgreSQL 46100-46109, services 46110-46179, deploy tests 46180-46189,
-# benchmarks 46190-46199. Another run of this suite may hold some of them: take the first free one.
+# benchmarks 46190-46195, the sshd of the release-list test 46196-46199.
+# Another run of this suite may hold some of them: take the first free one.
 PG_PORTS = range(46100, 46110)
 SERVICE_PORTS = iter(range(46110, 46180))
 DEPLOY_PORTS = range(46180, 46190)

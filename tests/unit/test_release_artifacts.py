@@ -52,3 +52,24 @@ def test_unknown_release_cannot_be_built(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="known releases"):
         build_release_artifact("v7", tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v2-slow", "v2-unhealthy", "v2-bad-migration"])
+def test_shipped_code_imports_only_the_standard_library_and_psycopg2(tmp_path: Path, version: str) -> None:
+    """Hosts have no virtualenv: the service may use the stdlib, psycopg2 and itself, nothing else."""
+    import ast
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"psycopg2", "orderservice", "__future__"}
+    with tarfile.open(build_release_artifact(version, tmp_path)) as tar:
+        sources = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".py")}  # type: ignore[union-attr]
+    assert sources
+    for name, source in sources.items():
+        for node in ast.walk(ast.parse(source, filename=name)):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed, f"{version}:{name} imports {roots - allowed}"
