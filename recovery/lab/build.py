@@ -253,7 +253,8 @@ def _deploy_and_seed(
     state = recorder.state
     healthy = all(service.health(s.address, s.service_port).healthy for s in plan.sites)
     if state.release is None or not healthy:
-        release = state.release or service.FIRST_RELEASE
+        # Restart what the hosts last ran (a later deploy may have moved on from the recorded release).
+        release = service.deployed_release(plan.primary) or state.release or service.FIRST_RELEASE
         _timed(report, f"deploy {release}", lambda: _ignore(service.deploy(plan, release)))
         recorder.update(release=release)
     report.release = recorder.state.release

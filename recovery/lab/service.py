@@ -89,6 +89,15 @@ def _stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + f"-{time.monotonic_ns() % 1000000:06d}"
 
 
+def deployed_release(site: SitePlan) -> str | None:
+    """The release the host's `current` link points at (releases/<version>), or None before a deploy."""
+    current = site.app_dir / "current"
+    if not current.is_symlink():
+        return None
+    target = current.resolve()
+    return target.name if target.parent.name == "releases" else None
+
+
 def find_pidfile(site: SitePlan) -> Path | None:
     """The service's pidfile under the host's base dir (the deploy role's pidfile supervisor writes it)."""
     for folder in (

@@ -244,6 +244,7 @@ def test_deploy_v2_through_the_playbook(lab: Lab) -> None:
     for site in lab.plan.sites:
         health = service.health(site.address, site.service_port)
         assert (health.healthy, health.version) == (True, "v2")
+        assert service.deployed_release(site) == "v2"
 
 
 def test_unknown_target_is_one_usage_line(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
