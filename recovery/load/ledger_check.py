@@ -1,0 +1,128 @@
+"""Prove every acknowledged order of a ledger exists exactly once in the database with its total.
+
+`observe_orders` reads the orders the ledger names from the primary database (I/O); `check_ledger`
+decides (pure): an acknowledged order is missing (no row), duplicated (more than one row with its id:
+only possible when a restore or carry-over broke the primary key), mismatched (its total differs from
+the acknowledged one) or, for an acknowledged payment, unpaid (the order is not `paid`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from recovery.drivers import db
+from recovery.load.ledger import Ledger
+from recovery.targets.model import Database
+
+MAX_EXAMPLES = 5
+_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    order_id: str
+    total_cents: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One kind of problem: how many orders have it and the first few, each with what was seen."""
+
+    count: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LedgerVerdict:
+    acknowledged: int
+    payments: int
+    missing: Finding
+    duplicated: Finding
+    mismatched: Finding
+    unpaid: Finding
+    conflicting_acks: Finding
+
+    @property
+    def passed(self) -> bool:
+        findings = (self.missing, self.duplicated, self.mismatched, self.unpaid, self.conflicting_acks)
+        return not any(finding.count for finding in findings)
+
+    def summary(self) -> str:
+        if self.passed:
+            return (
+                f"all {self.acknowledged} acknowledged orders exist exactly once with their acknowledged "
+                f"totals ({self.payments} acknowledged payments are paid)"
+            )
+        parts = []
+        for label, finding in (
+            ("missing", self.missing),
+            ("duplicated", self.duplicated),
+            ("with another total", self.mismatched),
+            ("acknowledged as paid but not paid", self.unpaid),
+            ("acknowledged twice with different totals", self.conflicting_acks),
+        ):
+            if finding.count:
+                parts.append(f"{finding.count} {label} (e.g. {', '.join(finding.examples)})")
+        return f"of {self.acknowledged} acknowledged orders: " + "; ".join(parts)
+
+
+def _finding(examples: Sequence[str]) -> Finding:
+    return Finding(len(examples), tuple(examples[:MAX_EXAMPLES]))
+
+
+def check_ledger(ledger: Ledger, stored: Mapping[str, Sequence[StoredOrder]]) -> LedgerVerdict:
+    """Compare the ledger with the rows found for its order ids. Pure."""
+    missing: list[str] = []
+    duplicated: list[str] = []
+    mismatched: list[str] = []
+    for order in sorted(ledger.orders, key=lambda o: o.at):
+        rows = stored.get(order.order_id, ())
+        if not rows:
+            missing.append(order.order_id)
+            continue
+        if len(rows) > 1:
+            duplicated.append(f"{order.order_id} ({len(rows)} rows)")
+        if any(row.total_cents != order.total_cents for row in rows):
+            found = ", ".join(str(row.total_cents) for row in rows)
+            mismatched.append(f"{order.order_id} (acknowledged {order.total_cents}, stored {found})")
+    unpaid: list[str] = []
+    for payment in sorted(ledger.payments, key=lambda p: p.at):
+        rows = stored.get(payment.order_id, ())
+        if rows and any(row.status != "paid" for row in rows):
+            unpaid.append(f"{payment.order_id} (status {rows[0].status})")
+        elif not rows and ledger.order(payment.order_id) is None:
+            # A payment whose order was not in the ledger (its order ack was lost to a timeout) still
+            # proves the order was accepted.
+            missing.append(payment.order_id)
+    return LedgerVerdict(
+        acknowledged=len(ledger.orders),
+        payments=len(ledger.payments),
+        missing=_finding(missing),
+        duplicated=_finding(duplicated),
+        mismatched=_finding(mismatched),
+        unpaid=_finding(unpaid),
+        conflicting_acks=_finding(list(ledger.conflicting_acks)),
+    )
+
+
+def ledger_order_ids(ledger: Ledger) -> list[str]:
+    return sorted({o.order_id for o in ledger.orders} | {p.order_id for p in ledger.payments})
+
+
+def observe_orders(database: Database, order_ids: Sequence[str]) -> dict[str, list[StoredOrder]]:
+    """Every row of `orders` whose id is one of `order_ids` (in batches, one snapshot)."""
+    found: dict[str, list[StoredOrder]] = {}
+    with db.connect(database, autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for start in range(0, len(order_ids), _BATCH):
+            batch = list(order_ids[start : start + _BATCH])
+            rows = conn.execute(
+                "SELECT id::text, total_cents, status FROM orders WHERE id = ANY(%s::uuid[])", (batch,)
+            ).fetchall()
+            for row in rows:
+                stored = StoredOrder(str(row[0]), int(str(row[1])), str(row[2]))
+                found.setdefault(stored.order_id, []).append(stored)
+        conn.rollback()
+    return found
