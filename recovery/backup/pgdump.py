@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol, cast
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from recovery.errors import EnvironmentProblem, ExternalFailure, UsageError
@@ -248,7 +249,9 @@ def _observe(
 
 
 @contextmanager
-def _dump(conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...]) -> Iterator[DumpStream]:
+def _dump(
+    conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...], snapshot: str | None = None
+) -> Iterator[DumpStream]:
     pg_dump = tool_path(bin_dir, "pg_dump")
     tables = tables_for(domains) if kind == "domains" else ()
     what = f"domain{'s' if len(domains) > 1 else ''} {', '.join(domains)}" if kind == "domains" else "schema"
@@ -256,14 +259,18 @@ def _dump(conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...]
         # The snapshot lives as long as this transaction: it stays open until pg_dump is done.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        info, snapshot = _observe(conn, kind, domains, tables, what)
+        if snapshot is not None:
+            # Join a snapshot the caller holds open, so several dumps (and the caller's own reads, e.g.
+            # fingerprints) see exactly the same rows.
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        info, exported = _observe(conn, kind, domains, tables, what)
         argv = [
             str(pg_dump),
             f"--dbname={conninfo}",
             "--format=custom",
             "--compress=0",
             "--no-password",
-            f"--snapshot={snapshot}",
+            f"--snapshot={exported}",
             *_dump_args(kind, tables),
         ]
         with tempfile.TemporaryFile() as stderr:
@@ -286,21 +293,30 @@ def _dump(conninfo: str, bin_dir: Path, kind: DumpKind, domains: tuple[str, ...]
             conn.rollback()
 
 
-def dump_domains(conninfo: str, bin_dir: Path, domains: Sequence[str]) -> AbstractContextManager[DumpStream]:
-    """The rows of several domains in one consistent snapshot, as one pg_dump custom-format stream."""
+def dump_domains(
+    conninfo: str, bin_dir: Path, domains: Sequence[str], *, snapshot: str | None = None
+) -> AbstractContextManager[DumpStream]:
+    """The rows of several domains in one consistent snapshot, as one pg_dump custom-format stream.
+
+    `snapshot`: an exported snapshot id (pg_export_snapshot) of a transaction the caller keeps open; the
+    dump then sees exactly that snapshot's rows."""
     chosen = tuple(dict.fromkeys(domains))
     if not chosen:
         raise UsageError("no domain to dump: name at least one of " + ", ".join(DOMAIN_TABLES))
     tables_for(chosen)  # refuses unknown domains before anything starts
-    return _dump(conninfo, bin_dir, "domains", chosen)
+    return _dump(conninfo, bin_dir, "domains", chosen, snapshot)
 
 
-def dump_domain(conninfo: str, bin_dir: Path, domain: str) -> AbstractContextManager[DumpStream]:
+def dump_domain(
+    conninfo: str, bin_dir: Path, domain: str, *, snapshot: str | None = None
+) -> AbstractContextManager[DumpStream]:
     """`with dump_domain(conninfo, bin_dir, "orders") as stream:` read `stream` to b""; `stream.info` is
     the DumpInfo. pg_dump runs while the block is open; leaving it early stops pg_dump."""
-    return dump_domains(conninfo, bin_dir, (domain,))
+    return dump_domains(conninfo, bin_dir, (domain,), snapshot=snapshot)
 
 
-def dump_schema(conninfo: str, bin_dir: Path) -> AbstractContextManager[DumpStream]:
+def dump_schema(
+    conninfo: str, bin_dir: Path, *, snapshot: str | None = None
+) -> AbstractContextManager[DumpStream]:
     """The schema dump: every definition plus the rows of tables outside any domain (small)."""
-    return _dump(conninfo, bin_dir, "schema", ())
+    return _dump(conninfo, bin_dir, "schema", (), snapshot)
