@@ -1,0 +1,179 @@
+"""`recovery backup`: run, list, verify, prune and restore points of the daily backups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from recovery.backup.catalog import CatalogEntry, catalog_for
+from recovery.backup.freshness import stale_backups
+from recovery.backup.naming import DOMAINS, Domain, parse_domain, parse_kind
+from recovery.backup.retention import RetentionPolicy, plan_retention
+from recovery.cli.common import (
+    DryRunOpt,
+    OutputFormat,
+    OutputOpt,
+    TargetOpt,
+    YesOpt,
+    confirm_destructive,
+    emit,
+)
+from recovery.cli.runs import run_runbook
+from recovery.errors import UsageError, VerificationFailed
+from recovery.runbooks.backup import backup_params, backup_runbook, deep_checker
+from recovery.targets import load_target
+
+app = typer.Typer(
+    help="Encrypted two-copy backups: run, list, verify, prune, restore points.", no_args_is_help=True
+)
+
+DomainOpt = Annotated[list[str] | None, typer.Option("--domain", "-d", help="a domain (repeat); default all")]
+
+
+def _domains(values: list[str] | None) -> list[Domain]:
+    return [parse_domain(value) for value in values or []] or list(DOMAINS)
+
+
+def _entry_json(entry: CatalogEntry) -> dict[str, Any]:
+    manifest = entry.manifest
+    return {
+        "backup_id": entry.backup_id,
+        "domain": entry.domain,
+        "kind": entry.kind,
+        "position": manifest.source.at.isoformat() if manifest else None,
+        "restore_point": manifest.source.restore_point if manifest else None,
+        "stored_bytes": manifest.sizes.stored if manifest else None,
+        "local": {"state": str(entry.local.state), "detail": entry.local.detail},
+        "remote": {"state": str(entry.remote.state), "detail": entry.remote.detail},
+        "counts": entry.counts,
+    }
+
+
+def _render_entries(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        typer.echo("no backups")
+    for row in rows:
+        point = f"  point {row['restore_point']}" if row["restore_point"] else ""
+        typer.echo(
+            f"{row['backup_id']:<34} {row['position'] or '-':<33} local {row['local']['state']:<9} "
+            f"remote {row['remote']['state']:<9}{point}"
+        )
+        for label in ("local", "remote"):
+            if row[label]["state"] == "damaged":
+                typer.echo(f"    {label}: {row[label]['detail']}")
+
+
+@app.command("run")
+def run(
+    domain: DomainOpt = None,
+    kind: Annotated[str, typer.Option("--kind", help="daily (realtime backups run continuously)")] = "daily",
+    target: TargetOpt = "lab",
+    output: OutputOpt = OutputFormat.text,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Back up domains (default all) in one snapshot into both encrypted copies."""
+    if parse_kind(kind) != "daily":
+        raise UsageError("`backup run` takes daily backups; realtime backups are continuous (WAL archiving)")
+    loaded = load_target(target)
+    runbook = backup_runbook(loaded, backup_params(_domains(domain)))
+    run_runbook(loaded, runbook, command="backup run", output=output, dry_run=dry_run)
+
+
+@app.command("point")
+def point(
+    name: Annotated[str, typer.Argument(help="the restore point's name, e.g. before-v2")],
+    target: TargetOpt = "lab",
+    output: OutputOpt = OutputFormat.text,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """A named restore point: a consistent backup of all domains tagged with NAME (before an upgrade)."""
+    loaded = load_target(target)
+    runbook = backup_runbook(loaded, backup_params(list(DOMAINS), name))
+    run_runbook(loaded, runbook, command="backup point", output=output, dry_run=dry_run)
+
+
+@app.command("list")
+def list_backups(
+    domain: DomainOpt = None, target: TargetOpt = "lab", output: OutputOpt = OutputFormat.text
+) -> None:
+    """Every backup in either copy, with each copy's state (not verified by this command)."""
+    catalog = catalog_for(load_target(target), with_keys=False)
+    wanted = set(_domains(domain))
+    rows = [_entry_json(entry) for entry in catalog.entries() if entry.domain in wanted]
+    emit(output, "backup list", {"backups": rows}, lambda _: _render_entries(rows))
+
+
+@app.command("verify")
+def verify(
+    backup_id: Annotated[str | None, typer.Argument(help="one backup id; omit with --all")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="verify every backup")] = False,
+    deep: Annotated[bool, typer.Option("--deep", help="decrypt, decompress and check contents")] = False,
+    target: TargetOpt = "lab",
+    output: OutputOpt = OutputFormat.text,
+) -> None:
+    """Verify copies against their manifests; fails when a copy is damaged or a domain's backups are stale."""
+    if (backup_id is None) == (not all_):
+        raise UsageError("give one backup id or --all")
+    loaded = load_target(target)
+    catalog = catalog_for(loaded, with_keys=deep)
+    checker = deep_checker(loaded) if deep else None
+    try:
+        if backup_id is not None:
+            entries = [catalog.verify(backup_id, deep=deep, checker=checker)]
+        else:
+            entries = catalog.verify_all(deep=deep, checker=checker)
+    finally:
+        if checker is not None:
+            checker.close()
+    rows = [_entry_json(entry) for entry in entries]
+    stale = stale_backups(entries, loaded.objectives, datetime.now(UTC)) if all_ else []
+    stale = [finding for finding in stale if finding.kind == "daily"]
+    result = {"backups": rows, "stale": [finding.reason for finding in stale]}
+
+    def text(_: Any) -> None:
+        _render_entries(rows)
+        for finding in stale:
+            typer.echo(f"stale: {finding.reason}")
+
+    damaged = [row for row in rows if not row["counts"]]
+    emit(output, "backup verify", result, text, status="ok" if not damaged and not stale else "failed")
+    if damaged:
+        row = damaged[0]
+        raise VerificationFailed(
+            f"{row['backup_id']} does not count: local {row['local']['state']}, remote "
+            f"{row['remote']['state']}; run `recovery backup list` and take a new backup"
+        )
+    if stale:
+        raise VerificationFailed(f"{stale[0].reason}; run `recovery backup run`", code="backup.stale")
+
+
+@app.command("prune")
+def prune(
+    keep_daily: Annotated[int, typer.Option("--keep-daily", min=1, help="daily backups kept per domain")] = 7,
+    keep_weekly: Annotated[
+        int, typer.Option("--keep-weekly", min=0, help="weekly backups kept per domain")
+    ] = 4,
+    target: TargetOpt = "lab",
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.text,
+) -> None:
+    """Delete backups outside the retention (never the newest verified backup of a domain)."""
+    catalog = catalog_for(load_target(target), with_keys=False)
+    entries = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
+    decisions = plan_retention(entries, RetentionPolicy(daily=keep_daily, weekly=keep_weekly))
+    doomed = [decision for decision in decisions if not decision.keep]
+    if doomed and not dry_run:
+        confirm_destructive(f"deleting {len(doomed)} backups from both copies", yes)
+        for decision in doomed:
+            catalog.delete(decision.backup_id)
+    rows = [{"backup_id": d.backup_id, "keep": d.keep, "reason": d.reason} for d in decisions]
+
+    def text(_: Any) -> None:
+        for row in rows:
+            typer.echo(f"{'keep  ' if row['keep'] else 'delete'} {row['backup_id']:<34} {row['reason']}")
+        typer.echo(f"{'would delete' if dry_run else 'deleted'} {len(doomed)} backups")
+
+    emit(output, "backup prune", {"dry_run": dry_run, "decisions": rows}, text)

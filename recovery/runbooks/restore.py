@@ -1,0 +1,500 @@
+"""The restore runbook: chosen domains back from their backups, beside live, verified, then swapped in.
+
+Steps: 1 scope (the live database answers; which domains); 2 select (catalog, both copies checked
+against their manifests, `select_backups` chooses per domain with a reason; keys are unwrapped here so a
+wrong or missing key refuses before anything changes); 3 restore beside live (`restore_beside`; a copy
+that turns out damaged while it is read is marked so and the selection falls back to the next
+candidate); 4 verify the restored copy (fingerprints against the manifests, business invariants); 5 fence
+the service (playbooks/restore.yml), 6 swap in, 7 start the service and run the smoke test, 8 record.
+
+The seam to other kinds of backup: a choice becomes a `Source` per domain (`sources_for`): a daily
+backup's `dump` section streamed out of the codec, or, for a realtime choice, whatever point-in-time
+recovery provides (a `FromDatabase` over a recovered scratch cluster) once it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recovery.backup.catalog import Catalog, CatalogEntry, CopyState, CopyStatus, catalog_for
+from recovery.backup.keys import KeyProvider
+from recovery.backup.manifest import Manifest
+from recovery.backup.naming import BackupName, Domain, parse_domain
+from recovery.backup.pgdump import ByteSink
+from recovery.backup.repository import read_backup
+from recovery.backup.stores import ObjectStore
+from recovery.drivers import db as dbdriver
+from recovery.drivers.ansible import require_success, run_playbook
+from recovery.engine import Runbook, RunContext, Step, register_runbook
+from recovery.errors import (
+    ExternalFailure,
+    IntegrityError,
+    KeyUnavailable,
+    PreconditionFailed,
+    UsageError,
+    VerificationFailed,
+)
+from recovery.restore.database import (
+    FromWriter,
+    RestoredDatabase,
+    Source,
+    discard_restored,
+    restore_beside,
+    restore_names,
+    swap_in,
+)
+from recovery.restore.selection import DomainChoice, Selection, select_backups
+from recovery.runbooks.backup import DUMP, FILE_PREFIX, SCHEMA, SectionSplitter
+from recovery.targets.model import Database, Target
+from recovery.verify import fingerprint, invariants
+from recovery.verify.fingerprint import TableFingerprint
+from recovery.verify.reports import failure_line
+from recovery.verify.smoke import smoke_test
+
+RESTORE_PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "restore.yml"
+MAX_FALLBACKS = 4
+
+
+class _SectionRead(Exception):
+    """Raised by the splitter's router once the wanted section is complete: stop decoding early."""
+
+
+def section_source(
+    store: ObjectStore, name: BackupName, keys: KeyProvider, manifest: Manifest, section: str
+) -> Source:
+    """A restore source streaming one section of a stored daily backup out of the codec."""
+
+    def write_to(sink: ByteSink) -> None:
+        seen: list[str] = []
+
+        def route(found: str, size: int | None) -> ByteSink | None:
+            if seen and seen[-1] == section:
+                raise _SectionRead  # the wanted section is complete; the rest is not needed
+            seen.append(found)
+            return sink if found == section else None
+
+        splitter = SectionSplitter(route)
+        try:
+            read_backup(store, name, splitter, keys, manifest)
+        except _SectionRead:
+            return
+        splitter.finish()
+        if section not in seen:
+            raise IntegrityError(f"{name} has no {section} section; it is not a daily backup of this format")
+
+    return FromWriter(write_to)
+
+
+@dataclass(frozen=True)
+class Sources:
+    schema: Source
+    domains: Mapping[str, Source]
+
+
+def sources_for(
+    catalog: Catalog, choices: Sequence[DomainChoice], manifests: Mapping[str, Manifest]
+) -> Sources:
+    """One source per chosen domain plus the schema (from the first chosen backup; all share it)."""
+    if catalog.keys is None:
+        raise KeyUnavailable("restoring needs the target's keys; check its key source")
+    keys = catalog.keys
+    domains: dict[str, Source] = {}
+    for choice in choices:
+        if choice.kind != "daily":
+            raise PreconditionFailed(
+                f"{choice.backup_id} is a realtime backup and point-in-time recovery is not available in "
+                "this version; restore from the daily backup with --at or --point"
+            )
+        store = catalog.local if choice.copy == "local" else catalog.remote
+        name = BackupName.parse(choice.backup_id)
+        domains[choice.domain] = section_source(store, name, keys, manifests[choice.backup_id], DUMP)
+    first = choices[0]
+    store = catalog.local if first.copy == "local" else catalog.remote
+    schema = section_source(
+        store, BackupName.parse(first.backup_id), keys, manifests[first.backup_id], SCHEMA
+    )
+    return Sources(schema, domains)
+
+
+# Pure parts ------------------------------------------------------------------------------------------
+
+
+def refusal_error(selection: Selection) -> PreconditionFailed:
+    """The one line for a selection that refused a domain (the first refusal; all are journaled)."""
+    first = selection.refusals[0]
+    more = f" (and {len(selection.refusals) - 1} more domains refused)" if len(selection.refusals) > 1 else ""
+    return PreconditionFailed(
+        f"cannot restore {first.domain}: {first.reason}{more}; nothing was changed", code="restore.no_backup"
+    )
+
+
+def mark_damaged(
+    entries: Sequence[CatalogEntry], backup_id: str, copy: str, detail: str
+) -> list[CatalogEntry]:
+    """The entries with one copy of one backup marked damaged (it failed while being read). Pure."""
+    damaged = CopyStatus(CopyState.DAMAGED, detail)
+    return [
+        (replace(entry, local=damaged) if copy == "local" else replace(entry, remote=damaged))
+        if entry.backup_id == backup_id
+        else entry
+        for entry in entries
+    ]
+
+
+def schema_versions_agree(manifests: Sequence[Manifest]) -> str | None:
+    """A sentence when the chosen backups were taken at different schema versions, else None. Pure."""
+    versions = sorted({manifest.schema_version for manifest in manifests})
+    if len(versions) > 1:
+        return (
+            f"the chosen backups were taken at different schema versions ({', '.join(versions)}); "
+            "restore them separately or choose a restore point"
+        )
+    return None
+
+
+def expected_fingerprints(manifest: Manifest) -> dict[str, TableFingerprint]:
+    """The manifest's database tables as fingerprints (host file sections are not tables). Pure."""
+    return {
+        table.name: TableFingerprint(table=table.name, rows=table.rows, content_hash=table.content_hash)
+        for table in manifest.tables
+        if not table.name.startswith(FILE_PREFIX)
+    }
+
+
+def parse_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--at {text!r} is not a time; use ISO 8601 with a zone, e.g. 2026-11-25T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise UsageError("the --at time needs a time zone, e.g. 2026-11-25T10:00:00Z")
+    return moment.astimezone(UTC)
+
+
+def new_restore_id(now: datetime) -> str:
+    return f"{now:%Y%m%d%H%M%S}_{os.urandom(2).hex()}"
+
+
+# Steps -----------------------------------------------------------------------------------------------
+
+
+def _db(target: Target) -> Database:
+    return target.primary.database
+
+
+def _admin(target: Target) -> str:
+    return dbdriver.conninfo(_db(target), dbname="postgres")
+
+
+def _domains(ctx: RunContext) -> list[Domain]:
+    return [parse_domain(str(domain)) for domain in ctx.params["domains"]]
+
+
+def _scope(ctx: RunContext) -> dict[str, object]:
+    db = _db(ctx.target)
+    try:
+        with dbdriver.connect(db, dbname="postgres") as conn:
+            row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db.name,)).fetchone()
+    except ExternalFailure as exc:
+        raise PreconditionFailed(
+            f"{exc.message}; nothing was changed", code="restore.database_unreachable"
+        ) from None
+    if row is None or row[0] != 1:
+        raise PreconditionFailed(f"the live database {db.name} does not exist on {db.address}:{db.port}")
+    names = restore_names(db.name, str(ctx.params["restore_id"]))
+    return {
+        "live": names.live,
+        "scratch": names.scratch,
+        "replaced": names.replaced,
+        "domains": _domains(ctx),
+    }
+
+
+def _select(
+    ctx: RunContext, entries: Sequence[CatalogEntry] | None = None
+) -> tuple[Selection, list[CatalogEntry]]:
+    catalog = catalog_for(ctx.target)
+    if entries is None:
+        ctx.progress("checking both copies of the candidate backups")
+        entries = [
+            catalog.verify(entry.backup_id) for domain in _domains(ctx) for entry in catalog.entries(domain)
+        ]
+    at = parse_at(ctx.params.get("at"))
+    selection = select_backups(
+        entries, _domains(ctx), at=at, restore_point=ctx.params.get("point"), objectives=ctx.target.objectives
+    )
+    return selection, list(entries)
+
+
+def _choice_json(choice: DomainChoice) -> dict[str, str]:
+    return {
+        "domain": choice.domain,
+        "backup_id": choice.backup_id,
+        "kind": choice.kind,
+        "copy": choice.copy,
+        "reason": choice.reason,
+    }
+
+
+def _select_step(ctx: RunContext) -> dict[str, object]:
+    selection, entries = _select(ctx)
+    for refusal in selection.refusals:
+        ctx.note(f"{refusal.domain}: refused: {refusal.reason}")
+    if selection.refused:
+        raise refusal_error(selection)
+    manifests = _manifests(entries, selection)
+    problem = schema_versions_agree(list(manifests.values()))
+    if problem:
+        raise PreconditionFailed(problem, code="restore.schema_mismatch")
+    catalog = catalog_for(ctx.target)
+    assert catalog.keys is not None
+    for manifest in manifests.values():
+        # A wrong or missing key refuses here, before anything is created.
+        catalog.keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+    for choice in selection.choices:
+        ctx.note(f"{choice.domain}: {choice.backup_id} ({choice.kind}, {choice.copy} copy): {choice.reason}")
+    return {"choices": [_choice_json(choice) for choice in selection.choices]}
+
+
+def _manifests(entries: Sequence[CatalogEntry], selection: Selection) -> dict[str, Manifest]:
+    chosen = {choice.backup_id for choice in selection.choices}
+    found = {entry.backup_id: entry.manifest for entry in entries if entry.backup_id in chosen}
+    return {backup_id: manifest for backup_id, manifest in found.items() if manifest is not None}
+
+
+def _restore_step(ctx: RunContext) -> dict[str, object]:
+    target = ctx.target
+    db = _db(target)
+    catalog = catalog_for(target)
+    selection, entries = _select(ctx)
+    if selection.refused:
+        raise refusal_error(selection)
+    for _attempt in range(MAX_FALLBACKS):
+        manifests = _manifests(entries, selection)
+        sources = sources_for(catalog, selection.choices, manifests)
+        ctx.progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
+        try:
+            restored = restore_beside(
+                _admin(target),
+                dbdriver.pg_tool(db, "pg_restore").parent,
+                live_db=db.name,
+                restore_id=str(ctx.params["restore_id"]),
+                schema_stream=sources.schema,
+                domain_streams=sources.domains,
+            )
+        except IntegrityError as exc:
+            # Which copy failed is not always known from the message: mark every chosen copy that
+            # names itself in it, else the first choice's copy, and choose again.
+            culprit = next((c for c in selection.choices if c.backup_id in exc.message), selection.choices[0])
+            ctx.note(
+                f"{culprit.backup_id} ({culprit.copy} copy) failed while being read: {exc.message}; "
+                "choosing again"
+            )
+            entries = mark_damaged(entries, culprit.backup_id, culprit.copy, exc.message)
+            selection, entries = _select(ctx, entries)
+            if selection.refused:
+                raise refusal_error(selection) from None
+            for choice in selection.choices:
+                ctx.note(f"{choice.domain}: now {choice.backup_id} ({choice.copy} copy): {choice.reason}")
+            continue
+        return {
+            "scratch": restored.name,
+            "from_backup": list(restored.from_backup),
+            "from_live": list(restored.from_live),
+            "schema_version": restored.schema_version,
+            "choices": [_choice_json(choice) for choice in selection.choices],
+            "steps": {step.step: step.seconds for step in restored.steps},
+        }
+    raise IntegrityError(
+        f"every candidate copy failed while being read ({MAX_FALLBACKS} tries); nothing was changed"
+    )
+
+
+def _verify_step(ctx: RunContext) -> dict[str, object]:
+    target = ctx.target
+    db = _db(target)
+    scratch = str(ctx.outputs["restore-beside"]["scratch"])
+    catalog = catalog_for(target, with_keys=False)
+    problems: list[str] = []
+    checked: dict[str, int] = {}
+    with dbdriver.connect(db, dbname=scratch, autocommit=True) as conn:
+        for choice in ctx.outputs["restore-beside"]["choices"]:
+            manifest = catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
+            if manifest is None:
+                problems.append(f"the manifest of {choice['backup_id']} can no longer be read")
+                continue
+            expected = expected_fingerprints(manifest)
+            report = fingerprint.verify_fingerprints(conn, "public", expected)
+            checked.update({name: fp.rows for name, fp in expected.items()})
+            line = failure_line(report)
+            if line:
+                problems.append(line)
+        invariant_report = invariants.run_invariants(conn, "public")
+        line = failure_line(invariant_report)
+        if line:
+            problems.append(line)
+    if problems:
+        discard_restored(_admin(target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
+        raise VerificationFailed(f"{problems[0]}; the restored copy was dropped, live is unchanged")
+    return {"fingerprints": checked, "invariants": "passed"}
+
+
+def _service(ctx: RunContext, phase: str) -> None:
+    result = run_playbook(
+        ctx.target.inventory, str(RESTORE_PLAYBOOK), extravars={"order_restore_phase": phase}
+    )
+    require_success(result)
+
+
+def _fence_step(ctx: RunContext) -> dict[str, object]:
+    ctx.progress("stopping the order service on every app host")
+    _service(ctx, "stop")
+    return {"stopped": [host.name for host in ctx.target.hosts()]}
+
+
+def _swap_step(ctx: RunContext) -> dict[str, object]:
+    db = _db(ctx.target)
+    names = restore_names(db.name, str(ctx.params["restore_id"]))
+    with dbdriver.connect(db, dbname="postgres") as conn:
+        done = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (names.replaced,)
+        ).fetchone()
+    if done is not None and done[0] == 1:
+        ctx.note(f"{names.replaced} exists: the swap was done before this attempt")
+        return {"live": names.live, "replaced": names.replaced}
+    out = ctx.outputs["restore-beside"]
+    restored = RestoredDatabase(
+        name=names.scratch,
+        live_db=names.live,
+        restore_id=names.restore_id,
+        from_backup=tuple(out["from_backup"]),
+        from_live=tuple(out["from_live"]),
+        schema_version=out["schema_version"],
+        live_copy=None,
+        steps=(),
+    )
+    result = swap_in(_admin(ctx.target), live_db=names.live, restored=restored)
+    return {"live": names.live, "replaced": result.set_aside_as, "swapped_at": result.swapped_at.isoformat()}
+
+
+def _start_step(ctx: RunContext) -> dict[str, object]:
+    ctx.progress("starting the order service and waiting for health")
+    _service(ctx, "start")
+    host = ctx.target.primary.hosts[0]
+    report = smoke_test(f"http://{host.address}:{host.service_port}")
+    line = failure_line(report)
+    if line:
+        raise VerificationFailed(
+            f"{line}; the restored data is live, `recovery restore` notes how to swap back"
+        )
+    return {"smoke_test": "passed", "service": f"{host.address}:{host.service_port}"}
+
+
+def record_path(target: Target, restore_id: str) -> Path:
+    return target.state_dir / "restores" / f"{restore_id}.json"
+
+
+def _record_step(ctx: RunContext) -> dict[str, object]:
+    restore_id = str(ctx.params["restore_id"])
+    record = {
+        "restore_id": restore_id,
+        "run_id": ctx.run_id,
+        "live": ctx.outputs["swap-in"]["live"],
+        "replaced": ctx.outputs["swap-in"]["replaced"],
+        "choices": ctx.outputs["restore-beside"]["choices"],
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
+    path = record_path(ctx.target, restore_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.replace(path)
+    return {"record": str(path)}
+
+
+def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
+    """params: domains (list), at (ISO time or None), point (name or None), restore_id."""
+    domains = [parse_domain(str(domain)) for domain in params["domains"]]
+    db = target.primary.database
+    names = restore_names(db.name, str(params["restore_id"]))
+    hosts = tuple(host.name for host in target.hosts())
+    what = ", ".join(domains)
+    return Runbook(
+        name="restore",
+        params=dict(params),
+        confirm=f"restoring {what} replaces them in database {db.name} (kept as {names.replaced})",
+        steps=(
+            Step(
+                "scope", f"check that database {db.name} answers and name the restore", _scope, mutating=False
+            ),
+            Step(
+                "select",
+                f"choose a backup and a copy for {what}, with the reason",
+                _select_step,
+                mutating=False,
+            ),
+            Step(
+                "restore-beside",
+                f"restore {what} into {names.scratch} beside live",
+                _restore_step,
+                acts_on=(f"database {names.scratch}",),
+            ),
+            Step(
+                "verify-restored",
+                "check fingerprints against the manifests and the business invariants",
+                _verify_step,
+                mutating=False,
+            ),
+            Step("fence-service", "stop the order service on every app host", _fence_step, acts_on=hosts),
+            Step(
+                "swap-in",
+                f"swap {names.scratch} in as {db.name}, keeping {names.replaced}",
+                _swap_step,
+                acts_on=(f"database {db.name}",),
+            ),
+            Step(
+                "start-service",
+                "start the order service, wait for health, run the smoke test",
+                _start_step,
+                acts_on=hosts,
+            ),
+            Step("record", "record the restore and the database kept for rollback", _record_step),
+        ),
+    )
+
+
+def restore_params(
+    domains: Sequence[Domain], *, at: str | None, point: str | None, restore_id: str
+) -> dict[str, object]:
+    if at is not None and point is not None:
+        raise UsageError("give either --at or --point, not both")
+    parse_at(at)
+    if not domains:
+        raise UsageError(
+            "no domains to restore; name them with --domains, e.g. --domains orders,transactions"
+        )
+    return {"domains": list(dict.fromkeys(domains)), "at": at, "point": point, "restore_id": restore_id}
+
+
+def replaced_databases(target: Target) -> list[str]:
+    """Restore ids whose replaced database is still kept (`<live>_replaced_<id>`)."""
+    db = _db(target)
+    prefix = f"{db.name}_replaced_"
+    with dbdriver.connect(db, dbname="postgres") as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", (prefix,)
+        ).fetchall()
+    return [str(row[0])[len(prefix) :] for row in rows]
+
+
+register_runbook("restore", restore_runbook)
