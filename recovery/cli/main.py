@@ -10,8 +10,10 @@ import typer
 
 from recovery import __version__
 from recovery.cli import runs
+from recovery.cli import backup
 from recovery.cli import lab
 from recovery.cli import release
+from recovery.cli import restore
 from recovery.cli import target
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
@@ -24,8 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # One line per command group; each module owns its own commands.
+app.add_typer(backup.app, name="backup")
 app.add_typer(lab.app, name="lab")
 app.add_typer(release.app, name="release")
+app.add_typer(restore.app, name="restore")
 app.add_typer(runs.app, name="runs")
 app.add_typer(target.app, name="target")
 
