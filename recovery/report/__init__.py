@@ -1,0 +1,1 @@
+"""Reports of upgrade and rollback runs for pipelines: the JSON result and JUnit XML."""

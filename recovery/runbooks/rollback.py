@@ -1,0 +1,487 @@
+"""The rollback runbook, and the upgrade-with-automatic-rollback flow pipelines run.
+
+Rollback reads the upgrade's journal (its restore point and the release that ran before), then decides
+(pure) whether the database must go back too: only when the schema changed or the failed release
+damaged data. A code-only rollback is one playbook run (switch `current` back, restart, wait for
+health). A database rollback restores the restore point beside the live database, verifies it, stops
+the service, swaps it in (the failed database stays aside as `<live>_replaced_<id>`, never dropped),
+carries over what was accepted after the restore point, then switches the code back. Every rollback
+ends with invariants and a smoke test. Each step checks what is already done, so a rerun or
+`recovery runs resume` continues where an interrupted rollback stopped. docs/upgrade-rollback.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from recovery.drivers import db as db_driver
+from recovery.drivers.ansible import run_playbook
+from recovery.engine import (
+    Engine,
+    Runbook,
+    RunContext,
+    RunResult,
+    Step,
+    Subscriber,
+    failed_run,
+    journal_path,
+    read_journal,
+    register_runbook,
+    run_ids,
+    summarize,
+)
+from recovery.errors import (
+    ExitCode,
+    ExternalFailure,
+    PreconditionFailed,
+    RecoveryError,
+    UsageError,
+    VerificationFailed,
+)
+from recovery.release.catalog import get_release
+from recovery.restore.database import (
+    RestoredDatabase,
+    restore_beside,
+    restore_names,
+    swap_in,
+)
+from recovery.runbooks.carryover import carry_over
+from recovery.runbooks.upgrade import PLAYBOOKS_DIR, RestorePoint, upgrade_runbook
+from recovery.runbooks.upgrade import RUNBOOK as UPGRADE_RUNBOOK
+from recovery.targets.model import Target
+from recovery.verify.domains import DOMAINS
+from recovery.verify.invariants import run_invariants
+from recovery.verify.reports import failure_line
+from recovery.verify.smoke import smoke_test
+
+RUNBOOK = "rollback"
+DEFAULT_HEALTH_TIMEOUT = 30
+
+
+# Decisions (pure) ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollbackDecision:
+    restore_database: bool
+    reason: str
+
+
+def decide_rollback(
+    point_schema: int | None, live_schema: int | None, damaged_orders: int, already_swapped: bool
+) -> RollbackDecision:
+    """Whether the database goes back to the restore point, and why (one sentence)."""
+    if already_swapped:
+        return RollbackDecision(True, "the restore point was already swapped in; finish the carry-over")
+    if live_schema != point_schema:
+        return RollbackDecision(
+            True,
+            f"the schema changed ({point_schema} -> {live_schema}): the previous release cannot run on it",
+        )
+    if damaged_orders:
+        return RollbackDecision(
+            True, f"{damaged_orders} orders written since the restore point do not match their lines"
+        )
+    return RollbackDecision(
+        False, f"schema unchanged ({live_schema}) and no damaged orders: switch code only"
+    )
+
+
+def restore_id_for(upgrade_run: str) -> str:
+    """The restore id of an upgrade's database rollback: one per upgrade, so a second rollback run
+    finds the swap the first one made."""
+    stamp, _, rest = upgrade_run.partition("-")
+    suffix = rest.rsplit("-", 1)[-1]
+    return re.sub(r"[^a-z0-9_]", "_", f"up{stamp.lower()}_{suffix}")
+
+
+# Finding the upgrade -------------------------------------------------------------------------------
+
+
+def _upgrade_run(target: Target, run_id: str | None) -> RunResult:
+    candidates = [run_id] if run_id else list(run_ids(target.state_dir))
+    for candidate in candidates:
+        path = journal_path(target.state_dir, candidate)
+        if not path.is_file():
+            raise UsageError(f"no run {candidate} for target {target.name}; `recovery runs list` shows them")
+        result = summarize(read_journal(path))
+        if result.runbook == UPGRADE_RUNBOOK:
+            return result
+        if run_id:
+            raise UsageError(f"run {run_id} is a {result.runbook} run, not an upgrade")
+    raise PreconditionFailed(
+        f"target {target.name} has no upgrade run to roll back; give the release with --to for a code-only "
+        "rollback"
+    )
+
+
+def _find_upgrade(ctx: RunContext) -> dict[str, Any]:
+    requested = str(ctx.params.get("upgrade_run") or "") or None
+    to = str(ctx.params.get("to") or "") or None
+    try:
+        upgrade = _upgrade_run(ctx.target, requested)
+    except PreconditionFailed:
+        if to is None:
+            raise
+        return {"upgrade_run": None, "failed_release": None, "previous_release": to, "restore_point": None}
+    step = next(s for s in upgrade.steps if s.name == "restore-point")
+    point = dict(step.output) if step.status == "ok" and step.output else None
+    preflight = next(s for s in upgrade.steps if s.name == "preflight")
+    previous = (
+        to
+        or (point["release"] if point else None)
+        or (str(preflight.output["previous_release"]) if preflight.output else None)
+    )
+    if previous is None:
+        raise PreconditionFailed(
+            f"upgrade run {upgrade.run_id} stopped before it recorded the running release; give --to"
+        )
+    if point and to and to != point["release"]:
+        ctx.note(f"--to {to} differs from the restore point's release {point['release']}")
+    ctx.note(f"rolling back upgrade {upgrade.run_id} ({upgrade.params.get('release')}) to {previous}")
+    return {
+        "upgrade_run": upgrade.run_id,
+        "failed_release": upgrade.params.get("release"),
+        "previous_release": previous,
+        "restore_point": point,
+    }
+
+
+def _names(ctx: RunContext) -> Any:
+    run = ctx.outputs["find-upgrade"]["upgrade_run"]
+    return restore_names(ctx.target.primary.database.name, restore_id_for(str(run))) if run else None
+
+
+def _database_exists(target: Target, name: str) -> bool:
+    with db_driver.connect(target.primary.database, dbname="postgres") as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+_LIVE_FACTS = """
+SELECT (SELECT max(version) FROM schema_migrations),
+       (SELECT count(*) FROM (
+           SELECT o.id FROM orders o LEFT JOIN order_items i ON i.order_id = o.id
+           WHERE o.created_at >= %s
+           GROUP BY o.id, o.total_cents
+           HAVING o.total_cents <> coalesce(sum(i.quantity::bigint * i.unit_price_cents), 0)) AS bad)
+"""
+
+
+def _decide(ctx: RunContext) -> dict[str, Any]:
+    found = ctx.outputs["find-upgrade"]
+    point = found["restore_point"]
+    if point is None:
+        decision = RollbackDecision(False, "no restore point was taken: switch code only")
+        return {"restore_database": False, "reason": decision.reason}
+    names = _names(ctx)
+    swapped = _database_exists(ctx.target, names.replaced)
+    live_schema, damaged = None, 0
+    if not swapped:
+        with db_driver.connect(ctx.target.primary.database) as conn:
+            row = conn.execute(_LIVE_FACTS, (RestorePoint.from_json(point).taken_at,)).fetchone()
+        assert row is not None
+        live_schema = None if row[0] is None else int(str(row[0]))
+        damaged = int(str(row[1]))
+    decision = decide_rollback(point["schema_version"], live_schema, damaged, swapped)
+    ctx.note(decision.reason)
+    return {
+        "restore_database": decision.restore_database,
+        "reason": decision.reason,
+        "live_schema": live_schema,
+        "damaged_orders": damaged,
+    }
+
+
+def _restores(ctx: RunContext) -> bool:
+    return bool(ctx.outputs["decide"]["restore_database"])
+
+
+def _restore(ctx: RunContext) -> dict[str, Any]:
+    if not _restores(ctx):
+        return {"skipped": "code-only rollback"}
+    names = _names(ctx)
+    if _database_exists(ctx.target, names.replaced):
+        return {"skipped": f"{names.replaced} exists: already swapped in"}
+    point = RestorePoint.from_json(ctx.outputs["find-upgrade"]["restore_point"])
+    db = ctx.target.primary.database
+    opener: Callable[[Path], Any] = lambda path: partial(path.open, "rb")  # noqa: E731
+    restored = restore_beside(
+        db_driver.conninfo(db, dbname="postgres"),
+        db_driver.pg_tool(db, "pg_restore").parent,
+        live_db=db.name,
+        restore_id=names.restore_id,
+        schema_stream=opener(point.schema_file()),
+        domain_streams={domain: opener(point.domain_file(domain)) for domain in DOMAINS},
+    )
+    return {
+        "database": restored.name,
+        "schema_version": restored.schema_version,
+        "steps": {s.step: s.seconds for s in restored.steps},
+    }
+
+
+def _verify_restored(ctx: RunContext) -> dict[str, Any]:
+    if not _restores(ctx) or "skipped" in ctx.outputs["restore-beside"]:
+        return {"skipped": True}
+    name = str(ctx.outputs["restore-beside"]["database"])
+    with db_driver.connect(ctx.target.primary.database, dbname=name) as conn:
+        report = run_invariants(conn, "public")
+    line = failure_line(report)
+    if line is not None:
+        raise VerificationFailed(f"the restored copy {name} failed verification; live is untouched: {line}")
+    return {"database": name, "invariants": "passed"}
+
+
+def _playbook(ctx: RunContext, phase: str) -> dict[str, Any]:
+    release = str(ctx.outputs["find-upgrade"]["previous_release"])
+    result = run_playbook(
+        ctx.target.inventory,
+        str(PLAYBOOKS_DIR / "rollback.yml"),
+        extravars={
+            "order_service_release": release,
+            "order_service_rollback_phase": phase,
+            "order_service_health_timeout": int(ctx.params["health_timeout"]),
+        },
+        private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-{phase}",
+    )
+    if not result.ok:
+        f = result.failed_task
+        detail = f"task {f.task!r} failed on {f.host}: {f.message}" if f else f"ended {result.status}"
+        raise ExternalFailure(f"rollback.yml ({phase} {release}): {detail}", code="rollback.playbook")
+    return {"phase": phase, "release": release, "playbook_seconds": round(result.duration, 3)}
+
+
+def _stop(ctx: RunContext) -> dict[str, Any]:
+    if not _restores(ctx):
+        return {"skipped": True}
+    return _playbook(ctx, "stop")
+
+
+def _swap(ctx: RunContext) -> dict[str, Any]:
+    if not _restores(ctx):
+        return {"skipped": True}
+    names = _names(ctx)
+    if _database_exists(ctx.target, names.replaced):
+        return {"replaced": names.replaced, "already": True}
+    db = ctx.target.primary.database
+    restored = RestoredDatabase(
+        name=names.scratch,
+        live_db=db.name,
+        restore_id=names.restore_id,
+        from_backup=DOMAINS,
+        from_live=(),
+        schema_version=None,
+        live_copy=None,
+        steps=(),
+    )
+    result = swap_in(db_driver.conninfo(db, dbname="postgres"), live_db=db.name, restored=restored)
+    ctx.note(f"{names.scratch} is live; the failed database is kept as {result.set_aside_as}")
+    return {"replaced": result.set_aside_as, "terminated_sessions": result.terminated_sessions}
+
+
+def _carry(ctx: RunContext) -> dict[str, Any]:
+    if not _restores(ctx):
+        return {"skipped": True}
+    point = RestorePoint.from_json(ctx.outputs["find-upgrade"]["restore_point"])
+    report = carry_over(
+        ctx.target.primary.database, failed_db=_names(ctx).replaced, restore_point_at=point.taken_at
+    )
+    for damaged in report.damaged:
+        ctx.note(f"order {damaged.order_id} left for a person: {damaged.reason}")
+    return report.to_json()
+
+
+def _switch(ctx: RunContext) -> dict[str, Any]:
+    return _playbook(ctx, "switch")
+
+
+def _verify(ctx: RunContext) -> dict[str, Any]:
+    with db_driver.connect(ctx.target.primary.database) as conn:
+        report = run_invariants(conn, "public")
+    line = failure_line(report)
+    if line is not None:
+        raise VerificationFailed(line)
+    primary = ctx.target.primary.hosts[0]
+    smoke = smoke_test(f"http://{primary.address}:{primary.service_port}", timeout=15)
+    if not smoke.passed:
+        failed = next((s for s in smoke.steps if not s.passed), None)
+        raise VerificationFailed(
+            f"smoke test after the rollback failed at {failed.name if failed else '?'}: "
+            f"{failed.reason if failed else 'no step ran'}"
+        )
+    return {"invariants": "passed", "smoke_seconds": round(smoke.seconds, 3)}
+
+
+def rollback_params(
+    *, upgrade_run: str | None = None, to: str | None = None, health_timeout: int = DEFAULT_HEALTH_TIMEOUT
+) -> dict[str, Any]:
+    if to is not None:
+        get_release(to)  # UsageError for an unknown release
+    if health_timeout < 1:
+        raise UsageError(f"--health-timeout must be at least 1 second, not {health_timeout}")
+    return {"upgrade_run": upgrade_run or "", "to": to or "", "health_timeout": health_timeout}
+
+
+def rollback_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
+    hosts = tuple(h.name for h in target.hosts())
+    database = target.primary.database.name
+    return Runbook(
+        name=RUNBOOK,
+        params=dict(params),
+        steps=(
+            Step(
+                "find-upgrade",
+                "read the upgrade's journal: restore point and previous release",
+                _find_upgrade,
+                mutating=False,
+            ),
+            Step(
+                "decide",
+                "decide whether the database must go back (schema changed or data damaged)",
+                _decide,
+                mutating=False,
+                acts_on=(database,),
+            ),
+            Step(
+                "restore-beside",
+                "restore the restore point beside the live database",
+                _restore,
+                acts_on=(database,),
+            ),
+            Step(
+                "verify-restored",
+                "check the invariants of the restored copy",
+                _verify_restored,
+                mutating=False,
+                acts_on=(database,),
+            ),
+            Step("stop-service", "stop the service on every host before the swap", _stop, acts_on=hosts),
+            Step(
+                "swap-in",
+                "swap the restored copy in; keep the failed database aside",
+                _swap,
+                acts_on=(database,),
+            ),
+            Step(
+                "carry-over",
+                "re-apply orders, payments and stock accepted after the restore point",
+                _carry,
+                acts_on=(database,),
+            ),
+            Step(
+                "switch-release",
+                "switch current back to the previous release, restart, wait for health",
+                _switch,
+                acts_on=hosts,
+            ),
+            Step(
+                "verify",
+                "run the invariants and the smoke test",
+                _verify,
+                mutating=False,
+                acts_on=(database, *hosts),
+            ),
+        ),
+    )
+
+
+register_runbook(RUNBOOK, rollback_runbook)
+
+
+# The pipeline flow ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpgradeOutcome:
+    """What `recovery upgrade` came to: both runs, the failed gate, and the exit code."""
+
+    status: str  # upgraded | rolled_back | rollback_failed | refused | failed
+    exit_code: ExitCode
+    upgrade: RunResult | None
+    rollback: RunResult | None = None
+    failed_gate: str | None = None
+    reason: str | None = None
+    error_code: str | None = None
+
+
+def failed_gate_of(result: RunResult) -> str | None:
+    """The gate a failed upgrade run names in its error code (`gate.<name>`), else its failed step."""
+    if result.code and result.code.startswith("gate."):
+        return result.code.removeprefix("gate.")
+    return result.failed_step
+
+
+def run_rollback(
+    target: Target, params: Mapping[str, Any], subscribers: Sequence[Subscriber] = ()
+) -> RunResult:
+    return Engine(target, subscribers).run(rollback_runbook(target, params))
+
+
+def upgrade_with_rollback(
+    target: Target,
+    params: Mapping[str, Any],
+    *,
+    auto_rollback: bool,
+    subscribers: Sequence[Subscriber] = (),
+    rollback_health_timeout: int = DEFAULT_HEALTH_TIMEOUT,
+) -> UpgradeOutcome:
+    """Run the upgrade; when a step or gate fails and auto_rollback is on, roll back at once.
+
+    Errors raised before a run exists (lock held, bad input) propagate unchanged."""
+    engine = Engine(target, subscribers)
+    try:
+        result = engine.run(upgrade_runbook(target, params))
+        return UpgradeOutcome("upgraded", ExitCode.OK, result)
+    except RecoveryError as exc:
+        failed = failed_run(exc)
+        if failed is None:
+            raise
+        if isinstance(exc, PreconditionFailed) and failed.failed_step == "preflight":
+            return UpgradeOutcome(
+                "refused",
+                ExitCode.REFUSED,
+                failed,
+                failed_gate="preflight",
+                reason=exc.message,
+                error_code=exc.code,
+            )
+        gate, reason = failed_gate_of(failed), exc.message
+    if not auto_rollback:
+        return UpgradeOutcome(
+            "failed",
+            ExitCode.FAILED,
+            failed,
+            failed_gate=gate,
+            reason=f"{reason}; run `recovery rollback` to undo it",
+            error_code=failed.code,
+        )
+    try:
+        rolled = run_rollback(
+            target,
+            rollback_params(upgrade_run=failed.run_id, health_timeout=rollback_health_timeout),
+            subscribers,
+        )
+    except RecoveryError as exc:
+        return UpgradeOutcome(
+            "rollback_failed",
+            ExitCode.ROLLBACK_FAILED,
+            failed,
+            failed_run(exc),
+            failed_gate=gate,
+            reason=f"{reason}; the rollback failed too: {exc.message}",
+            error_code="rollback.failed",
+        )
+    return UpgradeOutcome(
+        "rolled_back",
+        ExitCode.ROLLED_BACK,
+        failed,
+        rolled,
+        failed_gate=gate,
+        reason=reason,
+        error_code="upgrade.rolled_back",
+    )
