@@ -12,9 +12,13 @@ from recovery import __version__
 from recovery.cli import runs
 from recovery.cli import backup
 from recovery.cli import lab
+from recovery.cli import load
+from recovery.cli import preflight
 from recovery.cli import release
 from recovery.cli import restore
 from recovery.cli import target
+from recovery.cli import upgrade
+from recovery.cli import verify
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
 
@@ -32,6 +36,11 @@ app.add_typer(release.app, name="release")
 app.add_typer(restore.app, name="restore")
 app.add_typer(runs.app, name="runs")
 app.add_typer(target.app, name="target")
+app.command("load")(load.load_command)
+app.command("preflight")(preflight.preflight_command)
+app.command("verify")(verify.verify_command)
+app.command("upgrade")(upgrade.upgrade_command)
+app.command("rollback")(upgrade.rollback_command)
 
 
 @app.callback()
