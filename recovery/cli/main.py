@@ -17,7 +17,6 @@ from recovery.cli import preflight
 from recovery.cli import release
 from recovery.cli import restore
 from recovery.cli import target
-from recovery.cli import upgrade
 from recovery.cli import verify
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
@@ -39,8 +38,6 @@ app.add_typer(target.app, name="target")
 app.command("load")(load.load_command)
 app.command("preflight")(preflight.preflight_command)
 app.command("verify")(verify.verify_command)
-app.command("upgrade")(upgrade.upgrade_command)
-app.command("rollback")(upgrade.rollback_command)
 
 
 @app.callback()
