@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recovery.errors import PreconditionFailed, UsageError
+from recovery.errors import ExternalFailure, PreconditionFailed, UsageError
 from recovery.lab.seed import FREE_GIFT_PRODUCT_ID, seed_lab_data
 
 INVARIANTS = {
@@ -57,9 +57,18 @@ def test_seed_counts_invariants_and_sequences(postgres, deploy, release):
     assert postgres.query(db, "SELECT id FROM users WHERE email = 'new@shop.example'") == [(501,)]
     postgres.execute(db, "INSERT INTO events (kind, subject) VALUES ('test', 'x')")
     assert postgres.query(db, "SELECT max(id) FROM events") == [(counts["events"] + 1,)]
-    # Foreign keys are back after the load.
-    keys = postgres.query(db, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'")
-    assert keys == [(4,)]
+    # Foreign keys and secondary indexes are back after the load, valid and under their own names.
+    keys = postgres.query(
+        db, "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' ORDER BY 1"
+    )
+    assert keys == [
+        ("order_items_order_id_fkey", True),
+        ("order_items_product_id_fkey", True),
+        ("orders_user_id_fkey", True),
+        ("transactions_order_id_fkey", True),
+    ]
+    indexes = postgres.query(db, "SELECT indexname FROM pg_indexes WHERE indexname LIKE '%%_idx' ORDER BY 1")
+    assert indexes == [("orders_user_id_idx",), ("transactions_order_id_idx",)]
 
 
 def test_seed_is_deterministic(postgres):
@@ -91,3 +100,17 @@ def test_seed_rejects_a_bad_order_count(postgres):
     db = postgres.create_database("seed_zero")
     with pytest.raises(UsageError, match="at least 1"):
         seed_lab_data(postgres.conninfo(db, user="orders"), orders=0)
+
+
+def test_a_failed_load_commits_nothing_and_restores_keys_and_indexes(postgres, deploy):
+    db = postgres.create_database("seed_fail")
+    assert deploy("v1", db).migrate().returncode == 0
+    # A constraint the generated history breaks: the orders stream fails part way through the load.
+    postgres.execute(db, "ALTER TABLE orders ADD CONSTRAINT small_orders CHECK (total_cents < 5000)")
+    with pytest.raises(ExternalFailure, match="seeding orders failed: CheckViolation"):
+        seed_lab_data(postgres.conninfo(db, user="orders"), orders=2000)
+    for table in ("users", "products", "orders", "order_items", "transactions", "events"):
+        assert postgres.query(db, f"SELECT count(*) FROM {table}") == [(0,)], table
+    valid_keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+    assert postgres.query(db, valid_keys) == [(4,)]
+    assert postgres.query(db, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%%_idx'") == [(2,)]
