@@ -1,0 +1,136 @@
+"""The ledger: writing, reading back (torn last line, damage), percentiles, and the ledger check."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from recovery.errors import UsageError
+from recovery.load.ledger import LedgerWriter, parse_ledger, read_ledger
+from recovery.load.ledger_check import StoredOrder, check_ledger, ledger_order_ids
+from recovery.load.stats import percentile, summarize_latencies
+
+A, B, C = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
+
+
+def line(**doc: object) -> str:
+    return json.dumps(doc) + "\n"
+
+
+def order(order_id: str, total: int, at: float = 1.0) -> str:
+    return line(kind="order", order_id=order_id, at=at, total_cents=total, latency_ms=5.0)
+
+
+def payment(order_id: str, amount: int) -> str:
+    return line(kind="payment", order_id=order_id, at=2.0, amount_cents=amount, latency_ms=4)
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [([], 95, None), ([7.0], 95, 7.0), ([1, 2, 3, 4], 50, 2), ([float(i) for i in range(1, 101)], 95, 95.0)],
+)
+def test_percentile_is_the_nearest_rank(values: list[float], pct: float, expected: float | None) -> None:
+    assert percentile(values, pct) == expected
+
+
+def test_latency_summary_and_bad_percentiles() -> None:
+    summary = summarize_latencies([10.0, 30.0, 20.0])
+    assert (summary.count, summary.p50_ms, summary.p95_ms, summary.max_ms) == (3, 20.0, 30.0, 30.0)
+    with pytest.raises(ValueError, match="percentile"):
+        percentile([1.0], 0)
+
+
+def test_written_lines_read_back_with_orders_payments_and_failures(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "ledger.jsonl"
+    writer = LedgerWriter(path)
+    threads = [
+        threading.Thread(target=writer.order, args=(str(uuid.UUID(int=i)), i * 100, 3.5))
+        for i in range(1, 121)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.payment(str(uuid.UUID(int=7)), 700, 2.0)
+    writer.failure("order", "HTTP 503 read_only", 1.0)
+    writer.close()
+    ledger = read_ledger(path)
+    assert len(ledger.orders) == 120
+    assert ledger.order(str(uuid.UUID(int=7))) is not None
+    assert {o.total_cents for o in ledger.orders} == {i * 100 for i in range(1, 121)}
+    assert [(p.order_id, p.amount_cents) for p in ledger.payments] == [(str(uuid.UUID(int=7)), 700)]
+    assert [(f.op, f.reason) for f in ledger.failures] == [("order", "HTTP 503 read_only")]
+    assert not ledger.torn_last_line
+
+
+def test_a_torn_last_line_is_skipped_and_reported() -> None:
+    ledger = parse_ledger([order(A, 100), '{"kind": "order", "order_id": "'])
+    assert [o.order_id for o in ledger.orders] == [A]
+    assert ledger.torn_last_line
+
+
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        (['{"kind": "order"\n', order(A, 1)], "ledger line 1 is not JSON"),
+        (
+            [line(kind="order", order_id="nope", at=1, total_cents=1, latency_ms=1)],
+            "order_id 'nope' is not a UUID",
+        ),
+        (
+            [line(kind="order", order_id=A, at=1, total_cents="9", latency_ms=1)],
+            "field 'total_cents' must be int",
+        ),
+        ([line(kind="refund", order_id=A)], "unknown kind 'refund'"),
+        (["[1, 2]\n"], "ledger line 1 is not a JSON object"),
+    ],
+)
+def test_a_damaged_ledger_is_refused_naming_the_line(lines: list[str], words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        parse_ledger(lines)
+
+
+def test_a_missing_ledger_file_says_which_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no ledger at"):
+        read_ledger(tmp_path / "absent.jsonl")
+
+
+def test_an_order_acknowledged_twice_with_different_totals_is_a_finding() -> None:
+    ledger = parse_ledger([order(A, 100), order(A, 100), order(B, 5), order(B, 6)])
+    assert len(ledger.orders) == 2
+    assert ledger.conflicting_acks == (B,)
+
+
+def stored(order_id: str, total: int, status: str = "placed") -> StoredOrder:
+    return StoredOrder(order_id, total, status)
+
+
+def test_the_ledger_check_passes_when_every_ack_is_stored_once_with_its_total() -> None:
+    ledger = parse_ledger([order(A, 100), order(B, 200), payment(B, 200)])
+    verdict = check_ledger(ledger, {A: [stored(A, 100)], B: [stored(B, 200, "paid")]})
+    assert verdict.passed
+    assert verdict.summary() == (
+        "all 2 acknowledged orders exist exactly once with their acknowledged totals "
+        "(1 acknowledged payments are paid)"
+    )
+    assert ledger_order_ids(ledger) == sorted([A, B])
+
+
+def test_the_ledger_check_counts_and_names_missing_duplicated_mismatched_and_unpaid() -> None:
+    ledger = parse_ledger([order(A, 100, at=1), order(B, 200, at=2), order(C, 300, at=3), payment(C, 300)])
+    verdict = check_ledger(ledger, {B: [stored(B, 200), stored(B, 200)], C: [stored(C, 299)]})
+    assert not verdict.passed
+    assert (verdict.missing.count, verdict.missing.examples) == (1, (A,))
+    assert verdict.duplicated.examples == (f"{B} (2 rows)",)
+    assert verdict.mismatched.examples == (f"{C} (acknowledged 300, stored 299)",)
+    assert verdict.unpaid.examples == (f"{C} (status placed)",)
+    assert verdict.summary().startswith(f"of 3 acknowledged orders: 1 missing (e.g. {A}); 1 duplicated")
+
+
+def test_a_paid_order_whose_order_ack_was_lost_must_still_exist() -> None:
+    verdict = check_ledger(parse_ledger([payment(A, 100)]), {})
+    assert verdict.missing.examples == (A,)
