@@ -47,6 +47,11 @@ PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 DEFAULT_WATCH_SECONDS = 10.0
 DEFAULT_HEALTH_TIMEOUT = 20  # seconds the deploy waits for /health: a release that never answers fails fast
 GATE_INTERVAL_SECONDS = 1.0
+# A release is slow when its orders take this many times the previous release's, plus a slack that
+# keeps a busy machine's jitter on small figures from failing a good release.
+LATENCY_FACTOR = 2.5
+LATENCY_SLACK_MS = 5.0
+BASELINE_SAMPLES = 3
 
 
 class GateFailed(RecoveryError):
@@ -221,8 +226,11 @@ def judge_round(release: str, observed: GateRound) -> GateVerdict:
     return GateVerdict(True)
 
 
-def judge_latency(samples_ms: Sequence[float], objectives: Objectives) -> GateVerdict:
-    """The latency gate over the whole window: the median order time against the p95 objective.
+def judge_latency(
+    samples_ms: Sequence[float], objectives: Objectives, baseline_ms: float | None
+) -> GateVerdict:
+    """The latency gate over the whole window: the median order time against the p95 objective and
+    against the previous release's median measured just before the deploy (a regression gate).
 
     The median of a few samples, not their maximum, so one slow moment of a busy machine does not fail
     a good release; a release that is slow on every order still fails."""
@@ -231,11 +239,19 @@ def judge_latency(samples_ms: Sequence[float], objectives: Objectives) -> GateVe
     median = statistics.median(samples_ms)
     if median > objectives.latency_p95_ms:
         return GateVerdict(
-            False,
-            "latency",
+            False, "latency",
             f"placing an order took {median:.0f} ms (median of {len(samples_ms)}), above the objective "
             f"of {objectives.latency_p95_ms:.0f} ms",
         )
+    if baseline_ms is not None:
+        limit = baseline_ms * LATENCY_FACTOR + LATENCY_SLACK_MS
+        if median > limit:
+            return GateVerdict(
+                False, "latency",
+                f"placing an order took {median:.1f} ms (median of {len(samples_ms)}), more than "
+                f"{LATENCY_FACTOR} times the previous release's {baseline_ms:.1f} ms "
+                f"plus {LATENCY_SLACK_MS:.0f} ms",
+            )
     return GateVerdict(True)
 
 
@@ -384,10 +400,12 @@ def _gates(ctx: RunContext) -> dict[str, Any]:
         if observed.order_ms is not None:
             samples.append(observed.order_ms)
         ctx.progress(f"round {rounds}: healthy", time.monotonic() - (ends - window), window)
-        if time.monotonic() >= ends:
+        # A few timed orders at least, so the latency gate judges a median, not one sample.
+        if time.monotonic() >= ends and (len(samples) >= BASELINE_SAMPLES or time.monotonic() > ends + 30):
             break
         time.sleep(GATE_INTERVAL_SECONDS)
-    latency = judge_latency(samples, ctx.target.objectives)
+    baseline = ctx.outputs["preflight"].get("baseline_order_ms")
+    latency = judge_latency(samples, ctx.target.objectives, None if baseline is None else float(baseline))
     if not latency.passed:
         raise GateFailed(str(latency.gate), latency.reason)
     return {
