@@ -276,24 +276,27 @@ def _pipeline_commands() -> list[str]:
 
 def test_pipeline_files_hold_the_same_commands() -> None:
     commands = _pipeline_commands()
-    assert len(commands) == 6  # plan, upgrade, runs list: in each file
-    assert commands[:3] == commands[3:]
+    assert len(commands) == 8  # preflight, plan, upgrade, runs list: in each file
+    assert commands[:4] == commands[4:]
 
 
 def test_pipeline_command_lines_run_against_the_lab(lab: Lab, tmp_path: Path) -> None:
-    commands = _pipeline_commands()[:3]
+    commands = _pipeline_commands()[:4]
     assert any("recovery upgrade" in c for c in commands) and any("--junit" in c for c in commands)
     env = {**os.environ, "CI": "true", "RECOVERY_TARGET": str(lab.dir / "target.yaml"),
+           "AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab",  # moto takes any credentials
            "RELEASE": "v2-crash", "WATCH_SECONDS": "3", "HEALTH_TIMEOUT": "8",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("AWS_PROFILE", None)
     codes = []
     for command in commands:
         done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=600, check=False)
         codes.append(done.returncode)
         assert "Traceback" not in done.stderr, done.stderr
-    # The plan changes nothing, the faulty release is rolled back (6), the journal lists the runs.
-    assert codes == [ExitCode.OK, ExitCode.ROLLED_BACK, ExitCode.OK], codes
+    # Preflight passes, the plan changes nothing, the faulty release is rolled back (6), the journal
+    # lists the runs.
+    assert codes == [ExitCode.OK, ExitCode.OK, ExitCode.ROLLED_BACK, ExitCode.OK], codes
     assert (tmp_path / "upgrade-report.json").is_file() and (tmp_path / "upgrade-report.xml").is_file()
     report = json.loads((tmp_path / "upgrade-report.json").read_text())
     assert report["result"]["status"] == "rolled_back"

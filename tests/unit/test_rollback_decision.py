@@ -1,0 +1,57 @@
+"""The rollback's pure decisions: whether the database goes back, the restore id, the failed gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from recovery.engine import RunResult, StepResult
+from recovery.errors import UsageError
+from recovery.restore.database import restore_names
+from recovery.runbooks.rollback import decide_rollback, failed_gate_of, restore_id_for, rollback_params
+
+
+def test_a_schema_change_restores_the_database() -> None:
+    decision = decide_rollback(1, 4, 0, already_swapped=False)
+    assert decision.restore_database and "1 -> 4" in decision.reason
+
+
+def test_a_half_applied_migration_restores_the_database() -> None:
+    assert decide_rollback(1, 2, 0, already_swapped=False).restore_database
+
+
+def test_damaged_orders_restore_the_database_even_with_the_same_schema() -> None:
+    decision = decide_rollback(4, 4, 7, already_swapped=False)
+    assert decision.restore_database and decision.reason.startswith("7 orders")
+
+
+def test_same_schema_and_clean_data_switches_code_only() -> None:
+    decision = decide_rollback(4, 4, 0, already_swapped=False)
+    assert not decision.restore_database and "code only" in decision.reason
+
+
+def test_an_earlier_swap_is_finished_not_redone() -> None:
+    decision = decide_rollback(1, None, 0, already_swapped=True)
+    assert decision.restore_database and "already swapped" in decision.reason
+
+
+def test_restore_id_is_valid_and_one_per_upgrade() -> None:
+    restore_id = restore_id_for("20261125T221500Z-upgrade-3f2a")
+    assert restore_id == "up20261125t221500z_3f2a"
+    names = restore_names("orders", restore_id)  # refuses invalid or too long ids
+    assert names.replaced == "orders_replaced_up20261125t221500z_3f2a"
+
+
+def _run(code: str | None, failed_step: str | None) -> RunResult:
+    return RunResult("r", "upgrade", "lab", "failed", {}, "u", "h", "t", "t", 0,
+                     (StepResult("deploy", "d", True, "failed"),), failed_step, code, "m")
+
+
+def test_failed_gate_comes_from_the_error_code_else_the_step() -> None:
+    assert failed_gate_of(_run("gate.migrate", "deploy")) == "migrate"
+    assert failed_gate_of(_run("internal", "restore-point")) == "restore-point"
+
+
+def test_rollback_params_refuse_unknown_releases() -> None:
+    with pytest.raises(UsageError, match="unknown release"):
+        rollback_params(to="v7")
+    assert rollback_params(to="v1") == {"upgrade_run": "", "to": "v1", "health_timeout": 30}
