@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,3 +35,27 @@ def lab_reachable_tmp() -> Iterator[Callable[[str], Path]]:
         yield make
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+UNIT_PORTS = range(45900, 46000)  # the slice of the tests' port range for single-port unit tests
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A port of 45900-45999 on 127.0.0.1 that nothing listens on now (several test runs share a machine)."""
+    taken: set[int] = set()
+
+    def pick() -> int:
+        for port in random.sample(list(UNIT_PORTS), len(UNIT_PORTS)):
+            if port in taken:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            taken.add(port)
+            return port
+        raise RuntimeError("no free port in 45900-45999")
+
+    return pick

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,15 @@ def test_pg_tool_comes_from_the_bin_dir(tmp_path: Path) -> None:
         pg_tool(database, "pg_restore")
 
 
-def test_an_unreachable_server_is_an_external_failure_naming_the_endpoint(tmp_path: Path) -> None:
+def test_an_unreachable_server_is_an_external_failure_naming_the_endpoint(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    port = free_port()
     pgpass = tmp_path / "pgpass"
-    pgpass.write_text("127.0.0.1:45907:*:postgres:do-not-print-me\n")
+    pgpass.write_text(f"127.0.0.1:{port}:*:postgres:do-not-print-me\n")
     pgpass.chmod(0o600)
-    database = Database(address="127.0.0.1", port=45907, passfile=pgpass)
+    database = Database(address="127.0.0.1", port=port, passfile=pgpass)
     with pytest.raises(ExternalFailure) as info:
         connect(database, connect_timeout=2)
-    assert "127.0.0.1:45907 as postgres" in str(info.value)
+    assert f"127.0.0.1:{port} as postgres" in str(info.value)
     assert "do-not-print-me" not in str(info.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from recovery.lab.processes import (
@@ -59,11 +60,12 @@ def test_stop_tree_also_stops_children(tmp_path: Path) -> None:
             subprocess.run(["kill", "-9", str(p)], capture_output=True, check=False)
 
 
-def test_port_probes_see_a_listener() -> None:
+def test_port_probes_see_a_listener(free_port: Callable[[], int]) -> None:
+    port = free_port()
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 45905))
+        sock.bind(("127.0.0.1", port))
         sock.listen()
-        assert port_open("127.0.0.1", 45905)
-        assert not port_free("127.0.0.1", 45905)
-    assert port_free("127.0.0.1", 45905)
-    assert not port_open("127.0.0.1", 45905)
+        assert port_open("127.0.0.1", port)
+        assert not port_free("127.0.0.1", port)
+    assert port_free("127.0.0.1", port)
+    assert not port_open("127.0.0.1", port)

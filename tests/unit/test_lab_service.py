@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from recovery.lab import service
 from recovery.lab.plan import plan_lab
-
-HEALTH_PORT = 45910
 
 
 def test_deployed_release_follows_the_current_link(tmp_path: Path) -> None:
@@ -35,7 +34,8 @@ def test_service_record_needs_a_live_pid(tmp_path: Path) -> None:
     assert record.pidfile == run / "orderservice.pid"
 
 
-def test_health_reads_version_and_status_also_from_an_error_answer() -> None:
+def test_health_reads_version_and_status_also_from_an_error_answer(free_port: Callable[[], int]) -> None:
+    HEALTH_PORT = free_port()
     answers = {"/health": (200, {"status": "ok", "version": "v1"})}
 
     class Handler(BaseHTTPRequestHandler):

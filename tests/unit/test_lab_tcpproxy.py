@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
 from recovery.lab.tcpproxy import Fault, serve
-
-PROXY_PORT, BACKEND_A, BACKEND_B = 45901, 45902, 45903
 
 
 async def _named_echo(port: int, name: bytes) -> asyncio.Server:
@@ -31,7 +30,9 @@ async def _ask(port: int, payload: bytes = b"hello") -> bytes:
     return data
 
 
-def test_new_connections_follow_the_chosen_backend_and_faults() -> None:
+def test_new_connections_follow_the_chosen_backend_and_faults(free_port: Callable[[], int]) -> None:
+    PROXY_PORT, BACKEND_A, BACKEND_B = free_port(), free_port(), free_port()
+
     async def scenario() -> None:
         a = await _named_echo(BACKEND_A, b"a")
         b = await _named_echo(BACKEND_B, b"b")
