@@ -148,6 +148,12 @@ def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
     return bool(argv) and argv[0].endswith(b"postgres") and str(data_dir).encode() in argv
 
 
+def running_postmaster(data_dir: Path) -> int | None:
+    """The pid of the postmaster serving `data_dir` now (a restart, e.g. for WAL archiving, changes it)."""
+    pid = postmaster_pid(data_dir)
+    return pid if pid is not None and _is_postmaster_of(pid, data_dir) else None
+
+
 def postmaster_pid(data_dir: Path) -> int | None:
     try:
         first = (data_dir / "postmaster.pid").read_text().splitlines()[0]

@@ -15,7 +15,7 @@ from recovery.drivers import remote
 from recovery.errors import ExternalFailure
 from recovery.lab import postgres, service
 from recovery.lab.plan import plan_lab
-from recovery.lab.processes import LabUser, is_alive, lab_user, stop_pid, stop_tree
+from recovery.lab.processes import LabUser, is_alive, lab_user, start_ticks, stop_pid, stop_tree
 from recovery.lab.state import ProcessRecord, read_state, write_state
 
 STOP_ORDER = {"frontdoor": 0, "service": 1, "sshd": 2, "postgres": 3, "moto": 4}
@@ -56,9 +56,23 @@ def stop_records(user: LabUser, records: Iterable[ProcessRecord], pg_bin: Path |
 def _with_current_services(
     records: tuple[ProcessRecord, ...], lab_dir: Path, base_port: int
 ) -> list[ProcessRecord]:
-    """The recorded processes plus the services their pidfiles name now (a redeploy restarts them)."""
+    """The recorded processes plus the services their pidfiles name now (a redeploy restarts them) and
+    the postmasters their data dirs name now (a restart, e.g. to turn on WAL archiving)."""
     found = list(records)
     plan = plan_lab(lab_dir, base_port, allow_reserved=True)
+    for record in records:
+        if record.kind == "postgres" and record.data_dir is not None:
+            postmaster = postgres.running_postmaster(record.data_dir)
+            if postmaster is not None and all(r.pid != postmaster for r in found):
+                found.append(
+                    record.model_copy(
+                        update={
+                            "name": f"{record.name}-{postmaster}",
+                            "pid": postmaster,
+                            "start_ticks": start_ticks(postmaster),
+                        }
+                    )
+                )
     for site in plan.sites:
         current = service.service_record(site)
         if current is not None and all(r.pid != current.pid for r in found):

@@ -1,0 +1,195 @@
+"""WAL archive objects on the backup stores: names, keys and the manifest beside each one (pure).
+
+Every file PostgreSQL archives (a 16 MiB segment, a `.history` or a `.backup` file) is stored as one
+encrypted object plus a small JSON manifest, in a WAL series named after the realtime backup of the day
+it was archived: `orders/<YYYYMMDD>-orders-realtime.wal/<file>` and `<file>.json`. The series keeps the
+plan's order of parts (date, domain, kind) and a WAL file name is unique in a cluster's history, so the
+key never collides; the catalog ignores these keys (they are not `.bak` names). The WAL belongs to the
+whole cluster, so the transactions domain reads the same series as orders.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from recovery.backup.manifest import KeyInfo, Sha256Hex, Sizes
+from recovery.errors import IntegrityError, UsageError
+
+WAL_DOMAIN = "orders"
+SERIES_SUFFIX = ".wal"
+WAL_MANIFEST_SUFFIX = ".json"
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+
+_SEGMENT = re.compile(r"^(?P<tli>[0-9A-F]{8})(?P<log>[0-9A-F]{8})(?P<seg>[0-9A-F]{8})$")
+_BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+_TIMELINE_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+_LSN = re.compile(r"^(?P<hi>[0-9A-Fa-f]{1,8})/(?P<lo>[0-9A-Fa-f]{1,8})$")
+
+
+def is_wal_file_name(name: str) -> bool:
+    """A segment, backup history or timeline history file name, as PostgreSQL archives them."""
+    return bool(_SEGMENT.match(name) or _BACKUP_HISTORY.match(name) or _TIMELINE_HISTORY.match(name))
+
+
+def parse_lsn(text: str) -> int:
+    match = _LSN.match(text.strip())
+    if match is None:
+        raise UsageError(f"{text!r} is not a PostgreSQL LSN; expected e.g. 0/3000060")
+    return (int(match["hi"], 16) << 32) | int(match["lo"], 16)
+
+
+def format_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    """One WAL segment: timeline and segment number (the position divided by the segment size)."""
+
+    timeline: int
+    number: int
+
+    def name(self, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
+        per_log = 0x1_0000_0000 // segment_size
+        return f"{self.timeline:08X}{self.number // per_log:08X}{self.number % per_log:08X}"
+
+    @classmethod
+    def parse(cls, name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> Segment:
+        match = _SEGMENT.match(name)
+        if match is None:
+            raise UsageError(f"{name!r} is not a WAL segment name (24 hex digits)")
+        per_log = 0x1_0000_0000 // segment_size
+        return cls(int(match["tli"], 16), int(match["log"], 16) * per_log + int(match["seg"], 16))
+
+    @classmethod
+    def containing(cls, lsn: str, timeline: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> Segment:
+        return cls(timeline, parse_lsn(lsn) // segment_size)
+
+
+def series_id(day: date) -> str:
+    """The WAL series of a day: the realtime backup id of that day plus `.wal`."""
+    return f"{day:%Y%m%d}-{WAL_DOMAIN}-realtime{SERIES_SUFFIX}"
+
+
+def wal_object_key(series: str, file_name: str) -> str:
+    return f"{WAL_DOMAIN}/{series}/{file_name}"
+
+
+def wal_manifest_key(series: str, file_name: str) -> str:
+    return wal_object_key(series, file_name) + WAL_MANIFEST_SUFFIX
+
+
+def codec_id(series: str, file_name: str) -> str:
+    """The id bound into the encrypted header: a segment cannot be passed off as another one."""
+    return f"{series}/{file_name}"
+
+
+@dataclass(frozen=True)
+class WalKey:
+    """A WAL object found in a store listing."""
+
+    series: str
+    file_name: str
+
+    @property
+    def object_key(self) -> str:
+        return wal_object_key(self.series, self.file_name)
+
+    @property
+    def manifest_key(self) -> str:
+        return wal_manifest_key(self.series, self.file_name)
+
+
+def parse_wal_keys(keys: list[str]) -> list[WalKey]:
+    """The WAL objects among a store's keys under `orders/` (manifests and foreign keys are skipped)."""
+    found: list[WalKey] = []
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != WAL_DOMAIN or not parts[1].endswith(SERIES_SUFFIX):
+            continue
+        if is_wal_file_name(parts[2]):
+            found.append(WalKey(parts[1], parts[2]))
+    return sorted(found, key=lambda item: (item.file_name, item.series))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WalManifest(_Frozen):
+    """What one archived WAL file is and how it is stored (never the data key itself)."""
+
+    manifest_format: Literal[1] = 1
+    kind: Literal["wal"] = "wal"
+    format_version: int = Field(ge=1)
+    series: str
+    file_name: str
+    written_at: datetime = Field(description="Last write of the file on the database host (UTC)")
+    shipped_at: datetime
+    sizes: Sizes
+    sha256: Sha256Hex
+    chunk_size: int = Field(gt=0)
+    key: KeyInfo
+
+    @field_validator("written_at", "shipped_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("times must carry a time zone")
+        return value.astimezone(UTC)
+
+    @field_validator("file_name")
+    @classmethod
+    def _wal_name(cls, value: str) -> str:
+        if not is_wal_file_name(value):
+            raise ValueError(f"{value!r} is not a WAL file name")
+        return value
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, origin: str) -> WalManifest:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "document"
+            raise IntegrityError(
+                f"WAL manifest {origin} is damaged ({where}: {first['msg']}); use the other copy"
+            ) from None
+
+
+class RestorePoint(_Frozen):
+    """A named restore point: where it is in the WAL and when it was taken."""
+
+    manifest_format: Literal[1] = 1
+    kind: Literal["restore-point"] = "restore-point"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    lsn: str
+    timeline: int = Field(ge=1)
+    created_at: datetime
+    segment: str
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+
+RESTORE_POINT_FOLDER = "restore-points"
+
+
+def restore_point_key(name: str) -> str:
+    return f"{WAL_DOMAIN}/{RESTORE_POINT_FOLDER}/{name}{WAL_MANIFEST_SUFFIX}"
+
+
+def check_restore_point_name(name: str) -> str:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", name):
+        raise UsageError(
+            f"restore point name {name!r} is not allowed; use 1-63 letters, digits, '.', '_' or '-'"
+        )
+    return name

@@ -1,0 +1,363 @@
+"""Point-in-time recovery of a realtime backup into a scratch cluster on the database host.
+
+`recover_to` decrypts the chosen copy's base backup into a fresh scratch directory on the primary's
+database host (over SSH, as the host's SSH user: the lab user in the lab), decrypts the shipped WAL
+segments it needs beside it, and starts a PostgreSQL there on a free port with `restore_command`
+copying from that directory, a recovery target (a time or a named restore point) and
+`recovery_target_action = promote`. When the server has promoted, recovery reached the target; the
+caller gets a conninfo for it. On leaving the block the server is stopped by its pid and the scratch
+directory removed, also when something failed.
+
+Nothing is started before every byte was authenticated: a tampered base backup or WAL segment raises
+IntegrityError while it is decrypted, and the scratch directory is removed. A time outside what the
+backup's WAL covers is refused before anything is fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from recovery.backup.naming import BackupName
+from recovery.backup.realtime import (
+    Coverage,
+    RealtimeStores,
+    coverage,
+    database_host,
+    fetch_wal,
+    read_restore_point,
+    realtime_stores,
+)
+from recovery.backup.repository import read_backup, read_manifest
+from recovery.backup.wal import WalKey, check_restore_point_name
+from recovery.drivers import remote
+from recovery.errors import ExternalFailure, IntegrityError, UsageError
+from recovery.restore.selection import DomainChoice
+from recovery.targets.model import Database, Host, Target
+
+SCRATCH_PREFIX = "pitr-"
+PORT_SEARCH_OFFSET = 100  # scratch ports start this far above the live server's port
+PORT_SEARCH_SPAN = 50
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class RecoveryPlan:
+    """What to fetch and which recovery target to set (pure: decided before anything is touched)."""
+
+    backup_id: str
+    segments: tuple[WalKey, ...]
+    settings: tuple[tuple[str, str], ...]
+    describe: str
+
+
+def plan_recovery(
+    cov: Coverage, *, at: datetime | None, restore_point_segment: str | None, name: str | None
+) -> RecoveryPlan:
+    """The segments and recovery settings for a time, a restore point, or (neither) all shipped WAL."""
+    if at is not None:
+        if at.tzinfo is None:
+            raise UsageError("the recovery time needs a time zone, e.g. 2026-11-25T10:00:00Z")
+        if not cov.starts_at <= at <= cov.ends_at:
+            raise UsageError(
+                f"{_when(at)} is outside what realtime backup {cov.backup_id} covers "
+                f"({_when(cov.starts_at)} to {_when(cov.ends_at)}); "
+                "pick a time in that range or another backup"
+            )
+        return RecoveryPlan(
+            cov.backup_id,
+            cov.segments_until(at),
+            (("recovery_target_time", _when(at).replace("Z", "+00")), ("recovery_target_inclusive", "on")),
+            f"{cov.backup_id} recovered to {_when(at)}",
+        )
+    if restore_point_segment is not None and name is not None:
+        return RecoveryPlan(
+            cov.backup_id,
+            cov.segments_through(restore_point_segment),
+            (("recovery_target_name", name),),
+            f"{cov.backup_id} recovered to restore point {name!r}",
+        )
+    return RecoveryPlan(cov.backup_id, cov.segments, (), f"{cov.backup_id} recovered to {_when(cov.ends_at)}")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def recovery_settings(plan: RecoveryPlan, *, address: str, port: int, scratch: PurePosixPath) -> str:
+    """The postgresql.auto.conf lines of the scratch server (read last, so they override the copy's)."""
+    lines = [
+        "# point-in-time recovery into a scratch cluster",
+        f"listen_addresses = {_quote(address)}",
+        f"port = {port}",
+        f"unix_socket_directories = {_quote(str(scratch / 'run'))}",
+        "cluster_name = 'pitr'",
+        # Never archive from the scratch cluster: its WAL must not reach the live spool.
+        "archive_mode = off",
+        "primary_conninfo = ''",
+        "primary_slot_name = ''",
+        "hot_standby = on",
+        f"restore_command = {_quote(f'cp {scratch}/wal/%f %p')}",
+        "recovery_target_action = 'promote'",
+    ]
+    lines += [f"{key} = {_quote(value)}" for key, value in plan.settings]
+    return "\n".join(lines) + "\n"
+
+
+def _pgpass_field_split(line: str) -> list[str]:
+    """Split a pgpass line at unescaped colons, keeping escapes in place."""
+    fields: list[str] = []
+    current, escaped = "", False
+    for char in line:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            current += char
+            escaped = True
+        elif char == ":" and len(fields) < 4:
+            fields.append(current)
+            current = ""
+        else:
+            current += char
+    fields.append(current)
+    return fields
+
+
+def scratch_pgpass_line(text: str, database: Database, port: int) -> str:
+    """The pgpass line for the scratch server: the live server's entry for the role, on the new port."""
+    for line in text.splitlines():
+        fields = _pgpass_field_split(line)
+        if len(fields) != 5:
+            continue
+        host, live_port, _, user, password = fields
+        if (
+            host in (database.address, "*")
+            and live_port in (str(database.port), "*")
+            and user == database.user
+        ):
+            return f"{database.address}:{port}:*:{database.user}:{password}\n"
+    raise UsageError(
+        f"the passfile of the target's database has no entry for {database.user} at "
+        f"{database.address}:{database.port}; add it"
+    )
+
+
+class _Scratch:
+    """A scratch directory on the host, its server, and cleanup by pid."""
+
+    def __init__(self, host: Host, database: Database) -> None:
+        if database.data_dir is None or database.bin_dir is None:
+            raise UsageError(
+                "the target's primary database needs data_dir and bin_dir for point-in-time recovery"
+            )
+        self.host = host
+        self.bin_dir = PurePosixPath(str(database.bin_dir))
+        self.root = PurePosixPath(str(database.data_dir)).parent / f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.pid: int | None = None
+
+    def run(self, command: str, *, timeout: float = 60, what: str) -> str:
+        result = remote.run(self.host, command, timeout=timeout)
+        if not result.ok:
+            lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+            raise ExternalFailure(
+                f"{what} failed on host {self.host.name}: "
+                f"{lines[-1].strip() if lines else f'exit {result.rc}'}"
+            )
+        return result.stdout
+
+    def create(self) -> None:
+        dirs = " ".join(shlex.quote(str(self.root / part)) for part in ("data", "wal", "run"))
+        self.run(
+            f"umask 077 && mkdir {shlex.quote(str(self.root))} && mkdir {dirs}",
+            what="creating the scratch directory",
+        )
+
+    def free_port(self, address: str, start: int) -> int:
+        probe = (
+            "import socket,sys\n"
+            f"for port in range({start}, {start + PORT_SEARCH_SPAN}):\n"
+            "    s = socket.socket()\n"
+            "    try:\n"
+            f"        s.bind(({address!r}, port))\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    finally:\n"
+            "        s.close()\n"
+            "    print(port); sys.exit(0)\n"
+            "sys.exit(1)\n"
+        )
+        result = remote.run(self.host, f"{shlex.quote(self.host.python)} -c {shlex.quote(probe)}", timeout=30)
+        if not result.ok or not result.stdout.strip().isdigit():
+            raise ExternalFailure(
+                f"no free port for the scratch cluster on {address} from {start} to "
+                f"{start + PORT_SEARCH_SPAN - 1}; stop a leftover scratch server or pass a port"
+            )
+        return int(result.stdout.strip())
+
+    def start(self, timeout: float) -> None:
+        pg_ctl = shlex.quote(str(self.bin_dir / "pg_ctl"))
+        result = remote.run(
+            self.host,
+            f"{pg_ctl} -D {shlex.quote(str(self.data))} -l {shlex.quote(str(self.log))}"
+            f" -w -t {int(timeout)} start",
+            timeout=timeout + 30,
+        )
+        self.pid = self.read_pid()
+        if not result.ok:
+            raise ExternalFailure(f"the scratch cluster did not start: {self.log_reason()}")
+
+    def read_pid(self) -> int | None:
+        result = remote.run(
+            self.host, f"head -n 1 {shlex.quote(str(self.data / 'postmaster.pid'))}", timeout=15
+        )
+        text = result.stdout.strip()
+        return int(text) if result.ok and text.isdigit() else None
+
+    def log_reason(self) -> str:
+        result = remote.run(self.host, f"tail -n 40 {shlex.quote(str(self.log))}", timeout=15)
+        lines = [line for line in result.stdout.splitlines() if "FATAL" in line or "ERROR" in line]
+        return lines[-1].strip()[:300] if lines else f"see {self.log} on host {self.host.name}"
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        return remote.run(self.host, f"kill -0 {self.pid}", timeout=15).ok
+
+    def stop(self) -> None:
+        """Stop the server by its pid (fast shutdown, then kill) and remove the scratch directory."""
+        if self.pid is None:
+            self.pid = self.read_pid()
+        if self.pid is not None:
+            remote.run(self.host, f"kill -INT {self.pid}", timeout=15)
+            deadline = time.monotonic() + 30
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self.alive():
+                remote.run(self.host, f"kill -KILL {self.pid}", timeout=15)
+        remote.run(self.host, f"rm -rf {shlex.quote(str(self.root))}", timeout=120)
+
+
+def _wait_promoted(conninfo: str, scratch: _Scratch, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            if row is not None and row[0] is False:
+                return
+        except psycopg.OperationalError:
+            pass  # still starting, or it stopped: told apart below
+        if not scratch.alive():
+            raise ExternalFailure(f"point-in-time recovery stopped: {scratch.log_reason()}")
+        if time.monotonic() > deadline:
+            raise ExternalFailure(
+                f"the scratch cluster did not reach its recovery target within {timeout:.0f} s; "
+                f"see {scratch.log} on host {scratch.host.name}"
+            )
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def recover_to(
+    target: Target,
+    choice: DomainChoice,
+    *,
+    at: datetime | None = None,
+    restore_point: str | None = None,
+    stores: RealtimeStores | None = None,
+    port: int | None = None,
+    timeout: float = 300,
+) -> Iterator[str]:
+    """Recover `choice` (a realtime backup and copy) into a scratch cluster; yield its conninfo."""
+    if at is not None and restore_point is not None:
+        raise UsageError("give either a time or a restore point, not both")
+    if choice.kind != "realtime":
+        raise UsageError(
+            f"{choice.backup_id} is a {choice.kind} backup; point-in-time recovery needs a realtime one"
+        )
+    chosen = stores or realtime_stores(target)
+    store = chosen.copy(choice.copy)
+    name = BackupName.parse(choice.backup_id)
+    cov = coverage(store, name)
+    point_segment = None
+    if restore_point is not None:
+        point = read_restore_point(store, check_restore_point_name(restore_point))
+        if point is None:
+            raise UsageError(
+                f"no restore point named {restore_point!r} was recorded; list them or use a time"
+            )
+        if point.created_at < cov.starts_at:
+            raise UsageError(
+                f"restore point {restore_point!r} ({_when(point.created_at)}) is older than realtime backup "
+                f"{choice.backup_id}; use an older backup"
+            )
+        point_segment = point.segment
+    plan = plan_recovery(cov, at=at, restore_point_segment=point_segment, name=restore_point)
+    manifest = read_manifest(store, name)
+    if manifest is None:
+        raise IntegrityError(
+            f"{choice.backup_id} has no manifest in the {choice.copy} copy; use the other copy"
+        )
+    database = target.primary.database
+    host = database_host(target)
+    scratch = _Scratch(host, database)
+    pass_dir = Path(tempfile.mkdtemp(prefix="pitr-pass-"))
+    try:
+        scratch.create()
+        sftp = remote.connection(host).sftp()
+        tar_path = str(scratch.root / "base.tar")
+        with sftp.open(tar_path, "wb") as handle:
+            handle.set_pipelined(True)
+            read_backup(store, name, handle, chosen.keys, manifest)
+        for key in plan.segments:
+            with sftp.open(str(scratch.root / "wal" / key.file_name), "wb") as handle:
+                handle.set_pipelined(True)
+                fetch_wal(store, key, handle, chosen.keys)
+        scratch.run(
+            f"tar -xf {shlex.quote(tar_path)} -C {shlex.quote(str(scratch.data))}"
+            f" && rm -f {shlex.quote(tar_path)} {shlex.quote(str(scratch.data / 'standby.signal'))}"
+            f" && touch {shlex.quote(str(scratch.data / 'recovery.signal'))}",
+            timeout=600,
+            what="unpacking the base backup",
+        )
+        chosen_port = port or scratch.free_port(database.address, database.port + PORT_SEARCH_OFFSET)
+        settings = recovery_settings(plan, address=database.address, port=chosen_port, scratch=scratch.root)
+        with sftp.open(str(scratch.data / "postgresql.auto.conf"), "a") as handle:
+            handle.write(settings.encode("utf-8"))
+        passfile = pass_dir / "pgpass"
+        passfile.touch(mode=0o600)
+        live_pass = database.passfile.read_text() if database.passfile is not None else ""
+        passfile.write_text(scratch_pgpass_line(live_pass, database, chosen_port))
+        scratch.start(timeout)
+        conninfo = make_conninfo(
+            host=database.address,
+            port=str(chosen_port),
+            dbname=database.name,
+            user=database.user,
+            passfile=str(passfile),
+            application_name="order-recovery-pitr",
+        )
+        _wait_promoted(conninfo, scratch, timeout)
+        yield conninfo
+    finally:
+        try:
+            scratch.stop()
+        finally:
+            shutil.rmtree(pass_dir, ignore_errors=True)

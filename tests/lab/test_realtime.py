@@ -1,0 +1,235 @@
+"""Realtime backups on the real lab: WAL archiving set up by the role over SSH, segments shipped
+(encrypted) to both S3 copies on moto's server, a base backup, and point-in-time recovery into a
+scratch cluster on the primary's host, to a time and to a named restore point; tampered objects and
+times outside the covered range are refused.
+
+Run with RECOVERY_TEST_BASE_PORT set to your own base port. The tests run in file order and share one
+lab: the later ones rely on archiving set up by the first.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from recovery.backup.catalog import catalog_for
+from recovery.backup.naming import BackupName
+from recovery.backup.realtime import (
+    RealtimeStores,
+    coverage,
+    create_restore_point,
+    realtime_stores,
+    ship_wal,
+    spool_dir,
+    switch_and_wait_archived,
+    take_base_backup,
+    wal_archive_extravars,
+)
+from recovery.backup.wal import parse_wal_keys
+from recovery.drivers import db
+from recovery.drivers.ansible import require_success, run_playbook
+from recovery.drivers.aws import AwsDriver
+from recovery.errors import IntegrityError, UsageError
+from recovery.lab.plan import LabPlan
+from recovery.restore.pitr import recover_to
+from recovery.restore.selection import DomainChoice
+from recovery.targets.model import Target
+
+pytestmark = pytest.mark.lab
+
+PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "wal-archive.yml"
+_state: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The shape of the `lab` fixture (tests/lab/conftest.py)."""
+
+    dir: Path
+    plan: LabPlan
+    target: Target
+
+
+def _stores(lab: Lab) -> RealtimeStores:
+    return realtime_stores(lab.target)
+
+
+def _insert_orders(lab: Lab, count: int) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    with db.connect(lab.target.primary.database) as conn:
+        user = conn.execute("SELECT min(id) FROM users").fetchone()
+        assert user is not None
+        for order_id in ids:
+            conn.execute(
+                "INSERT INTO orders (id, user_id, status, total_cents, created_at, updated_at)"
+                " VALUES (%s, %s, 'placed', 0, now(), now())",
+                (order_id, user[0]),
+            )
+    return ids
+
+
+def _present(conninfo: str, ids: list[str]) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute("SELECT id::text FROM orders WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _db_now(lab: Lab) -> datetime:
+    with db.connect(lab.target.primary.database) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None and isinstance(row[0], datetime)
+    return row[0].astimezone(UTC)
+
+
+def _scratch_dirs(lab: Lab) -> list[Path]:
+    return sorted(lab.plan.primary.pg_dir.glob("pitr-*"))
+
+
+def _realtime_choice(lab: Lab, copy: str = "local") -> DomainChoice:
+    return DomainChoice("orders", _state["backup_id"], "realtime", copy, "chosen by the test")  # type: ignore[arg-type]
+
+
+def test_the_role_sets_up_archiving_in_check_mode_first_then_for_real(lab: Lab, tmp_path: Path) -> None:
+    extravars = wal_archive_extravars(lab.target)
+    settings = lab.plan.primary.pg_data / "wal_archive.conf"
+    checked = run_playbook(lab.plan.inventory_file, str(PLAYBOOK), extravars=extravars, check=True)
+    assert checked.ok, checked.failed_task
+    assert not settings.exists(), "check mode must not write the settings"
+    done = require_success(run_playbook(lab.plan.inventory_file, str(PLAYBOOK), extravars=extravars))
+    assert done.hosts["primary-app"].changed > 0
+    again = require_success(run_playbook(lab.plan.inventory_file, str(PLAYBOOK), extravars=extravars))
+    assert again.hosts["primary-app"].changed == 0, "a second run changes nothing"
+    with db.connect(lab.target.primary.database) as conn:
+        found = conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'archive_timeout')"
+        ).fetchall()
+    rows = {str(name): str(setting) for name, setting in found}
+    assert rows == {"archive_mode": "on", "archive_timeout": "5"}
+    assert "standby-app" not in done.hosts, "only the primary's database host archives"
+
+
+def test_archived_segments_are_shipped_to_both_copies_and_leave_the_spool(lab: Lab) -> None:
+    stores = _stores(lab)
+    spool = spool_dir(lab.target.primary.database)
+    rpos: list[float] = []
+    for _ in range(3):
+        _insert_orders(lab, 1)  # committed: the order is acknowledged
+        acknowledged = time.monotonic()
+        with db.connect(lab.target.primary.database) as conn:
+            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_insert_lsn())").fetchone()
+        assert row is not None
+        segment = str(row[0])
+        deadline = time.monotonic() + 60
+        shipped: set[str] = set()
+        while segment not in shipped:
+            assert time.monotonic() < deadline, f"segment {segment} was not shipped within 60 s"
+            shipped.update(ship_wal(lab.target, stores=stores).names)
+            time.sleep(0.2)
+        rpos.append(time.monotonic() - acknowledged)
+        for store in stores.both:
+            keys = {key.file_name for key in parse_wal_keys(store.list_keys("orders/"))}
+            assert segment in keys
+        assert not (spool / segment).exists(), "a shipped segment leaves the spool"
+    print(
+        f"\nRPO (acknowledged order -> its segment in both copies): {', '.join(f'{r:.1f}' for r in rpos)} s"
+    )
+    again = ship_wal(lab.target, stores=stores)
+    assert all(not item.uploaded_to for item in again.files)
+
+
+def test_a_base_backup_is_cataloged_for_orders_and_transactions(lab: Lab) -> None:
+    stores = _stores(lab)
+    base = take_base_backup(lab.target, stores=stores, service_version="v1")
+    orders = base.manifest("orders")
+    _state["backup_id"] = orders.backup_id
+    assert orders.backup_id.endswith("-orders-realtime") or "-orders-realtime-" in orders.backup_id
+    assert base.manifest("transactions").source == orders.source
+    assert orders.source.lsn == base.wal_range.end_lsn
+    entries = {entry.backup_id: entry for entry in catalog_for(lab.target).verify_all()}
+    for manifest in base.manifests:
+        entry = catalog_for(lab.target).verify(manifest.backup_id)
+        assert entry.counts, entry
+        assert manifest.backup_id in entries
+    covered = coverage(stores.local, BackupName.parse(orders.backup_id))
+    assert covered.starts_at == orders.source.at
+    assert covered.segments and covered.segments[0].file_name == base.wal_range.first_segment.name()
+
+
+def test_recovery_to_a_noted_time_holds_exactly_what_was_committed_before(lab: Lab) -> None:
+    first = _insert_orders(lab, 5)
+    time.sleep(0.5)
+    noted = _db_now(lab)
+    time.sleep(0.5)
+    second = _insert_orders(lab, 5)
+    switch_and_wait_archived(lab.target.primary.database)
+    ship_wal(lab.target)
+    with recover_to(lab.target, _realtime_choice(lab), at=noted) as conninfo:
+        assert _present(conninfo, first + second) == set(first)
+        scratch = _scratch_dirs(lab)
+        assert len(scratch) == 1
+    assert _scratch_dirs(lab) == [], "the scratch cluster's directory is removed on exit"
+
+
+def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab) -> None:
+    before = _insert_orders(lab, 4)
+    point = create_restore_point(lab.target, "before-batch-d")
+    after = _insert_orders(lab, 4)
+    switch_and_wait_archived(lab.target.primary.database)
+    ship_wal(lab.target)
+    assert point.name == "before-batch-d"
+    with recover_to(lab.target, _realtime_choice(lab, "remote"), restore_point="before-batch-d") as conninfo:
+        assert _present(conninfo, before + after) == set(before)
+    with pytest.raises(UsageError, match="already exists"):
+        create_restore_point(lab.target, "before-batch-d")
+    with (
+        pytest.raises(UsageError, match="no restore point named"),
+        recover_to(lab.target, _realtime_choice(lab), restore_point="never-made"),
+    ):
+        pass
+
+
+def test_a_time_outside_the_covered_range_is_refused(lab: Lab) -> None:
+    stores = _stores(lab)
+    covered = coverage(stores.local, BackupName.parse(_state["backup_id"]))
+    for moment in (covered.starts_at - timedelta(minutes=5), covered.ends_at + timedelta(hours=1)):
+        with (
+            pytest.raises(UsageError, match="is outside what realtime backup") as caught,
+            recover_to(lab.target, _realtime_choice(lab), at=moment),
+        ):
+            pass
+        assert "\n" not in str(caught.value)
+    assert _scratch_dirs(lab) == []
+
+
+def _tamper(lab: Lab, copy: str, key: str) -> None:
+    address = lab.target.backup.local if copy == "local" else lab.target.backup.remote
+    s3 = AwsDriver(lab.target.aws).s3(address.region)
+    body = bytearray(s3.get_object(Bucket=address.bucket, Key=address.prefix + key)["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    s3.delete_object(Bucket=address.bucket, Key=address.prefix + key)
+    s3.put_object(Bucket=address.bucket, Key=address.prefix + key, Body=bytes(body))
+
+
+def test_a_tampered_wal_segment_is_refused(lab: Lab) -> None:
+    stores = _stores(lab)
+    covered = coverage(stores.local, BackupName.parse(_state["backup_id"]))
+    segment = covered.segments[0]
+    _tamper(lab, "local", segment.object_key)
+    with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(lab, "local")):
+        pass
+    assert _scratch_dirs(lab) == []
+
+
+def test_a_tampered_base_backup_is_refused(lab: Lab) -> None:
+    name = BackupName.parse(_state["backup_id"])
+    _tamper(lab, "remote", f"orders/{name.file_name}")
+    with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(lab, "remote")):
+        pass
+    assert _scratch_dirs(lab) == []
