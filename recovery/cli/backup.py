@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,6 +21,7 @@ from recovery.cli.common import (
     YesOpt,
     confirm_destructive,
     emit,
+    envelope,
 )
 from recovery.cli.runs import run_runbook
 from recovery.errors import UsageError, VerificationFailed
@@ -138,15 +141,26 @@ def verify(
             typer.echo(f"stale: {finding.reason}")
 
     damaged = [row for row in rows if not row["counts"]]
-    emit(output, "backup verify", result, text, status="ok" if not damaged and not stale else "failed")
+    failure: VerificationFailed | None = None
     if damaged:
         row = damaged[0]
-        raise VerificationFailed(
+        failure = VerificationFailed(
             f"{row['backup_id']} does not count: local {row['local']['state']}, remote "
             f"{row['remote']['state']}; run `recovery backup list` and take a new backup"
         )
-    if stale:
-        raise VerificationFailed(f"{stale[0].reason}; run `recovery backup run`", code="backup.stale")
+    elif stale:
+        failure = VerificationFailed(f"{stale[0].reason}; run `recovery backup run`", code="backup.stale")
+    if failure is None:
+        emit(output, "backup verify", result, text)
+        return
+    if output is OutputFormat.text:
+        text(result)
+        raise failure
+    # One JSON document with the copies' states and the error, as every failing command prints.
+    error = {"code": failure.code, "message": failure.message, "exit_code": int(failure.exit_code), **result}
+    sys.stdout.write(json.dumps(envelope("backup verify", "error", error), indent=2, default=str) + "\n")
+    sys.stderr.write(f"error[{failure.code}]: {failure.message}\n")
+    raise typer.Exit(int(failure.exit_code))
 
 
 @app.command("prune")

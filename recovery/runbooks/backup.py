@@ -373,8 +373,8 @@ def _backup_one(
     with ExitStack() as stack:
         file_parts: list[tuple[HostFile, _Counting, int]] = []
         for host_file in host_files:
+            # Fabric keeps one SFTP session per connection and hands it out again: not closed here.
             sftp = remote.connection(host_file.host).sftp()
-            stack.callback(sftp.close)
             size = sftp.stat(str(host_file.path)).st_size or 0
             handle = stack.enter_context(sftp.open(str(host_file.path), "rb"))
             handle.prefetch(size)

@@ -125,9 +125,17 @@ def sources_for(
 # Pure parts ------------------------------------------------------------------------------------------
 
 
-def refusal_error(selection: Selection) -> PreconditionFailed:
-    """The one line for a selection that refused a domain (the first refusal; all are journaled)."""
+def refusal_error(selection: Selection) -> PreconditionFailed | IntegrityError:
+    """The one line for a selection that refused a domain (the first refusal; all are journaled).
+
+    Damaged backups (every candidate fails verification) are an integrity error, anything else (no
+    backup, no restore point, a time outside every backup) a refusal."""
     first = selection.refusals[0]
+    if "fails verification" in first.reason:
+        return IntegrityError(
+            f"cannot restore {first.domain}: {first.reason}; nothing was changed",
+            code="restore.backups_damaged",
+        )
     more = f" (and {len(selection.refusals) - 1} more domains refused)" if len(selection.refusals) > 1 else ""
     return PreconditionFailed(
         f"cannot restore {first.domain}: {first.reason}{more}; nothing was changed", code="restore.no_backup"
@@ -400,6 +408,15 @@ def _start_step(ctx: RunContext) -> dict[str, object]:
     return {"smoke_test": "passed", "service": f"{host.address}:{host.service_port}"}
 
 
+def plain(value: Any) -> Any:
+    """A recorded output (read-only mappings and tuples) as plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
 def record_path(target: Target, restore_id: str) -> Path:
     return target.state_dir / "restores" / f"{restore_id}.json"
 
@@ -411,7 +428,7 @@ def _record_step(ctx: RunContext) -> dict[str, object]:
         "run_id": ctx.run_id,
         "live": ctx.outputs["swap-in"]["live"],
         "replaced": ctx.outputs["swap-in"]["replaced"],
-        "choices": ctx.outputs["restore-beside"]["choices"],
+        "choices": plain(ctx.outputs["restore-beside"]["choices"]),
         "recorded_at": datetime.now(UTC).isoformat(),
     }
     path = record_path(ctx.target, restore_id)
