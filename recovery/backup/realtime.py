@@ -559,8 +559,9 @@ def take_base_backup(
     for store in chosen.both:
         store.put_bytes(wal_range_key(transactions_name), transactions_range.to_json())
     manifests.append(transactions)
-    # Complete the segment holding the backup's end so the backup is recoverable at once.
+    # Complete and ship the segment holding the backup's end, so the backup is recoverable at once.
     switch_and_wait_archived(database)
+    ship_wal(target, stores=chosen)
     return BaseBackup(tuple(manifests), wal_range)
 
 

@@ -44,6 +44,13 @@ pytestmark = pytest.mark.lab
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "wal-archive.yml"
 _state: dict[str, str] = {}
+LAB_AWS_ENV = {"AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab"}  # moto takes any credentials
+
+
+@pytest.fixture(autouse=True)
+def _lab_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in LAB_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @dataclass(frozen=True)

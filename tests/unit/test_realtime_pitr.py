@@ -1,0 +1,82 @@
+"""Point-in-time recovery decisions (pure): what to fetch, which settings, the scratch pgpass line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from recovery.backup.realtime import Coverage, WalRange
+from recovery.backup.wal import Segment, WalKey
+from recovery.errors import UsageError
+from recovery.restore.pitr import plan_recovery, recovery_settings, scratch_pgpass_line
+from recovery.targets.model import Database
+
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+SERIES = "20261125-orders-realtime.wal"
+
+
+def _coverage() -> Coverage:
+    wal_range = WalRange(
+        backup_id="20261125-orders-realtime",
+        timeline=1,
+        start_lsn="0/4000028",
+        end_lsn="0/4000120",
+        started_at=T0 - timedelta(seconds=2),
+        ended_at=T0,
+    )
+    keys = tuple(WalKey(SERIES, Segment(1, n).name()) for n in (4, 5, 6))
+    written = tuple(T0 + timedelta(seconds=s) for s in (5, 10, 15))
+    return Coverage("20261125-orders-realtime", T0, T0 + timedelta(seconds=15), wal_range, keys, written)
+
+
+def test_a_time_in_range_fetches_up_to_the_segment_that_holds_it() -> None:
+    plan = plan_recovery(_coverage(), at=T0 + timedelta(seconds=6), restore_point_segment=None, name=None)
+    assert [key.file_name for key in plan.segments] == [Segment(1, 4).name(), Segment(1, 5).name()]
+    assert dict(plan.settings)["recovery_target_time"] == "2026-11-25T10:00:06.000000+00"
+
+
+@pytest.mark.parametrize("offset", [timedelta(seconds=-1), timedelta(seconds=16)])
+def test_a_time_outside_the_range_is_refused_in_one_line(offset: timedelta) -> None:
+    with pytest.raises(UsageError) as caught:
+        plan_recovery(_coverage(), at=T0 + offset, restore_point_segment=None, name=None)
+    message = str(caught.value)
+    assert "is outside what realtime backup 20261125-orders-realtime covers" in message
+    assert "2026-11-25T10:00:00.000000Z to 2026-11-25T10:00:15.000000Z" in message
+    assert "\n" not in message
+
+
+def test_a_naive_time_is_refused() -> None:
+    with pytest.raises(UsageError, match="time zone"):
+        plan_recovery(_coverage(), at=datetime(2026, 11, 25, 10, 0, 5), restore_point_segment=None, name=None)
+
+
+def test_a_restore_point_fetches_through_its_segment() -> None:
+    plan = plan_recovery(_coverage(), at=None, restore_point_segment=Segment(1, 5).name(), name="before-d")
+    assert len(plan.segments) == 2
+    assert plan.settings == (("recovery_target_name", "before-d"),)
+
+
+def test_the_scratch_server_never_archives_and_recovers_from_its_own_directory() -> None:
+    plan = plan_recovery(_coverage(), at=None, restore_point_segment=Segment(1, 4).name(), name="it's")
+    text = recovery_settings(plan, address="127.0.0.11", port=43532, scratch=PurePosixPath("/srv/pitr-x"))
+    lines = text.splitlines()
+    assert "archive_mode = off" in lines
+    assert "port = 43532" in lines
+    assert "restore_command = 'cp /srv/pitr-x/wal/%f %p'" in lines
+    assert "recovery_target_action = 'promote'" in lines
+    assert "recovery_target_name = 'it''s'" in lines
+    assert "unix_socket_directories = '/srv/pitr-x/run'" in lines
+
+
+def test_the_scratch_pgpass_line_moves_the_live_entry_to_the_new_port() -> None:
+    database = Database(address="127.0.0.11", port=43432, user="postgres", passfile=Path("/x"))
+    text = (
+        "127.0.0.12:43432:*:postgres:other\n"
+        "127.0.0.11:43432:*:orders:o\n"
+        "127.0.0.11:43432:*:postgres:p\\:w\\\\d\n"
+    )
+    assert scratch_pgpass_line(text, database, 43532) == "127.0.0.11:43532:*:postgres:p\\:w\\\\d\n"
+    with pytest.raises(UsageError, match=r"no entry for postgres at 127\.0\.0\.11:43432"):
+        scratch_pgpass_line("127.0.0.11:43432:*:orders:o\n", database, 43532)
