@@ -69,6 +69,10 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def free_port(candidates: range) -> int:
     for port in candidates:
         if _port_free(port):
@@ -105,6 +109,8 @@ class Postgres:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     pg_port = free_port(PG_PORTS)
+    # `timeout` and CI cancel with SIGTERM: turn it into an interrupt so the finalizers below still run.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     bin_dir = pg_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="orderservice-pg-"))
     entry = pwd.getpwnam(LAB_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
@@ -176,6 +182,7 @@ def postgres() -> Iterator[Postgres]:
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(passfile.parent, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 @pytest.fixture(scope="session")
