@@ -56,6 +56,9 @@ class CatalogEntry:
     manifest: Manifest | None
     local: CopyStatus
     remote: CopyStatus
+    # Realtime backups only: the last time their shipped WAL reaches (recovery.backup.realtime fills it);
+    # None means the backup reaches only its position and its kind's objective after it.
+    covered_until: datetime | None = None
 
     @property
     def backup_id(self) -> str:

@@ -29,14 +29,15 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from recovery.backup.catalog import CatalogEntry, CopyState
 from recovery.backup.codec import FORMAT_VERSION, Readable, Sink, decode, encode
 from recovery.backup.keys import KeyProvider, key_provider
 from recovery.backup.manifest import Manifest, Sizes, SourcePosition, key_info
@@ -731,3 +732,27 @@ def fetch_wal(store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider) ->
             f"{store.describe(key.object_key)} decrypted but does not match its manifest; use the other copy"
         )
     return manifest
+
+
+def with_coverage(entries: Sequence[CatalogEntry], stores: RealtimeStores) -> list[CatalogEntry]:
+    """The catalog entries with `covered_until` filled for realtime backups (from a readable copy).
+
+    Selection then knows a realtime backup reaches any time from its position to the end of its shipped
+    WAL. A copy whose WAL range cannot be read leaves the entry as it was (position plus objective).
+    """
+    filled: list[CatalogEntry] = []
+    for entry in entries:
+        if entry.kind != "realtime" or entry.manifest is None:
+            filled.append(entry)
+            continue
+        ends_at = None
+        for label in ("local", "remote"):
+            if entry.copy(label).state in (CopyState.MISSING, CopyState.DAMAGED):
+                continue
+            try:
+                ends_at = coverage(stores.copy(label), entry.name).ends_at
+            except IntegrityError:
+                continue
+            break
+        filled.append(replace(entry, covered_until=ends_at))
+    return filled

@@ -96,6 +96,15 @@ def _window(kind: Kind, objectives: Objectives) -> timedelta:
     return timedelta(hours=objectives.daily_backup_max_age_hours)
 
 
+def _reaches(entry: CatalogEntry, at: datetime, objectives: Objectives) -> bool:
+    """`at` is at or after the entry's position and no later than its kind's objective after it, or
+    than the end of its shipped WAL (realtime backups)."""
+    end = _position(entry) + _window(entry.kind, objectives)
+    if entry.covered_until is not None:
+        end = max(end, entry.covered_until)
+    return _position(entry) <= at <= end
+
+
 def _newest_first(entries: Sequence[CatalogEntry]) -> list[CatalogEntry]:
     return sorted(entries, key=lambda entry: (_position(entry), entry.name), reverse=True)
 
@@ -141,7 +150,7 @@ def _realtime_problem(
     if not candidates:
         return None, f"no realtime backup of {domain} exists{scope}"
     newest = candidates[0]
-    if at is not None and at - _position(newest) > _window("realtime", objectives):
+    if at is not None and not _reaches(newest, at, objectives):
         return None, (
             f"the newest realtime backup of {domain}{scope}, {newest.backup_id} "
             f"at {_when(_position(newest))}, cannot reach {_when(at)}"
@@ -162,9 +171,7 @@ def _by_time(
             domain, f"backups of {domain} exist but no copy has a readable manifest; run the catalog verify"
         )
     reachable = [entry for entry in known if at is None or _position(entry) <= at]
-    if at is not None and not any(
-        at - _position(entry) <= _window(entry.kind, objectives) for entry in reachable
-    ):
+    if at is not None and not any(_reaches(entry, at, objectives) for entry in reachable):
         earliest = min(_position(entry) for entry in known)
         return DomainRefusal(
             domain,
