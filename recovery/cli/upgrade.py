@@ -89,6 +89,9 @@ def _render(report: dict[str, Any]) -> None:
         for damaged in rollback["needs_a_person"]:
             typer.echo(f"NEEDS A PERSON: order {damaged['order_id']}: {damaged['reason']} "
                        f"(payments: {', '.join(damaged['payments']) or 'none'})")
+        count = rollback.get("needs_a_person_count", 0)
+        if count > len(rollback["needs_a_person"]):
+            typer.echo(f"... {count} orders need a person in all: {rollback['needs_a_person_file']}")
 
 
 def _finish(command: str, report: dict[str, Any], output: OutputFormat, junit: Path | None,

@@ -56,7 +56,9 @@ def _rollback_details(result: RunResult) -> dict[str, Any]:
             summary["database_restored"] = bool(step.output.get("restore_database"))
             summary["decision"] = step.output.get("reason")
     summary["carry_over"] = carried
-    summary["needs_a_person"] = list(carried.get("damaged", [])) if carried else []
+    summary["needs_a_person"] = list(carried.get("needs_a_person", [])) if carried else []
+    summary["needs_a_person_count"] = int(carried.get("needs_a_person_count", 0)) if carried else 0
+    summary["needs_a_person_file"] = carried.get("needs_a_person_file") if carried else None
     return summary
 
 

@@ -12,6 +12,7 @@ ends with invariants and a smoke test. Each step checks what is already done, so
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from recovery.verify.reports import failure_line
 from recovery.verify.smoke import smoke_test
 
 RUNBOOK = "rollback"
+NEEDS_A_PERSON_SHOWN = 20
 DEFAULT_HEALTH_TIMEOUT = 30
 
 
@@ -291,9 +293,18 @@ def _carry(ctx: RunContext) -> dict[str, Any]:
     report = carry_over(
         ctx.target.primary.database, failed_db=_names(ctx).replaced, restore_point_at=point.taken_at
     )
-    for damaged in report.damaged:
-        ctx.note(f"order {damaged.order_id} left for a person: {damaged.reason}")
-    return report.to_json()
+    doc = report.to_json()
+    damaged = doc.pop("damaged")
+    if damaged:
+        # The whole list goes to a file (the journal keeps small outputs); the output keeps the first few.
+        path = ctx.target.state_dir / "rollbacks" / ctx.run_id / "needs-a-person.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(damaged, indent=2, default=str) + "\n")
+        doc["needs_a_person_file"] = str(path)
+        ctx.note(f"{len(damaged)} damaged orders left for a person, listed in {path}")
+    doc["needs_a_person_count"] = len(damaged)
+    doc["needs_a_person"] = damaged[:NEEDS_A_PERSON_SHOWN]
+    return doc
 
 
 def _switch(ctx: RunContext) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def _rollback() -> RunResult:
         "20261125T221530Z-rollback-aaaa", "rollback", "lab", "ok", {}, "u", "h", "t1", "t2", 0,
         (StepResult("decide", "d", False, "ok", 1, 0.1,
                     {"restore_database": True, "reason": "schema changed"}),
-         StepResult("carry-over", "c", True, "ok", 1, 0.4, {"orders_inserted": 3, "damaged": [damaged]}),
+         StepResult("carry-over", "c", True, "ok", 1, 0.4, {"orders_inserted": 3, "needs_a_person": [damaged],
+                                                          "needs_a_person_count": 1}),
          StepResult("verify", "v", False, "ok", 1, 0.2)),
     )
 
@@ -49,6 +50,7 @@ def test_report_names_the_gate_the_detection_time_and_what_needs_a_person() -> N
     assert [s["duration_s"] for s in report["upgrade"]["steps"]] == [0.5, 1.0, 12.0, None]
     assert report["rollback"]["database_restored"] is True
     assert report["rollback"]["needs_a_person"][0]["order_id"] == "o-1"
+    assert report["rollback"]["needs_a_person_count"] == 1
 
 
 def test_junit_has_one_case_per_step_plus_the_failed_gate(tmp_path: Path) -> None:
