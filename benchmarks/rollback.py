@@ -66,7 +66,8 @@ def main_benchmark() -> int:
     parser.add_argument("--lab-dir", type=Path, default=None)
     args = parser.parse_args()
     lab_dir = args.lab_dir or Path(tempfile.mkdtemp(prefix="order-recovery-bench-rollback-", dir="/var/tmp"))
-    lab_dir.chmod(0o755)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    lab_dir.chmod(0o755)  # the lab user must reach it
     lab = lab_dir / "lab"
     started = time.monotonic()
     if main(["lab", "up", "--lab-dir", str(lab), "--base-port", str(args.base_port),
