@@ -35,6 +35,11 @@ GateName = Literal["health", "error_rate", "latency", "smoke", "invariants"]
 GATE_NAMES: tuple[GateName, ...] = ("health", "error_rate", "latency", "smoke", "invariants")
 MIN_REQUESTS = 10  # below this many requests an error rate or a p95 says too little to fail a release
 PROBE_TIMEOUT_S = 10.0
+DEFAULT_MAX_SLOWDOWN = 3.0
+SLOWDOWN_SLACK_MS = 50.0
+# Probe orders: three lines, the first of quantity 2 (a total that ignores quantities is caught), and
+# several lines so per-line costs of a release show in the latency.
+PROBE_QUANTITIES: tuple[int, ...] = (2, 1, 1)
 
 
 # -- observations (frozen snapshots) -------------------------------------------------------------
@@ -128,9 +133,40 @@ def decide_error_rate(requests: Sequence[Request], objectives: Objectives) -> Ga
     )
 
 
-def decide_latency(requests: Sequence[Request], objectives: Objectives) -> GateResult:
+@dataclass(frozen=True)
+class LatencyBaseline:
+    """The p95 of the same probe requests measured before the deploy, on the release being replaced."""
+
+    p95_ms: float
+    requests: int
+
+
+def latency_limit(
+    objectives: Objectives, baseline: LatencyBaseline | None, max_slowdown: float = DEFAULT_MAX_SLOWDOWN
+) -> tuple[float, str]:
+    """The p95 a release may reach and why. Pure.
+
+    The objective is the hard limit. With a baseline, a release may also be at most `max_slowdown` times
+    slower than the release it replaces (plus SLOWDOWN_SLACK_MS, so noise on fast requests does not fail
+    a release): a release several times slower is a regression even while it is still under the objective.
+    """
+    limit, why = objectives.latency_p95_ms, f"the objective {objectives.latency_p95_ms:.0f} ms"
+    if baseline is not None:
+        allowed = max(baseline.p95_ms * max_slowdown, baseline.p95_ms + SLOWDOWN_SLACK_MS)
+        if allowed < limit:
+            limit = allowed
+            why = f"{limit:.0f} ms, {max_slowdown:g}x the {baseline.p95_ms:.0f} ms measured before the deploy"
+    return limit, why
+
+
+def decide_latency(
+    requests: Sequence[Request],
+    objectives: Objectives,
+    baseline: LatencyBaseline | None = None,
+    max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
+) -> GateResult:
     latencies = [r.latency_ms for r in requests if r.ok]
-    limit = objectives.latency_p95_ms
+    limit, why = latency_limit(objectives, baseline, max_slowdown)
     if len(latencies) < MIN_REQUESTS:
         return GateResult(
             "latency", True, f"{len(latencies)} answered requests so far; p95 needs {MIN_REQUESTS}"
@@ -141,10 +177,12 @@ def decide_latency(requests: Sequence[Request], objectives: Objectives) -> GateR
         return GateResult(
             "latency",
             False,
-            f"p95 latency {p95:.0f} ms over {len(latencies)} requests exceeds the objective {limit:.0f} ms",
+            f"p95 latency {p95:.0f} ms over {len(latencies)} requests exceeds {why}",
         )
     return GateResult(
-        "latency", True, f"p95 latency {p95:.0f} ms over {len(latencies)} requests (objective {limit:.0f} ms)"
+        "latency",
+        True,
+        f"p95 latency {p95:.0f} ms over {len(latencies)} requests (limit: {why})",
     )
 
 
@@ -203,8 +241,8 @@ def observe_host_health(host: Host, timeout: float = PROBE_TIMEOUT_S) -> HostHea
 
 
 class OrderProbe:
-    """Real orders through the front door, one line of quantity 2 each (so a total that ignores the
-    quantity is caught by the invariants too); ids and products are found through the API."""
+    """Real orders through the front door (PROBE_QUANTITIES); the user and products are found through the
+    API. A total that ignores quantities is caught by the invariants too."""
 
     def __init__(self, front_door_url: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         self.base = front_door_url.rstrip("/")
@@ -246,19 +284,29 @@ class OrderProbe:
         started = time.monotonic()
         try:
             self._prepare()
-            product = self.product_ids[self._next % len(self.product_ids)]
+            count = min(len(PROBE_QUANTITIES), len(self.product_ids))
+            products = [self.product_ids[(self._next + i) % len(self.product_ids)] for i in range(count)]
             self._next += 1
-            body = {
-                "order_id": str(uuid.uuid4()),
-                "user_id": self.user_id,
-                "items": [{"product_id": product, "quantity": 2}],
-            }
+            items = [
+                {"product_id": p, "quantity": q} for p, q in zip(products, PROBE_QUANTITIES, strict=False)
+            ]
+            body = {"order_id": str(uuid.uuid4()), "user_id": self.user_id, "items": items}
             status, _ = self._post("/orders", body)
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, ValueError, KeyError) as error:
             reason = getattr(error, "reason", error)
             return Request(False, (time.monotonic() - started) * 1000, f"POST /orders failed: {reason}")
         latency = (time.monotonic() - started) * 1000
         return Request(status == 201, latency, f"POST /orders answered {status}")
+
+
+def measure_baseline(target: Target, requests: int = 2 * MIN_REQUESTS) -> LatencyBaseline | None:
+    """The p95 of probe orders on the running release, before a deploy; None when too few answered."""
+    probe = OrderProbe(target.traffic.front_door_url)
+    answered = [r.latency_ms for r in (probe.one() for _ in range(requests)) if r.ok]
+    p95 = percentile(answered, 95)
+    if p95 is None or len(answered) < MIN_REQUESTS:
+        return None
+    return LatencyBaseline(p95_ms=p95, requests=len(answered))
 
 
 def observe_invariants(target: Target) -> InvariantReport | GateResult:
@@ -286,8 +334,14 @@ def watch_gates(
     *,
     probes_per_interval: int = 5,
     deep_every_s: float = 15.0,
+    baseline: LatencyBaseline | None = None,
+    max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
 ) -> GateReport:
-    """Watch every gate for `window_s` seconds; return at the first failing gate (or after the window)."""
+    """Watch every gate for `window_s` seconds; return at the first failing gate (or after the window).
+
+    `baseline` (from `measure_baseline` before the deploy) lets the latency gate fail a release that is
+    `max_slowdown` times slower than the one it replaced, even under the objective.
+    """
     check_window(window_s, interval_s)
     probe = OrderProbe(target.traffic.front_door_url)
     requests: list[Request] = []
@@ -302,7 +356,7 @@ def watch_gates(
         requests.extend(probe.one() for _ in range(probes_per_interval))
         results += [
             decide_error_rate(requests, target.objectives),
-            decide_latency(requests, target.objectives),
+            decide_latency(requests, target.objectives, baseline, max_slowdown),
         ]
         if last_deep is None or now - last_deep >= deep_every_s or last_round:
             last_deep = now

@@ -9,6 +9,7 @@ from recovery.release.gates import (
     MIN_REQUESTS,
     GateResult,
     HostHealth,
+    LatencyBaseline,
     Request,
     check_window,
     decide_error_rate,
@@ -17,6 +18,7 @@ from recovery.release.gates import (
     decide_latency,
     decide_smoke,
     first_failure,
+    latency_limit,
 )
 from recovery.targets.model import Objectives
 from recovery.verify.invariants import INVARIANTS, CheckObservation
@@ -111,3 +113,24 @@ def test_the_first_failing_gate_in_gate_order_decides() -> None:
 def test_a_bad_window_is_refused(window: float, interval: float) -> None:
     with pytest.raises(UsageError):
         check_window(window, interval)
+
+
+def test_a_baseline_fails_a_release_several_times_slower_than_the_one_it_replaced() -> None:
+    baseline = LatencyBaseline(p95_ms=40, requests=20)
+    assert latency_limit(OBJECTIVES, baseline) == (120, "120 ms, 3x the 40 ms measured before the deploy")
+    slow = requests(20, latency_ms=200)  # well under the 500 ms objective, but five times slower
+    assert decide_latency(slow, OBJECTIVES).passed
+    result = decide_latency(slow, OBJECTIVES, baseline)
+    assert not result.passed
+    assert result.reason == (
+        "p95 latency 200 ms over 20 requests exceeds 120 ms, 3x the 40 ms measured before the deploy"
+    )
+    assert decide_latency(requests(20, latency_ms=110), OBJECTIVES, baseline).passed
+
+
+def test_the_baseline_limit_keeps_a_slack_for_fast_requests_and_never_exceeds_the_objective() -> None:
+    assert latency_limit(OBJECTIVES, LatencyBaseline(p95_ms=5, requests=20))[0] == 55  # 5 + 50 ms slack
+    assert latency_limit(OBJECTIVES, LatencyBaseline(p95_ms=300, requests=20)) == (
+        500,
+        "the objective 500 ms",
+    )
