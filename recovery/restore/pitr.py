@@ -21,7 +21,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -29,7 +29,8 @@ from pathlib import Path, PurePosixPath
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from recovery.backup.naming import BackupName
+from recovery.backup.catalog import CatalogEntry
+from recovery.backup.naming import BackupName, Domain
 from recovery.backup.realtime import (
     Coverage,
     RealtimeStores,
@@ -43,7 +44,7 @@ from recovery.backup.repository import read_backup, read_manifest
 from recovery.backup.wal import WalKey, check_restore_point_name
 from recovery.drivers import remote
 from recovery.errors import ExternalFailure, IntegrityError, UsageError
-from recovery.restore.selection import DomainChoice
+from recovery.restore.selection import DomainChoice, DomainRefusal, pick_copy
 from recovery.targets.model import Database, Host, Target
 
 SCRATCH_PREFIX = "pitr-"
@@ -361,3 +362,50 @@ def recover_to(
             scratch.stop()
         finally:
             shutil.rmtree(pass_dir, ignore_errors=True)
+
+
+def choose_for_restore_point(
+    entries: Sequence[CatalogEntry], domain: Domain, name: str, stores: RealtimeStores
+) -> DomainChoice | DomainRefusal:
+    """The newest realtime backup of `domain` whose shipped WAL holds restore point `name`, and its copy.
+
+    Realtime restore points live beside the WAL (`orders/restore-points/<name>.json`), not in a backup
+    manifest, so `select_backups` cannot see them: the restore side asks here first.
+    """
+    point = None
+    for store in stores.both:
+        with contextlib.suppress(IntegrityError):
+            point = point or read_restore_point(store, check_restore_point_name(name))
+    if point is None:
+        return DomainRefusal(domain, f"no realtime restore point named {name!r} was recorded")
+    candidates = [
+        entry
+        for entry in entries
+        if entry.domain == domain
+        and entry.kind == "realtime"
+        and entry.position is not None
+        and entry.position <= point.created_at
+    ]
+    failures: list[str] = []
+    for entry in sorted(candidates, key=lambda item: (item.position, item.name), reverse=True):
+        if pick_copy(entry) is None:
+            failures.append(f"{entry.backup_id} does not verify in either copy")
+            continue
+        for label in ("local", "remote"):
+            if not entry.copy(label).usable:
+                continue
+            try:
+                coverage(stores.copy(label), entry.name).segments_through(point.segment)
+            except (UsageError, IntegrityError) as exc:
+                failures.append(f"{entry.backup_id} ({label} copy): {exc}")
+                continue
+            return DomainChoice(
+                domain,
+                entry.backup_id,
+                "realtime",
+                label,
+                f"realtime backup {entry.backup_id} reaches restore point {name!r} through the WAL shipped "
+                f"to its {label} copy",
+            )
+    detail = "; ".join(failures) or "none is older than the point"
+    return DomainRefusal(domain, f"no realtime backup of {domain} reaches restore point {name!r}: {detail}")

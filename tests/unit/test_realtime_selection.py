@@ -15,8 +15,16 @@ from recovery.backup.naming import BackupName
 from recovery.backup.realtime import RealtimeStores, WalRange, _seal, _store_wal, wal_range_key, with_coverage
 from recovery.backup.repository import BackupMetadata, write_backup
 from recovery.backup.stores import FilesystemStore
-from recovery.backup.wal import Segment, series_id
-from recovery.restore.selection import select_backups
+from recovery.backup.wal import (
+    RestorePoint,
+    Segment,
+    restore_point_key,
+    series_id,
+    wal_manifest_key,
+    wal_object_key,
+)
+from recovery.restore.pitr import choose_for_restore_point
+from recovery.restore.selection import DomainChoice, DomainRefusal, select_backups
 from recovery.targets.model import Objectives
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -63,3 +71,47 @@ def test_a_realtime_backup_reaches_the_end_of_its_shipped_wal(tmp_path: Path) ->
     assert chosen is not None and chosen.backup_id == name.backup_id and chosen.copy == "local"
     beyond = select_backups(filled, ["orders"], at=late + timedelta(minutes=5), objectives=objectives)
     assert beyond.refused
+
+
+def test_a_realtime_restore_point_is_found_through_the_wal_that_holds_it(tmp_path: Path) -> None:
+    stores = _stores(tmp_path)
+    name = BackupName(date(2026, 11, 25), "orders", "realtime")
+    metadata = BackupMetadata(SourcePosition(at=T0, lsn="0/4000120"), "3", "v1", ())
+    write_backup(io.BytesIO(b"base"), name, metadata, stores.both, stores.keys)
+    wal_range = WalRange(
+        backup_id=name.backup_id,
+        timeline=1,
+        start_lsn="0/4000028",
+        end_lsn="0/4000120",
+        started_at=T0,
+        ended_at=T0,
+    )
+    point = RestorePoint(
+        name="before-d",
+        lsn="0/5000100",
+        timeline=1,
+        created_at=T0 + timedelta(minutes=1),
+        segment=Segment(1, 5).name(),
+    )
+    for store in stores.both:
+        store.put_bytes(wal_range_key(name), wal_range.to_json())
+        store.put_bytes(restore_point_key("before-d"), point.to_json())
+        for number in (4, 5):
+            written = T0 + timedelta(minutes=number - 3)
+            file_name = Segment(1, number).name()
+            _store_wal(store, _seal(series_id(written.date()), file_name, b"wal" * 100, written, stores.keys))
+    catalog = Catalog(stores.local, stores.remote, stores.keys)
+    entries = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
+    chosen = choose_for_restore_point(entries, "orders", "before-d", stores)
+    assert isinstance(chosen, DomainChoice), chosen
+    assert (chosen.backup_id, chosen.copy) == (name.backup_id, "local")
+    assert "reaches restore point 'before-d' through the WAL shipped to its local copy" in chosen.reason
+    missing = choose_for_restore_point(entries, "orders", "never", stores)
+    assert isinstance(missing, DomainRefusal) and "no realtime restore point named 'never'" in missing.reason
+    stores.local.delete(wal_object_key(series_id(T0.date()), Segment(1, 5).name()))
+    stores.local.delete(wal_manifest_key(series_id(T0.date()), Segment(1, 5).name()))
+    remote = choose_for_restore_point(entries, "orders", "before-d", stores)
+    assert isinstance(remote, DomainChoice) and remote.copy == "remote", "the copy that holds the WAL"
+    stores.remote.delete(wal_object_key(series_id(T0.date()), Segment(1, 5).name()))
+    neither = choose_for_restore_point(entries, "orders", "before-d", stores)
+    assert isinstance(neither, DomainRefusal) and "(remote copy)" in neither.reason
