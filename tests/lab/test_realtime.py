@@ -9,6 +9,7 @@ lab: the later ones rely on archiving set up by the first.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from recovery.backup.catalog import catalog_for
 from recovery.backup.naming import BackupName
@@ -31,12 +34,13 @@ from recovery.backup.realtime import (
     wal_archive_extravars,
 )
 from recovery.backup.wal import parse_wal_keys
+from recovery.backup.wal_command import ship as ship_command
 from recovery.drivers import db
 from recovery.drivers.ansible import require_success, run_playbook
 from recovery.drivers.aws import AwsDriver
 from recovery.errors import IntegrityError, UsageError
 from recovery.lab.plan import LabPlan
-from recovery.restore.pitr import recover_to
+from recovery.restore.pitr import choose_for_restore_point, recover_to
 from recovery.restore.selection import DomainChoice
 from recovery.targets.model import Target
 
@@ -191,6 +195,9 @@ def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab) -> Non
     switch_and_wait_archived(lab.target.primary.database)
     ship_wal(lab.target)
     assert point.name == "before-batch-d"
+    entries = [catalog_for(lab.target).verify(entry.backup_id) for entry in catalog_for(lab.target).entries()]
+    chosen = choose_for_restore_point(entries, "orders", "before-batch-d", _stores(lab))
+    assert isinstance(chosen, DomainChoice) and chosen.backup_id == _state["backup_id"], chosen
     with recover_to(lab.target, _realtime_choice(lab, "remote"), restore_point="before-batch-d") as conninfo:
         assert _present(conninfo, before + after) == set(before)
     with pytest.raises(UsageError, match="already exists"):
@@ -200,6 +207,21 @@ def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab) -> Non
         recover_to(lab.target, _realtime_choice(lab), restore_point="never-made"),
     ):
         pass
+
+
+def test_the_ship_command_ships_and_reports_in_json(lab: Lab) -> None:
+    _insert_orders(lab, 1)
+    segment = switch_and_wait_archived(lab.target.primary.database)
+    app = typer.Typer()
+    app.command("ship")(ship_command)
+    app.command("help")(lambda: None)  # a second command keeps `ship` a subcommand
+    result = CliRunner().invoke(app, ["ship", "--target", str(lab.plan.target_file), "--output", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["command"] == "backup ship"
+    files = {item["file"]: item for item in document["result"]["files"]}
+    assert set(files[segment]["uploaded_to"]) == {"local", "remote"}
+    assert not (spool_dir(lab.target.primary.database) / segment).exists()
 
 
 def test_a_time_outside_the_covered_range_is_refused(lab: Lab) -> None:
