@@ -13,6 +13,7 @@ from recovery.backup.catalog import CatalogEntry, catalog_for
 from recovery.backup.freshness import stale_backups
 from recovery.backup.naming import DOMAINS, Domain, parse_domain, parse_kind
 from recovery.backup.retention import RetentionPolicy, plan_retention
+from recovery.backup.wal_command import ship
 from recovery.cli.common import (
     DryRunOpt,
     OutputFormat,
@@ -31,6 +32,9 @@ from recovery.targets import load_target
 app = typer.Typer(
     help="Encrypted two-copy backups: run, list, verify, prune, restore points.", no_args_is_help=True
 )
+
+# Realtime backups: ship the archived WAL segments to both copies (once, or --follow).
+app.command("ship")(ship)
 
 DomainOpt = Annotated[list[str] | None, typer.Option("--domain", "-d", help="a domain (repeat); default all")]
 
