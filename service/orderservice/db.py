@@ -51,13 +51,32 @@ class Database:
                 )
             return self._pool
 
+    def _live_connection(
+        self, pool: psycopg2.pool.ThreadedConnectionPool
+    ) -> psycopg2.extensions.connection:
+        """A pooled connection that answers; dead ones (database restarted, backend terminated) are dropped.
+
+        A restart of PostgreSQL kills every idle pooled connection at once. Without this check each of
+        them would fail one client request before being discarded; a round trip on loopback is cheap.
+        """
+        for _ in range(self._maxconn + 1):
+            conn = pool.getconn()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                conn.rollback()
+                return conn
+            except psycopg2.Error:
+                pool.putconn(conn, close=True)
+        raise psycopg2.OperationalError("the database did not answer on a fresh connection")
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg2.extensions.connection]:
         if not self._slots.acquire(timeout=10):
             raise psycopg2.OperationalError("no database connection free within 10 s")
         try:
             pool = self._get_pool()
-            conn = pool.getconn()
+            conn = self._live_connection(pool)
             broken = False
             try:
                 yield conn

@@ -205,3 +205,28 @@ def test_unreachable_database_is_503(deploy):
     assert status == 503 and health["db"]["reachable"] is False and health["status"] == "unhealthy"
     status, error = run.call("GET", "/orders")
     assert status == 503 and error["error"] == "unavailable"
+
+
+def test_orders_keep_working_after_the_database_dropped_every_connection(service, postgres):
+    user = _user(service)
+    for _ in range(3):  # fill the pool with idle connections
+        status, _ = service.call(
+            "POST",
+            "/orders",
+            {"order_id": str(uuid.uuid4()), "user_id": user, "items": [{"product_id": 1, "quantity": 1}]},
+        )
+        assert status == 201
+    # What a PostgreSQL restart does to a pool: every idle backend of the service is gone.
+    postgres.execute(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        (service.db,),
+    )
+    for _ in range(3):
+        status, body = service.call(
+            "POST",
+            "/orders",
+            {"order_id": str(uuid.uuid4()), "user_id": user, "items": [{"product_id": 1, "quantity": 1}]},
+        )
+        assert status == 201, body
