@@ -341,13 +341,27 @@ def _preflight(ctx: RunContext) -> dict[str, Any]:
         raise PreconditionFailed(
             f"every host already runs {release.name}; nothing to upgrade", code="preflight.same_release"
         )
-    ctx.note(f"upgrade {running[0]} -> {release.name}; PostgreSQL {major}")
+    baseline = _baseline_order_ms(ctx.target)
+    ctx.note(f"upgrade {running[0]} -> {release.name}; PostgreSQL {major}; an order takes {baseline} ms")
     return {
         "previous_release": running[0],
         "release": release.name,
         "postgres_major": major,
         "hosts": {h.host: h.release for h in hosts},
+        "baseline_order_ms": baseline,
     }
+
+
+def _order_ms(target: Target) -> float | None:
+    primary = target.primary.hosts[0]
+    smoke = smoke_test(f"http://{primary.address}:{primary.service_port}", timeout=15)
+    return next((s.seconds * 1000 for s in smoke.steps if s.name == "create_order" and s.passed), None)
+
+
+def _baseline_order_ms(target: Target) -> float | None:
+    """How long the running release takes to place an order, now (None when it cannot place one)."""
+    samples = [ms for ms in (_order_ms(target) for _ in range(BASELINE_SAMPLES)) if ms is not None]
+    return round(statistics.median(samples), 2) if samples else None
 
 
 def _restore_point(ctx: RunContext) -> dict[str, Any]:
