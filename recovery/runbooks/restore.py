@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from recovery.backup.keys import KeyProvider
 from recovery.backup.manifest import Manifest
 from recovery.backup.naming import BackupName, Domain, parse_domain
 from recovery.backup.pgdump import ByteSink
+from recovery.backup.realtime import realtime_stores, with_coverage
 from recovery.backup.repository import read_backup
 from recovery.backup.stores import ObjectStore
 from recovery.drivers import db as dbdriver
@@ -41,6 +43,7 @@ from recovery.errors import (
     VerificationFailed,
 )
 from recovery.restore.database import (
+    FromDatabase,
     FromWriter,
     RestoredDatabase,
     Source,
@@ -49,6 +52,7 @@ from recovery.restore.database import (
     restore_names,
     swap_in,
 )
+from recovery.restore.pitr import choose_for_restore_point, recover_to
 from recovery.restore.selection import DomainChoice, Selection, select_backups
 from recovery.runbooks.backup import DUMP, FILE_PREFIX, SCHEMA, SectionSplitter
 from recovery.targets.model import Database, Target
@@ -98,23 +102,33 @@ class Sources:
 
 
 def sources_for(
-    catalog: Catalog, choices: Sequence[DomainChoice], manifests: Mapping[str, Manifest]
+    catalog: Catalog,
+    choices: Sequence[DomainChoice],
+    manifests: Mapping[str, Manifest],
+    recovered: Mapping[str, FromDatabase] | None = None,
 ) -> Sources:
-    """One source per chosen domain plus the schema (from the first chosen backup; all share it)."""
+    """One source per chosen domain plus the schema (from the first daily backup chosen, else from a
+    recovered cluster). A realtime choice's source is its recovered scratch cluster (`recovered`)."""
+    found = recovered or {}
     if catalog.keys is None:
         raise KeyUnavailable("restoring needs the target's keys; check its key source")
     keys = catalog.keys
     domains: dict[str, Source] = {}
     for choice in choices:
-        if choice.kind != "daily":
-            raise PreconditionFailed(
-                f"{choice.backup_id} is a realtime backup and point-in-time recovery is not available in "
-                "this version; restore from the daily backup with --at or --point"
-            )
+        if choice.kind == "realtime":
+            if choice.domain not in found:
+                raise PreconditionFailed(
+                    f"{choice.backup_id} is realtime: recover it to a scratch cluster first"
+                )
+            domains[choice.domain] = found[choice.domain]
+            continue
         store = catalog.local if choice.copy == "local" else catalog.remote
         name = BackupName.parse(choice.backup_id)
         domains[choice.domain] = section_source(store, name, keys, manifests[choice.backup_id], DUMP)
-    first = choices[0]
+    daily = [choice for choice in choices if choice.kind == "daily"]
+    if not daily:
+        return Sources(found[choices[0].domain], domains)
+    first = daily[0]
     store = catalog.local if first.copy == "local" else catalog.remote
     schema = section_source(
         store, BackupName.parse(first.backup_id), keys, manifests[first.backup_id], SCHEMA
@@ -153,6 +167,14 @@ def mark_damaged(
         else entry
         for entry in entries
     ]
+
+
+def with_choice(selection: Selection, choice: DomainChoice) -> Selection:
+    """The selection with `choice` replacing whatever was decided for its domain. Pure."""
+    return Selection(
+        (*(c for c in selection.choices if c.domain != choice.domain), choice),
+        tuple(r for r in selection.refusals if r.domain != choice.domain),
+    )
 
 
 def schema_versions_agree(manifests: Sequence[Manifest]) -> str | None:
@@ -238,10 +260,36 @@ def _select(
             catalog.verify(entry.backup_id) for domain in _domains(ctx) for entry in catalog.entries(domain)
         ]
     at = parse_at(ctx.params.get("at"))
+    point = ctx.params.get("point")
+    realtime = any(entry.kind == "realtime" for entry in entries)
+    if realtime:
+        # A realtime backup reaches to the end of its shipped WAL, not just its objective.
+        entries = with_coverage(entries, realtime_stores(ctx.target))
     selection = select_backups(
-        entries, _domains(ctx), at=at, restore_point=ctx.params.get("point"), objectives=ctx.target.objectives
+        entries, _domains(ctx), at=at, restore_point=point, objectives=ctx.target.objectives
     )
+    if realtime and point:
+        selection = _realtime_points(ctx, entries, selection, str(point))
     return selection, list(entries)
+
+
+def _realtime_points(
+    ctx: RunContext, entries: Sequence[CatalogEntry], selection: Selection, point: str
+) -> Selection:
+    """Realtime restore points live beside the WAL, not in manifests: ask for them first per domain."""
+    stores = realtime_stores(ctx.target)
+    for domain in _domains(ctx):
+        if not any(entry.domain == domain and entry.kind == "realtime" for entry in entries):
+            continue
+        found = choose_for_restore_point(entries, domain, point, stores)
+        if isinstance(found, DomainChoice):
+            selection = with_choice(selection, found)
+        elif (daily := selection.choice(domain)) is not None:
+            why = f"{found.reason}; so {daily.reason}"
+            selection = with_choice(
+                selection, DomainChoice(daily.domain, daily.backup_id, daily.kind, daily.copy, why)
+            )
+    return selection
 
 
 def _choice_json(choice: DomainChoice) -> dict[str, str]:
@@ -282,28 +330,21 @@ def _manifests(entries: Sequence[CatalogEntry], selection: Selection) -> dict[st
 
 def _restore_step(ctx: RunContext) -> dict[str, object]:
     target = ctx.target
-    db = _db(target)
     catalog = catalog_for(target)
     selection, entries = _select(ctx)
     if selection.refused:
         raise refusal_error(selection)
     for _attempt in range(MAX_FALLBACKS):
-        manifests = _manifests(entries, selection)
-        sources = sources_for(catalog, selection.choices, manifests)
-        ctx.progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
         try:
-            restored = restore_beside(
-                _admin(target),
-                dbdriver.pg_tool(db, "pg_restore").parent,
-                live_db=db.name,
-                restore_id=str(ctx.params["restore_id"]),
-                schema_stream=sources.schema,
-                domain_streams=sources.domains,
-            )
+            restored = _restore_once(ctx, catalog, selection, entries)
         except IntegrityError as exc:
-            # Which copy failed is not always known from the message: mark every chosen copy that
-            # names itself in it, else the first choice's copy, and choose again.
-            culprit = next((c for c in selection.choices if c.backup_id in exc.message), selection.choices[0])
+            # A copy failed while being read or recovered (it changed after it was checked): mark the
+            # chosen copy the message names (else the first realtime, else the first choice) and choose
+            # again, which falls back to the other copy, an older backup or the daily kind.
+            culprit = next(
+                (c for c in selection.choices if c.backup_id in exc.message),
+                next((c for c in selection.choices if c.kind == "realtime"), selection.choices[0]),
+            )
             ctx.note(
                 f"{culprit.backup_id} ({culprit.copy} copy) failed while being read: {exc.message}; "
                 "choosing again"
@@ -328,6 +369,36 @@ def _restore_step(ctx: RunContext) -> dict[str, object]:
     )
 
 
+def _restore_once(
+    ctx: RunContext, catalog: Catalog, selection: Selection, entries: Sequence[CatalogEntry]
+) -> RestoredDatabase:
+    """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
+    target = ctx.target
+    db = _db(target)
+    at = parse_at(ctx.params.get("at"))
+    point = ctx.params.get("point")
+    bin_dir = dbdriver.pg_tool(db, "pg_restore").parent
+    with ExitStack() as clusters:
+        recovered: dict[str, FromDatabase] = {}
+        for choice in selection.choices:
+            if choice.kind == "realtime":
+                ctx.progress(f"recovering {choice.backup_id} into a scratch cluster")
+                conninfo = clusters.enter_context(
+                    recover_to(target, choice, at=at, restore_point=str(point) if point else None)
+                )
+                recovered[choice.domain] = FromDatabase(conninfo, bin_dir)
+        sources = sources_for(catalog, selection.choices, _manifests(entries, selection), recovered)
+        ctx.progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
+        return restore_beside(
+            _admin(target),
+            bin_dir,
+            live_db=db.name,
+            restore_id=str(ctx.params["restore_id"]),
+            schema_stream=sources.schema,
+            domain_streams=sources.domains,
+        )
+
+
 def _verify_step(ctx: RunContext) -> dict[str, object]:
     target = ctx.target
     db = _db(target)
@@ -337,6 +408,10 @@ def _verify_step(ctx: RunContext) -> dict[str, object]:
     checked: dict[str, int] = {}
     with dbdriver.connect(db, dbname=scratch, autocommit=True) as conn:
         for choice in ctx.outputs["restore-beside"]["choices"]:
+            if choice["kind"] == "realtime":
+                # The manifest's fingerprints describe the base backup, not the moment recovered to.
+                ctx.note(f"{choice['domain']}: recovered to a moment, checked by the invariants only")
+                continue
             manifest = catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
             if manifest is None:
                 problems.append(f"the manifest of {choice['backup_id']} can no longer be read")

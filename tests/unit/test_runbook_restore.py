@@ -126,3 +126,16 @@ def test_plain_turns_recorded_outputs_into_json_values() -> None:
     from types import MappingProxyType
 
     assert plain(MappingProxyType({"a": (1, MappingProxyType({"b": 2}))})) == {"a": [1, {"b": 2}]}
+
+
+def test_with_choice_replaces_a_domains_decision() -> None:
+    from recovery.restore.selection import DomainChoice, DomainRefusal, Selection
+    from recovery.runbooks.restore import with_choice
+
+    daily = DomainChoice("orders", "20261125-orders-daily", "daily", "local", "daily")
+    users = DomainChoice("users", "20261125-users-daily", "daily", "local", "daily")
+    realtime = DomainChoice("orders", "20261125-orders-realtime", "realtime", "remote", "point in WAL")
+    merged = with_choice(Selection((daily, users), ()), realtime)
+    assert merged.choice("orders") == realtime and merged.choice("users") == users
+    refused = Selection((), (DomainRefusal("orders", "none"),))
+    assert not with_choice(refused, realtime).refused
