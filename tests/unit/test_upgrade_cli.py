@@ -1,0 +1,110 @@
+"""`recovery upgrade` / `recovery rollback`: bad input is one line and exit 2 with nothing run; the
+dry run prints the plan and journals nothing; without a TTY a run needs --yes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recovery.cli.main import main
+from recovery.errors import ExitCode
+
+
+def _target(tmp_path: Path) -> Path:
+    def site(name: str) -> dict[str, object]:
+        return {
+            "name": name,
+            "region": "us-east-1" if name == "primary" else "us-west-2",
+            "hosts": [
+                {
+                    "name": f"{name}-app",
+                    "address": "127.0.0.1",
+                    "ssh_port": 1,
+                    "ssh_user": "orderlab",
+                    "base_dir": str(tmp_path / name),
+                    "service_port": 41990,
+                }
+            ],
+            "database": {"address": "127.0.0.1", "port": 41991},
+        }
+
+    data = {
+        "name": "unitlab",
+        "kind": "lab",
+        "state_dir": str(tmp_path / "state"),
+        "inventory": str(tmp_path / "hosts.yml"),
+        "primary": site("primary"),
+        "standby": site("standby"),
+        "backup": {
+            "local": {"bucket": "a", "region": "us-east-1"},
+            "remote": {"bucket": "b", "region": "us-west-2"},
+        },
+        "keys": {"kind": "keyring", "keyring": str(tmp_path / "keyring")},
+        "traffic": {
+            "hosted_zone_id": "Z1",
+            "record_name": "orders.lab",
+            "front_door_url": "http://127.0.0.1/",
+        },
+    }
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_unknown_release_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["upgrade", "--release", "v9", "-t", str(_target(tmp_path)), "--yes"])
+    assert code == ExitCode.USAGE
+    assert "unknown release 'v9'" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "runs").exists()
+
+
+def test_junit_in_a_missing_directory_is_refused_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "upgrade",
+            "--release",
+            "v2",
+            "-t",
+            str(_target(tmp_path)),
+            "--yes",
+            "--junit",
+            str(tmp_path / "nope" / "r.xml"),
+            "--output",
+            "json",
+        ]
+    )
+    assert code == ExitCode.USAGE
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "error" and "does not exist" in doc["result"]["message"]
+    assert not (tmp_path / "state" / "runs").exists()
+
+
+def test_dry_run_prints_the_steps_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["rollback", "--to", "v1", "-t", str(_target(tmp_path)), "--dry-run", "--output", "json"]) == 0
+    )
+    plan = json.loads(capsys.readouterr().out)["result"]
+    assert [s["name"] for s in plan["steps"]] == [
+        "find-upgrade",
+        "decide",
+        "restore-beside",
+        "verify-restored",
+        "stop-service",
+        "swap-in",
+        "carry-over",
+        "switch-release",
+        "verify",
+    ]
+    assert not (tmp_path / "state" / "runs").exists()
+
+
+def test_without_a_tty_an_upgrade_needs_yes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["upgrade", "--release", "v2", "-t", str(_target(tmp_path))]) == ExitCode.NEEDS_CONFIRMATION
+    assert "--yes" in capsys.readouterr().err
