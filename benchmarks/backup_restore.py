@@ -164,8 +164,11 @@ def run(target: Any, work: Path) -> None:
     choice = select_backups([entry], ["orders"]).choices[0]
     admin = dbdriver.conninfo(db, dbname="postgres")
 
+    phases: dict[str, float] = {}
+
     def ours_restore() -> None:
         sources = sources_for(catalog, [choice], {manifest.backup_id: manifest})
+        started = time.perf_counter()
         restored = restore_beside(
             admin,
             bin_dir,
@@ -174,14 +177,20 @@ def run(target: Any, work: Path) -> None:
             schema_stream=sources.schema,
             domain_streams=sources.domains,
         )
+        phases.update({step.step: step.seconds for step in restored.steps})
+        phases["restore_beside total"] = time.perf_counter() - started
+        started = time.perf_counter()
         with dbdriver.connect(db, dbname=restored.name) as conn:
             report = fingerprint.verify_fingerprints(conn, "public", expected_fingerprints(manifest))
             assert report.passed, report.mismatches
             assert invariants.run_invariants(conn, "public").passed
+        phases["verify (fingerprints + invariants)"] = time.perf_counter() - started
 
     with PeakRss() as restore_rss:
         ours_restore_s, _ = timed("ours (restore beside + verify)", ours_restore)
     discard_restored(admin, live_db=db.name, restore_id="bench")
+    for phase, seconds in phases.items():
+        print(f"    {phase:<42} {seconds:8.2f} s")
 
     scratch = "orders_bench_bare"
     shell(

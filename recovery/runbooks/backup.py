@@ -23,7 +23,8 @@ import struct
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -208,26 +209,38 @@ _OBSERVE = (
 
 @dataclass(frozen=True)
 class HeldSnapshot:
-    """A snapshot exported from a transaction kept open: every dump and fingerprint of a backup uses it."""
+    """A snapshot exported from a transaction kept open: every dump and fingerprint of a backup uses it.
+
+    The fingerprints are computed on the holding connection while the dumps run (it is idle otherwise);
+    `fingerprints()` waits for them.
+    """
 
     snapshot_id: str
     position: str
     taken_at: datetime
-    fingerprints: Mapping[str, TableFingerprint]
+    pending: Future[dict[str, TableFingerprint]]
+
+    def fingerprints(self) -> Mapping[str, TableFingerprint]:
+        return self.pending.result()
 
 
 @contextmanager
 def held_snapshot(conninfo: str, tables: Sequence[str]) -> Iterator[HeldSnapshot]:
     """Open a REPEATABLE READ transaction, export its snapshot and fingerprint `tables` in it."""
-    with connect(conninfo, what="the database to back up") as conn:
+    with connect(conninfo, what="the database to back up") as conn, ThreadPoolExecutor(1) as worker:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         row = conn.execute(_OBSERVE).fetchone()
         assert row is not None  # a SELECT without FROM returns one row
         snapshot_id, position, taken_at = row
-        # Fingerprints in the dumps' snapshot: the manifest then describes exactly the rows dumped.
-        fingerprints = fingerprint_tables(conn, "public", tables) if tables else {}
-        yield HeldSnapshot(str(snapshot_id), str(position), taken_at, fingerprints)
+        # Fingerprints in the dumps' snapshot: the manifest then describes exactly the rows dumped. Only
+        # this thread uses the connection from here until the result is in.
+        pending = worker.submit(lambda: fingerprint_tables(conn, "public", tables) if tables else {})
+        try:
+            yield HeldSnapshot(str(snapshot_id), str(position), taken_at, pending)
+        finally:
+            with suppress(Exception):
+                pending.result()  # the connection is free again before it is closed
         conn.rollback()
 
 
@@ -393,8 +406,8 @@ def _backup_one(
             tables = [
                 TableSummary(
                     name=table,
-                    rows=held.fingerprints[table].rows,
-                    content_hash=held.fingerprints[table].content_hash,
+                    rows=held.fingerprints()[table].rows,
+                    content_hash=held.fingerprints()[table].content_hash,
                 )
                 for table in tables_for([domain])
             ]
