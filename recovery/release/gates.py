@@ -37,9 +37,9 @@ MIN_REQUESTS = 10  # below this many requests an error rate or a p95 says too li
 PROBE_TIMEOUT_S = 10.0
 DEFAULT_MAX_SLOWDOWN = 3.0
 SLOWDOWN_SLACK_MS = 100.0
-# Probe orders: eight lines, the first of quantity 2 (a total that ignores quantities is caught), and
-# several lines so per-line costs of a release show in the latency (v2-slow scans order_items per line).
-PROBE_QUANTITIES: tuple[int, ...] = (2, 1, 1, 1, 1, 1, 1, 1)
+# Probe orders: sixteen lines, the first of quantity 2 (a total that ignores quantities is caught), and
+# many lines so per-line costs of a release show in the latency (v2-slow scans order_items per line).
+PROBE_QUANTITIES: tuple[int, ...] = (2, *([1] * 15))
 
 
 # -- observations (frozen snapshots) -------------------------------------------------------------
@@ -276,7 +276,7 @@ class OrderProbe:
                 raise OSError(f"POST /users answered {status}")
             self.user_id = int(doc["id"])
         if not self.product_ids:
-            status, doc = _get_json(f"{self.base}/products?in_stock=1&limit=20", self.timeout)
+            status, doc = _get_json(f"{self.base}/products?in_stock=1&limit=40", self.timeout)
             products = doc.get("products") if isinstance(doc, dict) else None
             if status != 200 or not products:
                 raise OSError(f"GET /products answered {status} without products")
