@@ -8,7 +8,9 @@ number of times (botocore's "standard" retry mode), with short timeouts so a dea
 
 from __future__ import annotations
 
+import ipaddress
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,21 @@ KEY_ERROR_CODES = frozenset(
 )
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchUpload"})
 _MESSAGE_LIMIT = 160
+# A local endpoint (the lab's moto server) accepts any credentials: these fixed, non-secret ones let a
+# machine with no AWS configuration at all (a fresh CI machine) talk to it.
+LOCAL_ENDPOINT_CREDENTIALS = {"aws_access_key_id": "lab", "aws_secret_access_key": "lab"}
+
+
+def is_local_endpoint(endpoint_url: str | None) -> bool:
+    if not endpoint_url:
+        return False
+    host = urllib.parse.urlsplit(endpoint_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def client_config(pool_size: int = 10) -> Config:
@@ -112,7 +129,7 @@ class AwsDriver:
             cached = self._clients.get((service, region))
             if cached is None:
                 if self._session is None:
-                    self._session = boto3.session.Session(profile_name=self._profile)
+                    self._session = self._new_session()
                 with self.translate("create a client", f"{service} in {region}"):
                     cached = self._session.client(
                         service,  # type: ignore[call-overload]
@@ -122,6 +139,15 @@ class AwsDriver:
                     )
                 self._clients[(service, region)] = cached
             return cached
+
+    def _new_session(self) -> boto3.session.Session:
+        session = boto3.session.Session(profile_name=self._profile)
+        if is_local_endpoint(self._endpoint_url) and session.get_credentials() is None:
+            session = boto3.session.Session(
+                aws_access_key_id=LOCAL_ENDPOINT_CREDENTIALS["aws_access_key_id"],
+                aws_secret_access_key=LOCAL_ENDPOINT_CREDENTIALS["aws_secret_access_key"],
+            )
+        return session
 
     def s3(self, region: str) -> S3Client:
         client: S3Client = self.client("s3", region)
