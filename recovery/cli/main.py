@@ -9,15 +9,7 @@ import traceback
 import typer
 
 from recovery import __version__
-from recovery.cli import runs
-from recovery.cli import backup
-from recovery.cli import lab
-from recovery.cli import load
-from recovery.cli import preflight
-from recovery.cli import release
-from recovery.cli import restore
-from recovery.cli import target
-from recovery.cli import verify
+from recovery.cli import backup, lab, load, preflight, release, restore, runs, target, upgrade, verify
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
 
@@ -38,6 +30,8 @@ app.add_typer(target.app, name="target")
 app.command("load")(load.load_command)
 app.command("preflight")(preflight.preflight_command)
 app.command("verify")(verify.verify_command)
+app.command("upgrade")(upgrade.upgrade_command)
+app.command("rollback")(upgrade.rollback_command)
 
 
 @app.callback()
