@@ -452,7 +452,7 @@ def _log_playbook(ctx: RunContext, phase: str) -> None:
     result = run_playbook(
         ctx.target.inventory,
         str(LOG_PLAYBOOK),
-        extravars={"order_backup_phase": phase, "order_backup_run": ctx.run_id},
+        extravars={"order_backup_logs_phase": phase, "order_backup_logs_run": ctx.run_id},
     )
     require_success(result)
 

@@ -434,7 +434,7 @@ def _verify_step(ctx: RunContext) -> dict[str, object]:
 
 def _service(ctx: RunContext, phase: str) -> None:
     result = run_playbook(
-        ctx.target.inventory, str(RESTORE_PLAYBOOK), extravars={"order_restore_phase": phase}
+        ctx.target.inventory, str(RESTORE_PLAYBOOK), extravars={"order_restore_service_phase": phase}
     )
     require_success(result)
 
