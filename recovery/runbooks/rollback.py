@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
+from recovery.backup.keys import key_provider
 from recovery.drivers import db as db_driver
 from recovery.drivers.ansible import run_playbook
+from recovery.drivers.aws import AwsDriver
 from recovery.engine import (
     Engine,
     Runbook,
@@ -46,6 +46,7 @@ from recovery.errors import (
 )
 from recovery.release.catalog import get_release
 from recovery.restore.database import (
+    FromWriter,
     RestoredDatabase,
     restore_beside,
     restore_names,
@@ -211,14 +212,16 @@ def _restore(ctx: RunContext) -> dict[str, Any]:
         return {"skipped": f"{names.replaced} exists: already swapped in"}
     point = RestorePoint.from_json(ctx.outputs["find-upgrade"]["restore_point"])
     db = ctx.target.primary.database
-    opener: Callable[[Path], Any] = lambda path: partial(path.open, "rb")  # noqa: E731
+    keys = key_provider(ctx.target.keys, AwsDriver(ctx.target.aws))
     restored = restore_beside(
         db_driver.conninfo(db, dbname="postgres"),
         db_driver.pg_tool(db, "pg_restore").parent,
         live_db=db.name,
         restore_id=names.restore_id,
-        schema_stream=opener(point.schema_file()),
-        domain_streams={domain: opener(point.domain_file(domain)) for domain in DOMAINS},
+        schema_stream=FromWriter(point.write_plain(point.schema_file(), keys)),
+        domain_streams={
+            domain: FromWriter(point.write_plain(point.domain_file(domain), keys)) for domain in DOMAINS
+        },
     )
     return {
         "database": restored.name,

@@ -14,6 +14,7 @@ rollback runbook (recovery/runbooks/rollback.py) undoes the attempt. docs/upgrad
 
 from __future__ import annotations
 
+import base64
 import json
 import statistics
 import subprocess
@@ -21,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,9 +31,12 @@ from typing import Any
 
 import psycopg
 
+from recovery.backup.codec import decode, encode
+from recovery.backup.keys import DataKey, KeyProvider, key_provider
 from recovery.backup.pgdump import first_error_line, tool_env
 from recovery.drivers import db as db_driver
 from recovery.drivers.ansible import PlaybookResult, run_playbook
+from recovery.drivers.aws import AwsDriver
 from recovery.engine import Runbook, RunContext, Step, register_runbook
 from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError
 from recovery.release.artifacts import build_release_artifact
@@ -68,7 +72,12 @@ class GateFailed(RecoveryError):
 
 @dataclass(frozen=True)
 class RestorePoint:
-    """Files of one consistent snapshot of the database: `schema.dump` and `<domain>.dump` each."""
+    """Files of one consistent snapshot of the database: `schema.dump` and `<domain>.dump` each.
+
+    Every file is encrypted with the backup codec (zstd + AES-256-GCM chunks) under one fresh data key
+    from the target's key source; only the wrapped key is kept here. Each file's backup id names the
+    point and the file, so files swapped between points or names are refused when read back.
+    """
 
     directory: Path
     taken_at: str  # the server's clock at the snapshot (ISO 8601)
@@ -76,12 +85,30 @@ class RestorePoint:
     schema_version: int | None
     release: str  # the release that ran when the point was taken
     size_bytes: int
+    key_id: str
+    wrapped_key: str  # base64 of the data key as wrapped by KMS or the keyring; never the key itself
 
     def schema_file(self) -> Path:
         return self.directory / "schema.dump"
 
     def domain_file(self, domain: str) -> Path:
         return self.directory / f"{domain}.dump"
+
+    def file_id(self, path: Path) -> str:
+        return restore_point_file_id(self.directory, path.stem)
+
+    def data_key(self, keys: KeyProvider) -> DataKey:
+        return keys.unwrap(self.key_id, base64.b64decode(self.wrapped_key))
+
+    def write_plain(self, path: Path, keys: KeyProvider) -> Callable[[Any], object]:
+        """A writer for restore_beside's FromWriter: decrypts `path` into the given sink."""
+        data_key = self.data_key(keys)
+
+        def write_to(sink: Any) -> object:
+            with path.open("rb") as stored:
+                return decode(stored, sink, data_key, self.file_id(path))
+
+        return write_to
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +118,8 @@ class RestorePoint:
             "schema_version": self.schema_version,
             "release": self.release,
             "size_bytes": self.size_bytes,
+            "key_id": self.key_id,
+            "wrapped_key": self.wrapped_key,
         }
 
     @classmethod
@@ -102,6 +131,8 @@ class RestorePoint:
             None if data.get("schema_version") is None else int(data["schema_version"]),
             str(data["release"]),
             int(data["size_bytes"]),
+            str(data["key_id"]),
+            str(data["wrapped_key"]),
         )
 
 
@@ -111,16 +142,22 @@ _SNAPSHOT = (
 )
 
 
-def take_restore_point(db: Database, directory: Path, release: str) -> RestorePoint:
+def restore_point_file_id(directory: Path, name: str) -> str:
+    return f"restore-point/{directory.name}/{name}"
+
+
+def take_restore_point(db: Database, directory: Path, release: str, keys: KeyProvider) -> RestorePoint:
     """Dump the schema and every domain from one exported snapshot, side by side, into `directory`.
 
     One snapshot for all files: a payment in the transactions dump always has its order in the orders
-    dump. Files are written under a temporary name and renamed, so a directory with point.json is whole.
+    dump. Each dump streams through the backup codec, so no byte reaches the disk unencrypted. Files
+    are written under a temporary name and renamed, so a directory with point.json is whole.
     """
     done = directory / "point.json"
     if done.is_file():  # a rerun after an interruption: the point already exists
         return RestorePoint.from_json(json.loads(done.read_text()))
     directory.mkdir(parents=True, exist_ok=True)
+    data_key = keys.new_data_key()
     pg_dump = db_driver.pg_tool(db, "pg_dump")
     conninfo = db_driver.conninfo(db)
     with db_driver.connect(db, autocommit=False) as conn:
@@ -143,13 +180,18 @@ def take_restore_point(db: Database, directory: Path, release: str) -> RestorePo
                 "--compress=0",
                 "--no-password",
                 f"--snapshot={snapshot}",
-                f"--file={tmp}",
                 *jobs[name],
             ]
-            with tempfile.TemporaryFile() as stderr:
-                code = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stderr=stderr, env=tool_env(), check=False
-                ).returncode
+            with tempfile.TemporaryFile() as stderr, tmp.open("wb") as sink:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=tool_env()
+                )
+                assert proc.stdout is not None
+                try:
+                    encode(proc.stdout, sink, data_key, restore_point_file_id(directory, name))
+                finally:
+                    proc.stdout.close()
+                    code = proc.wait()
                 if code != 0:
                     line = first_error_line(stderr, fallback=f"pg_dump exited {code}")
                     raise ExternalFailure(
@@ -163,7 +205,16 @@ def take_restore_point(db: Database, directory: Path, release: str) -> RestorePo
     size = sum((directory / f"{name}.dump").stat().st_size for name in jobs)
     assert isinstance(taken_at, datetime)
     version = None if schema_version is None else int(str(schema_version))
-    point = RestorePoint(directory, taken_at.isoformat(), str(position), version, release, size)
+    point = RestorePoint(
+        directory,
+        taken_at.isoformat(),
+        str(position),
+        version,
+        release,
+        size,
+        data_key.key_id,
+        base64.b64encode(data_key.wrapped).decode("ascii"),
+    )
     tmp_done = done.with_suffix(".tmp")
     tmp_done.write_text(json.dumps(point.to_json()))
     tmp_done.replace(done)
@@ -367,7 +418,8 @@ def _baseline_order_ms(target: Target) -> float | None:
 def _restore_point(ctx: RunContext) -> dict[str, Any]:
     previous = str(ctx.outputs["preflight"]["previous_release"])
     directory = restore_points_dir(ctx.target) / ctx.run_id
-    point = take_restore_point(ctx.target.primary.database, directory, previous)
+    keys = key_provider(ctx.target.keys, AwsDriver(ctx.target.aws))
+    point = take_restore_point(ctx.target.primary.database, directory, previous, keys)
     ctx.note(f"restore point at {point.taken_at} (schema {point.schema_version}, {point.size_bytes} bytes)")
     return point.to_json()
 
