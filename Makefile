@@ -8,6 +8,7 @@ bootstrap:
 lab: bootstrap
 	.venv/bin/recovery lab up
 	.venv/bin/recovery lab status
+	./scripts/demo.sh lab v2-unhealthy
 
 lab-down:
 	.venv/bin/recovery lab down
