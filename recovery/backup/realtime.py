@@ -579,22 +579,16 @@ def take_base_backup(
 def switch_and_wait_archived(database: Database, *, timeout: float = 60) -> str:
     """Force a segment switch and wait until PostgreSQL archived everything written before it.
 
-    Returns the name of the segment waited for. When nothing was written since the last switch the
-    server does not switch: the segment before the current one then holds everything.
+    Returns the name of the segment waited for. pg_switch_wal() returns the end of the segment it just
+    closed, or, when nothing was written since the last switch (archive_timeout may have switched a
+    moment ago), the start of the current one; either way that LSN sits on a segment boundary, for which
+    pg_walfile_name() names the segment before it: the last one that holds anything written so far.
+    (Reading pg_current_wal_lsn() first and switching after races with archive_timeout.)
     """
     with db.connect(database, dbname="postgres") as conn:
-        row = conn.execute(
-            "SELECT pg_walfile_name(pg_current_wal_lsn()), timeline_id FROM pg_control_checkpoint()"
-        ).fetchone()
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
         assert row is not None
-        before, timeline = str(row[0]), int(str(row[1]))
-        conn.execute("SELECT pg_switch_wal()")
-        row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-        assert row is not None
-        segment = before
-        if str(row[0]) == before:
-            previous = Segment.parse(before)
-            segment = Segment(timeline, previous.number - 1).name()
+        segment = str(row[0])
         deadline = time.monotonic() + timeout
         while True:
             done = conn.execute(
