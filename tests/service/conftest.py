@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import pwd
@@ -35,7 +36,10 @@ LAB_USER = "orderlab"
 # benchmarks 46190-46195, the sshd of the release-list test 46196-46199.
 # Another run of this suite may hold some of them: take the first free one.
 PG_PORTS = range(46100, 46110)
-SERVICE_PORTS = iter(range(46110, 46180))
+# Handed out round-robin: a test may deploy several services before starting any of them, so the next
+# one must not get a port just handed out; after a full turn the earlier services are long stopped.
+SERVICE_PORTS = itertools.cycle(range(46110, 46180))
+SERVICE_PORT_COUNT = 70
 DEPLOY_PORTS = range(46180, 46190)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -269,7 +273,7 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
         with tarfile.open(artifact) as tar:
             tar.extractall(directory, filter="data")
         # The test ports sit inside the kernel's ephemeral range: skip any a client socket holds right now.
-        port = next(p for p in SERVICE_PORTS if _port_free(p))
+        port = next(p for p in itertools.islice(SERVICE_PORTS, SERVICE_PORT_COUNT) if _port_free(p))
         log_file = tmp_path / f"shared-{len(runs)}" / "log" / "orderservice.log"
         config = directory / "config.json"
         config.write_text(
