@@ -13,7 +13,7 @@ recovery="${RECOVERY:-$root/.venv/bin/recovery}"
 work="$(mktemp -d)"
 load_pid=""
 cleanup() {
-  if [ -n "$load_pid" ] && kill -0 "$load_pid" 2>/dev/null; then kill -INT "$load_pid"; wait "$load_pid" || true; fi
+  if [ -n "$load_pid" ] && kill -0 "$load_pid" 2>/dev/null; then kill -TERM "$load_pid"; wait "$load_pid" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -30,7 +30,7 @@ set +e
 code=$?
 set -e
 sleep 2  # a few orders on the rolled-back release too
-kill -INT "$load_pid"; wait "$load_pid" || true; load_pid=""
+kill -TERM "$load_pid"; wait "$load_pid" || true; load_pid=""
 
 echo "== report (exit $code)"
 "$root/.venv/bin/python" - "$work/report.json" <<'PY'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,5 +52,12 @@ def load_command(
         pay_fraction=pay_fraction,
         workers=workers,
     )
+    # A load started in the background by a script cannot get SIGINT (non-interactive shells ignore it
+    # for background jobs): SIGTERM stops it the same way, with the ledger's summary written.
+    signal.signal(signal.SIGTERM, _interrupt)
     summary = run_load(settings, ledger)
     emit(output, "load", summary_json(summary), _render)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
