@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from target_files import write_target_file
 
 from recovery.cli.main import main
 from recovery.drivers import remote
@@ -116,27 +116,7 @@ def _target(tmp_path: Path, host: dict, standby_base: Path) -> Path:
             "database": {"address": "127.0.0.1", "port": 46151},
         }
 
-    data = {
-        "name": "sshlab",
-        "kind": "lab",
-        "state_dir": str(tmp_path / "state"),
-        "inventory": str(tmp_path / "hosts.yml"),
-        "primary": site("primary", host["base"]),
-        "standby": site("standby", standby_base),
-        "backup": {
-            "local": {"bucket": "a", "region": "us-east-1"},
-            "remote": {"bucket": "b", "region": "us-west-2"},
-        },
-        "keys": {"kind": "keyring", "keyring": str(tmp_path / "keyring")},
-        "traffic": {
-            "hosted_zone_id": "Z1",
-            "record_name": "orders.lab",
-            "front_door_url": "http://127.0.0.1/",
-        },
-    }
-    path = tmp_path / "target.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_target_file(tmp_path, "sshlab", site("primary", host["base"]), site("standby", standby_base))
 
 
 def test_list_reads_each_hosts_current_release_over_ssh(ssh_host, tmp_path, capsys) -> None:

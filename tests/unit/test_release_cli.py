@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-import yaml
+from target_files import write_target_file
 
 from recovery.cli.main import main
 from recovery.errors import ExitCode
@@ -39,27 +39,7 @@ def _target_with_dead_hosts(tmp_path: Path) -> Path:
             "database": {"address": "127.0.0.1", "port": 46151},
         }
 
-    data = {
-        "name": "deadlab",
-        "kind": "lab",
-        "state_dir": str(tmp_path / "state"),
-        "inventory": str(tmp_path / "hosts.yml"),
-        "primary": site("primary"),
-        "standby": site("standby"),
-        "backup": {
-            "local": {"bucket": "a", "region": "us-east-1"},
-            "remote": {"bucket": "b", "region": "us-west-2"},
-        },
-        "keys": {"kind": "keyring", "keyring": str(tmp_path / "keyring")},
-        "traffic": {
-            "hosted_zone_id": "Z1",
-            "record_name": "orders.lab",
-            "front_door_url": "http://127.0.0.1/",
-        },
-    }
-    path = tmp_path / "target.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_target_file(tmp_path, "deadlab", site("primary"), site("standby"))
 
 
 def test_list_shows_every_release_with_requirements_and_failure(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from target_files import write_target_file
 
 from recovery.cli.main import main
 from recovery.errors import ExitCode
@@ -31,27 +31,7 @@ def _target(tmp_path: Path) -> Path:
             "database": {"address": "127.0.0.1", "port": 41991},
         }
 
-    data = {
-        "name": "unitlab",
-        "kind": "lab",
-        "state_dir": str(tmp_path / "state"),
-        "inventory": str(tmp_path / "hosts.yml"),
-        "primary": site("primary"),
-        "standby": site("standby"),
-        "backup": {
-            "local": {"bucket": "a", "region": "us-east-1"},
-            "remote": {"bucket": "b", "region": "us-west-2"},
-        },
-        "keys": {"kind": "keyring", "keyring": str(tmp_path / "keyring")},
-        "traffic": {
-            "hosted_zone_id": "Z1",
-            "record_name": "orders.lab",
-            "front_door_url": "http://127.0.0.1/",
-        },
-    }
-    path = tmp_path / "target.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_target_file(tmp_path, "unitlab", site("primary"), site("standby"))
 
 
 def test_unknown_release_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
