@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from recovery.backup.catalog import Catalog, CatalogEntry, CopyState, CopyStatus, catalog_for
 from recovery.backup.keys import KeyProvider
 from recovery.backup.manifest import Manifest
@@ -57,6 +59,7 @@ from recovery.restore.selection import DomainChoice, Selection, select_backups
 from recovery.runbooks.backup import DUMP, FILE_PREFIX, SCHEMA, SectionSplitter
 from recovery.targets.model import Database, Target
 from recovery.verify import fingerprint, invariants
+from recovery.verify.domains import tables_for
 from recovery.verify.fingerprint import TableFingerprint
 from recovery.verify.reports import failure_line
 from recovery.verify.smoke import smoke_test
@@ -194,6 +197,16 @@ def expected_fingerprints(manifest: Manifest) -> dict[str, TableFingerprint]:
         table.name: TableFingerprint(table=table.name, rows=table.rows, content_hash=table.content_hash)
         for table in manifest.tables
         if not table.name.startswith(FILE_PREFIX)
+    }
+
+
+def recovered_expectations(recorded: Mapping[str, Any]) -> dict[str, TableFingerprint]:
+    """The recovered cluster's fingerprints, as recorded in the restore step's output. Pure."""
+    return {
+        str(name): TableFingerprint(
+            table=str(name), rows=int(fp["rows"]), content_hash=str(fp["content_hash"])
+        )
+        for name, fp in recorded.items()
     }
 
 
@@ -336,7 +349,7 @@ def _restore_step(ctx: RunContext) -> dict[str, object]:
         raise refusal_error(selection)
     for _attempt in range(MAX_FALLBACKS):
         try:
-            restored = _restore_once(ctx, catalog, selection, entries)
+            done = _restore_once(ctx, catalog, selection, entries)
         except IntegrityError as exc:
             # A copy failed while being read or recovered (it changed after it was checked): mark the
             # chosen copy the message names (else the first realtime, else the first choice) and choose
@@ -356,7 +369,9 @@ def _restore_step(ctx: RunContext) -> dict[str, object]:
             for choice in selection.choices:
                 ctx.note(f"{choice.domain}: now {choice.backup_id} ({choice.copy} copy): {choice.reason}")
             continue
+        restored = done.restored
         return {
+            "recovered_fingerprints": plain(done.recovered_fingerprints),
             "scratch": restored.name,
             "from_backup": list(restored.from_backup),
             "from_live": list(restored.from_live),
@@ -369,27 +384,63 @@ def _restore_step(ctx: RunContext) -> dict[str, object]:
     )
 
 
+def recovery_groups(
+    choices: Sequence[DomainChoice], manifests: Mapping[str, Manifest]
+) -> list[tuple[DomainChoice, tuple[str, ...]]]:
+    """The realtime choices grouped by the base backup they recover, with the domains each serves. Pure.
+
+    The orders and transactions realtime backups of one base backup hold the same cluster (same source
+    position): recovering it once serves both domains, instead of two scratch clusters replaying the same
+    WAL side by side. Choices from different copies still share one recovery (same bytes, both verified).
+    """
+    groups: dict[tuple[str, str], tuple[DomainChoice, list[str]]] = {}
+    for choice in choices:
+        if choice.kind != "realtime":
+            continue
+        manifest = manifests.get(choice.backup_id)
+        source = (str(manifest.source.at), manifest.source.lsn or "") if manifest else (choice.backup_id, "")
+        groups.setdefault(source, (choice, []))[1].append(choice.domain)
+    return [(first, tuple(domains)) for first, domains in groups.values()]
+
+
+def _recovered_fingerprints(conninfo: str, domains: Sequence[str]) -> dict[str, dict[str, object]]:
+    """Fingerprints of the recovered cluster's tables of these domains (nothing else writes to it)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        found = fingerprint.fingerprint_tables(conn, "public", tables_for(list(domains)))
+    return {name: {"rows": fp.rows, "content_hash": fp.content_hash} for name, fp in found.items()}
+
+
+@dataclass(frozen=True)
+class _Restored:
+    restored: RestoredDatabase
+    recovered_fingerprints: Mapping[str, Mapping[str, object]]
+
+
 def _restore_once(
     ctx: RunContext, catalog: Catalog, selection: Selection, entries: Sequence[CatalogEntry]
-) -> RestoredDatabase:
+) -> _Restored:
     """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
     target = ctx.target
     db = _db(target)
     at = parse_at(ctx.params.get("at"))
     point = ctx.params.get("point")
     bin_dir = dbdriver.pg_tool(db, "pg_restore").parent
+    manifests = _manifests(entries, selection)
     with ExitStack() as clusters:
         recovered: dict[str, FromDatabase] = {}
-        for choice in selection.choices:
-            if choice.kind == "realtime":
-                ctx.progress(f"recovering {choice.backup_id} into a scratch cluster")
-                conninfo = clusters.enter_context(
-                    recover_to(target, choice, at=at, restore_point=str(point) if point else None)
-                )
-                recovered[choice.domain] = FromDatabase(conninfo, bin_dir)
-        sources = sources_for(catalog, selection.choices, _manifests(entries, selection), recovered)
+        prints: dict[str, dict[str, object]] = {}
+        for choice, domains in recovery_groups(selection.choices, manifests):
+            ctx.progress(f"recovering {choice.backup_id} into a scratch cluster (for {', '.join(domains)})")
+            conninfo = clusters.enter_context(
+                recover_to(target, choice, at=at, restore_point=str(point) if point else None)
+            )
+            # The moment recovered to has no fingerprints in any manifest: take them from the recovered
+            # cluster itself, so the copy beside live can be checked table by table against it.
+            prints.update(_recovered_fingerprints(conninfo, domains))
+            recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
+        sources = sources_for(catalog, selection.choices, manifests, recovered)
         ctx.progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
-        return restore_beside(
+        restored = restore_beside(
             _admin(target),
             bin_dir,
             live_db=db.name,
@@ -397,6 +448,7 @@ def _restore_once(
             schema_stream=sources.schema,
             domain_streams=sources.domains,
         )
+        return _Restored(restored, prints)
 
 
 def _verify_step(ctx: RunContext) -> dict[str, object]:
@@ -406,17 +458,26 @@ def _verify_step(ctx: RunContext) -> dict[str, object]:
     catalog = catalog_for(target, with_keys=False)
     problems: list[str] = []
     checked: dict[str, int] = {}
+    recovered = recovered_expectations(ctx.outputs["restore-beside"].get("recovered_fingerprints", {}))
     with dbdriver.connect(db, dbname=scratch, autocommit=True) as conn:
         for choice in ctx.outputs["restore-beside"]["choices"]:
             if choice["kind"] == "realtime":
-                # The manifest's fingerprints describe the base backup, not the moment recovered to.
-                ctx.note(f"{choice['domain']}: recovered to a moment, checked by the invariants only")
-                continue
-            manifest = catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
-            if manifest is None:
-                problems.append(f"the manifest of {choice['backup_id']} can no longer be read")
-                continue
-            expected = expected_fingerprints(manifest)
+                # The manifest's fingerprints describe the base backup, not the moment recovered to:
+                # compare with the recovered cluster's own fingerprints, taken before it was dumped.
+                tables = tables_for([str(choice["domain"])])
+                if not all(name in recovered for name in tables):
+                    problems.append(
+                        f"no fingerprints of the recovered cluster were recorded for {choice['domain']}"
+                    )
+                    continue
+                expected = {name: recovered[name] for name in tables}
+                ctx.note(f"{choice['domain']}: compared with the fingerprints of the recovered cluster")
+            else:
+                manifest = catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
+                if manifest is None:
+                    problems.append(f"the manifest of {choice['backup_id']} can no longer be read")
+                    continue
+                expected = expected_fingerprints(manifest)
             report = fingerprint.verify_fingerprints(conn, "public", expected)
             checked.update({name: fp.rows for name, fp in expected.items()})
             line = failure_line(report)

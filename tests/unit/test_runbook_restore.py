@@ -12,13 +12,15 @@ from recovery.backup.catalog import CatalogEntry, CopyState, CopyStatus
 from recovery.backup.manifest import KeyInfo, Manifest, Sizes, SourcePosition, TableSummary
 from recovery.backup.naming import BackupName
 from recovery.errors import IntegrityError, PreconditionFailed, UsageError
-from recovery.restore.selection import select_backups
+from recovery.restore.selection import DomainChoice, select_backups
 from recovery.runbooks.restore import (
     expected_fingerprints,
     mark_damaged,
     new_restore_id,
     parse_at,
     plain,
+    recovered_expectations,
+    recovery_groups,
     refusal_error,
     restore_params,
     restore_runbook,
@@ -139,3 +141,26 @@ def test_with_choice_replaces_a_domains_decision() -> None:
     assert merged.choice("orders") == realtime and merged.choice("users") == users
     refused = Selection((), (DomainRefusal("orders", "none"),))
     assert not with_choice(refused, realtime).refused
+
+
+def test_realtime_choices_of_one_base_backup_share_one_recovery() -> None:
+    orders = manifest("20261125-orders-realtime", NOW)
+    transactions = manifest("20261125-transactions-realtime", NOW)
+    older = manifest("20261124-transactions-realtime", NOW - timedelta(days=1))
+    daily = manifest("20261125-users-daily", NOW)
+    manifests = {m.backup_id: m for m in (orders, transactions, older, daily)}
+
+    def choice(m: Manifest, copy: str = "local") -> DomainChoice:
+        return DomainChoice(m.domain, m.backup_id, m.kind, copy, "test")  # type: ignore[arg-type]
+
+    same = recovery_groups([choice(orders), choice(transactions, "remote"), choice(daily)], manifests)
+    assert same == [(choice(orders), ("orders", "transactions"))]
+    apart = recovery_groups([choice(orders), choice(older)], manifests)
+    assert apart == [(choice(orders), ("orders",)), (choice(older), ("transactions",))]
+    assert recovery_groups([choice(daily)], manifests) == []
+
+
+def test_recovered_fingerprints_come_back_from_the_recorded_output() -> None:
+    found = recovered_expectations({"orders": {"rows": 3, "content_hash": "00000000000000ab"}})
+    assert found["orders"].rows == 3 and found["orders"].content_hash == "00000000000000ab"
+    assert recovered_expectations({}) == {}
