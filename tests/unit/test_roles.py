@@ -108,6 +108,30 @@ def test_role_defaults_are_prefixed_commented_and_specified(role: str) -> None:
     assert role_problems(ROLES_DIR / role) == []
 
 
+def test_only_the_order_service_role_starts_or_stops_the_service() -> None:
+    """Other roles include order_service's start/stop task files instead of keeping a copy of them."""
+    copies = [
+        str(path.relative_to(ROLES_DIR))
+        for role in ROLES
+        if role != "order_service"
+        for path in sorted((ROLES_DIR / role).rglob("*.yml"))
+        if "start_stop_daemon" in path.read_text() or "systemd_service" in path.read_text()
+    ]
+    assert copies == []
+    restore_tasks = yaml.safe_load((ROLES_DIR / "order_restore_service" / "tasks" / "main.yml").read_text())
+    included = [
+        task["ansible.builtin.include_role"]
+        for task in restore_tasks
+        if "ansible.builtin.include_role" in task
+    ]
+    assert [(item["name"], item["tasks_from"]) for item in included] == [
+        ("order_service", "{{ order_restore_service_phase }}_{{ order_restore_service_supervisor }}.yml")
+    ]
+    for phase in ("start", "stop"):
+        for supervisor in ("pidfile", "systemd"):
+            assert (ROLES_DIR / "order_service" / "tasks" / f"{phase}_{supervisor}.yml").is_file()
+
+
 # The checker itself: each rule fails on a role that breaks it ----------------------------------------
 
 
