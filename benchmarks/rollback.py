@@ -3,16 +3,20 @@
 Builds its own lab (default 1,000,000 orders), then measures two failed upgrades with automatic
 rollback:
   database   v1 -> v2-unhealthy: the schema changed, so the database goes back to the restore point
-             (restore beside, verify, stop, swap, carry over), then the code (goal <= 60 s)
+             (the copy restored and verified while the release was deployed, fence, swap, carry over),
+             then the code (goal <= 60 s)
   code-only  v2 -> v2-crash: same schema, clean data: only `current` is switched back (goal <= 15 s)
-Detection time (deploy + gates of the failed upgrade) is reported separately. Prints figures; asserts
-nothing. Usage: .venv/bin/python benchmarks/rollback.py [--orders N] [--base-port B] [--lab-dir DIR]
+Detection time (deploy + gates of the failed upgrade) is reported separately, and so are the restore
+ahead's own figures (how long the copy took, how long the rollback still waited for it). Prints
+figures and the load average before and after; asserts nothing.
+Usage: .venv/bin/python benchmarks/rollback.py [--orders N] [--base-port B] [--lab-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -48,6 +52,8 @@ def measure(target: Target, case: str, release: str) -> dict[str, Any]:
     detection = sum(s.duration_s or 0.0 for s in upgrade.steps if s.name in ("deploy", "gates"))
     to_verified = (_at(rollback.finished_at) - _at(upgrade.finished_at)).total_seconds()
     decide = rollback.step("decide").output or {}
+    restore = rollback.step("restore-beside").output or {}
+    switch = rollback.step("switch-release").output or {}
     return {
         "case": case,
         "release": release,
@@ -56,7 +62,20 @@ def measure(target: Target, case: str, release: str) -> dict[str, Any]:
         "detection_s": round(detection, 2),
         "failed_gate_to_verified_s": round(to_verified, 2),
         "rollback_steps": _steps(rollback),
+        "upgrade_steps": _steps(upgrade),
+        "restored_ahead": restore.get("built_ahead"),
+        "waited_for_copy_s": restore.get("waited_s"),
+        "copy_restore_s": restore.get("restore_s"),
+        "copy_verify_s": restore.get("verify_s"),
+        "switch_playbook_s": switch.get("playbook_seconds"),
+        "fence_lifted_after_s": switch.get("fence_lifted_after_s"),
+        "load_after": _load(),
     }
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main_benchmark() -> int:
@@ -69,6 +88,7 @@ def main_benchmark() -> int:
     lab_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.chmod(0o755)  # the lab user must reach it
     lab = lab_dir / "lab"
+    print(f"load average before: {_load()}", flush=True)
     started = time.monotonic()
     if main(["lab", "up", "--lab-dir", str(lab), "--base-port", str(args.base_port),
              "--orders", str(args.orders)]) != ExitCode.OK:
@@ -94,6 +114,14 @@ def main_benchmark() -> int:
               f"detected in {row['detection_s']:>6.2f} s   rolled back and verified in "
               f"{row['failed_gate_to_verified_s']:>6.2f} s (goal <= {goal:.0f} s)")
         print(f"             steps: {row['rollback_steps']}")
+        print(f"             upgrade: {row['upgrade_steps']}")
+        if row["database_restored"]:
+            print(f"             copy restored ahead: {row['restored_ahead']} "
+                  f"(restore {row['copy_restore_s']} s, "
+                  f"verify {row['copy_verify_s']} s, the rollback waited {row['waited_for_copy_s']} s); "
+                  f"fence lifted {row['fence_lifted_after_s']} s into the switch")
+        print(f"             load average after: {row['load_after']}")
+    print(f"load average at the end: {_load()}")
     print(json.dumps(figures, indent=2), file=sys.stderr)
     return 0
 

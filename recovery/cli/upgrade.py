@@ -27,6 +27,7 @@ from recovery.cli.common import console as stderr_console
 from recovery.cli.runs import ProgressDisplay, render_plan
 from recovery.engine import Engine, failed_run
 from recovery.errors import ExitCode, RecoveryError
+from recovery.release.preflight import CHECK_NAMES
 from recovery.report.junit import check_junit_path, write_junit
 from recovery.report.upgrade import outcome_report, rollback_report
 from recovery.runbooks.rollback import (
@@ -117,6 +118,15 @@ def upgrade_command(
         float, typer.Option("--watch", help="seconds to watch the gates after the deploy")
     ] = DEFAULT_WATCH_SECONDS,
     health_timeout: HealthTimeoutOpt = DEFAULT_HEALTH_TIMEOUT,
+    skip_check: Annotated[
+        list[str] | None,
+        typer.Option("--skip-check", help=f"skip a preflight check (repeatable): {', '.join(CHECK_NAMES)}"),
+    ] = None,
+    restore_ahead: Annotated[
+        bool,
+        typer.Option("--restore-ahead/--no-restore-ahead",
+                     help="restore the restore point beside live in the background for a fast rollback"),
+    ] = True,
     output: OutputOpt = OutputFormat.text,
     junit: JunitOpt = None,
     yes: YesOpt = False,
@@ -124,7 +134,8 @@ def upgrade_command(
 ) -> None:
     """Upgrade every host to a release: preflight, restore point, deploy, gates; roll back on failure."""
     loaded = load_target(target)
-    params = upgrade_params(release, watch_seconds=watch, health_timeout=health_timeout)
+    params = upgrade_params(release, watch_seconds=watch, health_timeout=health_timeout,
+                            skip_checks=skip_check or (), restore_ahead=restore_ahead)
     if junit is not None:
         check_junit_path(junit)
     if dry_run:

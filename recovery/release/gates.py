@@ -50,6 +50,7 @@ class HostHealth:
     host: str
     healthy: bool
     detail: str  # "release v2, schema 4" or why it is not healthy
+    release: str | None = None  # the release /health reports, when it answered
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ class GateReport:
 # -- pure decisions ------------------------------------------------------------------------------
 
 
-def decide_health(hosts: Sequence[HostHealth]) -> GateResult:
+def decide_health(hosts: Sequence[HostHealth], release: str | None = None) -> GateResult:
+    """Every host answers /health ok and, when `release` is given, runs that release (a host the deploy
+    left on the old release is as bad as a sick one). Pure."""
     if not hosts:
         return GateResult("health", False, "no host was probed; the target lists no hosts")
     sick = [h for h in hosts if not h.healthy]
@@ -103,6 +106,11 @@ def decide_health(hosts: Sequence[HostHealth]) -> GateResult:
         first = sick[0]
         more = f" (and {len(sick) - 1} more host(s))" if len(sick) > 1 else ""
         return GateResult("health", False, f"host {first.host} is not healthy: {first.detail}{more}")
+    if release is not None:
+        other = [h for h in hosts if h.release != release]
+        if other:
+            return GateResult("health", False, f"host {other[0].host} runs {other[0].release}, not {release}")
+        return GateResult("health", True, f"all {len(hosts)} hosts answer /health ok on {release}")
     return GateResult("health", True, f"all {len(hosts)} hosts answer /health ok")
 
 
@@ -235,11 +243,15 @@ def observe_host_health(host: Host, timeout: float = PROBE_TIMEOUT_S) -> HostHea
         reason = getattr(error, "reason", error)
         return HostHealth(host.name, False, f"GET {url} got no answer ({reason})")
     doc = document if isinstance(document, dict) else {}
+    version = doc.get("version")
+    release = None if version is None else str(version)
     if status == 200 and doc.get("status") == "ok":
-        return HostHealth(host.name, True, f"release {doc.get('version')}")
+        return HostHealth(host.name, True, f"release {release}", release)
     problems = doc.get("problems") or []
     detail = f": {problems[0]}" if problems else ""
-    return HostHealth(host.name, False, f"GET {url} answered {status} status {doc.get('status')!r}{detail}")
+    return HostHealth(
+        host.name, False, f"GET {url} answered {status} status {doc.get('status')!r}{detail}", release
+    )
 
 
 class OrderProbe:
@@ -339,11 +351,13 @@ def watch_gates(
     deep_every_s: float = 15.0,
     baseline: LatencyBaseline | None = None,
     max_slowdown: float = DEFAULT_MAX_SLOWDOWN,
+    release: str | None = None,
 ) -> GateReport:
     """Watch every gate for `window_s` seconds; return at the first failing gate (or after the window).
 
     `baseline` (from `measure_baseline` before the deploy) lets the latency gate fail a release that is
-    `max_slowdown` times slower than the one it replaced, even under the objective.
+    `max_slowdown` times slower than the one it replaced, even under the objective. `release`: every
+    host must report it on /health (the upgrade passes the release it deployed).
     """
     check_window(window_s, interval_s)
     probe = OrderProbe(target.traffic.front_door_url)
@@ -355,7 +369,7 @@ def watch_gates(
         now = time.monotonic() - started
         # The last round is the one taken when the window is over, so the whole window is watched.
         last_round = now >= window_s - 0.05
-        results = [decide_health([observe_host_health(h) for h in target.hosts()])]
+        results = [decide_health([observe_host_health(h) for h in target.hosts()], release)]
         requests.extend(probe.one() for _ in range(probes_per_interval))
         results += [
             decide_error_rate(requests, target.objectives),

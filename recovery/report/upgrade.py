@@ -55,6 +55,10 @@ def _rollback_details(result: RunResult) -> dict[str, Any]:
         if step.name == "decide" and step.output:
             summary["database_restored"] = bool(step.output.get("restore_database"))
             summary["decision"] = step.output.get("reason")
+        if step.name == "restore-beside" and step.output and "database" in step.output:
+            # Whether the copy swapped in was restored and verified while the upgrade ran.
+            summary["restored_ahead"] = bool(step.output.get("built_ahead"))
+    summary.setdefault("restored_ahead", None)
     summary["carry_over"] = carried
     summary["needs_a_person"] = list(carried.get("needs_a_person", [])) if carried else []
     summary["needs_a_person_count"] = int(carried.get("needs_a_person_count", 0)) if carried else 0

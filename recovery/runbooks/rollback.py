@@ -3,25 +3,28 @@
 Rollback reads the upgrade's journal (its restore point and the release that ran before), then decides
 (pure) whether the database must go back too: only when the schema changed or the failed release
 damaged data. A code-only rollback is one playbook run (switch `current` back, restart, wait for
-health). A database rollback restores the restore point beside the live database, verifies it, stops
-the service, swaps it in (the failed database stays aside as `<live>_replaced_<id>`, never dropped),
-carries over what was accepted after the restore point, then switches the code back. Every rollback
-ends with invariants and a smoke test. Each step checks what is already done, so a rerun or
-`recovery runs resume` continues where an interrupted rollback stopped. docs/upgrade-rollback.md.
+health). A database rollback takes the copy of the restore point the upgrade restored and verified
+beside live ahead of need (runbooks/speculative.py; built here when there is none), fences the service
+out of its database (recovery/restore/fence.py), swaps the copy in (the failed database stays aside as
+`<live>_replaced_<id>`, never dropped), carries over what was accepted after the restore point, then
+switches the code back and lifts the fence as soon as every host runs the previous release. Every
+rollback ends with a check of what changed since the verified copy (or since the restore point) and a
+smoke test. Each step checks what is already done, so a rerun or `recovery runs resume` continues where
+an interrupted rollback stopped. docs/upgrade-rollback.md.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from recovery.backup.keys import key_provider
 from recovery.drivers import db as db_driver
-from recovery.drivers.ansible import run_playbook
-from recovery.drivers.aws import AwsDriver
+from recovery.drivers.ansible import PlaybookResult, run_playbook
 from recovery.engine import (
     Engine,
     Runbook,
@@ -45,14 +48,12 @@ from recovery.errors import (
     VerificationFailed,
 )
 from recovery.release.catalog import get_release
-from recovery.restore.database import (
-    FromWriter,
-    RestoredDatabase,
-    restore_beside,
-    restore_names,
-    swap_in,
-)
-from recovery.runbooks.carryover import carry_over
+from recovery.release.gates import observe_host_health
+from recovery.restore import fence
+from recovery.restore.database import RestoredDatabase, restore_names, swap_in
+from recovery.runbooks import speculative
+from recovery.runbooks.carryover import LOOKBACK, carry_over
+from recovery.runbooks.speculative import restore_id_for
 from recovery.runbooks.upgrade import PLAYBOOKS_DIR, RestorePoint, upgrade_runbook
 from recovery.runbooks.upgrade import RUNBOOK as UPGRADE_RUNBOOK
 from recovery.targets.model import Target
@@ -60,6 +61,8 @@ from recovery.verify.domains import DOMAINS
 from recovery.verify.invariants import run_invariants
 from recovery.verify.reports import failure_line
 from recovery.verify.smoke import smoke_test
+
+__all__ = ["restore_id_for"]
 
 RUNBOOK = "rollback"
 NEEDS_A_PERSON_SHOWN = 20
@@ -95,12 +98,30 @@ def decide_rollback(
     )
 
 
-def restore_id_for(upgrade_run: str) -> str:
-    """The restore id of an upgrade's database rollback: one per upgrade, so a second rollback run
-    finds the swap the first one made."""
-    stamp, _, rest = upgrade_run.partition("-")
-    suffix = rest.rsplit("-", 1)[-1]
-    return re.sub(r"[^a-z0-9_]", "_", f"up{stamp.lower()}_{suffix}")
+@dataclass(frozen=True)
+class SinceFacts:
+    """What a database rollback changed after the verified copy: the rows written since the point."""
+
+    schema_version: int | None
+    bad_orders: int  # orders since the point without lines or whose total is not their lines' sum
+    paid_without_capture: int  # paid orders since the point without a captured payment of their total
+    negative_stock: int  # products below zero (the carry-over sets stock levels)
+
+
+def judge_after_restore(facts: SinceFacts, point_schema: int | None) -> str | None:
+    """The first problem of a restored and carried-over database, or None. Pure.
+
+    The copy's every invariant held before the swap; what the rollback wrote since are the carried-over
+    rows, so only they (and the stock levels it set) are checked again."""
+    if facts.schema_version != point_schema:
+        return f"live is at schema {facts.schema_version}, the restore point at {point_schema}"
+    if facts.bad_orders:
+        return f"{facts.bad_orders} orders written since the restore point do not match their lines"
+    if facts.paid_without_capture:
+        return f"{facts.paid_without_capture} paid orders since the restore point have no captured payment"
+    if facts.negative_stock:
+        return f"{facts.negative_stock} products have a negative stock level"
+    return None
 
 
 # Finding the upgrade -------------------------------------------------------------------------------
@@ -165,6 +186,24 @@ def _database_exists(target: Target, name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
+_SINCE_FACTS = """
+WITH recent AS (
+    SELECT id FROM orders WHERE created_at >= %(since)s
+    UNION SELECT order_id FROM transactions WHERE created_at >= %(since)s)
+SELECT (SELECT max(version) FROM schema_migrations),
+       (SELECT count(*) FROM (
+           SELECT o.id FROM orders o JOIN recent r ON r.id = o.id
+           LEFT JOIN order_items i ON i.order_id = o.id
+           GROUP BY o.id, o.total_cents
+           HAVING count(i.order_id) = 0
+               OR o.total_cents <> coalesce(sum(i.quantity::bigint * i.unit_price_cents), 0)) AS bad),
+       (SELECT count(*) FROM orders o JOIN recent r ON r.id = o.id
+        WHERE o.status = 'paid' AND NOT EXISTS (
+            SELECT 1 FROM transactions t
+            WHERE t.order_id = o.id AND t.status = 'captured' AND t.amount_cents = o.total_cents)),
+       (SELECT count(*) FROM products WHERE stock < 0)
+"""
+
 _LIVE_FACTS = """
 SELECT (SELECT max(version) FROM schema_migrations),
        (SELECT count(*) FROM (
@@ -205,46 +244,42 @@ def _restores(ctx: RunContext) -> bool:
 
 
 def _restore(ctx: RunContext) -> dict[str, Any]:
+    """The verified copy of the restore point: the one the upgrade built ahead, else built now."""
+    point_doc = ctx.outputs["find-upgrade"]["restore_point"]
     if not _restores(ctx):
-        return {"skipped": "code-only rollback"}
+        cancelled = False
+        if point_doc is not None:
+            cancelled = speculative.cancel_copy(
+                ctx.target, RestorePoint.from_json(point_doc), _names(ctx).restore_id
+            )
+        return {"skipped": "code-only rollback", "cancelled_copy_restored_ahead": cancelled}
     names = _names(ctx)
     if _database_exists(ctx.target, names.replaced):
         return {"skipped": f"{names.replaced} exists: already swapped in"}
     point = RestorePoint.from_json(ctx.outputs["find-upgrade"]["restore_point"])
-    db = ctx.target.primary.database
-    keys = key_provider(ctx.target.keys, AwsDriver(ctx.target.aws))
-    restored = restore_beside(
-        db_driver.conninfo(db, dbname="postgres"),
-        db_driver.pg_tool(db, "pg_restore").parent,
-        live_db=db.name,
-        restore_id=names.restore_id,
-        schema_stream=FromWriter(point.write_plain(point.schema_file(), keys)),
-        domain_streams={
-            domain: FromWriter(point.write_plain(point.domain_file(domain), keys)) for domain in DOMAINS
-        },
-    )
+    state = speculative.wait_for_copy(ctx.target, point, names.restore_id)
+    copy = state.copy
+    if copy is not None:
+        ctx.note(f"using the copy restored and verified ahead: {copy.database} ({state.reason})")
+        built_ahead = True
+    else:
+        ctx.note(f"restoring beside live now: {state.reason}")
+        copy = speculative.build_verified_copy(ctx.target, point, names.restore_id)
+        built_ahead = False
     return {
-        "database": restored.name,
-        "schema_version": restored.schema_version,
-        "steps": {s.step: s.seconds for s in restored.steps},
+        "database": copy.database,
+        "schema_version": copy.schema_version,
+        "built_ahead": built_ahead,
+        "waited_s": state.waited_s,
+        "restore_s": copy.restore_s,
+        "verify_s": copy.verify_s,
+        "steps": copy.steps,
     }
 
 
-def _verify_restored(ctx: RunContext) -> dict[str, Any]:
-    if not _restores(ctx) or "skipped" in ctx.outputs["restore-beside"]:
-        return {"skipped": True}
-    name = str(ctx.outputs["restore-beside"]["database"])
-    with db_driver.connect(ctx.target.primary.database, dbname=name) as conn:
-        report = run_invariants(conn, "public")
-    line = failure_line(report)
-    if line is not None:
-        raise VerificationFailed(f"the restored copy {name} failed verification; live is untouched: {line}")
-    return {"database": name, "invariants": "passed"}
-
-
-def _playbook(ctx: RunContext, phase: str) -> dict[str, Any]:
+def _run_switch(ctx: RunContext, phase: str) -> PlaybookResult:
     release = str(ctx.outputs["find-upgrade"]["previous_release"])
-    result = run_playbook(
+    return run_playbook(
         ctx.target.inventory,
         str(PLAYBOOKS_DIR / "rollback.yml"),
         extravars={
@@ -254,17 +289,31 @@ def _playbook(ctx: RunContext, phase: str) -> dict[str, Any]:
         },
         private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-{phase}",
     )
-    if not result.ok:
-        f = result.failed_task
-        detail = f"task {f.task!r} failed on {f.host}: {f.message}" if f else f"ended {result.status}"
-        raise ExternalFailure(f"rollback.yml ({phase} {release}): {detail}", code="rollback.playbook")
-    return {"phase": phase, "release": release, "playbook_seconds": round(result.duration, 3)}
 
 
-def _stop(ctx: RunContext) -> dict[str, Any]:
+def _playbook_failed(result: PlaybookResult, phase: str, release: str) -> ExternalFailure:
+    f = result.failed_task
+    detail = f"task {f.task!r} failed on {f.host}: {f.message}" if f else f"ended {result.status}"
+    return ExternalFailure(f"rollback.yml ({phase} {release}): {detail}", code="rollback.playbook")
+
+
+def _every_host_runs(target: Target, release: str) -> bool:
+    return all(observe_host_health(h, timeout=2.0).release == release for h in target.hosts())
+
+
+def _fence(ctx: RunContext) -> dict[str, Any]:
     if not _restores(ctx):
         return {"skipped": True}
-    return _playbook(ctx, "stop")
+    db = ctx.target.primary.database
+    names = _names(ctx)
+    live = names.replaced if _database_exists(ctx.target, names.replaced) else db.name
+    role = fence.service_role(db, live)
+    fenced = fence.fence(db, role)
+    ctx.note(
+        f"role {role} may not log in until every host runs the previous release "
+        f"({fenced.terminated_sessions} sessions ended)"
+    )
+    return {"role": role, "terminated_sessions": fenced.terminated_sessions, "already": fenced.already}
 
 
 def _swap(ctx: RunContext) -> dict[str, Any]:
@@ -311,18 +360,80 @@ def _carry(ctx: RunContext) -> dict[str, Any]:
 
 
 def _switch(ctx: RunContext) -> dict[str, Any]:
-    return _playbook(ctx, "switch")
+    """Switch the code back (one playbook run); with a fence up, lift it the moment every host runs the
+    previous release: the faulty code has stopped everywhere, and the previous release's health, which
+    the playbook waits for, needs the database."""
+    release = str(ctx.outputs["find-upgrade"]["previous_release"])
+    fenced = ctx.outputs.get("fence") or {}
+    role = fenced.get("role")
+    started = time.monotonic()
+    if not role:
+        result = _run_switch(ctx, "switch")
+        if not result.ok:
+            raise _playbook_failed(result, "switch", release)
+        return {"phase": "switch", "release": release, "playbook_seconds": round(result.duration, 3)}
+    outcome: list[PlaybookResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_run_switch(ctx, "switch"))
+        except BaseException as exc:  # re-raised in the step's own thread below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, name="rollback-switch")
+    worker.start()
+    lifted_at: float | None = None
+    db = ctx.target.primary.database
+    while worker.is_alive() and lifted_at is None:
+        if _every_host_runs(ctx.target, release):
+            fence.lift(db, str(role))
+            lifted_at = time.monotonic() - started
+            ctx.note(f"every host runs {release}: role {role} may log in again")
+        else:
+            time.sleep(0.1)
+    worker.join()
+    if errors:
+        raise errors[0]
+    result = outcome[0]
+    if lifted_at is None and result.ok:  # the playbook cannot pass with the fence up; guard anyway
+        fence.lift(db, str(role))
+        lifted_at = time.monotonic() - started
+    if not result.ok:
+        # The fence stays up: the faulty release may still run somewhere. A rerun lifts it.
+        raise _playbook_failed(result, "switch", release)
+    return {
+        "phase": "switch",
+        "release": release,
+        "playbook_seconds": round(result.duration, 3),
+        "fence_lifted_after_s": None if lifted_at is None else round(lifted_at, 3),
+    }
 
 
 def _verify(ctx: RunContext) -> dict[str, Any]:
     point = ctx.outputs["find-upgrade"]["restore_point"]
-    if _restores(ctx) or point is None:
+    restored = ctx.outputs.get("restore-beside") or {}
+    if point is None or (_restores(ctx) and "database" not in restored):
+        # No restore point, or a rerun after the swap whose copy this run did not verify: check it all.
         with db_driver.connect(ctx.target.primary.database) as conn:
             report = run_invariants(conn, "public")
         line = failure_line(report)
         if line is not None:
             raise VerificationFailed(line)
         checked = "every invariant"
+    elif _restores(ctx):
+        # The copy's every invariant held before the swap; since then only the carry-over wrote.
+        since = datetime.fromisoformat(RestorePoint.from_json(point).taken_at) - LOOKBACK
+        with db_driver.connect(ctx.target.primary.database) as conn:
+            row = conn.execute(_SINCE_FACTS, {"since": since}).fetchone()
+        assert row is not None
+        facts = SinceFacts(
+            None if row[0] is None else int(str(row[0])), int(str(row[1])), int(str(row[2])), int(str(row[3]))
+        )
+        problem = judge_after_restore(facts, point["schema_version"])
+        if problem is not None:
+            raise VerificationFailed(f"after the restore and the carry-over: {problem}")
+        checked = "the verified copy's schema and every row carried over since the restore point"
     else:
         # Code only: the rollback did not touch the database, so recheck only what was written since the
         # restore point (the whole-table invariants take about 15 s at a million orders).
@@ -378,18 +489,16 @@ def rollback_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             ),
             Step(
                 "restore-beside",
-                "restore the restore point beside the live database",
+                "take the copy of the restore point verified ahead, or restore and verify it now",
                 _restore,
                 acts_on=(database,),
             ),
             Step(
-                "verify-restored",
-                "check the invariants of the restored copy",
-                _verify_restored,
-                mutating=False,
+                "fence",
+                "keep the service's database role out and end its sessions before the swap",
+                _fence,
                 acts_on=(database,),
             ),
-            Step("stop-service", "stop the service on every host before the swap", _stop, acts_on=hosts),
             Step(
                 "swap-in",
                 "swap the restored copy in; keep the failed database aside",
@@ -404,13 +513,13 @@ def rollback_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             ),
             Step(
                 "switch-release",
-                "switch current back to the previous release, restart, wait for health",
+                "switch current back to the previous release, restart, lift the fence, wait for health",
                 _switch,
                 acts_on=hosts,
             ),
             Step(
                 "verify",
-                "run the invariants and the smoke test",
+                "check what changed since the verified copy, and the smoke test",
                 _verify,
                 mutating=False,
                 acts_on=(database, *hosts),

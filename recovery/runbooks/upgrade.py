@@ -3,10 +3,14 @@
 Steps (each journaled, so `recovery rollback` can find the restore point and the release that ran
 before, also after this process was killed):
 
-1. preflight       the release is known and the database new enough; every host runs the same release
-2. restore-point   one consistent snapshot of the database dumped to files (schema + every domain)
+1. preflight       `recovery.release.preflight` (every check `recovery preflight` runs), every host on
+                   one release, and the latency baseline of the running release (`gates.measure_baseline`)
+2. restore-point   one consistent snapshot of the database dumped to files (schema + every domain); then
+                   the point is restored beside live and verified in the background (runbooks/speculative)
 3. deploy          playbooks/deploy.yml: unpack, migrate once, switch `current`, restart, wait for health
-4. gates           watch the release for a window: health of every host, business totals, latency
+4. gates           `recovery.release.gates.watch_gates` over the watch window (health and release of every
+                   host, error rate, latency against the baseline, smoke test, invariants)
+5. discard-copy    the upgrade held: drop the copy restored ahead for a rollback
 
 A failed step raises an error whose code names the gate (`gate.migrate`, `gate.health`, ...); the
 rollback runbook (recovery/runbooks/rollback.py) undoes the attempt. docs/upgrade-rollback.md.
@@ -14,48 +18,44 @@ rollback runbook (recovery/runbooks/rollback.py) undoes the attempt. docs/upgrad
 
 from __future__ import annotations
 
-import base64
-import json
-import statistics
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from recovery.backup.codec import decode, encode
-from recovery.backup.keys import DataKey, KeyProvider, key_provider
-from recovery.backup.pgdump import first_error_line, tool_env
-from recovery.drivers import db as db_driver
+from recovery.backup.keys import key_provider
 from recovery.drivers.ansible import PlaybookResult, run_playbook
 from recovery.drivers.aws import AwsDriver
 from recovery.engine import Runbook, RunContext, Step, register_runbook
-from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError
+from recovery.errors import PreconditionFailed, RecoveryError, UsageError
+from recovery.release import gates
 from recovery.release.artifacts import build_release_artifact
 from recovery.release.catalog import REPO_ROOT, get_release
 from recovery.release.installed import read_target_releases
-from recovery.targets.model import Database, Host, Objectives, Target
-from recovery.verify.domains import ALL_TABLES, DOMAINS, tables_for
-from recovery.verify.smoke import smoke_test
+from recovery.release.preflight import CHECK_NAMES, PreflightOptions, ensure_passed, run_preflight
+from recovery.runbooks import speculative
+from recovery.runbooks.upgrade_point import (
+    RestorePoint,
+    restore_point_file_id,
+    restore_points_dir,
+    take_restore_point,
+)
+from recovery.targets.model import Target
+
+__all__ = [
+    "RestorePoint",
+    "restore_point_file_id",
+    "restore_points_dir",
+    "take_restore_point",
+]
 
 RUNBOOK = "upgrade"
 PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 DEFAULT_WATCH_SECONDS = 10.0
 DEFAULT_HEALTH_TIMEOUT = 20  # seconds the deploy waits for /health: a release that never answers fails fast
 GATE_INTERVAL_SECONDS = 1.0
-# A release is slow when its orders take this many times the previous release's, plus a slack that
-# keeps a busy machine's jitter on small figures from failing a good release.
-LATENCY_FACTOR = 2.5
-LATENCY_SLACK_MS = 5.0
-BASELINE_SAMPLES = 3
+# How long the gates wait for the copy restored ahead before they watch: the latency gate must not
+# judge a release while a restore competes with it for the CPU (a million orders: about 1.5 minutes).
+COPY_WAIT_SECONDS = 900.0
 
 
 class GateFailed(RecoveryError):
@@ -65,245 +65,6 @@ class GateFailed(RecoveryError):
         super().__init__(f"gate {gate} failed: {reason}", code=f"gate.{gate}")
         self.gate = gate
         self.reason = reason
-
-
-# Restore point -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RestorePoint:
-    """Files of one consistent snapshot of the database: `schema.dump` and `<domain>.dump` each.
-
-    Every file is encrypted with the backup codec (zstd + AES-256-GCM chunks) under one fresh data key
-    from the target's key source; only the wrapped key is kept here. Each file's backup id names the
-    point and the file, so files swapped between points or names are refused when read back.
-    """
-
-    directory: Path
-    taken_at: str  # the server's clock at the snapshot (ISO 8601)
-    position: str  # WAL LSN at the snapshot
-    schema_version: int | None
-    release: str  # the release that ran when the point was taken
-    size_bytes: int
-    key_id: str
-    wrapped_key: str  # base64 of the data key as wrapped by KMS or the keyring; never the key itself
-
-    def schema_file(self) -> Path:
-        return self.directory / "schema.dump"
-
-    def domain_file(self, domain: str) -> Path:
-        return self.directory / f"{domain}.dump"
-
-    def file_id(self, path: Path) -> str:
-        return restore_point_file_id(self.directory, path.stem)
-
-    def data_key(self, keys: KeyProvider) -> DataKey:
-        return keys.unwrap(self.key_id, base64.b64decode(self.wrapped_key))
-
-    def write_plain(self, path: Path, keys: KeyProvider) -> Callable[[Any], object]:
-        """A writer for restore_beside's FromWriter: decrypts `path` into the given sink."""
-        data_key = self.data_key(keys)
-
-        def write_to(sink: Any) -> object:
-            with path.open("rb") as stored:
-                return decode(stored, sink, data_key, self.file_id(path))
-
-        return write_to
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "directory": str(self.directory),
-            "taken_at": self.taken_at,
-            "position": self.position,
-            "schema_version": self.schema_version,
-            "release": self.release,
-            "size_bytes": self.size_bytes,
-            "key_id": self.key_id,
-            "wrapped_key": self.wrapped_key,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RestorePoint:
-        return cls(
-            Path(str(data["directory"])),
-            str(data["taken_at"]),
-            str(data["position"]),
-            None if data.get("schema_version") is None else int(data["schema_version"]),
-            str(data["release"]),
-            int(data["size_bytes"]),
-            str(data["key_id"]),
-            str(data["wrapped_key"]),
-        )
-
-
-_SNAPSHOT = (
-    "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, clock_timestamp(),"
-    " (SELECT max(version) FROM schema_migrations)"
-)
-
-
-def restore_point_file_id(directory: Path, name: str) -> str:
-    return f"restore-point/{directory.name}/{name}"
-
-
-def take_restore_point(db: Database, directory: Path, release: str, keys: KeyProvider) -> RestorePoint:
-    """Dump the schema and every domain from one exported snapshot, side by side, into `directory`.
-
-    One snapshot for all files: a payment in the transactions dump always has its order in the orders
-    dump. Each dump streams through the backup codec, so no byte reaches the disk unencrypted. Files
-    are written under a temporary name and renamed, so a directory with point.json is whole.
-    """
-    done = directory / "point.json"
-    if done.is_file():  # a rerun after an interruption: the point already exists
-        return RestorePoint.from_json(json.loads(done.read_text()))
-    directory.mkdir(parents=True, exist_ok=True)
-    data_key = keys.new_data_key()
-    pg_dump = db_driver.pg_tool(db, "pg_dump")
-    conninfo = db_driver.conninfo(db)
-    with db_driver.connect(db, autocommit=False) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        row = conn.execute(_SNAPSHOT).fetchone()
-        assert row is not None
-        snapshot, position, taken_at, schema_version = row
-        jobs: dict[str, list[str]] = {"schema": [f"--exclude-table-data={t}" for t in ALL_TABLES]}
-        for domain in DOMAINS:
-            jobs[domain] = ["--data-only", "--strict-names", *(f"--table={t}" for t in tables_for([domain]))]
-
-        def dump(name: str) -> None:
-            out = directory / f"{name}.dump"
-            tmp = out.with_suffix(".part")
-            argv = [
-                str(pg_dump),
-                f"--dbname={conninfo}",
-                "--format=custom",
-                "--compress=0",
-                "--no-password",
-                f"--snapshot={snapshot}",
-                *jobs[name],
-            ]
-            with tempfile.TemporaryFile() as stderr, tmp.open("wb") as sink:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=tool_env()
-                )
-                assert proc.stdout is not None
-                try:
-                    encode(proc.stdout, sink, data_key, restore_point_file_id(directory, name))
-                finally:
-                    proc.stdout.close()
-                    code = proc.wait()
-                if code != 0:
-                    line = first_error_line(stderr, fallback=f"pg_dump exited {code}")
-                    raise ExternalFailure(
-                        f"restore point: the dump of {name} failed: {line}", code="upgrade.restore_point"
-                    )
-            tmp.replace(out)
-
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            list(pool.map(dump, jobs))
-        conn.rollback()
-    size = sum((directory / f"{name}.dump").stat().st_size for name in jobs)
-    assert isinstance(taken_at, datetime)
-    version = None if schema_version is None else int(str(schema_version))
-    point = RestorePoint(
-        directory,
-        taken_at.isoformat(),
-        str(position),
-        version,
-        release,
-        size,
-        data_key.key_id,
-        base64.b64encode(data_key.wrapped).decode("ascii"),
-    )
-    tmp_done = done.with_suffix(".tmp")
-    tmp_done.write_text(json.dumps(point.to_json()))
-    tmp_done.replace(done)
-    return point
-
-
-def restore_points_dir(target: Target) -> Path:
-    return target.state_dir / "restore-points"
-
-
-# Gates (decisions are pure) ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostHealth:
-    host: str
-    status: int | None  # HTTP status, None when the host did not answer
-    version: str | None
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class GateRound:
-    """What one round of the watch window observed."""
-
-    hosts: tuple[HostHealth, ...]
-    bad_totals: int  # orders placed since the deploy whose total does not match their items
-    bad_total_examples: tuple[str, ...]
-    smoke_passed: bool
-    smoke_reason: str
-    order_ms: float | None  # how long placing the smoke test's order took
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    passed: bool
-    gate: str | None = None
-    reason: str = ""
-
-
-def judge_round(release: str, observed: GateRound) -> GateVerdict:
-    """Health, business and smoke gates of one round: the first failure wins, in that order."""
-    for host in observed.hosts:
-        if host.status is None:
-            return GateVerdict(False, "health", f"{host.host} does not answer /health")
-        if host.status != 200:
-            why = "; ".join(host.problems) or f"HTTP {host.status}"
-            return GateVerdict(False, "health", f"{host.host} is unhealthy ({why})")
-        if host.version != release:
-            return GateVerdict(False, "health", f"{host.host} runs {host.version}, not {release}")
-    if observed.bad_totals:
-        return GateVerdict(
-            False,
-            "business",
-            f"{observed.bad_totals} orders placed since the deploy have a total that does not match their "
-            f"items (e.g. {', '.join(observed.bad_total_examples[:3])})",
-        )
-    if not observed.smoke_passed:
-        return GateVerdict(False, "smoke", observed.smoke_reason)
-    return GateVerdict(True)
-
-
-def judge_latency(
-    samples_ms: Sequence[float], objectives: Objectives, baseline_ms: float | None
-) -> GateVerdict:
-    """The latency gate over the whole window: the median order time against the p95 objective and
-    against the previous release's median measured just before the deploy (a regression gate).
-
-    The median of a few samples, not their maximum, so one slow moment of a busy machine does not fail
-    a good release; a release that is slow on every order still fails."""
-    if not samples_ms:
-        return GateVerdict(False, "latency", "no order was timed during the watch window")
-    median = statistics.median(samples_ms)
-    if median > objectives.latency_p95_ms:
-        return GateVerdict(
-            False, "latency",
-            f"placing an order took {median:.0f} ms (median of {len(samples_ms)}), above the objective "
-            f"of {objectives.latency_p95_ms:.0f} ms",
-        )
-    if baseline_ms is not None:
-        limit = baseline_ms * LATENCY_FACTOR + LATENCY_SLACK_MS
-        if median > limit:
-            return GateVerdict(
-                False, "latency",
-                f"placing an order took {median:.1f} ms (median of {len(samples_ms)}), more than "
-                f"{LATENCY_FACTOR} times the previous release's {baseline_ms:.1f} ms "
-                f"plus {LATENCY_SLACK_MS:.0f} ms",
-            )
-    return GateVerdict(True)
 
 
 def classify_deploy_failure(task: str | None) -> str:
@@ -316,50 +77,27 @@ def classify_deploy_failure(task: str | None) -> str:
     return "deploy"
 
 
-def _host_health(host: Host, timeout: float = 3.0) -> HostHealth:
-    url = f"http://{host.address}:{host.service_port}/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except OSError:
-        return HostHealth(host.name, None, None)
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    problems = tuple(str(p) for p in body.get("problems", []) if isinstance(p, str | int | float))
-    version = body.get("version")
-    return HostHealth(host.name, status, str(version) if version is not None else None, problems)
-
-
-_BAD_TOTALS = """
-SELECT o.id::text FROM orders o JOIN order_items i ON i.order_id = o.id
-WHERE o.created_at >= %s
-GROUP BY o.id, o.total_cents
-HAVING o.total_cents <> sum(i.quantity::bigint * i.unit_price_cents)
-LIMIT 20
-"""
-
-
-def _bad_totals(db: Database, since: str) -> tuple[str, ...]:
-    with db_driver.connect(db) as conn:
-        return tuple(str(row[0]) for row in conn.execute(_BAD_TOTALS, (datetime.fromisoformat(since),)))
-
-
-def observe_round(target: Target, since: str) -> GateRound:
-    hosts = tuple(_host_health(host) for host in target.hosts())
-    if any(h.status != 200 for h in hosts):  # judge_round fails on health first: skip the rest
-        return GateRound(hosts, 0, (), True, "", None)
-    bad = _bad_totals(target.primary.database, since)
-    primary = target.primary.hosts[0]
-    smoke = smoke_test(f"http://{primary.address}:{primary.service_port}", timeout=15)
-    order_ms = next((s.seconds * 1000 for s in smoke.steps if s.name == "create_order" and s.passed), None)
-    failed = next((s for s in smoke.steps if not s.passed), None)
-    reason = f"smoke test step {failed.name}: {failed.reason}" if failed else ""
-    return GateRound(hosts, len(bad), bad, smoke.passed, reason, order_ms)
+def running_release(releases: Mapping[str, str | None], upgrading_to: str) -> str:
+    """The one release every host runs, which the upgrade replaces and a rollback returns to. Pure;
+    PreconditionFailed (exit 3) when hosts are unknown, disagree, or already run the new release."""
+    unknown = sorted(host for host, release in releases.items() if release is None)
+    if unknown:
+        raise PreconditionFailed(
+            f"cannot tell which release {unknown[0]} runs; fix the host first", code="preflight.hosts"
+        )
+    running = sorted({str(r) for r in releases.values()})
+    if not running:
+        raise PreconditionFailed("the target lists no hosts", code="preflight.hosts")
+    if len(running) > 1:
+        raise PreconditionFailed(
+            f"the hosts run different releases ({', '.join(running)}); run `recovery rollback` first",
+            code="preflight.hosts",
+        )
+    if running[0] == upgrading_to:
+        raise PreconditionFailed(
+            f"every host already runs {upgrading_to}; nothing to upgrade", code="preflight.same_release"
+        )
+    return running[0]
 
 
 # Steps -------------------------------------------------------------------------------------------
@@ -367,52 +105,32 @@ def observe_round(target: Target, since: str) -> GateRound:
 
 def _preflight(ctx: RunContext) -> dict[str, Any]:
     release = get_release(str(ctx.params["release"]))
-    db = ctx.target.primary.database
-    major = db_driver.server_major(db)
-    if major < release.requires.postgres_min_major:
-        raise PreconditionFailed(
-            f"release {release.name} needs PostgreSQL {release.requires.postgres_min_major} or newer, the "
-            f"primary database runs {major}; upgrade PostgreSQL first or choose another release",
-            code="preflight.postgres",
-        )
+    skip = frozenset(str(s) for s in ctx.params.get("skip_checks") or ())
+    # The upgrade takes its own restore point of every domain before it changes anything.
+    report = run_preflight(ctx.target, release, PreflightOptions(restore_point_pending=True, skip=skip))
+    ensure_passed(report)
     hosts = read_target_releases(ctx.target)
-    unknown = [h for h in hosts if h.release is None]
-    if unknown:
-        raise PreconditionFailed(
-            f"cannot tell which release {unknown[0].host} runs ({unknown[0].reason}); fix the host first",
-            code="preflight.hosts",
-        )
-    running = sorted({str(h.release) for h in hosts})
-    if len(running) > 1:
-        raise PreconditionFailed(
-            f"the hosts run different releases ({', '.join(running)}); run `recovery rollback` first",
-            code="preflight.hosts",
-        )
-    if running[0] == release.name:
-        raise PreconditionFailed(
-            f"every host already runs {release.name}; nothing to upgrade", code="preflight.same_release"
-        )
-    baseline = _baseline_order_ms(ctx.target)
-    ctx.note(f"upgrade {running[0]} -> {release.name}; PostgreSQL {major}; an order takes {baseline} ms")
+    previous = running_release({h.host: h.release for h in hosts}, release.name)
+    baseline = gates.measure_baseline(ctx.target)
+    shown = f"{baseline.p50_ms:.1f} ms median" if baseline else "no baseline (too few answered)"
+    ctx.note(
+        f"upgrade {previous} -> {release.name}; preflight passed in {report.seconds:.1f} s; "
+        f"probe orders on {previous}: {shown}"
+    )
     return {
-        "previous_release": running[0],
+        "previous_release": previous,
         "release": release.name,
-        "postgres_major": major,
         "hosts": {h.host: h.release for h in hosts},
-        "baseline_order_ms": baseline,
+        "checks": {f"{c.name} {c.subject}": c.status for c in report.checks},
+        "preflight_seconds": round(report.seconds, 3),
+        "baseline": None
+        if baseline is None
+        else {
+            "p50_ms": round(baseline.p50_ms, 2),
+            "p95_ms": round(baseline.p95_ms, 2),
+            "requests": baseline.requests,
+        },
     }
-
-
-def _order_ms(target: Target) -> float | None:
-    primary = target.primary.hosts[0]
-    smoke = smoke_test(f"http://{primary.address}:{primary.service_port}", timeout=15)
-    return next((s.seconds * 1000 for s in smoke.steps if s.name == "create_order" and s.passed), None)
-
-
-def _baseline_order_ms(target: Target) -> float | None:
-    """How long the running release takes to place an order, now (None when it cannot place one)."""
-    samples = [ms for ms in (_order_ms(target) for _ in range(BASELINE_SAMPLES)) if ms is not None]
-    return round(statistics.median(samples), 2) if samples else None
 
 
 def _restore_point(ctx: RunContext) -> dict[str, Any]:
@@ -421,6 +139,9 @@ def _restore_point(ctx: RunContext) -> dict[str, Any]:
     keys = key_provider(ctx.target.keys, AwsDriver(ctx.target.aws))
     point = take_restore_point(ctx.target.primary.database, directory, previous, keys)
     ctx.note(f"restore point at {point.taken_at} (schema {point.schema_version}, {point.size_bytes} bytes)")
+    if ctx.params.get("restore_ahead", True):
+        started = speculative.start_copy(ctx.target, point, speculative.restore_id_for(ctx.run_id))
+        ctx.note(f"restoring the point beside live ahead of a rollback: {started}")
     return point.to_json()
 
 
@@ -452,33 +173,59 @@ def _deploy(ctx: RunContext) -> dict[str, Any]:
 
 def _gates(ctx: RunContext) -> dict[str, Any]:
     release = str(ctx.params["release"])
-    since = str(ctx.outputs["deploy"]["started_at"])
+    waited = _wait_for_copy(ctx)
+    base = ctx.outputs["preflight"].get("baseline")
+    baseline = (
+        None
+        if not base
+        else gates.LatencyBaseline(float(base["p50_ms"]), float(base["p95_ms"]), int(base["requests"]))
+    )
     window = float(ctx.params["watch_seconds"])
-    ends = time.monotonic() + window
-    samples: list[float] = []
-    rounds = 0
-    while True:
-        observed = observe_round(ctx.target, since)
-        rounds += 1
-        verdict = judge_round(release, observed)
-        if not verdict.passed:
-            raise GateFailed(str(verdict.gate), verdict.reason)
-        if observed.order_ms is not None:
-            samples.append(observed.order_ms)
-        ctx.progress(f"round {rounds}: healthy", time.monotonic() - (ends - window), window)
-        # A few timed orders at least, so the latency gate judges a median, not one sample.
-        if time.monotonic() >= ends and (len(samples) >= BASELINE_SAMPLES or time.monotonic() > ends + 30):
-            break
-        time.sleep(GATE_INTERVAL_SECONDS)
-    baseline = ctx.outputs["preflight"].get("baseline_order_ms")
-    latency = judge_latency(samples, ctx.target.objectives, None if baseline is None else float(baseline))
-    if not latency.passed:
-        raise GateFailed(str(latency.gate), latency.reason)
+    report = gates.watch_gates(
+        ctx.target,
+        max(window, GATE_INTERVAL_SECONDS),
+        GATE_INTERVAL_SECONDS,
+        baseline=baseline,
+        release=release,
+    )
+    for sample in report.samples:
+        ctx.progress(
+            f"{sample.at_s:.1f} s: "
+            + ", ".join(f"{r.gate} {'ok' if r.passed else 'FAILED'}" for r in sample.results)
+        )
+    if not report.passed:
+        raise GateFailed(str(report.failed_gate), report.reason)
     return {
-        "rounds": rounds,
-        "order_ms_median": round(statistics.median(samples), 1),
-        "watch_seconds": window,
+        "rounds": len(report.samples),
+        "requests": report.requests,
+        "errors": report.errors,
+        "p95_ms": None if report.p95_ms is None else round(report.p95_ms, 1),
+        "watch_seconds": report.watched_s,
+        "waited_for_copy_s": waited,
+        "reason": report.reason,
     }
+
+
+def _point(ctx: RunContext) -> RestorePoint:
+    return RestorePoint.from_json(ctx.outputs["restore-point"])
+
+
+def _wait_for_copy(ctx: RunContext) -> float:
+    if not ctx.params.get("restore_ahead", True):
+        return 0.0
+    state = speculative.wait_for_copy(
+        ctx.target, _point(ctx), speculative.restore_id_for(ctx.run_id), timeout=COPY_WAIT_SECONDS
+    )
+    ctx.note(f"copy restored ahead: {state.copy.database if state.copy else 'none'} ({state.reason})")
+    return round(state.waited_s, 3)
+
+
+def _discard_copy(ctx: RunContext) -> dict[str, Any]:
+    restore_id = speculative.restore_id_for(ctx.run_id)
+    dropped = speculative.discard_copy(ctx.target, _point(ctx), restore_id)
+    if dropped:
+        ctx.note(f"the upgrade held: dropped the copy restored ahead ({restore_id})")
+    return {"restore_id": restore_id, "dropped": dropped}
 
 
 def upgrade_params(
@@ -486,14 +233,27 @@ def upgrade_params(
     *,
     watch_seconds: float = DEFAULT_WATCH_SECONDS,
     health_timeout: int = DEFAULT_HEALTH_TIMEOUT,
+    skip_checks: Sequence[str] = (),
+    restore_ahead: bool = True,
 ) -> dict[str, Any]:
     """Validated parameters of an upgrade run (bad input is refused before anything runs)."""
     get_release(release)  # UsageError for an unknown release
     if watch_seconds < 0:
         raise UsageError(f"--watch must be 0 seconds or more, not {watch_seconds}")
+    if watch_seconds > 3600:
+        raise UsageError(f"--watch of {watch_seconds:g} s is over an hour; give at most 3600 s")
     if health_timeout < 1:
         raise UsageError(f"--health-timeout must be at least 1 second, not {health_timeout}")
-    return {"release": release, "watch_seconds": watch_seconds, "health_timeout": health_timeout}
+    unknown = sorted(set(skip_checks) - set(CHECK_NAMES))
+    if unknown:
+        raise UsageError(f"unknown preflight check {unknown[0]!r}; checks are: {', '.join(CHECK_NAMES)}")
+    return {
+        "release": release,
+        "watch_seconds": watch_seconds,
+        "health_timeout": health_timeout,
+        "skip_checks": sorted(set(skip_checks)),
+        "restore_ahead": restore_ahead,
+    }
 
 
 def upgrade_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
@@ -526,10 +286,16 @@ def upgrade_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             ),
             Step(
                 "gates",
-                "watch health, order totals and latency over the watch window",
+                "watch health, errors, latency, the smoke test and the invariants over the watch window",
                 _gates,
                 mutating=False,
                 acts_on=hosts,
+            ),
+            Step(
+                "discard-copy",
+                "drop the copy of the restore point restored ahead for a rollback",
+                _discard_copy,
+                acts_on=(database,),
             ),
         ),
     )

@@ -2,15 +2,19 @@
 the upgrade runs, a ledger of every order the service acknowledged.
 
 One lab for the module; every case starts from v1 and ends on v1 (or on v2 for the successful upgrade,
-which the next case rolls back on request). Run with your own base port:
+which the same case rolls back on request). A case that fails may leave the lab elsewhere: the
+`starts_on_v1` fixture brings it back before the next case (the toolkit's own rollback, else a rebuilt
+lab), so one failure stays one failure. Run with your own base port:
 RECOVERY_TEST_BASE_PORT=41000 .venv/bin/pytest tests/lab/test_upgrade_rollback.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,10 +28,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Lab
+from conftest import BASE_PORT, Lab
 
 from recovery.cli.main import main
 from recovery.drivers import db as db_driver
+from recovery.drivers import remote
 from recovery.engine import is_running, journal_path, read_journal, run_ids, summarize
 from recovery.errors import ExitCode
 from recovery.release.installed import read_target_releases
@@ -126,6 +131,52 @@ def _check_ledger(target: Target, load: OrderLoad, left_for_a_person: frozenset[
     assert report.passed, [c.reason for c in report.checks if not c.passed]
 
 
+def _on_v1(target: Target) -> bool:
+    try:
+        return _state(target) == ({"v1"}, 1)
+    except Exception:  # a host or the database does not answer: not on v1
+        return False
+
+
+def _leftover_copies(target: Target) -> list[str]:
+    """Scratch copies of restore points left beside live (restored ahead, never dropped)."""
+    with db_driver.connect(target.primary.database, dbname="postgres") as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                            (f"{target.primary.database.name}_restore_%",)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _service_role_can_log_in(target: Target) -> bool:
+    with db_driver.connect(target.primary.database, dbname="postgres") as conn:
+        row = conn.execute("SELECT r.rolcanlogin FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
+                           " WHERE d.datname = %s", (target.primary.database.name,)).fetchone()
+    return row is not None and bool(row[0])
+
+
+@pytest.fixture(autouse=True)
+def starts_on_v1(request: pytest.FixtureRequest) -> None:
+    """Every lab case starts on v1 with schema 1, also after an earlier case failed half-way: first
+    with the toolkit's own rollback of the newest upgrade, and when that does not get there, by
+    rebuilding the lab in place (same directory, same ports, so the `lab` fixture's target holds)."""
+    if "lab" not in request.fixturenames:
+        return
+    lab: Lab = request.getfixturevalue("lab")
+    if _on_v1(lab.target):
+        return
+    target_file = str(lab.dir / "target.yaml")
+    with contextlib.suppress(Exception):
+        main(["rollback", "-t", target_file, "--to", "v1", "--yes"])
+    if _on_v1(lab.target):
+        return
+    remote.close_all()
+    main(["lab", "down", "--lab-dir", str(lab.dir)])
+    shutil.rmtree(lab.dir, ignore_errors=True)
+    lab.dir.mkdir(mode=0o755)
+    lab.dir.chmod(0o755)
+    assert main(["lab", "up", "--lab-dir", str(lab.dir), "--base-port", str(BASE_PORT)]) == ExitCode.OK
+    assert _on_v1(lab.target), "the rebuilt lab is not on v1"
+
+
 def _json_run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     capsys.readouterr()
     code = main([*args, "--output", "json", "--yes"])
@@ -143,19 +194,34 @@ def test_needs_newer_postgres_is_refused_with_nothing_changed(
     assert code == ExitCode.REFUSED
     result = doc["result"]
     assert result["status"] == "refused" and result["failed_gate"] == "preflight"
-    assert "PostgreSQL 19" in result["reason"]
-    assert [s["status"] for s in result["upgrade"]["steps"]] == ["failed", "not_run", "not_run", "not_run"]
+    assert "postgres_version" in result["reason"] and "PostgreSQL 18" in result["reason"]
+    assert [s["status"] for s in result["upgrade"]["steps"]] == ["failed", *["not_run"] * 4]
     assert _state(target) == before == ({"v1"}, 1)
+
+
+def test_bad_migration_is_refused_by_the_dry_run_with_nothing_changed(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = lab.target
+    with db_driver.connect(target.primary.database, dbname="postgres") as conn:
+        databases = {str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")}
+    code, doc = _json_run(["upgrade", "--release", "v2-bad-migration", "-t", str(lab.dir / "target.yaml"),
+                           "--auto-rollback", *FAST], capsys)
+    assert code == ExitCode.REFUSED, doc
+    assert "migration_dry_run" in doc["result"]["reason"]
+    assert _state(target) == ({"v1"}, 1)
+    with db_driver.connect(target.primary.database, dbname="postgres") as conn:
+        assert {str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")} == databases
 
 
 @pytest.mark.parametrize(
     ("release", "gates"),
     [
-        ("v2-bad-migration", {"migrate"}),
+        ("v2-bad-migration", {"migrate"}),  # with the dry run skipped, so the deploy's migrate step fails
         ("v2-crash", {"health"}),
         ("v2-unhealthy", {"health"}),
-        # Orders of the load with a quantity above one show it first; else the smoke test's own order.
-        ("v2-corrupts-totals", {"business", "smoke"}),
+        # The smoke test's own order shows it; else the invariants over the probe orders.
+        ("v2-corrupts-totals", {"smoke", "invariants"}),
         ("v2-slow", {"latency"}),
     ],
 )
@@ -165,16 +231,21 @@ def test_faulty_release_is_rolled_back_with_every_order_kept(
     target = lab.target
     assert _state(target) == ({"v1"}, 1)
     junit = tmp_path / "report.xml"
+    skip = ["--skip-check", "migration_dry_run"] if release == "v2-bad-migration" else []
     with _load(lab) as load:
         code, doc = _json_run(["upgrade", "--release", release, "-t", str(lab.dir / "target.yaml"),
-                               "--auto-rollback", "--junit", str(junit), *FAST], capsys)
+                               "--auto-rollback", "--junit", str(junit), *skip, *FAST], capsys)
         time.sleep(1)  # orders on the rolled-back release too
     result = doc["result"]
     assert code == ExitCode.ROLLED_BACK, result
     assert result["status"] == "rolled_back" and result["failed_gate"] in gates, result["reason"]
     assert result["rollback"]["status"] == "ok"
     assert result["rollback"]["database_restored"] is True
+    # The copy restored and verified while the release was deployed is the one swapped in, and the
+    # service's role may log in again (the fence is lifted).
+    assert result["rollback"]["restored_ahead"] is True
     assert _state(target) == ({"v1"}, 1)
+    assert _service_role_can_log_in(target)
     left: frozenset[str] = frozenset()
     if release == "v2-corrupts-totals":
         # The damaged orders are listed for a person (all of them in the file), never dropped silently.
@@ -198,6 +269,7 @@ def test_v2_upgrade_succeeds_with_its_data_migration(
                                *FAST], capsys)
     assert code == ExitCode.OK, doc
     assert _state(target) == ({"v2"}, 4)
+    assert _leftover_copies(target) == []  # the copy restored ahead was dropped when the upgrade held
     with db_driver.connect(target.primary.database) as conn:
         row = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE line_total_cents = quantity * unit_price_cents)"

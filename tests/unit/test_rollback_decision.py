@@ -7,7 +7,15 @@ import pytest
 from recovery.engine import RunResult, StepResult
 from recovery.errors import UsageError
 from recovery.restore.database import restore_names
-from recovery.runbooks.rollback import decide_rollback, failed_gate_of, restore_id_for, rollback_params
+from recovery.runbooks import speculative
+from recovery.runbooks.rollback import (
+    SinceFacts,
+    decide_rollback,
+    failed_gate_of,
+    judge_after_restore,
+    restore_id_for,
+    rollback_params,
+)
 
 
 def test_a_schema_change_restores_the_database() -> None:
@@ -55,3 +63,22 @@ def test_rollback_params_refuse_unknown_releases() -> None:
     with pytest.raises(UsageError, match="unknown release"):
         rollback_params(to="v7")
     assert rollback_params(to="v1") == {"upgrade_run": "", "to": "v1", "health_timeout": 30}
+
+
+def _since(**changes: int | None) -> SinceFacts:
+    facts = {"schema_version": 1, "bad_orders": 0, "paid_without_capture": 0, "negative_stock": 0}
+    facts.update(changes)
+    return SinceFacts(**facts)  # type: ignore[arg-type]
+
+
+def test_after_a_restore_only_the_carried_over_rows_are_judged() -> None:
+    assert judge_after_restore(_since(), 1) is None
+    assert "schema 4" in str(judge_after_restore(_since(schema_version=4), 1))
+    assert str(judge_after_restore(_since(bad_orders=3), 1)).startswith("3 orders")
+    assert "no captured payment" in str(judge_after_restore(_since(paid_without_capture=1), 1))
+    assert "negative stock" in str(judge_after_restore(_since(negative_stock=2), 1))
+
+
+def test_the_speculative_copy_and_the_rollback_name_the_same_databases() -> None:
+    run = "20261125T221500Z-upgrade-3f2a"
+    assert speculative.restore_id_for(run) == restore_id_for(run)
