@@ -5,7 +5,8 @@ after the other on the same database:
 - ours: `backup_domains(target, ["orders"])` (dump in an exported snapshot + fingerprints, zstd-1 +
   AES-256-GCM, both S3 copies in one pass), and the restore of that backup beside live
   (`restore_beside`, which also copies the other four domains from live) plus its verification
-  (fingerprints against the manifest and the business invariants);
+  (`check_restored_copy`: fingerprints against the manifest and the business invariants, side by side,
+  as the restore runbook runs them);
 - bare `pg_dump -Fc -Z0` of the domain's tables to /dev/null, and to a file; bare `pg_restore` of that
   file (data, then indexes and constraints) into an empty copy of the schema;
 - the hand-made pipeline `pg_dump -Fc | openssl enc -aes-256-cbc -pbkdf2 | aws s3 cp -` to the lab's moto,
@@ -41,9 +42,8 @@ from recovery.drivers import db as dbdriver
 from recovery.restore.database import discard_restored, restore_beside
 from recovery.restore.selection import select_backups
 from recovery.runbooks.backup import backup_domains
-from recovery.runbooks.restore import expected_fingerprints, sources_for
+from recovery.runbooks.restore import check_restored_copy, expected_fingerprints, sources_for
 from recovery.targets.load import load_target
-from recovery.verify import fingerprint, invariants
 
 RECOVERY = str(Path(sys.executable).parent / "recovery")
 MIB = 1024 * 1024
@@ -180,10 +180,12 @@ def run(target: Any, work: Path) -> None:
         phases.update({step.step: step.seconds for step in restored.steps})
         phases["restore_beside total"] = time.perf_counter() - started
         started = time.perf_counter()
-        with dbdriver.connect(db, dbname=restored.name) as conn:
-            report = fingerprint.verify_fingerprints(conn, "public", expected_fingerprints(manifest))
-            assert report.passed, report.mismatches
-            assert invariants.run_invariants(conn, "public").passed
+        # The restore runbook's own check: fingerprints and invariants side by side.
+        reports, report = check_restored_copy(
+            lambda: dbdriver.connect(db, dbname=restored.name), expected_fingerprints(manifest)
+        )
+        assert all(found.passed for found in reports), [found.mismatches for found in reports]
+        assert report.passed, report
         phases["verify (fingerprints + invariants)"] = time.perf_counter() - started
 
     with PeakRss() as restore_rss:

@@ -68,10 +68,16 @@ class SourcePosition(_Frozen):
         return value.astimezone(UTC)
 
 
+TableHash = Literal["hashtextextended", "md5", "hashrecordextended", "sha256"]
+
+
 class TableSummary(_Frozen):
     name: str = Field(min_length=1)
     rows: int = Field(ge=0)
     content_hash: str = Field(min_length=1, description="Hash of the table's rows in key order (hex)")
+    # How content_hash was computed: a fingerprint algorithm (recovery.verify.fingerprint) for tables,
+    # sha256 for host files. Manifests written before this field hashed tables with hashtextextended.
+    algorithm: TableHash = "hashtextextended"
 
 
 class Sizes(_Frozen):

@@ -52,6 +52,9 @@ from recovery.backup.repository import (
 )
 from recovery.backup.stores import ObjectStore, stores_for
 from recovery.backup.wal import (
+    SERIES_SUFFIX,
+    WAL_DOMAIN,
+    WAL_MANIFEST_SUFFIX,
     RestorePoint,
     Segment,
     WalKey,
@@ -713,6 +716,36 @@ def coverage(store: ObjectStore, name: BackupName) -> Coverage:
         number += 1
     ends_at = max([manifest.source.at, *written])
     return Coverage(name.backup_id, manifest.source.at, ends_at, wal_range, tuple(run), tuple(written))
+
+
+def wal_series(store: ObjectStore) -> list[str]:
+    """The WAL series one copy holds (`<YYYYMMDD>-orders-realtime.wal`), also partly deleted ones."""
+    found = set()
+    for key in store.list_keys(f"{WAL_DOMAIN}/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[1].endswith(SERIES_SUFFIX):
+            found.add(parts[1])
+    return sorted(found)
+
+
+def delete_wal_series(store: ObjectStore, series: str) -> int:
+    """Delete one WAL series from one copy; returns how many objects went (0 when already gone).
+
+    Manifests go first: a WAL object without its manifest already ends any coverage run, so a
+    deletion that breaks off half-way never leaves a series that looks complete but is not.
+    """
+    if not series.endswith(SERIES_SUFFIX) or "/" in series:
+        raise UsageError(f"{series!r} is not a WAL series name")
+    keys = store.list_keys(f"{WAL_DOMAIN}/{series}/")
+    manifests = [key for key in keys if key.endswith(WAL_MANIFEST_SUFFIX)]
+    for key in manifests + [key for key in keys if key not in set(manifests)]:
+        store.delete(key)
+    return len(keys)
+
+
+def delete_wal_range(store: ObjectStore, name: BackupName) -> None:
+    """Remove the WAL range record beside a realtime backup (absent is no error)."""
+    store.delete(wal_range_key(name))
 
 
 def fetch_wal(store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider) -> WalManifest:

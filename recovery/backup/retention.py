@@ -4,13 +4,16 @@ Per domain and kind, among backups that count (both copies verified): keep the n
 `daily` most recent days and of each of the `weekly` most recent ISO weeks, and always the newest one.
 Backups that do not count are never deleted while they might still matter: unverified ones, ones newer
 than the newest verified backup, ones with one good copy left, and any when no verified backup exists.
+
+Realtime WAL: `plan_wal_retention` keeps every WAL series a kept realtime base backup may need to recover
+and deletes the series of days before the oldest kept one (see its docstring for why a day is safe).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from recovery.backup.catalog import CatalogEntry, CopyState
 from recovery.errors import UsageError
@@ -119,3 +122,77 @@ def plan_retention(entries: Sequence[CatalogEntry], policy: RetentionPolicy) -> 
         groups.setdefault((entry.domain, entry.kind), []).append(entry)
     decisions = [decision for group in groups.values() for decision in _decide_group(group, policy)]
     return sorted(decisions, key=lambda decision: decision.backup_id)
+
+
+# Realtime WAL series ------------------------------------------------------------------------------------
+
+# Clocks: a series is named after the UTC day its files were last written on the database host, and a
+# base backup's position is the server's clock. Both are the same host's clock; the margin absorbs a
+# skew between them (and a segment written just before midnight) without ever deleting a needed file.
+WAL_CLOCK_MARGIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class WalSeriesDecision:
+    series: str
+    keep: bool
+    reason: str
+
+
+def _series_day(series: str) -> date | None:
+    """The day of a WAL series name `<YYYYMMDD>-orders-realtime.wal`, None for anything else."""
+    head = series.split("-", 1)[0]
+    if len(head) != 8 or not head.isdigit():
+        return None
+    try:
+        return datetime.strptime(head, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def plan_wal_retention(
+    series: Sequence[str], entries: Sequence[CatalogEntry], decisions: Sequence[RetentionDecision]
+) -> list[WalSeriesDecision]:
+    """Keep/delete for every WAL series (both copies listed together), given the backups' decisions.
+
+    Recovering a realtime base backup needs the WAL from the segment holding the backup's end onwards;
+    each of those segments was last written at or after the backup's end (its `position`), so it sits in
+    the series of that day or a later one. A series of a day before the oldest kept realtime backup's
+    day (less the clock margin) is therefore needed by no kept backup. Nothing is deleted while no
+    realtime backup is kept or a kept one has no readable position: its needs are unknown.
+    """
+    keep_ids = {decision.backup_id for decision in decisions if decision.keep}
+    kept = [entry for entry in entries if entry.kind == "realtime" and entry.backup_id in keep_ids]
+    unknown = [entry for entry in kept if entry.position is None]
+    oldest = min(kept, key=_order) if kept and not unknown else None
+    cutoff = (_position(oldest) - WAL_CLOCK_MARGIN).date() if oldest is not None else None
+    found: list[WalSeriesDecision] = []
+    for name in sorted(set(series)):
+        day = _series_day(name)
+        if day is None:
+            found.append(WalSeriesDecision(name, True, "not a dated WAL series name; left alone"))
+        elif unknown:
+            found.append(
+                WalSeriesDecision(
+                    name, True, f"kept realtime backup {unknown[0].backup_id} has no readable position"
+                )
+            )
+        elif oldest is None or cutoff is None:
+            found.append(
+                WalSeriesDecision(name, True, "no realtime backup is kept; WAL is kept until one is")
+            )
+        elif day < cutoff:
+            found.append(
+                WalSeriesDecision(
+                    name,
+                    False,
+                    f"older than the oldest kept realtime backup {oldest.backup_id}: no kept backup needs it",
+                )
+            )
+        else:
+            found.append(
+                WalSeriesDecision(
+                    name, True, f"may hold WAL that realtime backup {oldest.backup_id} or a newer one needs"
+                )
+            )
+    return found

@@ -1,4 +1,4 @@
-"""`recovery backup`: run, list, verify, prune and restore points of the daily backups."""
+"""`recovery backup`: run, list, verify, prune (backups and realtime WAL) and restore points."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from recovery.backup.catalog import CatalogEntry, catalog_for
 from recovery.backup.freshness import stale_backups
 from recovery.backup.naming import DOMAINS, Domain, parse_domain, parse_kind
-from recovery.backup.retention import RetentionPolicy, plan_retention
+from recovery.backup.retention import RetentionPolicy
 from recovery.backup.wal_command import ship
 from recovery.cli.common import (
     DryRunOpt,
@@ -20,13 +20,19 @@ from recovery.cli.common import (
     OutputOpt,
     TargetOpt,
     YesOpt,
-    confirm_destructive,
     emit,
     envelope,
 )
 from recovery.cli.runs import run_runbook
 from recovery.errors import UsageError, VerificationFailed
-from recovery.runbooks.backup import backup_params, backup_runbook, deep_checker
+from recovery.runbooks.backup import (
+    backup_params,
+    backup_runbook,
+    deep_checker,
+    plan_prune,
+    prune_params,
+    prune_runbook,
+)
 from recovery.targets import load_target
 
 app = typer.Typer(
@@ -178,20 +184,38 @@ def prune(
     dry_run: DryRunOpt = False,
     output: OutputOpt = OutputFormat.text,
 ) -> None:
-    """Delete backups outside the retention (never the newest verified backup of a domain)."""
-    catalog = catalog_for(load_target(target), with_keys=False)
-    entries = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
-    decisions = plan_retention(entries, RetentionPolicy(daily=keep_daily, weekly=keep_weekly))
-    doomed = [decision for decision in decisions if not decision.keep]
-    if doomed and not dry_run:
-        confirm_destructive(f"deleting {len(doomed)} backups from both copies", yes)
-        for decision in doomed:
-            catalog.delete(decision.backup_id)
-    rows = [{"backup_id": d.backup_id, "keep": d.keep, "reason": d.reason} for d in decisions]
+    """Delete backups outside the retention (never the newest verified backup of a domain) and the WAL
+    series no kept realtime backup needs, from both copies; journaled like every run."""
+    loaded = load_target(target)
+    policy = RetentionPolicy(daily=keep_daily, weekly=keep_weekly)
+    plan = plan_prune(loaded, policy)
+    rows = [{"backup_id": d.backup_id, "keep": d.keep, "reason": d.reason} for d in plan.backups]
+    wal_rows = [{"series": d.series, "keep": d.keep, "reason": d.reason} for d in plan.wal_series]
+    doomed = len(plan.doomed_backups) + len(plan.doomed_series)
 
     def text(_: Any) -> None:
         for row in rows:
             typer.echo(f"{'keep  ' if row['keep'] else 'delete'} {row['backup_id']:<34} {row['reason']}")
-        typer.echo(f"{'would delete' if dry_run else 'deleted'} {len(doomed)} backups")
+        for row in wal_rows:
+            typer.echo(f"{'keep  ' if row['keep'] else 'delete'} {row['series']:<34} {row['reason']}")
 
-    emit(output, "backup prune", {"dry_run": dry_run, "decisions": rows}, text)
+    if dry_run or not doomed:
+
+        def summary(_: Any) -> None:
+            text(_)
+            typer.echo(
+                f"{'would delete' if dry_run else 'deleted'} {len(plan.doomed_backups)} backups and "
+                f"{len(plan.doomed_series)} WAL series"
+            )
+
+        emit(output, "backup prune", {"dry_run": dry_run, "decisions": rows, "wal_series": wal_rows}, summary)
+        return
+    if output is OutputFormat.text:
+        text(None)
+    run_runbook(
+        loaded,
+        prune_runbook(loaded, prune_params(policy, plan)),
+        command="backup prune",
+        output=output,
+        yes=yes,
+    )

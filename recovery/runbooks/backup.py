@@ -39,8 +39,17 @@ from recovery.backup.keys import KeyProvider, key_provider
 from recovery.backup.manifest import Manifest, SourcePosition, TableSummary
 from recovery.backup.naming import DOMAINS, BackupName, Domain, parse_domain
 from recovery.backup.pgdump import connect, dump_domain, dump_schema, first_error_line, tool_env
-from recovery.backup.repository import BackupMetadata, next_backup_name, write_backup
+from recovery.backup.realtime import coverage, delete_wal_range, delete_wal_series, wal_series
+from recovery.backup.repository import BackupMetadata, next_backup_name, object_key, write_backup
+from recovery.backup.retention import (
+    RetentionDecision,
+    RetentionPolicy,
+    WalSeriesDecision,
+    plan_retention,
+    plan_wal_retention,
+)
 from recovery.backup.stores import ObjectStore, stores_for
+from recovery.backup.wal import WAL_DOMAIN
 from recovery.drivers import remote
 from recovery.drivers.ansible import require_success, run_playbook
 from recovery.drivers.aws import AwsDriver
@@ -51,7 +60,12 @@ from recovery.errors import IntegrityError, PreconditionFailed, RecoveryError, U
 from recovery.release.installed import read_host_release
 from recovery.targets.model import Database, Host, Target
 from recovery.verify.domains import tables_for
-from recovery.verify.fingerprint import TableFingerprint, fingerprint_tables
+from recovery.verify.fingerprint import (
+    DEFAULT_ALGORITHM,
+    TableFingerprint,
+    fastest_algorithm,
+    fingerprint_tables,
+)
 
 MAGIC = b"ORSECT1\n"
 TO_END = 2**64 - 1
@@ -235,7 +249,10 @@ def held_snapshot(conninfo: str, tables: Sequence[str]) -> Iterator[HeldSnapshot
         snapshot_id, position, taken_at = row
         # Fingerprints in the dumps' snapshot: the manifest then describes exactly the rows dumped. Only
         # this thread uses the connection from here until the result is in.
-        pending = worker.submit(lambda: fingerprint_tables(conn, "public", tables) if tables else {})
+        algorithm = fastest_algorithm(conn)
+        pending = worker.submit(
+            lambda: fingerprint_tables(conn, "public", tables, algorithm=algorithm) if tables else {}
+        )
         try:
             yield HeldSnapshot(str(snapshot_id), str(position), taken_at, pending)
         finally:
@@ -408,13 +425,17 @@ def _backup_one(
                     name=table,
                     rows=held.fingerprints()[table].rows,
                     content_hash=held.fingerprints()[table].content_hash,
+                    algorithm=held.fingerprints()[table].algorithm,
                 )
                 for table in tables_for([domain])
             ]
             # Host files: "rows" is the byte count, the hash the sha256 of the tar.
             tables += [
                 TableSummary(
-                    name=host_file.section, rows=counted.count, content_hash=counted.digest.hexdigest()
+                    name=host_file.section,
+                    rows=counted.count,
+                    content_hash=counted.digest.hexdigest(),
+                    algorithm="sha256",
                 )
                 for host_file, counted, _ in file_parts
             ]
@@ -566,6 +587,167 @@ _POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 register_runbook("backup", backup_runbook)
 
 
+# Retention: `recovery backup prune` ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What retention decided: every backup and every WAL series, each with its reason."""
+
+    backups: tuple[RetentionDecision, ...]
+    wal_series: tuple[WalSeriesDecision, ...]
+
+    @property
+    def doomed_backups(self) -> list[str]:
+        return [decision.backup_id for decision in self.backups if not decision.keep]
+
+    @property
+    def doomed_series(self) -> list[str]:
+        return [decision.series for decision in self.wal_series if not decision.keep]
+
+
+def plan_prune(target: Target, policy: RetentionPolicy) -> PrunePlan:
+    """Shallow-verify every backup (both copies), then decide backups and WAL series (both copies)."""
+    catalog = catalog_for(target, with_keys=False)
+    entries = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
+    decisions = plan_retention(entries, policy)
+    series = sorted(set(wal_series(catalog.local)) | set(wal_series(catalog.remote)))
+    return PrunePlan(tuple(decisions), tuple(plan_wal_retention(series, entries, decisions)))
+
+
+def _prune_decide(ctx: RunContext) -> dict[str, object]:
+    """Decide again at run time and delete only what the operator confirmed and is still outside
+    the retention (a backup verified or taken since the confirmation can change the answer)."""
+    policy = RetentionPolicy(daily=int(ctx.params["keep_daily"]), weekly=int(ctx.params["keep_weekly"]))
+    ctx.progress("checking both copies of every backup")
+    plan = plan_prune(ctx.target, policy)
+    confirmed_backups = set(ctx.params["backups"])
+    confirmed_series = set(ctx.params["wal_series"])
+    backups = [backup_id for backup_id in plan.doomed_backups if backup_id in confirmed_backups]
+    series = [name for name in plan.doomed_series if name in confirmed_series]
+    for name in sorted((confirmed_backups - set(backups)) | (confirmed_series - set(series))):
+        ctx.note(f"{name}: no longer outside the retention; kept")
+    reasons = {d.backup_id: d.reason for d in plan.backups} | {d.series: d.reason for d in plan.wal_series}
+    for name in backups + series:
+        ctx.note(f"{name}: delete: {reasons[name]}")
+    return {
+        "backups": backups,
+        "wal_series": series,
+        "kept_realtime": [
+            d.backup_id for d in plan.backups if d.keep and BackupName.parse(d.backup_id).kind == "realtime"
+        ],
+    }
+
+
+def _prune_backups(ctx: RunContext) -> dict[str, object]:
+    catalog = catalog_for(ctx.target, with_keys=False)
+    deleted: list[str] = []
+    for backup_id in ctx.outputs["decide"]["backups"]:
+        ctx.progress(f"deleting {backup_id} from both copies")
+        catalog.delete(str(backup_id))
+        name = BackupName.parse(str(backup_id))
+        if name.kind == "realtime":
+            for store in (catalog.local, catalog.remote):
+                delete_wal_range(store, name)
+        deleted.append(str(backup_id))
+    return {"deleted": deleted}
+
+
+def _prune_wal(ctx: RunContext) -> dict[str, object]:
+    catalog = catalog_for(ctx.target, with_keys=False)
+    objects: dict[str, dict[str, int]] = {}
+    for series in ctx.outputs["decide"]["wal_series"]:
+        ctx.progress(f"deleting WAL series {series} from both copies")
+        objects[str(series)] = {
+            "local": delete_wal_series(catalog.local, str(series)),
+            "remote": delete_wal_series(catalog.remote, str(series)),
+        }
+    return {"deleted_objects": objects}
+
+
+def _prune_check(ctx: RunContext) -> dict[str, object]:
+    """After deleting: nothing deleted is left in either copy, and every kept realtime backup still
+    reaches its WAL from the segment holding its end in each copy that held it before."""
+    catalog = catalog_for(ctx.target, with_keys=False)
+    problems: list[str] = []
+    for backup_id in ctx.outputs["delete-backups"]["deleted"]:
+        key = object_key(BackupName.parse(str(backup_id)))
+        for store in (catalog.local, catalog.remote):
+            if store.head(key) is not None:
+                problems.append(f"{store.describe(key)} is still there")
+    for series in ctx.outputs["delete-wal-series"]["deleted_objects"]:
+        for label, store in (("local", catalog.local), ("remote", catalog.remote)):
+            if store.list_keys(f"{WAL_DOMAIN}/{series}/"):
+                problems.append(f"WAL series {series} still has objects in the {label} copy")
+    checked: dict[str, int] = {}
+    for backup_id in ctx.outputs["decide"]["kept_realtime"]:
+        name = BackupName.parse(str(backup_id))
+        for label, store in (("local", catalog.local), ("remote", catalog.remote)):
+            if store.head(object_key(name)) is None:
+                continue
+            try:
+                found = coverage(store, name)
+            except IntegrityError as exc:
+                problems.append(f"{backup_id} ({label} copy): {exc.message}")
+                continue
+            first = found.wal_range.first_segment.name()
+            if not found.segments or found.segments[0].file_name != first:
+                problems.append(f"{backup_id} ({label} copy) no longer finds its first WAL segment {first}")
+            checked[f"{backup_id} ({label})"] = len(found.segments)
+    if problems:
+        raise VerificationFailed(f"after pruning: {problems[0]}")
+    return {"realtime_segments": checked}
+
+
+def prune_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
+    """params: keep_daily, keep_weekly, backups and wal_series (what the operator confirmed)."""
+    buckets = (f"s3://{target.backup.local.bucket}", f"s3://{target.backup.remote.bucket}")
+    backups, series = list(params["backups"]), list(params["wal_series"])
+    return Runbook(
+        name="backup-prune",
+        params=dict(params),
+        confirm=f"deleting {len(backups)} backups and {len(series)} WAL series from both copies",
+        steps=(
+            Step(
+                "decide",
+                "check both copies of every backup and decide again what retention deletes",
+                _prune_decide,
+                mutating=False,
+            ),
+            Step(
+                "delete-backups",
+                f"delete {len(backups)} backups outside the retention from both copies",
+                _prune_backups,
+                acts_on=buckets,
+            ),
+            Step(
+                "delete-wal-series",
+                f"delete {len(series)} WAL series no kept realtime backup needs from both copies",
+                _prune_wal,
+                acts_on=buckets,
+            ),
+            Step(
+                "check-after",
+                "check that the deleted objects are gone and kept realtime backups still reach their WAL",
+                _prune_check,
+                mutating=False,
+            ),
+        ),
+    )
+
+
+def prune_params(policy: RetentionPolicy, plan: PrunePlan) -> dict[str, object]:
+    return {
+        "keep_daily": policy.daily,
+        "keep_weekly": policy.weekly,
+        "backups": plan.doomed_backups,
+        "wal_series": plan.doomed_series,
+    }
+
+
+register_runbook("backup-prune", prune_runbook)
+
+
 # Deep verification: a backup's contents restored into a throw-away database and fingerprinted ----------
 
 
@@ -667,13 +849,23 @@ class ScratchCheck:
         with connect(
             db_conninfo(self._db, dbname=self.scratch), autocommit=True, what="the scratch copy"
         ) as conn:
-            found = fingerprint_tables(conn, "public", tables_for([self._manifest.domain]))
+            # Hash each table the way the manifest says it was hashed when backed up.
+            recorded = {table.name: table.algorithm for table in self._manifest.tables}
+            found = {}
+            for table in tables_for([self._manifest.domain]):
+                algorithm = recorded.get(table, DEFAULT_ALGORITHM)
+                chosen = algorithm if algorithm != "sha256" else DEFAULT_ALGORITHM
+                found.update(fingerprint_tables(conn, "public", [table], algorithm=chosen))
         summaries = [
-            TableSummary(name=name, rows=print_.rows, content_hash=print_.content_hash)
+            TableSummary(
+                name=name, rows=print_.rows, content_hash=print_.content_hash, algorithm=print_.algorithm
+            )
             for name, print_ in found.items()
         ]
         summaries += [
-            TableSummary(name=name, rows=hashed.count, content_hash=hashed.digest.hexdigest())
+            TableSummary(
+                name=name, rows=hashed.count, content_hash=hashed.digest.hexdigest(), algorithm="sha256"
+            )
             for name, hashed in self._files.items()
         ]
         return summaries

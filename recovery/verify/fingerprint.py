@@ -18,9 +18,15 @@ backups get their tamper protection from authenticated encryption, not from this
 different tables colliding by accident has a probability of about 2^-64.
 
 Algorithms: `hashtextextended` (fast; PostgreSQL's internal text hash, stable across the major versions
-this project uses on little-endian machines but not promised by PostgreSQL) and `md5` (slower; defined
+this project uses on little-endian machines but not promised by PostgreSQL), `md5` (slower; defined
 everywhere, use it when the fingerprint is compared on a different server major version or
-architecture). The algorithm is recorded in every fingerprint and fingerprints made with different
+architecture) and `hashrecordextended` (fastest: `hash_record_extended(row, 0)`, PostgreSQL 14 and
+later, hashes each column with its type's own extended hash instead of rendering the row as text; about
+2.5 times faster than `hashtextextended` on the order tables, measured 1.4 s against 3.6 s for the
+3.5 million rows of 1,000,000 orders. Every column type needs an extended hash function (all the order
+database's types have one), and values its type calls equal hash equally: numeric 1.0 and 1.00, jsonb
+with keys in another order, a timestamptz in another zone. Backups record it per table in their
+manifests.) The algorithm is recorded in every fingerprint and fingerprints made with different
 algorithms are never compared.
 """
 
@@ -42,8 +48,11 @@ from recovery.verify.session import (
     require_tables,
 )
 
-Algorithm = Literal["hashtextextended", "md5"]
+Algorithm = Literal["hashtextextended", "md5", "hashrecordextended"]
 DEFAULT_ALGORITHM: Algorithm = "hashtextextended"
+# The fastest algorithm a server offers: what backups record in their manifests.
+FAST_ALGORITHM: Algorithm = "hashrecordextended"
+FAST_ALGORITHM_SINCE = 140000  # server_version_num of the first release with hash_record_extended
 
 _MODULUS = 2**64
 
@@ -52,7 +61,13 @@ _MODULUS = 2**64
 _ROW_HASH: Mapping[Algorithm, str] = {
     "hashtextextended": "hashtextextended((fingerprint_row.*)::text, 0)",
     "md5": "('x' || left(md5((fingerprint_row.*)::text), 16))::bit(64)::bigint",
+    "hashrecordextended": "hash_record_extended(fingerprint_row.*, 0)",
 }
+
+
+def fastest_algorithm(conn: Connection) -> Algorithm:
+    """`hashrecordextended` where the server has it (PostgreSQL 14+), else `hashtextextended`."""
+    return FAST_ALGORITHM if conn.info.server_version >= FAST_ALGORITHM_SINCE else DEFAULT_ALGORITHM
 
 
 class TableFingerprint(Frozen):

@@ -31,7 +31,7 @@ from recovery.engine import journal_path, read_journal
 from recovery.errors import ExitCode
 from recovery.lab.plan import LabPlan
 from recovery.targets.model import Target
-from recovery.verify.fingerprint import fingerprint_tables
+from recovery.verify.fingerprint import DEFAULT_ALGORITHM, FAST_ALGORITHM, Algorithm, fingerprint_tables
 
 
 class Lab(Protocol):
@@ -73,9 +73,11 @@ def _databases(lab: Lab) -> set[str]:
         return {str(row[0]) for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
 
 
-def _fingerprints(lab: Lab, *tables: str) -> dict[str, tuple[int, str]]:
+def _fingerprints(
+    lab: Lab, *tables: str, algorithm: Algorithm = DEFAULT_ALGORITHM
+) -> dict[str, tuple[int, str]]:
     with _connect(lab) as conn:
-        found = fingerprint_tables(conn, "public", tables)
+        found = fingerprint_tables(conn, "public", tables, algorithm=algorithm)
     return {name: (fp.rows, fp.content_hash) for name, fp in found.items()}
 
 
@@ -131,7 +133,8 @@ def test_verify_all_without_backups_fails_on_freshness(lab: Lab, capsys: pytest.
 
 
 def test_backup_run_writes_every_domain_to_both_copies(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
-    expected = _fingerprints(lab, "orders", "order_items", "transactions")
+    # Backups hash rows with the server's fastest fingerprint (the lab's PostgreSQL has it).
+    expected = _fingerprints(lab, "orders", "order_items", "transactions", algorithm=FAST_ALGORITHM)
     code, doc, err = _cli(capsys, "backup", "run", "-o", "json", *_target_args(lab))
     assert code == ExitCode.OK, err
     backups = {b["domain"]: b for b in _step_output(doc, "back-up")["backups"]}
@@ -150,6 +153,7 @@ def test_backup_run_writes_every_domain_to_both_copies(lab: Lab, capsys: pytest.
         "orders": expected["orders"],
         "order_items": expected["order_items"],
     }
+    assert {t.algorithm for t in manifest.tables} == {FAST_ALGORITHM}
     # No packed log file is left on the hosts.
     for host in lab.target.hosts():
         assert not list((host.base_dir / "shared" / "backup").glob("*.tar"))

@@ -8,18 +8,22 @@ from typing import Any
 
 import pytest
 
+from recovery.backup.retention import RetentionDecision, RetentionPolicy, WalSeriesDecision
 from recovery.errors import IntegrityError, UsageError
 from recovery.runbooks.backup import (
     DUMP,
     MAGIC,
     SCHEMA,
     Part,
+    PrunePlan,
     SectionSource,
     SectionSplitter,
     backup_params,
     backup_runbook,
     frame,
     host_log_file,
+    prune_params,
+    prune_runbook,
 )
 from recovery.targets.model import Target
 
@@ -179,3 +183,33 @@ def test_host_log_files_live_under_the_hosts_shared_dir(tmp_path: Path) -> None:
     host = target(tmp_path).primary.hosts[0]
     path = host_log_file(host, "20261125T221500Z-backup-3f2a")
     assert str(path) == f"{tmp_path}/primary/shared/backup/logs-20261125T221500Z-backup-3f2a.tar"
+
+
+def test_prune_asks_first_names_what_it_deletes_and_checks_after(tmp_path: Path) -> None:
+    plan = PrunePlan(
+        backups=(
+            RetentionDecision(
+                "20261120-orders-realtime", False, "a newer verified backup of 2026-11-20 is kept"
+            ),
+            RetentionDecision("20261125-orders-realtime", True, "the newest"),
+        ),
+        wal_series=(
+            WalSeriesDecision("20261119-orders-realtime.wal", False, "older than the oldest kept"),
+            WalSeriesDecision("20261125-orders-realtime.wal", True, "may hold WAL"),
+        ),
+    )
+    params = prune_params(RetentionPolicy(daily=1, weekly=0), plan)
+    assert params == {
+        "keep_daily": 1,
+        "keep_weekly": 0,
+        "backups": ["20261120-orders-realtime"],
+        "wal_series": ["20261119-orders-realtime.wal"],
+    }
+    runbook = prune_runbook(target(tmp_path), params)
+    assert runbook.confirm == "deleting 1 backups and 1 WAL series from both copies"
+    assert [(step.name, step.mutating) for step in runbook.steps] == [
+        ("decide", False),
+        ("delete-backups", True),
+        ("delete-wal-series", True),
+        ("check-after", False),
+    ]

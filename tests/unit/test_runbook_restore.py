@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from recovery.runbooks.restore import (
     restore_runbook,
     schema_versions_agree,
 )
+from recovery.verify.fingerprint import fastest_algorithm
 
 NOW = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 OK = CopyStatus(CopyState.VERIFIED, "sha256 matches the manifest")
@@ -164,3 +166,38 @@ def test_recovered_fingerprints_come_back_from_the_recorded_output() -> None:
     found = recovered_expectations({"orders": {"rows": 3, "content_hash": "00000000000000ab"}})
     assert found["orders"].rows == 3 and found["orders"].content_hash == "00000000000000ab"
     assert recovered_expectations({}) == {}
+
+
+def test_expected_fingerprints_keep_each_tables_algorithm_old_manifests_meaning_hashtextextended() -> None:
+    old = manifest("20261125-orders-daily", NOW)
+    document = json.loads(old.to_json())
+    for table in document["tables"]:
+        table.pop("algorithm")  # written before manifests named the algorithm
+    parsed = Manifest.model_validate(document)
+    assert {fp.algorithm for fp in expected_fingerprints(parsed).values()} == {"hashtextextended"}
+    fast = old.model_copy(
+        update={
+            "tables": (
+                TableSummary(
+                    name="orders", rows=3, content_hash="00000000000000ab", algorithm="hashrecordextended"
+                ),
+                TableSummary(name="file:primary-app", rows=10, content_hash="ab" * 32, algorithm="sha256"),
+            )
+        }
+    )
+    assert {name: fp.algorithm for name, fp in expected_fingerprints(fast).items()} == {
+        "orders": "hashrecordextended"
+    }
+
+
+def test_the_fastest_fingerprint_needs_postgresql_14() -> None:
+    class Info:
+        def __init__(self, version: int) -> None:
+            self.server_version = version
+
+    class Conn:
+        def __init__(self, version: int) -> None:
+            self.info = Info(version)
+
+    assert fastest_algorithm(Conn(180001)) == "hashrecordextended"  # type: ignore[arg-type]
+    assert fastest_algorithm(Conn(130020)) == "hashtextextended"  # type: ignore[arg-type]

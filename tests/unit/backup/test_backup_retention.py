@@ -8,7 +8,14 @@ import pytest
 from backup_builders import DAMAGED, MISSING, OK, UNVERIFIED, entry
 
 from recovery.backup.catalog import CatalogEntry, CopyStatus
-from recovery.backup.retention import RetentionDecision, RetentionPolicy, plan_retention
+from recovery.backup.naming import BackupName
+from recovery.backup.retention import (
+    RetentionDecision,
+    RetentionPolicy,
+    WalSeriesDecision,
+    plan_retention,
+    plan_wal_retention,
+)
 from recovery.errors import UsageError
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 48
@@ -106,3 +113,92 @@ def test_domains_and_kinds_are_judged_separately() -> None:
 def test_bad_policy_is_refused() -> None:
     with pytest.raises(UsageError, match="daily >= 1"):
         RetentionPolicy(daily=0, weekly=4)
+
+
+# Realtime WAL series ------------------------------------------------------------------------------------
+
+
+def realtime(domain: str, days_ago: int, hour: int = 12) -> CatalogEntry:
+    moment = (NOON - timedelta(days=days_ago)).replace(hour=hour)
+    return entry(f"{moment:%Y%m%d}-{domain}-realtime", moment)
+
+
+def series(days_ago: int) -> str:
+    return f"{NOON - timedelta(days=days_ago):%Y%m%d}-orders-realtime.wal"
+
+
+def wal_decisions(
+    names: list[str], entries: list[CatalogEntry], policy: RetentionPolicy
+) -> dict[str, WalSeriesDecision]:
+    backups = plan_retention(entries, policy)
+    return {decision.series: decision for decision in plan_wal_retention(names, entries, backups)}
+
+
+def test_wal_series_older_than_the_oldest_kept_realtime_backup_are_deleted() -> None:
+    entries = [
+        realtime(domain, days_ago) for days_ago in (0, 2, 4, 6) for domain in ("orders", "transactions")
+    ]
+    names = [series(days_ago) for days_ago in range(8)]
+    result = wal_decisions(names, entries, RetentionPolicy(daily=2, weekly=0))
+    # Kept: the backups of 0 and 2 days ago; the series of 2 days ago holds the WAL after that backup.
+    assert sorted(name for name, decision in result.items() if decision.keep) == [
+        series(2),
+        series(1),
+        series(0),
+    ]
+    gone = result[series(3)]
+    assert not gone.keep
+    oldest = realtime("orders", 2).backup_id
+    assert gone.reason == f"older than the oldest kept realtime backup {oldest}: no kept backup needs it"
+    assert result[series(2)].reason.startswith(
+        f"may hold WAL that realtime backup {realtime('orders', 2).backup_id}"
+    )
+
+
+def test_the_oldest_kept_backup_of_either_realtime_domain_decides() -> None:
+    # Transactions keeps an older backup than orders (orders has a newer one of the same day count).
+    entries = [realtime("orders", 0), realtime("orders", 1), realtime("transactions", 3)]
+    result = wal_decisions(
+        [series(days_ago) for days_ago in range(5)], entries, RetentionPolicy(daily=1, weekly=0)
+    )
+    assert [name for name, decision in result.items() if not decision.keep] == [series(4)]
+
+
+def test_a_backup_just_after_midnight_keeps_the_series_of_the_day_before() -> None:
+    # Clocks of the host (series days) and the server (positions) may differ a little.
+    entries = [realtime("orders", 1, hour=0)]
+    result = wal_decisions([series(3), series(2), series(1)], entries, RetentionPolicy(daily=1, weekly=0))
+    assert not result[series(3)].keep
+    assert result[series(2)].keep, "within the clock margin of the backup's position"
+    assert result[series(1)].keep
+
+
+def test_no_wal_is_deleted_without_a_kept_realtime_backup() -> None:
+    entries = [entry("20261125-orders-daily", NOON)]
+    result = wal_decisions([series(30)], entries, RetentionPolicy(daily=1, weekly=0))
+    assert result[series(30)].keep
+    assert result[series(30)].reason == "no realtime backup is kept; WAL is kept until one is"
+
+
+def test_unverified_realtime_backups_count_as_kept_and_protect_their_wal() -> None:
+    entries = [
+        realtime("orders", 0),
+        entry(realtime("orders", 5).backup_id, NOON - timedelta(days=5), UNVERIFIED),
+    ]
+    result = wal_decisions([series(6), series(5)], entries, RetentionPolicy(daily=1, weekly=0))
+    assert not result[series(6)].keep
+    assert result[series(5)].keep
+
+
+def test_a_kept_realtime_backup_without_position_keeps_every_series() -> None:
+    broken = CatalogEntry(BackupName.parse("20261120-orders-realtime"), None, UNVERIFIED, UNVERIFIED)
+    entries = [realtime("orders", 0), broken]
+    result = wal_decisions([series(20)], entries, RetentionPolicy(daily=1, weekly=0))
+    assert result[series(20)].keep and "has no readable position" in result[series(20)].reason
+
+
+def test_foreign_names_are_left_alone() -> None:
+    result = wal_decisions(
+        ["notes.wal", "2026xx01-orders-realtime.wal"], [realtime("orders", 0)], RetentionPolicy()
+    )
+    assert all(decision.keep for decision in result.values())
