@@ -175,11 +175,19 @@ def one_line(res: Mapping[str, Any]) -> str:
         value = res.get(key)
         if isinstance(value, str) and value.strip():
             lines = [line.strip() for line in value.strip().splitlines() if line.strip()]
-            line = lines[-1] if key != "msg" else lines[0]
+            line = lines[-1] if key != "msg" else _first_sentence(lines)
             return (line + _command_note(res))[:300]
     if "rc" in res:
         return f"exit code {res['rc']}"
     return "no message"
+
+
+def _first_sentence(lines: list[str]) -> str:
+    """A module message's first line, with the next one when the first only announces it
+    ("Validation of arguments failed:" is followed by the reason)."""
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
 
 
 def _command_note(res: Mapping[str, Any]) -> str:

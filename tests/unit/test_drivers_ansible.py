@@ -77,6 +77,15 @@ def test_one_line_prefers_msg_then_last_stderr_line_and_hides_no_log() -> None:
     assert one_line(loop) == "Permission denied: b"
 
 
+def test_one_line_keeps_the_reason_a_first_line_only_announces() -> None:
+    reason = "missing required arguments: order_backup_run_id"
+    spec_failure = {"msg": f"Validation of arguments failed:\n{reason}\n"}
+    assert one_line(spec_failure) == (
+        "Validation of arguments failed: missing required arguments: order_backup_run_id"
+    )
+    assert one_line({"msg": "done:\n"}) == "done:"
+
+
 def test_require_success_raises_with_the_failed_task() -> None:
     ok = PlaybookResult(playbook="deploy.yml", status="successful", rc=0)
     assert require_success(ok) is ok
