@@ -353,9 +353,14 @@ def backup_domains(
         driver = AwsDriver(target.aws)
         stores = stores if stores is not None else stores_for(target, driver)
         keys = keys if keys is not None else key_provider(target.keys, driver)
-    service_version = _service_version(target)
     manifests: list[Manifest] = []
-    with held_snapshot(conninfo, tables_for(list(domains))) as held:
+    # The release is read over SSH (a connection set-up and a remote command) while the
+    # dumps run; only the manifests, written after each stream ends, need it.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="service-version") as asking,
+        held_snapshot(conninfo, tables_for(list(domains))) as held,
+    ):
+        service_version = asking.submit(_service_version, target)
         point_lsn = _restore_point(conninfo, restore_point) if restore_point else None
         with dump_schema(conninfo, bin_dir, snapshot=held.snapshot_id) as schema_stream:
             schema = _read_all(schema_stream)
@@ -392,7 +397,7 @@ def _backup_one(
     held: HeldSnapshot,
     schema: bytes,
     schema_version: int | None,
-    service_version: str,
+    service_version: Future[str],
     restore_point: str | None,
     point_lsn: str | None,
     host_files: Sequence[HostFile],
@@ -444,7 +449,7 @@ def _backup_one(
                     at=held.taken_at, lsn=point_lsn or held.position, restore_point=restore_point
                 ),
                 schema_version=str(schema_version) if schema_version is not None else "unknown",
-                service_version=service_version,
+                service_version=service_version.result(),
                 tables=tuple(tables),
             )
 
