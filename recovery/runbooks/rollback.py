@@ -278,6 +278,7 @@ def _restore(ctx: RunContext) -> dict[str, Any]:
 
 
 def _run_switch(ctx: RunContext, phase: str) -> PlaybookResult:
+    """One run of rollback.yml: phase `switch` (the hot path), or `stop` when the service cannot be fenced."""
     release = str(ctx.outputs["find-upgrade"]["previous_release"])
     return run_playbook(
         ctx.target.inventory,
@@ -301,13 +302,25 @@ def _every_host_runs(target: Target, release: str) -> bool:
     return all(observe_host_health(h, timeout=2.0).release == release for h in target.hosts())
 
 
+def _stop_instead(ctx: RunContext) -> dict[str, Any]:
+    result = _run_switch(ctx, "stop")
+    if not result.ok:
+        raise _playbook_failed(result, "stop", str(ctx.outputs["find-upgrade"]["previous_release"]))
+    return {"role": None, "stopped": True, "playbook_seconds": round(result.duration, 3)}
+
+
 def _fence(ctx: RunContext) -> dict[str, Any]:
     if not _restores(ctx):
         return {"skipped": True}
     db = ctx.target.primary.database
     names = _names(ctx)
     live = names.replaced if _database_exists(ctx.target, names.replaced) else db.name
-    role = fence.service_role(db, live)
+    try:
+        role = fence.service_role(db, live)
+    except PreconditionFailed as exc:
+        # No role of its own to fence (e.g. the service connects as a superuser): stop it instead.
+        ctx.note(f"cannot fence: {exc.message}; stopping the service on every host instead")
+        return _stop_instead(ctx)
     fenced = fence.fence(db, role)
     ctx.note(
         f"role {role} may not log in until every host runs the previous release "
