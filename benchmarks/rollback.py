@@ -16,31 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recovery.cli.main import main
-from recovery.drivers import remote
-from recovery.engine import RunResult
-from recovery.errors import ExitCode
+from rollback_lab import lab, lab_dir_for, load_average, rollback_figures
+
 from recovery.runbooks.rollback import upgrade_with_rollback
 from recovery.runbooks.upgrade import upgrade_params
-from recovery.targets.load import load_target
 from recovery.targets.model import Target
-
-
-def _at(stamp: str | None) -> datetime:
-    assert stamp is not None
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def _steps(run: RunResult) -> str:
-    return ", ".join(f"{s.name} {s.duration_s:.2f}s" for s in run.steps if s.duration_s is not None)
 
 
 def measure(target: Target, case: str, release: str) -> dict[str, Any]:
@@ -48,34 +32,7 @@ def measure(target: Target, case: str, release: str) -> dict[str, Any]:
     outcome = upgrade_with_rollback(target, params, auto_rollback=True)
     if outcome.status != "rolled_back" or outcome.upgrade is None or outcome.rollback is None:
         raise SystemExit(f"{case}: expected a clean rollback, got {outcome.status}: {outcome.reason}")
-    upgrade, rollback = outcome.upgrade, outcome.rollback
-    detection = sum(s.duration_s or 0.0 for s in upgrade.steps if s.name in ("deploy", "gates"))
-    to_verified = (_at(rollback.finished_at) - _at(upgrade.finished_at)).total_seconds()
-    decide = rollback.step("decide").output or {}
-    restore = rollback.step("restore-beside").output or {}
-    switch = rollback.step("switch-release").output or {}
-    return {
-        "case": case,
-        "release": release,
-        "failed_gate": outcome.failed_gate,
-        "database_restored": bool(decide.get("restore_database")),
-        "detection_s": round(detection, 2),
-        "failed_gate_to_verified_s": round(to_verified, 2),
-        "rollback_steps": _steps(rollback),
-        "upgrade_steps": _steps(upgrade),
-        "restored_ahead": restore.get("built_ahead"),
-        "waited_for_copy_s": restore.get("waited_s"),
-        "copy_restore_s": restore.get("restore_s"),
-        "copy_verify_s": restore.get("verify_s"),
-        "switch_playbook_s": switch.get("playbook_seconds"),
-        "fence_lifted_after_s": switch.get("fence_lifted_after_s"),
-        "load_after": _load(),
-    }
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+    return {"case": case, "release": release, **rollback_figures(outcome)}
 
 
 def main_benchmark() -> int:
@@ -84,28 +41,16 @@ def main_benchmark() -> int:
     parser.add_argument("--base-port", type=int, default=41200)
     parser.add_argument("--lab-dir", type=Path, default=None)
     args = parser.parse_args()
-    lab_dir = args.lab_dir or Path(tempfile.mkdtemp(prefix="order-recovery-bench-rollback-", dir="/var/tmp"))
-    lab_dir.mkdir(parents=True, exist_ok=True)
-    lab_dir.chmod(0o755)  # the lab user must reach it
-    lab = lab_dir / "lab"
-    print(f"load average before: {_load()}", flush=True)
-    started = time.monotonic()
-    if main(["lab", "up", "--lab-dir", str(lab), "--base-port", str(args.base_port),
-             "--orders", str(args.orders)]) != ExitCode.OK:
-        return 1
-    print(f"lab with {args.orders} orders up in {time.monotonic() - started:.1f} s", flush=True)
+    lab_dir = lab_dir_for(args.lab_dir, "order-recovery-bench-rollback-")
+    print(f"load average before: {load_average()}", flush=True)
     figures = []
-    try:
-        target = load_target(lab / "target.yaml")
+    with lab(lab_dir, args.orders, args.base_port) as target:
         figures.append(measure(target, "database", "v2-unhealthy"))
         upgraded = upgrade_with_rollback(target, upgrade_params("v2", watch_seconds=3, health_timeout=30),
                                          auto_rollback=False)
         if upgraded.status != "upgraded":
             raise SystemExit(f"v1 -> v2 did not succeed: {upgraded.reason}")
         figures.append(measure(target, "code-only", "v2-crash"))
-    finally:
-        remote.close_all()
-        main(["lab", "down", "--lab-dir", str(lab)])
     goals = {"database": 60.0, "code-only": 15.0}
     print(f"\nrollback at {args.orders} orders (failed gate -> verified previous release)")
     for row in figures:
@@ -121,7 +66,7 @@ def main_benchmark() -> int:
                   f"verify {row['copy_verify_s']} s, the rollback waited {row['waited_for_copy_s']} s); "
                   f"fence lifted {row['fence_lifted_after_s']} s into the switch")
         print(f"             load average after: {row['load_after']}")
-    print(f"load average at the end: {_load()}")
+    print(f"load average at the end: {load_average()}")
     print(json.dumps(figures, indent=2), file=sys.stderr)
     return 0
 
