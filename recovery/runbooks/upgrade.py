@@ -187,6 +187,7 @@ def _gates(ctx: RunContext) -> dict[str, Any]:
         GATE_INTERVAL_SECONDS,
         baseline=baseline,
         release=release,
+        deploy_started=datetime.fromisoformat(str(ctx.outputs["deploy"]["started_at"])),
     )
     for sample in report.samples:
         ctx.progress(

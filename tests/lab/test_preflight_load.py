@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,24 @@ def test_gates_hold_on_the_healthy_v1_lab_under_background_load(lab: Lab, tmp_pa
     read = read_ledger(ledger)
     verdict = check_ledger(read, observe_orders(lab.target.primary.database, ledger_order_ids(read)))
     assert verdict.passed, verdict.summary()
+
+
+def test_the_first_gate_round_judges_rows_written_before_the_deploy(lab: Lab) -> None:
+    # A migration can rewrite old rows without touching updated_at: the scoped rounds would not see
+    # them, so the first round judges every row.
+    with db.connect(lab.target.primary.database) as conn, conn.transaction():
+        row = conn.execute("SELECT id FROM orders ORDER BY created_at LIMIT 1").fetchone()
+        assert row is not None
+        old_order = row[0]
+        conn.execute("UPDATE orders SET total_cents = total_cents + 1 WHERE id = %s", (old_order,))
+    try:
+        report = watch_gates(lab.target, window_s=2, interval_s=1, deploy_started=datetime.now(UTC))
+    finally:
+        with db.connect(lab.target.primary.database) as conn, conn.transaction():
+            conn.execute("UPDATE orders SET total_cents = total_cents - 1 WHERE id = %s", (old_order,))
+    assert not report.passed and report.failed_gate == "invariants", report.reason
+    assert str(old_order) in report.reason
+    assert len(report.samples) == 1
 
 
 def test_a_stopped_service_fails_the_health_gate_at_once(lab: Lab) -> None:
