@@ -15,7 +15,7 @@ after the other on the same database:
 Prints each time, the ratios against the goals, MiB/s per stage (raw dump bytes / seconds) and the peak
 RSS of this process during our backup and our restore.
 
-Usage: python benchmarks/backup_restore.py [--orders 1000000] [--base-port 44300] [--keep]
+Usage: python benchmarks/backup_restore.py [--orders 1000000] [--base-port 24300] [--keep]
 Uses a lab dir under /var/tmp and ports B..B+432; the lab is stopped and its dir removed at the end
 unless --keep is given.
 """
@@ -91,7 +91,7 @@ def shell(command: str, env: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--base-port", type=int, default=44300)
+    parser.add_argument("--base-port", type=int, default=24300)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     lab_dir = Path(tempfile.mkdtemp(prefix="bench-backup-restore-", dir="/var/tmp"))

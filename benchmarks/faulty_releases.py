@@ -172,7 +172,7 @@ def print_table(orders: int, rows: Sequence[Mapping[str, Any]], invariants: Mapp
 def main_benchmark() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=10_000)
-    parser.add_argument("--base-port", type=int, default=43000)
+    parser.add_argument("--base-port", type=int, default=23000)
     parser.add_argument("--lab-dir", type=Path, default=None)
     parser.add_argument("--rate", type=float, default=20.0, help="orders per second during each attempt")
     args = parser.parse_args()

@@ -2,8 +2,8 @@
 memory (RSS and PSS) of our own processes (CLI, moto, front door) and of the whole lab (plus
 PostgreSQL, sshd and the order services), sampled every 0.2 s. Prints a small table.
 
-Usage: python benchmarks/lab_up.py [--base-port 45600] [--orders 1000000] [--keep]
-Uses lab dirs under /var/tmp and ports B..B+432 (default B=45600); both labs are stopped and purged
+Usage: python benchmarks/lab_up.py [--base-port 22600] [--orders 1000000] [--keep]
+Uses lab dirs under /var/tmp and ports B..B+432 (default B=22600); both labs are stopped and purged
 at the end unless --keep is given.
 """
 
@@ -122,7 +122,7 @@ def lab_down(lab_dir: Path, purge: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--base-port", type=int, default=45600)
+    parser.add_argument("--base-port", type=int, default=22600)
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()

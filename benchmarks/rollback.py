@@ -38,7 +38,7 @@ def measure(target: Target, case: str, release: str) -> dict[str, Any]:
 def main_benchmark() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--base-port", type=int, default=41200)
+    parser.add_argument("--base-port", type=int, default=21200)
     parser.add_argument("--lab-dir", type=Path, default=None)
     args = parser.parse_args()
     lab_dir = lab_dir_for(args.lab_dir, "order-recovery-bench-rollback-")

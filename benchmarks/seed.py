@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--port", type=int, default=46190)
+    parser.add_argument("--port", type=int, default=26190)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     bin_dir = pg_bin_dir()

@@ -37,12 +37,12 @@ def lab_reachable_tmp() -> Iterator[Callable[[str], Path]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-UNIT_PORTS = range(45900, 46000)  # the slice of the tests' port range for single-port unit tests
+UNIT_PORTS = range(25900, 26000)  # the slice of the tests' port range for single-port unit tests
 
 
 @pytest.fixture
 def free_port() -> Callable[[], int]:
-    """A port of 45900-45999 on 127.0.0.1 that nothing listens on now (several test runs share a machine)."""
+    """A port of 25900-25999 on 127.0.0.1 that nothing listens on now (several test runs share a machine)."""
     taken: set[int] = set()
 
     def pick() -> int:
@@ -56,6 +56,6 @@ def free_port() -> Callable[[], int]:
                     continue
             taken.add(port)
             return port
-        raise RuntimeError("no free port in 45900-45999")
+        raise RuntimeError("no free port in 25900-25999")
 
     return pick

@@ -19,8 +19,8 @@ MOTO_ADDRESS = "127.0.0.1"
 SITE_ADDRESSES: dict[SiteName, str] = {"primary": "127.0.0.11", "standby": "127.0.0.12"}
 SSH_OFFSET, SERVICE_OFFSET, PG_OFFSET = 22, 80, 432
 HIGHEST_OFFSET = PG_OFFSET
-RESERVED_DEFAULT = range(47000, 48000)
-DEFAULT_BASE_PORT = 47000
+RESERVED_DEFAULT = range(27000, 28000)
+DEFAULT_BASE_PORT = 27000
 
 HOSTED_ZONE = "lab.orders.internal"
 SHOP_RECORD = f"shop.{HOSTED_ZONE}"
@@ -170,7 +170,7 @@ def plan_lab(lab_dir: Path, base_port: int, *, allow_reserved: bool = False) -> 
         )
     if not allow_reserved and base_port != DEFAULT_BASE_PORT and _overlaps(base_port, RESERVED_DEFAULT):
         raise UsageError(
-            f"--base-port {base_port} overlaps the default lab's ports 47000-47999; pick another base port"
+            f"--base-port {base_port} overlaps the default lab's ports 27000-27999; pick another base port"
         )
     lab_dir = lab_dir.resolve()
 

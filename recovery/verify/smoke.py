@@ -281,7 +281,7 @@ def smoke_test(
     user_id: int | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> SmokeReport:
-    """Run the smoke test against the service at `base_url` (e.g. http://127.0.0.11:47080).
+    """Run the smoke test against the service at `base_url` (e.g. http://127.0.0.11:27080).
 
     `user_id` names an existing user to order as; by default the dedicated smoke-test user is used
     (created on first use, through the API).

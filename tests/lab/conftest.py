@@ -1,7 +1,7 @@
 """The lab for end-to-end tests: one real lab per test module, always torn down.
 
 Several lab test modules, or several people, may run on one machine: the base port comes from
-RECOVERY_TEST_BASE_PORT (default 45000) so parallel runs can keep apart. The teardown runs `lab down`
+RECOVERY_TEST_BASE_PORT (default 25000) so parallel runs can keep apart. The teardown runs `lab down`
 and then checks that no process the lab recorded is still alive, also when a test failed.
 """
 
@@ -26,7 +26,7 @@ from recovery.lab.state import ProcessRecord, read_state
 from recovery.targets.load import load_target
 from recovery.targets.model import Target
 
-BASE_PORT = int(os.environ.get("RECOVERY_TEST_BASE_PORT", "45000"))
+BASE_PORT = int(os.environ.get("RECOVERY_TEST_BASE_PORT", "25000"))
 
 
 @dataclass(frozen=True)

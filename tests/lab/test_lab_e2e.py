@@ -2,8 +2,8 @@
 real SSH by Fabric and ansible-runner, moto's server, the order service deployed by the deploy playbook,
 and the front door following the Route53 failover record.
 
-One lab serves the module (base port RECOVERY_TEST_BASE_PORT, default 45000; failing `up`s use
-RECOVERY_TEST_SPARE_BASE_PORT, default 45500); its teardown runs `lab down` and checks every recorded pid
+One lab serves the module (base port RECOVERY_TEST_BASE_PORT, default 25000; failing `up`s use
+RECOVERY_TEST_SPARE_BASE_PORT, default 25500); its teardown runs `lab down` and checks every recorded pid
 is gone, also when a test failed.
 """
 
@@ -38,8 +38,8 @@ from recovery.targets.model import Target
 pytestmark = pytest.mark.lab
 
 # Parallel runs on one machine keep apart by these (the same variable tests/lab/conftest.py reads).
-BASE_PORT = int(os.environ.get("RECOVERY_TEST_BASE_PORT", "45000"))
-SPARE_BASE_PORT = int(os.environ.get("RECOVERY_TEST_SPARE_BASE_PORT", "45500"))
+BASE_PORT = int(os.environ.get("RECOVERY_TEST_BASE_PORT", "25000"))
+SPARE_BASE_PORT = int(os.environ.get("RECOVERY_TEST_SPARE_BASE_PORT", "25500"))
 
 
 @dataclass(frozen=True)

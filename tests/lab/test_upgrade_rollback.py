@@ -5,7 +5,7 @@ One lab for the module; every case starts from v1 and ends on v1 (or on v2 for t
 which the same case rolls back on request). A case that fails may leave the lab elsewhere: the
 `starts_on_v1` fixture brings it back before the next case (the toolkit's own rollback, else a rebuilt
 lab), so one failure stays one failure. Run with your own base port:
-RECOVERY_TEST_BASE_PORT=41000 .venv/bin/pytest tests/lab/test_upgrade_rollback.py
+RECOVERY_TEST_BASE_PORT=21000 .venv/bin/pytest tests/lab/test_upgrade_rollback.py
 """
 
 from __future__ import annotations

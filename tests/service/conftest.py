@@ -1,7 +1,7 @@
 """A real PostgreSQL for the service tests (one per session), plus helpers to run real releases.
 
 PostgreSQL refuses root, so initdb and pg_ctl run as the lab user through runuser; its data directory
-lives in a temporary directory given to that user. Ports come from 46100-46199 only. Every process started
+lives in a temporary directory given to that user. Ports come from 26100-26199 only. Every process started
 here is stopped by its pid in a finalizer, also when tests fail.
 """
 
@@ -32,15 +32,15 @@ import pytest
 from recovery.release.artifacts import build_release_artifact
 
 LAB_USER = "orderlab"
-# Our range is 46100-46199: PostgreSQL 46100-46109, services 46110-46179, deploy tests 46180-46189,
-# benchmarks 46190-46195, the sshd of the release-list test 46196-46199.
+# Our range is 26100-26199: PostgreSQL 26100-26109, services 26110-26179, deploy tests 26180-26189,
+# benchmarks 26190-26195, the sshd of the release-list test 26196-26199.
 # Another run of this suite may hold some of them: take the first free one.
-PG_PORTS = range(46100, 46110)
+PG_PORTS = range(26100, 26110)
 # Handed out round-robin: a test may deploy several services before starting any of them, so the next
 # one must not get a port just handed out; after a full turn the earlier services are long stopped.
-SERVICE_PORTS = itertools.cycle(range(46110, 46180))
+SERVICE_PORTS = itertools.cycle(range(26110, 26180))
 SERVICE_PORT_COUNT = 70
-DEPLOY_PORTS = range(46180, 46190)
+DEPLOY_PORTS = range(26180, 26190)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 

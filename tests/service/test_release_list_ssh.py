@@ -23,7 +23,7 @@ from recovery.drivers import remote
 from recovery.errors import ExitCode
 from recovery.release.artifacts import build_release_artifact
 
-SSH_PORTS = range(46196, 46200)
+SSH_PORTS = range(26196, 26200)
 LAB_USER = "orderlab"
 
 
@@ -110,10 +110,10 @@ def _target(tmp_path: Path, host: dict, standby_base: Path) -> Path:
                     "ssh_key": str(host["key"]),
                     "known_hosts": str(host["known_hosts"]),
                     "base_dir": str(base),
-                    "service_port": 46150,
+                    "service_port": 26150,
                 }
             ],
-            "database": {"address": "127.0.0.1", "port": 46151},
+            "database": {"address": "127.0.0.1", "port": 26151},
         }
 
     return write_target_file(tmp_path, "sshlab", site("primary", host["base"]), site("standby", standby_base))

@@ -14,14 +14,14 @@ from recovery.targets.model import AwsEndpoint
 
 
 def _free_port() -> int:
-    for port in range(45900, 46000):
+    for port in range(25900, 26000):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 45900-45999")
+    raise RuntimeError("no free port in 25900-25999")
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def no_aws_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("url", "local"),
     [
-        ("http://127.0.0.1:47001", True),
+        ("http://127.0.0.1:27001", True),
         ("http://127.0.0.12:1", True),
         ("http://localhost:4566", True),
         ("https://s3.eu-west-1.amazonaws.com", False),

@@ -33,10 +33,10 @@ def _target_with_dead_hosts(tmp_path: Path) -> Path:
                     "ssh_port": port,
                     "ssh_user": "orderlab",
                     "base_dir": str(tmp_path / name),
-                    "service_port": 46150,
+                    "service_port": 26150,
                 }
             ],
-            "database": {"address": "127.0.0.1", "port": 46151},
+            "database": {"address": "127.0.0.1", "port": 26151},
         }
 
     return write_target_file(tmp_path, "deadlab", site("primary"), site("standby"))

@@ -25,10 +25,10 @@ def _target(tmp_path: Path) -> Path:
                     "ssh_port": 1,
                     "ssh_user": "orderlab",
                     "base_dir": str(tmp_path / name),
-                    "service_port": 41990,
+                    "service_port": 21990,
                 }
             ],
-            "database": {"address": "127.0.0.1", "port": 41991},
+            "database": {"address": "127.0.0.1", "port": 21991},
         }
 
     return write_target_file(tmp_path, "unitlab", site("primary"), site("standby"))
