@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -53,6 +53,28 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class StoredDocument(_Frozen):
+    """A JSON document stored beside the backups in both copies: written indented, read back strictly;
+    a damaged or foreign one is an IntegrityError naming where it came from."""
+
+    document_name: ClassVar[str] = "document"
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, origin: str) -> Self:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "document"
+            raise IntegrityError(
+                f"{cls.document_name} {origin} is damaged or not a {cls.document_name} "
+                f"({where}: {first['msg']}); use the other copy"
+            ) from None
+
+
 class SourcePosition(_Frozen):
     """Where in the source database's history the backup was taken."""
 
@@ -92,7 +114,9 @@ class KeyInfo(_Frozen):
     wrapped_data_key: Base64Bytes
 
 
-class Manifest(_Frozen):
+class Manifest(StoredDocument):
+    document_name: ClassVar[str] = "backup manifest"
+
     manifest_format: Literal[1] = 1
     format_version: int = Field(ge=1, description="Version of the encrypted object's format")
     backup_id: str
@@ -132,21 +156,6 @@ class Manifest(_Frozen):
     def table(self, name: str) -> TableSummary | None:
         return next((table for table in self.tables if table.name == name), None)
 
-    def to_json(self) -> bytes:
-        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes, origin: str) -> Manifest:
-        """Parse a stored manifest; a damaged or foreign one is an IntegrityError naming `origin`."""
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "document"
-            raise IntegrityError(
-                f"manifest {origin} is damaged or not a backup manifest ({where}: {first['msg']}); "
-                "use the other copy"
-            ) from None
 
 
 def key_info(data_key: DataKey) -> KeyInfo:

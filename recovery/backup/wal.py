@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from recovery.backup.manifest import KeyInfo, Sha256Hex, Sizes
-from recovery.errors import IntegrityError, UsageError
+from recovery.backup.manifest import KeyInfo, Sha256Hex, Sizes, StoredDocument
+from recovery.errors import UsageError
 
 WAL_DOMAIN = "orders"
 SERIES_SUFFIX = ".wal"
@@ -117,12 +117,10 @@ def parse_wal_keys(keys: list[str]) -> list[WalKey]:
     return sorted(found, key=lambda item: (item.file_name, item.series))
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class WalManifest(_Frozen):
+class WalManifest(StoredDocument):
     """What one archived WAL file is and how it is stored (never the data key itself)."""
+
+    document_name: ClassVar[str] = "WAL manifest"
 
     manifest_format: Literal[1] = 1
     kind: Literal["wal"] = "wal"
@@ -150,23 +148,10 @@ class WalManifest(_Frozen):
             raise ValueError(f"{value!r} is not a WAL file name")
         return value
 
-    def to_json(self) -> bytes:
-        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes, origin: str) -> WalManifest:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "document"
-            raise IntegrityError(
-                f"WAL manifest {origin} is damaged ({where}: {first['msg']}); use the other copy"
-            ) from None
-
-
-class RestorePoint(_Frozen):
+class RestorePoint(StoredDocument):
     """A named restore point: where it is in the WAL and when it was taken."""
+
+    document_name: ClassVar[str] = "restore point record"
 
     manifest_format: Literal[1] = 1
     kind: Literal["restore-point"] = "restore-point"
@@ -175,9 +160,6 @@ class RestorePoint(_Frozen):
     timeline: int = Field(ge=1)
     created_at: datetime
     segment: str
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
 
 
 RESTORE_POINT_FOLDER = "restore-points"
