@@ -33,14 +33,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from recovery.backup.catalog import CatalogEntry, CopyState
 from recovery.backup.codec import FORMAT_VERSION, Readable, Sink, decode, encode
 from recovery.backup.keys import KeyProvider, key_provider
-from recovery.backup.manifest import Manifest, Sizes, SourcePosition, key_info
+from recovery.backup.manifest import Manifest, Sizes, SourcePosition, StoredDocument, key_info
 from recovery.backup.naming import BackupName, Domain
 from recovery.backup.repository import (
     BackupMetadata,
@@ -337,12 +337,10 @@ def follow_wal(
 # --- base backups -------------------------------------------------------------------------------------
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class WalRange(_Frozen):
+class WalRange(StoredDocument):
     """Where a realtime backup's base backup sits in the WAL (stored beside it in both copies)."""
+
+    document_name: ClassVar[str] = "WAL range record"
 
     manifest_format: Literal[1] = 1
     backup_id: str
@@ -357,9 +355,6 @@ class WalRange(_Frozen):
         """The first segment recovery needs from the archive (the one holding the end of the backup)."""
         return Segment.containing(self.end_lsn, self.timeline)
 
-    def to_json(self) -> bytes:
-        return self.model_dump_json(indent=2).encode("utf-8") + b"\n"
-
 
 def wal_range_key(name: BackupName) -> str:
     return object_key(name) + WAL_RANGE_SUFFIX
@@ -370,10 +365,7 @@ def read_wal_range(store: ObjectStore, name: BackupName) -> WalRange:
     data = store.get_bytes(key)
     if data is None:
         raise IntegrityError(f"{store.describe(key)} is missing; this realtime backup cannot be recovered")
-    try:
-        found = WalRange.model_validate_json(data)
-    except ValidationError:
-        raise IntegrityError(f"{store.describe(key)} is damaged; use the other copy") from None
+    found = WalRange.from_json(data, store.describe(key))
     if found.backup_id != name.backup_id:
         raise IntegrityError(f"{store.describe(key)} names backup {found.backup_id}; use the other copy")
     return found
@@ -646,12 +638,7 @@ def read_restore_point(store: ObjectStore, name: str) -> RestorePoint | None:
     data = store.get_bytes(restore_point_key(check_restore_point_name(name)))
     if data is None:
         return None
-    try:
-        return RestorePoint.model_validate_json(data)
-    except ValidationError:
-        raise IntegrityError(
-            f"{store.describe(restore_point_key(name))} is damaged; use the other copy"
-        ) from None
+    return RestorePoint.from_json(data, store.describe(restore_point_key(name)))
 
 
 # --- coverage -----------------------------------------------------------------------------------------
