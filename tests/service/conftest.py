@@ -28,7 +28,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from recovery.lab.seed import seed_lab_data
 from recovery.release.artifacts import build_release_artifact
 
 LAB_USER = "orderlab"
@@ -108,6 +110,20 @@ class Postgres:
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}" OWNER orders')
         return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    @contextlib.contextmanager
+    def seeded_database(self, prefix: str, orders: int) -> Iterator[str]:
+        """A database with the v1 schema and a seeded order history, dropped afterwards."""
+        name = self.create_database(prefix)
+        try:
+            seed_lab_data(self.conninfo(name, user="orders"), orders=orders)
+            yield name
+        finally:
+            self.drop_database(name)
 
 
 @pytest.fixture(scope="session")

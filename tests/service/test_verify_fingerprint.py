@@ -18,7 +18,6 @@ import pytest
 from psycopg import sql
 
 from recovery.errors import ExitCode, UsageError, VerificationFailed
-from recovery.lab.seed import seed_lab_data
 from recovery.verify import (
     ALL_TABLES,
     DOMAIN_TABLES,
@@ -39,13 +38,8 @@ ORDERS = 2000
 @pytest.fixture(scope="module")
 def seeded(postgres: Postgres) -> Iterator[str]:
     """A database with the v1 schema and a seeded order history (read-only for the tests)."""
-    name = postgres.create_database("verify_fp")
-    try:
-        seed_lab_data(postgres.conninfo(name, user="orders"), orders=ORDERS)
+    with postgres.seeded_database("verify_fp", ORDERS) as name:
         yield name
-    finally:
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from recovery.lab.seed import seed_lab_data
 from recovery.verify import ALL_TABLES, run_invariants
 from recovery.verify.invariants import InvariantReport
 
@@ -29,13 +28,8 @@ ORDERS = 300
 
 @pytest.fixture(scope="module")
 def seeded(postgres: Postgres) -> Iterator[str]:
-    name = postgres.create_database("verify_scope")
-    try:
-        seed_lab_data(postgres.conninfo(name, user="orders"), orders=ORDERS)
+    with postgres.seeded_database("verify_scope", ORDERS) as name:
         yield name
-    finally:
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -28,20 +28,11 @@ ORDERS = 1500
 STRANGER = "ffffffff-0000-4000-8000-000000000001"  # an id no seeded row has
 
 
-def drop_database(postgres: Postgres, name: str) -> None:
-    with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 @pytest.fixture(scope="module")
 def seeded(postgres: Postgres) -> Iterator[str]:
     """A database with the v1 schema (from the service's migration) and a seeded order history."""
-    name = postgres.create_database("verify_inv")
-    try:
-        seed_lab_data(postgres.conninfo(name, user="orders"), orders=ORDERS)
+    with postgres.seeded_database("verify_inv", ORDERS) as name:
         yield name
-    finally:
-        drop_database(postgres, name)
 
 
 @pytest.fixture
@@ -231,7 +222,7 @@ def test_v2_schema_passes_and_still_detects_a_wrong_total(postgres: Postgres, de
                 ("order_total_matches_items", (order_id,))
             ]
     finally:
-        drop_database(postgres, name)
+        postgres.drop_database(name)
 
 
 # --- pure decisions ----------------------------------------------------------------------------------
