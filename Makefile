@@ -14,7 +14,7 @@ lab-down:
 	.venv/bin/recovery lab down
 
 test: bootstrap
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=15
 
 lint: bootstrap
 	.venv/bin/ruff check .
