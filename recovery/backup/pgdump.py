@@ -195,6 +195,20 @@ class DumpStream(io.RawIOBase):
         self._process.wait()
 
 
+def pg_dump_argv(pg_dump: Path, conninfo: str, snapshot: str, selection: Sequence[str]) -> list[str]:
+    """pg_dump of one exported snapshot: custom format (pg_restore can reorder and filter it), not
+    compressed (the backup codec compresses, much faster than pg_dump's zlib), never prompting."""
+    return [
+        str(pg_dump),
+        f"--dbname={conninfo}",
+        "--format=custom",
+        "--compress=0",
+        "--no-password",
+        f"--snapshot={snapshot}",
+        *selection,
+    ]
+
+
 def _dump_args(kind: DumpKind, tables: Sequence[str]) -> list[str]:
     if kind == "schema":
         # Definitions of everything, rows of everything outside a domain (schema_migrations).
@@ -264,15 +278,7 @@ def _dump(
             # fingerprints) see exactly the same rows.
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         info, exported = _observe(conn, kind, domains, tables, what)
-        argv = [
-            str(pg_dump),
-            f"--dbname={conninfo}",
-            "--format=custom",
-            "--compress=0",
-            "--no-password",
-            f"--snapshot={exported}",
-            *_dump_args(kind, tables),
-        ]
+        argv = pg_dump_argv(pg_dump, conninfo, exported, _dump_args(kind, tables))
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=tool_env()

@@ -22,7 +22,7 @@ import psycopg
 
 from recovery.backup.codec import decode, encode
 from recovery.backup.keys import DataKey, KeyProvider
-from recovery.backup.pgdump import first_error_line, tool_env
+from recovery.backup.pgdump import first_error_line, pg_dump_argv, tool_env
 from recovery.drivers import db as db_driver
 from recovery.errors import ExternalFailure
 from recovery.targets.model import Database, Target
@@ -134,15 +134,7 @@ def take_restore_point(db: Database, directory: Path, release: str, keys: KeyPro
         def dump(name: str) -> None:
             out = directory / f"{name}.dump"
             tmp = out.with_suffix(".part")
-            argv = [
-                str(pg_dump),
-                f"--dbname={conninfo}",
-                "--format=custom",
-                "--compress=0",
-                "--no-password",
-                f"--snapshot={snapshot}",
-                *jobs[name],
-            ]
+            argv = pg_dump_argv(pg_dump, conninfo, str(snapshot), jobs[name])
             with tempfile.TemporaryFile() as stderr, tmp.open("wb") as sink:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=tool_env()
