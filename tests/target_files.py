@@ -8,6 +8,27 @@ from typing import Any
 import yaml
 
 
+def one_host_site(
+    tmp_path: Path, name: str, *, ssh_port: int, service_port: int, db_port: int
+) -> dict[str, Any]:
+    """A site of one app host and its database, both on 127.0.0.1 (primary in us-east-1, else us-west-2)."""
+    return {
+        "name": name,
+        "region": "us-east-1" if name == "primary" else "us-west-2",
+        "hosts": [
+            {
+                "name": f"{name}-app",
+                "address": "127.0.0.1",
+                "ssh_port": ssh_port,
+                "ssh_user": "orderlab",
+                "base_dir": str(tmp_path / name),
+                "service_port": service_port,
+            }
+        ],
+        "database": {"address": "127.0.0.1", "port": db_port},
+    }
+
+
 def write_target_file(tmp_path: Path, name: str, primary: dict[str, Any], standby: dict[str, Any]) -> Path:
     data = {
         "name": name,

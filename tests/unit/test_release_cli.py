@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from target_files import write_target_file
+from target_files import one_host_site, write_target_file
 
 from recovery.cli.main import main
 from recovery.errors import ExitCode
@@ -23,21 +23,7 @@ def _target_with_dead_hosts(tmp_path: Path) -> Path:
     port = _closed_port()
 
     def site(name: str) -> dict[str, object]:
-        return {
-            "name": name,
-            "region": "us-east-1" if name == "primary" else "us-west-2",
-            "hosts": [
-                {
-                    "name": f"{name}-app",
-                    "address": "127.0.0.1",
-                    "ssh_port": port,
-                    "ssh_user": "orderlab",
-                    "base_dir": str(tmp_path / name),
-                    "service_port": 26150,
-                }
-            ],
-            "database": {"address": "127.0.0.1", "port": 26151},
-        }
+        return one_host_site(tmp_path, name, ssh_port=port, service_port=26150, db_port=26151)
 
     return write_target_file(tmp_path, "deadlab", site("primary"), site("standby"))
 

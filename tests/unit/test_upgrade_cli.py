@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from target_files import write_target_file
+from target_files import one_host_site, write_target_file
 
 from recovery.cli.main import main
 from recovery.errors import ExitCode
@@ -15,21 +15,7 @@ from recovery.errors import ExitCode
 
 def _target(tmp_path: Path) -> Path:
     def site(name: str) -> dict[str, object]:
-        return {
-            "name": name,
-            "region": "us-east-1" if name == "primary" else "us-west-2",
-            "hosts": [
-                {
-                    "name": f"{name}-app",
-                    "address": "127.0.0.1",
-                    "ssh_port": 1,
-                    "ssh_user": "orderlab",
-                    "base_dir": str(tmp_path / name),
-                    "service_port": 21990,
-                }
-            ],
-            "database": {"address": "127.0.0.1", "port": 21991},
-        }
+        return one_host_site(tmp_path, name, ssh_port=1, service_port=21990, db_port=21991)
 
     return write_target_file(tmp_path, "unitlab", site("primary"), site("standby"))
 
