@@ -13,8 +13,11 @@ lab: bootstrap
 lab-down:
 	.venv/bin/recovery lab down
 
+# Two workers (pytest-xdist): most tests wait on subprocesses (ansible-runner, PostgreSQL, sshd), so they
+# overlap well on two cores. loadfile keeps a module on one worker (its lab is built once); collection
+# order (longest modules first, tests/conftest.py) instead of xdist's reorder by test count.
 test: bootstrap
-	.venv/bin/python -m pytest -q --durations=15
+	.venv/bin/python -m pytest -q --durations=15 -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from worker_ports import ports
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +38,14 @@ def lab_reachable_tmp() -> Iterator[Callable[[str], Path]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-UNIT_PORTS = range(25900, 26000)  # the slice of the tests' port range for single-port unit tests
+# The slice of the tests' port range for single-port unit tests: 25900-25999 in a serial run, shifted
+# per pytest-xdist worker (tests/worker_ports.py).
+UNIT_PORTS = ports(25900, 26000)
 
 
 @pytest.fixture
 def free_port() -> Callable[[], int]:
-    """A port of 25900-25999 on 127.0.0.1 that nothing listens on now (several test runs share a machine)."""
+    """A port of UNIT_PORTS on 127.0.0.1 that nothing listens on now (several test runs share a machine)."""
     taken: set[int] = set()
 
     def pick() -> int:
@@ -56,6 +59,28 @@ def free_port() -> Callable[[], int]:
                     continue
             taken.add(port)
             return port
-        raise RuntimeError("no free port in 25900-25999")
+        raise RuntimeError(f"no free port in {UNIT_PORTS.start}-{UNIT_PORTS.stop - 1}")
 
     return pick
+
+
+# The longest modules, longest first (`make test` prints the slowest tests). Under pytest-xdist with
+# `--dist loadfile --no-loadscope-reorder` a worker takes whole modules in collection order: started
+# first, the long ones run side by side instead of one of them running alone at the end of the run.
+LONGEST_FIRST = (
+    "tests/lab/test_upgrade_rollback.py",
+    "tests/service/test_deploy_playbook.py",
+    "tests/lab/test_realtime.py",
+    "tests/lab/test_realtime_restore.py",
+    "tests/lab/test_backup_restore.py",
+    "tests/lab/test_lab_e2e.py",
+    "tests/lab/test_playbooks.py",
+    "tests/service/test_faulty_releases.py",
+    "tests/lab/test_preflight_load.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the longest modules to the front; a module's own tests keep their order."""
+    rank = {module: index for index, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))

@@ -1,7 +1,8 @@
 """The lab for end-to-end tests: one real lab per test module, always torn down.
 
 Several lab test modules, or several people, may run on one machine: the base port comes from
-RECOVERY_TEST_BASE_PORT (default 25000) so parallel runs can keep apart. The teardown runs `lab down`
+RECOVERY_TEST_BASE_PORT (default 25000) so parallel runs can keep apart, and pytest-xdist worker gwN adds
+N * 3000 to it (tests/worker_ports.py) so the workers of one run do too. The teardown runs `lab down`
 and then checks that no process the lab recorded is still alive, also when a test failed.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from worker_ports import base_port
 
 from recovery.cli.main import main
 from recovery.drivers import remote
@@ -26,7 +28,7 @@ from recovery.lab.state import ProcessRecord, read_state
 from recovery.targets.load import load_target
 from recovery.targets.model import Target
 
-BASE_PORT = int(os.environ.get("RECOVERY_TEST_BASE_PORT", "25000"))
+BASE_PORT = base_port("RECOVERY_TEST_BASE_PORT", 25000)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@ real SSH by Fabric and ansible-runner, moto's server, the order service deployed
 and the front door following the Route53 failover record.
 
 One lab serves the module (base port RECOVERY_TEST_BASE_PORT, default 25000; failing `up`s use
-RECOVERY_TEST_SPARE_BASE_PORT, default 25500); its teardown runs `lab down` and checks every recorded pid
-is gone, also when a test failed.
+RECOVERY_TEST_SPARE_BASE_PORT, default 25500; both shifted by N * 3000 on pytest-xdist worker gwN); its
+teardown runs `lab down` and checks every recorded pid is gone, also when a test failed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from worker_ports import base_port
 
 from recovery.cli.main import main
 from recovery.drivers import db, remote
@@ -37,9 +38,10 @@ from recovery.targets.model import Target
 
 pytestmark = pytest.mark.lab
 
-# Parallel runs on one machine keep apart by these (the same variable tests/lab/conftest.py reads).
-BASE_PORT = int(os.environ.get("RECOVERY_TEST_BASE_PORT", "25000"))
-SPARE_BASE_PORT = int(os.environ.get("RECOVERY_TEST_SPARE_BASE_PORT", "25500"))
+# Parallel runs on one machine keep apart by these (the same variable tests/lab/conftest.py reads), and
+# the workers of one run by the per-worker shift (tests/worker_ports.py).
+BASE_PORT = base_port("RECOVERY_TEST_BASE_PORT", 25000)
+SPARE_BASE_PORT = base_port("RECOVERY_TEST_SPARE_BASE_PORT", 25500)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """A real PostgreSQL for the service tests (one per session), plus helpers to run real releases.
 
 PostgreSQL refuses root, so initdb and pg_ctl run as the lab user through runuser; its data directory
-lives in a temporary directory given to that user. Ports come from 26100-26199 only. Every process started
+lives in a temporary directory given to that user. Ports come from 26100-26199 only (shifted per
+pytest-xdist worker, tests/worker_ports.py). Every process started
 here is stopped by its pid in a finalizer, also when tests fail.
 """
 
@@ -29,20 +30,21 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from worker_ports import ports
 
 from recovery.lab.seed import seed_lab_data
 from recovery.release.artifacts import build_release_artifact
 
 LAB_USER = "orderlab"
-# Our range is 26100-26199: PostgreSQL 26100-26109, services 26110-26179, deploy tests 26180-26189,
-# benchmarks 26190-26195, the sshd of the release-list test 26196-26199.
-# Another run of this suite may hold some of them: take the first free one.
-PG_PORTS = range(26100, 26110)
+# Our range is 26100-26199 in a serial run, shifted by N * 3000 on pytest-xdist worker gwN: PostgreSQL
+# 26100-26109, services 26110-26179, deploy tests 26180-26189, benchmarks 26190-26195, the sshd of the
+# release-list test 26196-26199. Another run of this suite may hold some of them: take the first free one.
+PG_PORTS = ports(26100, 26110)
 # Handed out round-robin: a test may deploy several services before starting any of them, so the next
 # one must not get a port just handed out; after a full turn the earlier services are long stopped.
-SERVICE_PORTS = itertools.cycle(range(26110, 26180))
+SERVICE_PORTS = itertools.cycle(ports(26110, 26180))
 SERVICE_PORT_COUNT = 70
-DEPLOY_PORTS = range(26180, 26190)
+DEPLOY_PORTS = ports(26180, 26190)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from target_files import write_target_file
+from worker_ports import port, ports
 
 from recovery.cli.main import main
 from recovery.drivers import remote
 from recovery.errors import ExitCode
 from recovery.release.artifacts import build_release_artifact
 
-SSH_PORTS = range(26196, 26200)
+SSH_PORTS = ports(26196, 26200)  # per pytest-xdist worker (tests/worker_ports.py)
 LAB_USER = "orderlab"
 
 
@@ -110,10 +111,10 @@ def _target(tmp_path: Path, host: dict, standby_base: Path) -> Path:
                     "ssh_key": str(host["key"]),
                     "known_hosts": str(host["known_hosts"]),
                     "base_dir": str(base),
-                    "service_port": 26150,
+                    "service_port": port(26150),
                 }
             ],
-            "database": {"address": "127.0.0.1", "port": 26151},
+            "database": {"address": "127.0.0.1", "port": port(26151)},
         }
 
     return write_target_file(tmp_path, "sshlab", site("primary", host["base"]), site("standby", standby_base))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 from psycopg import sql
+from worker_ports import ports
 
 from recovery.errors import ExitCode, UsageError, VerificationFailed
 from recovery.verify import ensure_passed, run_invariants
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # the fixture's type; conftest is not importable as a module 
     from conftest import Postgres, ServiceRun
 
 Deploy = Callable[[str, str], "ServiceRun"]
-CLOSED_PORTS = range(26200, 26250)  # this module's ports: only ever probed while nothing listens
+CLOSED_PORTS = ports(26200, 26250)  # this module's (per xdist worker): only probed while nothing listens
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def closed_port() -> int:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) != 0:
                 return port
-    raise AssertionError("every port of 26200-26249 is in use")
+    raise AssertionError(f"every port of {CLOSED_PORTS.start}-{CLOSED_PORTS.stop - 1} is in use")
 
 
 def test_smoke_test_reports_a_service_that_does_not_answer() -> None:

@@ -8,20 +8,23 @@ from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
+from worker_ports import ports
 
 from recovery.drivers.aws import AwsDriver, is_local_endpoint
 from recovery.targets.model import AwsEndpoint
 
+UNIT_PORTS = ports(25900, 26000)  # the unit tests' single ports (tests/conftest.py), per xdist worker
+
 
 def _free_port() -> int:
-    for port in range(25900, 26000):
+    for port in UNIT_PORTS:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 25900-25999")
+    raise RuntimeError(f"no free port in {UNIT_PORTS.start}-{UNIT_PORTS.stop - 1}")
 
 
 @pytest.fixture
