@@ -73,6 +73,10 @@ class DumpInfo:
     schema_version: int | None  # max(schema_migrations.version), None when the table does not exist
     server_version_num: int  # e.g. 150018; a dump restores only with pg_restore of that major or newer
     from_standby: bool  # the source was in recovery (position is then its replay LSN)
+    # pg_current_snapshot()::text of the same snapshot (`xmin:xmax:xip,...`, 64-bit transaction ids):
+    # which transactions' rows the dump holds, so rows written after it can be found by their xmin
+    # (recovery.restore.catchup). None before PostgreSQL 13, which has no pg_current_snapshot.
+    snapshot: str | None = None
 
 
 def refuse_password(conninfo: str) -> None:
@@ -217,6 +221,7 @@ def _dump_args(kind: DumpKind, tables: Sequence[str]) -> list[str]:
     return ["--data-only", "--strict-names", *(f"--table={table}" for table in tables)]
 
 
+_CURRENT_SNAPSHOT_SINCE = 130000  # server_version_num of the first release with pg_current_snapshot()
 _OBSERVE = (
     "SELECT pg_export_snapshot(),"
     " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
@@ -237,6 +242,11 @@ def _observe(
         row = conn.execute(_OBSERVE).fetchone()
         assert row is not None  # a SELECT without FROM returns one row
         snapshot, position, taken_at, server_version_num, in_recovery, has_migrations = row
+        visible = None
+        if int(server_version_num) >= _CURRENT_SNAPSHOT_SINCE:
+            # Same REPEATABLE READ transaction, so the same snapshot as the one exported above.
+            visible_row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+            visible = None if visible_row is None else str(visible_row[0])
         schema_version = None
         if has_migrations:
             version_row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
@@ -258,6 +268,7 @@ def _observe(
         schema_version=schema_version,
         server_version_num=int(server_version_num),
         from_standby=bool(in_recovery),
+        snapshot=visible,
     )
     return info, str(snapshot)
 

@@ -5,7 +5,9 @@ against their manifests, `select_backups` chooses per domain with a reason; keys
 wrong or missing key refuses before anything changes); 3 restore beside live (`restore_beside`; a copy
 that turns out damaged while it is read is marked so and the selection falls back to the next
 candidate); 4 verify the restored copy (fingerprints against the manifests, business invariants); 5 fence
-the service (playbooks/restore.yml), 6 swap in, 7 start the service and run the smoke test, 8 record.
+the service (playbooks/restore.yml), 6 catch up: rows written to the domains copied from live since the
+copy was cut are carried over (recovery.restore.catchup), 7 swap in, 8 start the service and run the smoke
+test, 9 record.
 
 The seam to other kinds of backup: a choice becomes a `Source` per domain (`sources_for`): a daily
 backup's `dump` section streamed out of the codec, or, for a realtime choice, whatever point-in-time
@@ -42,9 +44,11 @@ from recovery.errors import (
     IntegrityError,
     KeyUnavailable,
     PreconditionFailed,
+    RecoveryError,
     UsageError,
     VerificationFailed,
 )
+from recovery.restore.catchup import catch_up, report_lines
 from recovery.restore.database import (
     Beside,
     FromDatabase,
@@ -453,6 +457,9 @@ def _restore_step(ctx: RunContext) -> dict[str, object]:
             "scratch": restored.name,
             "from_backup": list(restored.from_backup),
             "from_live": list(restored.from_live),
+            # Where the domains copied from live were cut: `catch-up-live` carries over what came after.
+            "live_tables": list(restored.live_copy.tables) if restored.live_copy else [],
+            "live_snapshot": restored.live_copy.snapshot if restored.live_copy else None,
             "schema_version": restored.schema_version,
             "choices": [_choice_json(choice) for choice in selection.choices],
             "steps": {step.step: step.seconds for step in restored.steps},
@@ -628,6 +635,71 @@ def _fence_step(ctx: RunContext) -> dict[str, object]:
     return {"stopped": [host.name for host in ctx.target.hosts()]}
 
 
+def _catch_up_step(ctx: RunContext) -> dict[str, object]:
+    """With the service fenced: rows written to the domains copied from live since the copy was cut.
+
+    Idempotent: a rerun takes the same rows again and finds them equal. On failure the service is started
+    again on live (unchanged; the run is over: start a new restore) instead of being left stopped with
+    no way forward."""
+    db = _db(ctx.target)
+    out = ctx.outputs["restore-beside"]
+    tables = [str(table) for table in out.get("live_tables", [])]
+    snapshot = out.get("live_snapshot")
+    if not tables:
+        return {"skipped": "nothing was copied from live: every domain came from its backup"}
+    if snapshot is None:
+        reason = (
+            "the live copy recorded no snapshot (PostgreSQL before 13, or a run journaled before the "
+            "catch-up existed): rows written to live's other domains during the restore are not carried over"
+        )
+        ctx.note(reason)
+        return {"skipped": reason}
+    names = restore_names(db.name, str(ctx.params["restore_id"]))
+    with dbdriver.connect(db, dbname="postgres") as conn:
+        found = conn.execute(
+            "SELECT count(*) FILTER (WHERE datname = %s), count(*) FILTER (WHERE datname = %s)"
+            " FROM pg_database",
+            (names.scratch, names.replaced),
+        ).fetchone()
+    if found is not None and found[0] == 0 and found[1] == 1:
+        ctx.note(f"{names.replaced} exists: the copy was swapped in after an earlier catch-up")
+        return {"skipped": "the restored copy was already swapped in"}
+    ctx.progress(f"carrying rows written to {', '.join(tables)} since the copy over into {names.scratch}")
+    try:
+        report = catch_up(
+            dbdriver.conninfo(db), dbdriver.conninfo(db, dbname=names.scratch), tables, str(snapshot)
+        )
+    except RecoveryError as exc:
+        said = exc.message.removesuffix("; the restored copy was not changed")
+        raise type(exc)(f"{said}; {_restart_after_catch_up(ctx)}", code=exc.code) from None
+    except Exception:
+        _restart_after_catch_up(ctx)
+        raise
+    for line in report_lines(report).values():
+        ctx.note(line)
+    return {"snapshot": str(snapshot), **report.to_json()}
+
+
+def _restart_after_catch_up(ctx: RunContext) -> str:
+    """After a failed catch-up (the run ends there: a failed run is not resumed): drop the copy, which
+    cannot be swapped in, and start the service again on live. The sentence saying what state remains."""
+    db = _db(ctx.target)
+    dropped = "the restored copy was dropped"
+    try:
+        discard_restored(_admin(ctx.target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
+    except RecoveryError as exc:
+        dropped = f"dropping the restored copy failed ({exc.message})"
+    ctx.progress("the catch-up failed: starting the order service again on live")
+    try:
+        _service(ctx, "start")
+    except RecoveryError as exc:
+        return (
+            f"{dropped}; starting the order service again failed too ({exc.message}): start it by hand; "
+            "live is unchanged"
+        )
+    return f"{dropped}; the order service was started again on live, which is unchanged"
+
+
 def _swap_step(ctx: RunContext) -> dict[str, object]:
     db = _db(ctx.target)
     names = restore_names(db.name, str(ctx.params["restore_id"]))
@@ -731,6 +803,12 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
                 mutating=False,
             ),
             Step("fence-service", "stop the order service on every app host", _fence_step, acts_on=hosts),
+            Step(
+                "catch-up-live",
+                f"carry rows written to live's other domains since the copy over into {names.scratch}",
+                _catch_up_step,
+                acts_on=(f"database {names.scratch}",),
+            ),
             Step(
                 "swap-in",
                 f"swap {names.scratch} in as {db.name}, keeping {names.replaced}",

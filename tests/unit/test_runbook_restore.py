@@ -125,6 +125,8 @@ def test_the_runbook_asks_first_and_swaps_only_after_verifying(tmp_path: Path) -
     )
     names = [step.name for step in book.steps]
     assert names.index("verify-restored") < names.index("fence-service") < names.index("swap-in")
+    # Rows written to live's other domains are carried over with the service fenced, before the swap.
+    assert names.index("fence-service") + 1 == names.index("catch-up-live") == names.index("swap-in") - 1
     assert book.confirm is not None and f"orders_replaced_{restore_id}" in book.confirm
 
 
