@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from psycopg import sql
 from test_pgdump_restore import admin, dump_bytes, fingerprints, live, opener, restore_id
 
 from recovery.backup.pgdump import dump_domain, dump_schema
 from recovery.errors import ExitCode, VerificationFailed
-from recovery.restore.catchup import catch_up
+from recovery.restore.catchup import SnapshotBound, catch_up
 from recovery.restore.database import RestoredDatabase, restore_beside
 
 if TYPE_CHECKING:
@@ -206,3 +207,17 @@ def test_a_user_deleted_from_live_whom_restored_orders_reference_is_refused(
         catch_up(postgres.conninfo(live), postgres.conninfo(restored.name), copied, snapshot_of(restored))
 
     assert fingerprints(postgres, restored.name) == before
+
+
+def test_the_row_filter_agrees_with_its_python_twin_in_postgresql(postgres: Postgres) -> None:
+    two_32 = 2**32
+    bounds = [SnapshotBound.parse(f"{x}:{x}:") for x in (3, 1000, 3 * two_32 + two_32 - 10, 2**31 + 5)]
+    xids = (3, 999, 1000, 1001, 2**31 - 1, 2**31, 2**31 + 4, 2**31 + 5, two_32 - 11, two_32 - 1)
+    with psycopg.connect(postgres.conninfo()) as conn:
+        for bound in bounds:
+            query = sql.SQL("SELECT {} FROM (SELECT %s::text::xid AS xmin) AS row_version").format(
+                bound.row_filter()
+            )
+            for xid in xids:
+                found = conn.execute(query, (str(xid),)).fetchone()
+                assert found == (bound.may_be_new(xid),), (bound, xid)
