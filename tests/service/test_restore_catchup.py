@@ -49,16 +49,17 @@ def build_copy(postgres: Postgres, live: str, admin: str, domains: tuple[str, ..
 def snapshot_of(restored: RestoredDatabase) -> str:
     assert restored.live_copy is not None
     assert restored.live_copy.snapshot is not None
-    return restored.live_copy.snapshot
+    return str(restored.live_copy.snapshot)
 
 
 def sequences(postgres: Postgres, dbname: str) -> dict[str, tuple[int, bool]]:
-    names = ("users_id_seq", "products_id_seq", "events_id_seq")
+    positions: dict[str, tuple[int, bool]] = {}
     with psycopg.connect(postgres.conninfo(dbname)) as conn:
-        return {
-            name: tuple(conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone())  # type: ignore[misc]
-            for name in names
-        }
+        for name in ("users_id_seq", "products_id_seq", "events_id_seq"):
+            row = conn.execute(f"SELECT last_value, is_called FROM {name}").fetchone()
+            assert row is not None
+            positions[name] = (int(row[0]), bool(row[1]))
+    return positions
 
 
 def write_like_the_service(postgres: Postgres, dbname: str) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from recovery.errors import ExitCode, PreconditionFailed
+import pytest
+from test_runbook_backup import target
+
+from recovery.engine.events import Event
+from recovery.engine.model import RunContext, StepOutputs
+from recovery.errors import ExitCode, ExternalFailure, PreconditionFailed, VerificationFailed
 from recovery.restore.catchup import (
     ForeignKey,
     SequencePosition,
@@ -17,6 +24,8 @@ from recovery.restore.catchup import (
     table_unchanged,
     upsert_statement,
 )
+from recovery.runbooks import restore as restore_runbook_module
+from recovery.runbooks.restore import _catch_up_step as catchup_step
 
 TWO_32 = 2**32
 
@@ -118,3 +127,90 @@ def test_a_broken_reference_names_table_rows_and_what_to_do() -> None:
     uncounted = reference_refusal(user_key, None, deleting=False)
     assert "restore the orders and users domains together" in uncounted
     assert all("\n" not in line for line in (text, one, uncounted))
+
+
+# --- the runbook step: skips, and what a failure leaves behind ------------------------------------------
+
+
+class FakeAdmin:
+    """The maintenance connection's answer: the scratch copy exists, nothing was swapped in yet."""
+
+    def __enter__(self) -> FakeAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, query: str, params: object = None) -> FakeAdmin:
+        return self
+
+    def fetchone(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+def step_context(tmp_path: Path, restored: dict[str, Any], events: list[Event]) -> RunContext:
+    return RunContext(
+        target(tmp_path),
+        "run-1",
+        "restore",
+        "catch-up-live",
+        {"domains": ["orders", "transactions"], "restore_id": "r1", "at": None, "point": None},
+        StepOutputs({"restore-beside": restored}),
+        events.append,
+    )
+
+
+BESIDE = {"live_tables": ["users", "products", "events"], "live_snapshot": "700:705:702"}
+
+
+def test_the_step_skips_saying_why_when_there_is_nothing_to_catch_up(tmp_path: Path) -> None:
+    events: list[Event] = []
+    whole = catchup_step(step_context(tmp_path, {"live_tables": [], "live_snapshot": None}, events))
+    assert "every domain came from its backup" in str(whole["skipped"])
+    old = catchup_step(step_context(tmp_path, {"live_tables": ["users"], "live_snapshot": None}, events))
+    assert "PostgreSQL before 13" in str(old["skipped"])
+    # A run journaled before the catch-up existed has neither key: skipped too, not an error.
+    assert "skipped" in catchup_step(step_context(tmp_path, {}, events))
+
+
+@pytest.mark.parametrize("start_fails", [False, True])
+def test_a_failed_catch_up_drops_the_copy_and_starts_the_service_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start_fails: bool
+) -> None:
+    calls: list[str] = []
+
+    def refuse(live: str, copy: str, tables: Sequence[str], snapshot: str) -> None:
+        calls.append(f"catch_up {','.join(tables)} {snapshot}")
+        raise VerificationFailed(
+            "catch-up of transactions: 2 transactions rows ...; the restored copy was not changed",
+            code="restore.catch_up_reference",
+        )
+
+    def service(ctx: RunContext, phase: str) -> None:
+        calls.append(f"service {phase}")
+        if start_fails:
+            raise ExternalFailure("the playbook failed on primary-app")
+
+    def discard(admin: str, *, live_db: str, restore_id: str) -> bool:
+        calls.append(f"discard {live_db} {restore_id}")
+        return True
+
+    monkeypatch.setattr(restore_runbook_module, "catch_up", refuse)
+    monkeypatch.setattr(restore_runbook_module, "_service", service)
+    monkeypatch.setattr(restore_runbook_module, "discard_restored", discard)
+    monkeypatch.setattr(restore_runbook_module.dbdriver, "connect", lambda *a, **k: FakeAdmin())
+
+    with pytest.raises(VerificationFailed) as caught:
+        catchup_step(step_context(tmp_path, BESIDE, []))
+
+    text = str(caught.value)
+    assert calls == ["catch_up users,products,events 700:705:702", "discard orders r1", "service start"]
+    assert caught.value.code == "restore.catch_up_reference"  # the cause's code and exit code are kept
+    assert text.startswith("catch-up of transactions: 2 transactions rows")
+    assert "not changed" not in text  # the copy is gone: the message says so instead
+    assert "the restored copy was dropped" in text
+    if start_fails:
+        assert text.endswith("start it by hand; live is unchanged")
+        assert "starting the order service again failed too (the playbook failed on primary-app)" in text
+    else:
+        assert text.endswith("the order service was started again on live, which is unchanged")
