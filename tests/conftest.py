@@ -68,15 +68,17 @@ def free_port() -> Callable[[], int]:
 # `--dist loadfile --no-loadscope-reorder` a worker takes whole modules in collection order: started
 # first, the long ones run side by side instead of one of them running alone at the end of the run.
 LONGEST_FIRST = (
-    "tests/lab/test_upgrade_rollback.py",
-    "tests/service/test_deploy_playbook.py",
+    "tests/lab/test_upgrade_rollback.py",  # 450-650 s on a busy machine: as long as all others below
     "tests/lab/test_realtime.py",
-    "tests/lab/test_realtime_restore.py",
     "tests/lab/test_backup_restore.py",
-    "tests/lab/test_lab_e2e.py",
+    "tests/lab/test_realtime_restore.py",
+    "tests/service/test_deploy_playbook.py",
     "tests/lab/test_playbooks.py",
+    "tests/lab/test_lab_e2e.py",
+    "tests/service/test_pgdump_restore.py",
     "tests/service/test_faulty_releases.py",
     "tests/lab/test_preflight_load.py",
+    "tests/service/test_api.py",
 )
 
 
