@@ -1,7 +1,7 @@
 """Daily backups and restore end to end on a real lab: PostgreSQL, sshd hosts, ansible, moto's S3 and KMS.
 
 Tests run in file order on one module lab: refusals that need no backup first, then backups, restores,
-damaged copies, an interrupted restore and pruning.
+damaged copies, an interrupted restore, pruning, and last a restore while orders keep coming in.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from recovery.drivers.aws import AwsDriver
 from recovery.engine import journal_path, read_journal
 from recovery.errors import ExitCode
 from recovery.lab.plan import LabPlan
+from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.targets.model import Target
 from recovery.verify.fingerprint import DEFAULT_ALGORITHM, FAST_ALGORITHM, Algorithm, fingerprint_tables
 
@@ -440,3 +441,34 @@ def test_prune_keeps_the_newest_verified_backup_of_each_domain(
     remaining = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
     for domain in ("orders", "products", "transactions", "logs"):
         assert any(e.domain == domain and e.counts for e in remaining), domain
+
+
+def test_rows_written_to_the_copied_domains_while_a_restore_runs_stay_in_live(
+    lab: Lab, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """orders and transactions go back to their backup; the events and stock changes the running service
+    writes meanwhile (domains copied from live at the start) are carried over before the swap."""
+    code, _, err = _cli(
+        capsys, "backup", "run", "--domain", "orders", "--domain", "transactions", *_target_args(lab)
+    )
+    assert code == ExitCode.OK, err
+    generator = LoadGenerator(LoadSettings(lab.target.traffic.front_door_url, rate=8), tmp_path / "l.jsonl")
+    generator.start()
+    try:
+        time.sleep(2)  # orders, payments and their events are being written when the restore starts
+        args = ["restore", "--domains", "orders,transactions", "--yes", "-o", "json", *_target_args(lab)]
+        code, doc, err = _cli(capsys, *args)
+    finally:
+        summary = generator.stop()
+    assert code == ExitCode.OK, err
+    assert summary.acked > 0
+    caught = _step_output(doc, "catch-up-live")
+    assert caught["tables"]["events"]["upserted"] > 0, caught
+    assert caught["tables"]["products"]["upserted"] > 0, caught  # stock moved by the orders placed
+    replaced = _step_output(doc, "swap-in")["replaced"]
+    # Everything written to the copied domains up to the fence is in live: no event stayed behind.
+    with _connect(lab, replaced) as conn:
+        kept = {row[0] for row in conn.execute("SELECT id FROM events").fetchall()}
+    with _connect(lab) as conn:
+        live = {row[0] for row in conn.execute("SELECT id FROM events").fetchall()}
+    assert kept and kept <= live, f"{len(kept - live)} events were left behind in {replaced}"
