@@ -2,8 +2,8 @@
 
 PostgreSQL refuses root, so initdb and pg_ctl run as the lab user through runuser; its data directory
 lives in a temporary directory given to that user. Ports come from 26100-26199 only (shifted per
-pytest-xdist worker, tests/worker_ports.py). Every process started
-here is stopped by its pid in a finalizer, also when tests fail.
+pytest-xdist worker, tests/worker_ports.py). Every process started here is stopped by its pid in a
+finalizer, also when tests fail.
 """
 
 from __future__ import annotations
