@@ -7,12 +7,6 @@ restored and copied domains. `swap_in` exchanges names with the live database in
 replaced database stays as `<live>_replaced_<id>` for `swap_back` until an operator drops it
 (`drop_replaced`, refused unless confirmed). docs/restore.md explains the order of the steps and why.
 
-Indexes and constraints are built in two passes (`split_post_data`): first the primary keys, unique
-constraints and everything else that locks a table exclusively, then the secondary indexes and foreign
-keys, which only take share locks. During the second pass (and the ANALYZE after it) the caller's
-`beside_indexes` work runs on the loaded copy: the restore runbook verifies the copy there, so the
-verification no longer waits for the indexes. docs/restore.md has the figures.
-
 A domain's source is either a stream opener (a backup being decoded) or `FromDatabase`, a running
 database to dump the domain from: the live copy uses it, and so will a point-in-time restore, whose source
 is a scratch cluster recovered to the chosen moment.
@@ -182,54 +176,6 @@ class RestoredDatabase:
 
 
 @dataclass(frozen=True)
-class Beside:
-    """Work on the loaded copy that runs beside its secondary indexes and foreign keys.
-
-    `run(conninfo)` gets the scratch database's connection string once every row is loaded and the
-    primary keys and unique constraints exist. It must only read: its ACCESS SHARE locks never block the
-    index builds, foreign keys and ANALYZE, and theirs never block it. It keeps its own result (e.g. in
-    the caller's closure); an exception it raises fails the restore (the scratch database is dropped)
-    like any other step. Its time is recorded as the step `step`.
-    """
-
-    step: str
-    run: Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class PostDataPasses:
-    """The post-data entries of a schema dump's table of contents, in two passes (`pg_restore -L` lists)."""
-
-    exclusive: tuple[str, ...]  # primary keys, unique constraints, rules, policies...: before any reader
-    shared: tuple[str, ...]  # secondary indexes, foreign keys, triggers: beside readers
-
-
-# Object kinds whose creation takes only SHARE (CREATE INDEX) or SHARE ROW EXCLUSIVE (ALTER TABLE ADD
-# FOREIGN KEY, CREATE TRIGGER) locks, which let readers of the table (ACCESS SHARE) run. Every other
-# post-data kind (ADD PRIMARY KEY / UNIQUE, CHECK, RULE, POLICY, ...) takes ACCESS EXCLUSIVE.
-_SHARED_LOCK_KINDS = ("INDEX ", "FK CONSTRAINT ", "TRIGGER ")
-_TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
-
-
-def split_post_data(listing: str) -> PostDataPasses:
-    """Split `pg_restore -l --section=post-data` output into the exclusive and the shared pass. Pure.
-
-    Comment lines (`;`) are dropped; an entry that is not recognised goes to the exclusive pass, so the
-    split can only ever be too careful.
-    """
-    exclusive: list[str] = []
-    shared: list[str] = []
-    for line in listing.splitlines():
-        found = _TOC_LINE.match(line.strip())
-        if found is None:
-            continue
-        rest = found["rest"]
-        is_shared = rest.startswith(_SHARED_LOCK_KINDS) and not rest.startswith("INDEX ATTACH ")
-        (shared if is_shared else exclusive).append(line.strip())
-    return PostDataPasses(tuple(exclusive), tuple(shared))
-
-
-@dataclass(frozen=True)
 class SwapResult:
     live_db: str
     restore_id: str
@@ -264,12 +210,10 @@ def restore_beside(
     domain_streams: Mapping[str, Source],
     keep_live_domains: bool = True,
     jobs: int | None = None,
-    beside_indexes: Beside | None = None,
 ) -> RestoredDatabase:
     """Build `<live_db>_restore_<restore_id>` from the schema and the chosen domains' sources.
 
-    `conninfo_admin` reaches a maintenance database (postgres) as a superuser. `beside_indexes` (e.g.
-    the copy's verification) runs once the rows and primary keys are in, beside the rest. A leftover scratch
+    `conninfo_admin` reaches a maintenance database (postgres) as a superuser. A leftover scratch
     database of the same restore id (an interrupted run) is dropped and rebuilt. On any failure the
     scratch database is dropped and the error raised; the live database is only ever read.
     """
@@ -293,15 +237,7 @@ def restore_beside(
     try:
         with _database_errors(f"restoring into {names.scratch}"):
             return _fill(
-                conninfo_admin,
-                bin_dir,
-                pg_restore,
-                plan,
-                schema_stream,
-                domain_streams,
-                timer,
-                jobs,
-                beside_indexes,
+                conninfo_admin, bin_dir, pg_restore, plan, schema_stream, domain_streams, timer, jobs
             )
     except BaseException:
         _drop_quietly(conninfo_admin, names.scratch)
@@ -336,7 +272,6 @@ def _fill(
     sources: Mapping[str, Source],
     timer: _Timer,
     jobs: int | None,
-    beside: Beside | None,
 ) -> RestoredDatabase:
     names = plan.names
     scratch = make_conninfo(conninfo_admin, dbname=names.scratch)
@@ -374,22 +309,18 @@ def _fill(
         with timer("load data"):
             results = _run_loads(loads, parallel, timer)
         live_copy = results.get(live_step)
-        passes = split_post_data(_listing(pg_restore, schema_file, "--section=post-data"))
-        post_data = partial(_restore_list, pg_restore, scratch, schema_file, parallel, names, Path(work))
-        with timer("primary keys and unique constraints"):
-            post_data("exclusive", passes.exclusive)
-        # From here on only share locks are taken: the caller's reads run beside the index builds.
-        with ThreadPoolExecutor(1, thread_name_prefix="restore-beside") as pool:
-            pending = pool.submit(_timed_beside, beside, scratch, timer) if beside else None
-            with timer("indexes and foreign keys"):
-                post_data("shared", passes.shared)
-            with (
-                timer("analyze"),
-                connect(scratch, autocommit=True, what=f"database {names.scratch}") as conn,
-            ):
-                conn.execute("ANALYZE")
-            if pending is not None:
-                pending.result()
+        with timer("indexes and constraints"):
+            _restore_file(
+                pg_restore,
+                scratch,
+                schema_file,
+                ["--section=post-data", f"--jobs={parallel}"],
+                "indexes and constraints",
+                names,
+                options=_INDEX_OPTIONS,
+            )
+    with timer("analyze"), connect(scratch, autocommit=True, what=f"database {names.scratch}") as conn:
+        conn.execute("ANALYZE")
     return RestoredDatabase(
         name=names.scratch,
         live_db=names.live,
@@ -399,54 +330,6 @@ def _fill(
         schema_version=schema_version,
         live_copy=live_copy,
         steps=tuple(timer.steps),
-    )
-
-
-def _timed_beside(beside: Beside, scratch: str, timer: _Timer) -> None:
-    with timer(beside.step):
-        beside.run(scratch)
-
-
-def _listing(pg_restore: Path, dump: Path, *args: str) -> str:
-    """`pg_restore -l` of a dump file: its table of contents, one entry per line."""
-    done = subprocess.run(
-        [str(pg_restore), "--list", *args, str(dump)],
-        capture_output=True,
-        env=tool_env(),
-        check=False,
-    )
-    if done.returncode != 0:
-        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ExternalFailure(
-            f"cannot list the schema dump: {lines[0] if lines else f'status {done.returncode}'}",
-            code="restore.load_failed",
-        )
-    return done.stdout.decode("utf-8", "replace")
-
-
-def _restore_list(
-    pg_restore: Path,
-    scratch: str,
-    dump: Path,
-    jobs: int,
-    names: RestoreNames,
-    work: Path,
-    which: str,
-    entries: Sequence[str],
-) -> None:
-    """Restore only `entries` (lines of `pg_restore -l`) of the schema dump, `jobs` at a time."""
-    if not entries:
-        return
-    listing = work / f"post-data-{which}.list"
-    listing.write_text("\n".join(entries) + "\n")
-    _restore_file(
-        pg_restore,
-        scratch,
-        dump,
-        [f"--use-list={listing}", f"--jobs={jobs}"],
-        f"the {which} pass of indexes and constraints",
-        names,
-        options=_INDEX_OPTIONS,
     )
 
 

@@ -32,7 +32,7 @@ from recovery.backup.catalog import Catalog, CatalogEntry, CopyState, CopyStatus
 from recovery.backup.keys import KeyProvider
 from recovery.backup.manifest import Manifest
 from recovery.backup.naming import BackupName, Domain, parse_domain
-from recovery.backup.pgdump import ByteSink, connect
+from recovery.backup.pgdump import ByteSink
 from recovery.backup.realtime import realtime_stores, with_coverage
 from recovery.backup.repository import read_backup
 from recovery.backup.stores import ObjectStore
@@ -50,7 +50,6 @@ from recovery.errors import (
 )
 from recovery.restore.catchup import catch_up, report_lines
 from recovery.restore.database import (
-    Beside,
     FromDatabase,
     FromWriter,
     RestoredDatabase,
@@ -227,70 +226,6 @@ def recovered_expectations(recorded: Mapping[str, Any]) -> dict[str, TableFinger
     }
 
 
-@dataclass(frozen=True)
-class Expectations:
-    """What the restored copy's tables must match, and what could not be expected (a problem each)."""
-
-    fingerprints: Mapping[str, TableFingerprint]
-    problems: tuple[str, ...]
-    notes: tuple[str, ...]
-
-
-def restored_expectations(
-    choices: Sequence[Mapping[str, Any]],
-    manifests: Mapping[str, Manifest | None],
-    recovered: Mapping[str, TableFingerprint],
-) -> Expectations:
-    """Expected fingerprints per restored table: a daily choice's manifest; a realtime choice's recovered
-    cluster (the manifest describes the base backup, not the moment recovered to). Pure."""
-    expected: dict[str, TableFingerprint] = {}
-    problems: list[str] = []
-    notes: list[str] = []
-    for choice in choices:
-        domain, backup_id = str(choice["domain"]), str(choice["backup_id"])
-        if choice["kind"] == "realtime":
-            tables = tables_for([domain])
-            if not all(name in recovered for name in tables):
-                problems.append(f"no fingerprints of the recovered cluster were recorded for {domain}")
-                continue
-            expected.update({name: recovered[name] for name in tables})
-            notes.append(f"{domain}: compared with the fingerprints of the recovered cluster")
-            continue
-        manifest = manifests.get(backup_id)
-        if manifest is None:
-            problems.append(f"the manifest of {backup_id} can no longer be read")
-            continue
-        expected.update(expected_fingerprints(manifest))
-    return Expectations(expected, tuple(problems), tuple(notes))
-
-
-@dataclass(frozen=True)
-class CopyVerdict:
-    """The outcome of checking a restored copy: every failure line (empty when it passed)."""
-
-    problems: tuple[str, ...]
-    rows: Mapping[str, int]  # expected rows per fingerprinted table
-
-    def to_json(self) -> dict[str, object]:
-        return {"problems": list(self.problems), "rows": dict(self.rows)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CopyVerdict:
-        return cls(
-            tuple(str(line) for line in data["problems"]), {str(k): int(v) for k, v in data["rows"].items()}
-        )
-
-
-def verify_copy(
-    connect_copy: Callable[[], AbstractContextManager[Connection]], expectations: Expectations
-) -> CopyVerdict:
-    """Fingerprints against the expectations and every business invariant, as one verdict."""
-    reports, invariant_report = check_restored_copy(connect_copy, expectations.fingerprints)
-    lines = [failure_line(report) for report in reports] + [failure_line(invariant_report)]
-    problems = list(expectations.problems) + [line for line in lines if line]
-    return CopyVerdict(tuple(problems), {name: fp.rows for name, fp in expectations.fingerprints.items()})
-
-
 def parse_at(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -453,7 +388,6 @@ def _restore_step(ctx: RunContext) -> dict[str, object]:
         restored = done.restored
         return {
             "recovered_fingerprints": plain(done.recovered_fingerprints),
-            "verdict": done.verdict.to_json(),
             "scratch": restored.name,
             "from_backup": list(restored.from_backup),
             "from_live": list(restored.from_live),
@@ -503,7 +437,6 @@ def _recovered_fingerprints(conninfo: str, domains: Sequence[str]) -> dict[str, 
 class _Restored:
     restored: RestoredDatabase
     recovered_fingerprints: Mapping[str, Mapping[str, object]]
-    verdict: CopyVerdict
 
 
 def _restore_once(
@@ -529,18 +462,6 @@ def _restore_once(
             prints.update(_recovered_fingerprints(conninfo, domains))
             recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
         sources = sources_for(catalog, selection.choices, manifests, recovered)
-        expectations = restored_expectations(
-            [_choice_json(choice) for choice in selection.choices],
-            manifests,
-            recovered_expectations(prints),
-        )
-        verdicts: list[CopyVerdict] = []
-
-        def verify(scratch: str) -> None:
-            # Beside the copy's secondary indexes: every row and primary key is in, nothing writes.
-            what = "the restored copy"
-            verdicts.append(verify_copy(lambda: connect(scratch, autocommit=True, what=what), expectations))
-
         ctx.progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
         restored = restore_beside(
             _admin(target),
@@ -549,11 +470,8 @@ def _restore_once(
             restore_id=str(ctx.params["restore_id"]),
             schema_stream=sources.schema,
             domain_streams=sources.domains,
-            beside_indexes=Beside("verify (fingerprints + invariants)", verify),
         )
-        for note in expectations.notes:
-            ctx.note(note)
-        return _Restored(restored, prints, verdicts[0])
+        return _Restored(restored, prints)
 
 
 def check_restored_copy(
@@ -595,31 +513,40 @@ def check_restored_copy(
 
 
 def _verify_step(ctx: RunContext) -> dict[str, object]:
-    """Act on the verdict reached beside the copy's indexes (or check now, for a run journaled without)."""
     target = ctx.target
     db = _db(target)
-    restored = ctx.outputs["restore-beside"]
-    if "verdict" in restored:
-        verdict = CopyVerdict.from_json(restored["verdict"])
-    else:
-        catalog = catalog_for(target, with_keys=False)
-        choices = restored["choices"]
-        manifests = {
-            str(choice["backup_id"]): catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
-            for choice in choices
-            if choice["kind"] != "realtime"
-        }
-        expectations = restored_expectations(
-            choices, manifests, recovered_expectations(restored.get("recovered_fingerprints", {}))
-        )
-        for note in expectations.notes:
-            ctx.note(note)
-        scratch = str(restored["scratch"])
-        verdict = verify_copy(lambda: dbdriver.connect(db, dbname=scratch, autocommit=True), expectations)
-    if verdict.problems:
+    scratch = str(ctx.outputs["restore-beside"]["scratch"])
+    catalog = catalog_for(target, with_keys=False)
+    problems: list[str] = []
+    expected: dict[str, TableFingerprint] = {}
+    recovered = recovered_expectations(ctx.outputs["restore-beside"].get("recovered_fingerprints", {}))
+    for choice in ctx.outputs["restore-beside"]["choices"]:
+        if choice["kind"] == "realtime":
+            # The manifest's fingerprints describe the base backup, not the moment recovered to:
+            # compare with the recovered cluster's own fingerprints, taken before it was dumped.
+            tables = tables_for([str(choice["domain"])])
+            if not all(name in recovered for name in tables):
+                problems.append(
+                    f"no fingerprints of the recovered cluster were recorded for {choice['domain']}"
+                )
+                continue
+            expected.update({name: recovered[name] for name in tables})
+            ctx.note(f"{choice['domain']}: compared with the fingerprints of the recovered cluster")
+        else:
+            manifest = catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
+            if manifest is None:
+                problems.append(f"the manifest of {choice['backup_id']} can no longer be read")
+                continue
+            expected.update(expected_fingerprints(manifest))
+    reports, invariant_report = check_restored_copy(
+        lambda: dbdriver.connect(db, dbname=scratch, autocommit=True), expected
+    )
+    lines = [failure_line(report) for report in reports] + [failure_line(invariant_report)]
+    problems += [line for line in lines if line]
+    if problems:
         discard_restored(_admin(target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
-        raise VerificationFailed(f"{verdict.problems[0]}; the restored copy was dropped, live is unchanged")
-    return {"fingerprints": dict(verdict.rows), "invariants": "passed"}
+        raise VerificationFailed(f"{problems[0]}; the restored copy was dropped, live is unchanged")
+    return {"fingerprints": {name: fp.rows for name, fp in expected.items()}, "invariants": "passed"}
 
 
 def _service(ctx: RunContext, phase: str) -> None:

@@ -36,7 +36,6 @@ from recovery.errors import (
 )
 from recovery.lab.seed import seed_lab_data
 from recovery.restore.database import (
-    Beside,
     FromDatabase,
     FromWriter,
     RestoredDatabase,
@@ -301,74 +300,7 @@ def test_round_trip_of_one_domain(postgres: Postgres, live: str, admin: str) -> 
     assert restored.from_backup == ("orders",)
     assert fingerprints(postgres, restored.name, tables) == before
     assert restored.schema_version == 1
-    assert [step.step for step in restored.steps][-3:] == [
-        "primary keys and unique constraints",
-        "indexes and foreign keys",
-        "analyze",
-    ]
-
-
-KEYS_AND_INDEXES = """
-SELECT (SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'p'),
-       (SELECT count(*) FROM pg_constraint WHERE conrelid = 'order_items'::regclass AND contype = 'f'),
-       (SELECT count(*) FROM orders)
-"""
-
-
-def test_work_beside_the_indexes_sees_every_row_and_the_primary_keys(
-    postgres: Postgres, live: str, admin: str
-) -> None:
-    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
-    orders, _ = dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, "orders"))
-    seen: list[tuple[int, int, int]] = []
-
-    def look(conninfo: str) -> None:
-        with psycopg.connect(conninfo) as conn:
-            row = conn.execute(KEYS_AND_INDEXES).fetchone()
-            assert row is not None
-            seen.append((int(row[0]), int(row[1]), int(row[2])))
-
-    restored = restore_beside(
-        admin,
-        postgres.bin_dir,
-        live_db=live,
-        restore_id=restore_id(),
-        schema_stream=opener(schema),
-        domain_streams={"orders": opener(orders)},
-        beside_indexes=Beside("look", look),
-    )
-    with psycopg.connect(postgres.conninfo(live)) as conn:
-        live_orders = conn.execute("SELECT count(*) FROM orders").fetchone()
-    assert live_orders is not None and live_orders[0] > 0
-    # The primary key is in and every row is loaded; the foreign keys may or may not be yet.
-    assert len(seen) == 1 and seen[0][0] == 1 and seen[0][2] == live_orders[0]
-    assert "look" in [step.step for step in restored.steps]
-    with psycopg.connect(postgres.conninfo(restored.name)) as conn:
-        final = conn.execute(KEYS_AND_INDEXES).fetchone()
-    assert final is not None and final[1] == 2  # both foreign keys of order_items exist in the end
-
-
-def test_a_failure_beside_the_indexes_fails_the_restore_and_drops_the_copy(
-    postgres: Postgres, live: str, admin: str
-) -> None:
-    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
-    orders, _ = dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, "orders"))
-    rid = restore_id()
-
-    def fail(conninfo: str) -> None:
-        raise ExternalFailure("the check beside the indexes could not run", code="test.beside")
-
-    with pytest.raises(ExternalFailure, match="beside the indexes could not run"):
-        restore_beside(
-            admin,
-            postgres.bin_dir,
-            live_db=live,
-            restore_id=rid,
-            schema_stream=opener(schema),
-            domain_streams={"orders": opener(orders)},
-            beside_indexes=Beside("fail", fail),
-        )
-    assert not database_exists(postgres, f"{live}_restore_{rid}")
+    assert [step.step for step in restored.steps][-2:] == ["indexes and constraints", "analyze"]
 
 
 def test_restore_beside_keeps_live_domains_current_and_live_untouched(

@@ -15,7 +15,6 @@ from recovery.backup.naming import BackupName
 from recovery.errors import IntegrityError, PreconditionFailed, UsageError
 from recovery.restore.selection import DomainChoice, select_backups
 from recovery.runbooks.restore import (
-    CopyVerdict,
     expected_fingerprints,
     mark_damaged,
     new_restore_id,
@@ -26,7 +25,6 @@ from recovery.runbooks.restore import (
     refusal_error,
     restore_params,
     restore_runbook,
-    restored_expectations,
     schema_versions_agree,
 )
 from recovery.verify.fingerprint import fastest_algorithm
@@ -205,49 +203,3 @@ def test_the_fastest_fingerprint_needs_postgresql_14() -> None:
 
     assert fastest_algorithm(Conn(180001)) == "hashrecordextended"  # type: ignore[arg-type]
     assert fastest_algorithm(Conn(130020)) == "hashtextextended"  # type: ignore[arg-type]
-
-
-def test_expectations_take_a_daily_choice_from_its_manifest_and_a_realtime_one_from_the_recovery() -> None:
-    daily_id = "20261125-orders-daily-220000"
-    realtime_id = "20261125-transactions-realtime-210000"
-    recovered = recovered_expectations(
-        {"transactions": {"rows": 7, "content_hash": "00000000000000cd", "algorithm": "hashrecordextended"}}
-    )
-    found = restored_expectations(
-        [
-            {"domain": "orders", "kind": "daily", "backup_id": daily_id},
-            {"domain": "transactions", "kind": "realtime", "backup_id": realtime_id},
-        ],
-        {daily_id: manifest(daily_id, NOW), realtime_id: manifest(realtime_id, NOW)},
-        recovered,
-    )
-    assert found.problems == ()
-    assert found.fingerprints["orders"].rows == 10  # the manifest's figure
-    assert found.fingerprints["transactions"].content_hash == "00000000000000cd"  # the recovery's
-    assert "file:primary-app" not in found.fingerprints
-    assert found.notes == ("transactions: compared with the fingerprints of the recovered cluster",)
-
-
-def test_expectations_name_what_cannot_be_expected() -> None:
-    found = restored_expectations(
-        [
-            {"domain": "orders", "kind": "daily", "backup_id": "20261125-orders-daily-220000"},
-            {
-                "domain": "transactions",
-                "kind": "realtime",
-                "backup_id": "20261125-transactions-realtime-2100",
-            },
-        ],
-        {},
-        {},
-    )
-    assert found.fingerprints == {}
-    assert found.problems == (
-        "the manifest of 20261125-orders-daily-220000 can no longer be read",
-        "no fingerprints of the recovered cluster were recorded for transactions",
-    )
-
-
-def test_a_verdict_survives_the_journal() -> None:
-    verdict = CopyVerdict(("table orders has 9 rows where 10 were expected",), {"orders": 10})
-    assert CopyVerdict.from_json(json.loads(json.dumps(verdict.to_json()))) == verdict
