@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -41,6 +42,7 @@ from recovery.backup.realtime import (
     realtime_stores,
 )
 from recovery.backup.repository import read_backup, read_manifest
+from recovery.backup.stores import ObjectStore
 from recovery.backup.wal import WalKey, check_restore_point_name
 from recovery.drivers import remote
 from recovery.errors import ExternalFailure, IntegrityError, UsageError
@@ -97,6 +99,23 @@ def plan_recovery(
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+# Appended when the shipped WAL holds no commit after the recovery time: the later lines reset the target,
+# so the server replays to the end of what it was given and promotes.
+UNTARGETED = (
+    "# no commit after the recovery time in the shipped WAL: recover to its end\n"
+    "recovery_target_time = ''\n"
+    "recovery_target_name = ''\n"
+)
+
+
+def _fetch_segment(
+    sftp: Any, scratch: _Scratch, store: ObjectStore, key: WalKey, stores: RealtimeStores
+) -> None:
+    with sftp.open(str(scratch.root / "wal" / key.file_name), "wb") as handle:
+        handle.set_pipelined(True)
+        fetch_wal(store, key, handle, stores.keys)
 
 
 def recovery_settings(plan: RecoveryPlan, *, address: str, port: int, scratch: PurePosixPath) -> str:
@@ -222,7 +241,10 @@ class _Scratch:
         )
         self.pid = self.read_pid()
         if not result.ok:
-            raise ExternalFailure(f"the scratch cluster did not start: {self.log_reason()}")
+            reason = self.log_reason()
+            if TARGET_NOT_REACHED in reason:  # it replayed all it was given before accepting connections
+                raise _TargetNotReached(reason)
+            raise ExternalFailure(f"the scratch cluster did not start: {reason}")
 
     def read_pid(self) -> int | None:
         result = remote.run(
@@ -255,6 +277,22 @@ class _Scratch:
         remote.run(self.host, f"rm -rf {shlex.quote(str(self.root))}", timeout=120)
 
 
+# What PostgreSQL (13+) logs when the WAL it was given ends before a commit past the recovery target.
+TARGET_NOT_REACHED = "recovery ended before configured recovery target was reached"
+# Segments added per retry when the target was not reached: forced switches (archive_timeout) leave many
+# near-empty segments, so one at a time would restart the server too often.
+MORE_SEGMENTS = 4
+
+
+class _TargetNotReached(Exception):
+    """The scratch server replayed every segment it was given without passing the recovery target."""
+
+
+def next_segments(cov: Coverage, given: Sequence[WalKey], count: int = MORE_SEGMENTS) -> tuple[WalKey, ...]:
+    """The shipped segments after those already given to the scratch server, at most `count`. Pure."""
+    return cov.segments[len(given) : len(given) + count]
+
+
 def _wait_promoted(conninfo: str, scratch: _Scratch, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -266,7 +304,10 @@ def _wait_promoted(conninfo: str, scratch: _Scratch, timeout: float) -> None:
         except psycopg.OperationalError:
             pass  # still starting, or it stopped: told apart below
         if not scratch.alive():
-            raise ExternalFailure(f"point-in-time recovery stopped: {scratch.log_reason()}")
+            reason = scratch.log_reason()
+            if TARGET_NOT_REACHED in reason:
+                raise _TargetNotReached(reason)
+            raise ExternalFailure(f"point-in-time recovery stopped: {reason}")
         if time.monotonic() > deadline:
             raise ExternalFailure(
                 f"the scratch cluster did not reach its recovery target within {timeout:.0f} s; "
@@ -327,10 +368,9 @@ def recover_to(
         with sftp.open(tar_path, "wb") as handle:
             handle.set_pipelined(True)
             read_backup(store, name, handle, chosen.keys, manifest)
-        for key in plan.segments:
-            with sftp.open(str(scratch.root / "wal" / key.file_name), "wb") as handle:
-                handle.set_pipelined(True)
-                fetch_wal(store, key, handle, chosen.keys)
+        given = list(plan.segments)
+        for key in given:
+            _fetch_segment(sftp, scratch, store, key, chosen)
         scratch.run(
             f"tar -xf {shlex.quote(tar_path)} -C {shlex.quote(str(scratch.data))}"
             f" && rm -f {shlex.quote(tar_path)} {shlex.quote(str(scratch.data / 'standby.signal'))}"
@@ -346,7 +386,6 @@ def recover_to(
         passfile.touch(mode=0o600)
         live_pass = database.passfile.read_text() if database.passfile is not None else ""
         passfile.write_text(scratch_pgpass_line(live_pass, database, chosen_port))
-        scratch.start(timeout)
         conninfo = make_conninfo(
             host=database.address,
             port=str(chosen_port),
@@ -355,7 +394,28 @@ def recover_to(
             passfile=str(passfile),
             application_name="order-recovery-pitr",
         )
-        _wait_promoted(conninfo, scratch, timeout)
+        untargeted = False
+        while True:
+            try:
+                scratch.start(timeout)
+                _wait_promoted(conninfo, scratch, timeout)
+                break
+            except _TargetNotReached as exc:
+                if untargeted:
+                    raise ExternalFailure(f"point-in-time recovery stopped: {exc}") from None
+                # A recovery to a time stops at the first commit after it. The segments chosen by their
+                # last write time may end before that commit (a forced switch fell between the time and
+                # the next commit): give the server the next shipped segments and let it go on.
+                more = next_segments(cov, given)
+                if not more:
+                    untargeted = True
+                    # No commit after the time in all the shipped WAL: every transaction it holds
+                    # committed at or before the time, so its end is the state at that time.
+                    with sftp.open(str(scratch.data / "postgresql.auto.conf"), "a") as handle:
+                        handle.write(UNTARGETED.encode("utf-8"))
+                for key in more:
+                    _fetch_segment(sftp, scratch, store, key, chosen)
+                given += more
         yield conninfo
     finally:
         try:

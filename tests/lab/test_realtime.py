@@ -188,6 +188,32 @@ def test_recovery_to_a_noted_time_holds_exactly_what_was_committed_before(lab: L
     assert _scratch_dirs(lab) == [], "the scratch cluster's directory is removed on exit"
 
 
+def test_recovery_to_a_time_whose_next_commit_is_in_a_later_segment(lab: Lab) -> None:
+    # The segment holding the noted time is closed before the next commit: the segments chosen by
+    # their last write time end before any commit after the time, so the server is given more.
+    first = _insert_orders(lab, 3)
+    time.sleep(0.5)
+    noted = _db_now(lab)
+    switch_and_wait_archived(lab.target.primary.database)
+    second = _insert_orders(lab, 3)
+    switch_and_wait_archived(lab.target.primary.database)
+    ship_wal(lab.target)
+    with recover_to(lab.target, _realtime_choice(lab), at=noted) as conninfo:
+        assert _present(conninfo, first + second) == set(first)
+
+
+def test_recovery_to_a_time_after_the_last_commit_recovers_to_the_end(lab: Lab) -> None:
+    # No commit after the noted time anywhere in the shipped WAL: the state at that time is its end.
+    last = _insert_orders(lab, 3)
+    time.sleep(0.5)
+    noted = _db_now(lab)
+    time.sleep(0.5)
+    switch_and_wait_archived(lab.target.primary.database)
+    ship_wal(lab.target)
+    with recover_to(lab.target, _realtime_choice(lab), at=noted) as conninfo:
+        assert _present(conninfo, last) == set(last)
+
+
 def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab) -> None:
     before = _insert_orders(lab, 4)
     point = create_restore_point(lab.target, "before-batch-d")

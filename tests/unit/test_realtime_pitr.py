@@ -10,7 +10,7 @@ import pytest
 from recovery.backup.realtime import Coverage, WalRange
 from recovery.backup.wal import Segment, WalKey
 from recovery.errors import UsageError
-from recovery.restore.pitr import plan_recovery, recovery_settings, scratch_pgpass_line
+from recovery.restore.pitr import next_segments, plan_recovery, recovery_settings, scratch_pgpass_line
 from recovery.targets.model import Database
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -80,3 +80,15 @@ def test_the_scratch_pgpass_line_moves_the_live_entry_to_the_new_port() -> None:
     assert scratch_pgpass_line(text, database, 43532) == "127.0.0.11:43532:*:postgres:p\\:w\\\\d\n"
     with pytest.raises(UsageError, match=r"no entry for postgres at 127\.0\.0\.11:43432"):
         scratch_pgpass_line("127.0.0.11:43432:*:orders:o\n", database, 43532)
+
+
+def test_more_segments_are_the_shipped_ones_after_those_given() -> None:
+    cov = _coverage()
+    given = plan_recovery(cov, at=T0 + timedelta(seconds=3), restore_point_segment=None, name=None).segments
+    assert [key.file_name for key in given] == [Segment(1, 4).name()]
+    assert [key.file_name for key in next_segments(cov, given, 1)] == [Segment(1, 5).name()]
+    assert [key.file_name for key in next_segments(cov, given)] == [
+        Segment(1, 5).name(),
+        Segment(1, 6).name(),
+    ]
+    assert next_segments(cov, cov.segments) == ()  # nothing left: the server recovers to the end
