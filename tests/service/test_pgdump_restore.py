@@ -504,17 +504,27 @@ def test_restore_from_encrypted_backups_through_the_codec(postgres: Postgres, li
 # --- swap ------------------------------------------------------------------------------------------------
 
 
-def restore_orders(postgres: Postgres, live: str, admin: str) -> RestoredDatabase:
+def restore_from_dumps(
+    postgres: Postgres, live: str, admin: str, domains: tuple[str, ...]
+) -> RestoredDatabase:
+    """`domains` from dumps taken now, every other domain copied from live by restore_beside."""
     schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
-    orders, _ = dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, "orders"))
+    backup = {
+        domain: dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, domain))[0]
+        for domain in domains
+    }
     return restore_beside(
         admin,
         postgres.bin_dir,
         live_db=live,
         restore_id=restore_id(),
         schema_stream=opener(schema),
-        domain_streams={"orders": opener(orders)},
+        domain_streams={domain: opener(data) for domain, data in backup.items()},
     )
+
+
+def restore_orders(postgres: Postgres, live: str, admin: str) -> RestoredDatabase:
+    return restore_from_dumps(postgres, live, admin, ("orders",))
 
 
 def test_swap_in_and_back(postgres: Postgres, live: str, admin: str) -> None:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 from psycopg import sql
-from test_pgdump_restore import admin, dump_bytes, fingerprints, live, opener, restore_id
+from test_pgdump_restore import admin, dump_bytes, fingerprints, live, restore_from_dumps
 
-from recovery.backup.pgdump import dump_domain, dump_schema
+from recovery.backup.pgdump import dump_domain
 from recovery.errors import ExitCode, VerificationFailed
 from recovery.restore.catchup import SnapshotBound, catch_up
-from recovery.restore.database import RestoredDatabase, restore_beside
+from recovery.restore.database import RestoredDatabase
 
 if TYPE_CHECKING:
     from conftest import Postgres
@@ -27,23 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["admin", "live"]  # fixtures used by name below
 
 COPIED = ("users", "products", "events")
-
-
-def build_copy(postgres: Postgres, live: str, admin: str, domains: tuple[str, ...]) -> RestoredDatabase:
-    """`domains` from dumps taken now, every other domain copied from live by restore_beside."""
-    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
-    backup = {
-        domain: dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, domain))[0]
-        for domain in domains
-    }
-    return restore_beside(
-        admin,
-        postgres.bin_dir,
-        live_db=live,
-        restore_id=restore_id(),
-        schema_stream=opener(schema),
-        domain_streams={domain: opener(data) for domain, data in backup.items()},
-    )
 
 
 def snapshot_of(restored: RestoredDatabase) -> str:
@@ -95,7 +78,7 @@ def test_the_dump_records_its_snapshot(postgres: Postgres, live: str) -> None:
 def test_catch_up_brings_the_copied_domains_level_with_live(
     postgres: Postgres, live: str, admin: str
 ) -> None:
-    restored = build_copy(postgres, live, admin, ("orders", "transactions"))
+    restored = restore_from_dumps(postgres, live, admin, ("orders", "transactions"))
     assert restored.live_copy is not None and restored.live_copy.tables == COPIED
     restored_tables = fingerprints(postgres, restored.name, ("orders", "order_items", "transactions"))
     write_like_the_service(postgres, live)
@@ -136,7 +119,7 @@ def test_catch_up_brings_the_copied_domains_level_with_live(
 
 
 def test_a_table_nobody_wrote_to_is_reported_unchanged(postgres: Postgres, live: str, admin: str) -> None:
-    restored = build_copy(postgres, live, admin, ("orders", "transactions"))
+    restored = restore_from_dumps(postgres, live, admin, ("orders", "transactions"))
     postgres.execute(live, "INSERT INTO events (kind, subject) VALUES ('late', 'only events')")
 
     report = catch_up(
@@ -154,7 +137,7 @@ def test_a_table_nobody_wrote_to_is_reported_unchanged(postgres: Postgres, live:
 def test_a_payment_for_an_order_the_copy_lacks_is_refused_and_nothing_changes(
     postgres: Postgres, live: str, admin: str
 ) -> None:
-    restored = build_copy(postgres, live, admin, ("orders",))  # transactions come from live
+    restored = restore_from_dumps(postgres, live, admin, ("orders",))  # transactions come from live
     copied = restored.live_copy.tables if restored.live_copy else ()
     assert "transactions" in copied
     with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
@@ -188,7 +171,7 @@ def test_a_payment_for_an_order_the_copy_lacks_is_refused_and_nothing_changes(
 def test_a_user_deleted_from_live_whom_restored_orders_reference_is_refused(
     postgres: Postgres, live: str, admin: str
 ) -> None:
-    restored = build_copy(postgres, live, admin, ("orders",))
+    restored = restore_from_dumps(postgres, live, admin, ("orders",))
     copied = restored.live_copy.tables if restored.live_copy else ()
     with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
         # Live forgets a customer completely; the restored orders still have theirs.
