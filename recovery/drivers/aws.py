@@ -68,11 +68,13 @@ def is_local_endpoint(endpoint_url: str | None) -> bool:
         return False
 
 
-def client_config(pool_size: int = 10) -> Config:
+def client_config(
+    pool_size: int = 10, *, attempts: int = MAX_ATTEMPTS, connect_timeout: float = 5, read_timeout: float = 60
+) -> Config:
     return Config(
-        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
+        retries={"total_max_attempts": attempts, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         max_pool_connections=pool_size,
     )
 
@@ -115,10 +117,20 @@ def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryE
 class AwsDriver:
     """boto3 clients for one target's AWS endpoint, one per service and region, shared across threads."""
 
-    def __init__(self, endpoint: AwsEndpoint | None = None, *, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        endpoint: AwsEndpoint | None = None,
+        *,
+        pool_size: int = 10,
+        attempts: int = MAX_ATTEMPTS,
+        connect_timeout: float = 5,
+        read_timeout: float = 60,
+    ) -> None:
         self._endpoint_url = endpoint.endpoint_url if endpoint else None
         self._profile = endpoint.profile if endpoint else None
-        self._pool_size = pool_size
+        self._config = client_config(
+            pool_size, attempts=attempts, connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
         self._clients: dict[tuple[str, str], Any] = {}
         # boto3 sessions are not thread-safe, clients are: build under a lock, then share.
         self._lock = threading.Lock()
@@ -135,7 +147,7 @@ class AwsDriver:
                         service,  # type: ignore[call-overload]
                         region_name=region,
                         endpoint_url=self._endpoint_url,
-                        config=client_config(self._pool_size),
+                        config=self._config,
                     )
                 self._clients[(service, region)] = cached
             return cached

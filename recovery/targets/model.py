@@ -128,6 +128,9 @@ class Target(_Frozen):
     intake_queue_url: str | None = None
     team_topic_arn: str | None = None
     customer_topic_arn: str | None = None
+    notification_templates: Path | None = Field(
+        default=None, description="A directory of the team's own message templates (recovery/notify)"
+    )
 
     @model_validator(mode="after")
     def _sites_named(self) -> Target:
