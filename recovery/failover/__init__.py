@@ -1,0 +1,1 @@
+"""Site failover, planned switchover and failback: observe -> decide (pure) -> fence, promote, switch."""
