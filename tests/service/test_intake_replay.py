@@ -1,0 +1,129 @@
+"""Replaying the intake queue (moto's SQS in process) into the real order service on PostgreSQL:
+exactly once across a crash, poison set aside with its reason, nothing taken while the service is down."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from moto import mock_aws
+
+from recovery.drivers.aws import AwsDriver
+from recovery.drivers.orderservice import call
+from recovery.intake.queue import IntakeQueue
+from recovery.intake.record import IntakeItem, IntakeOrder
+from recovery.intake.replay import replay
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[IntakeQueue]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        aws = AwsDriver()
+        sqs = aws.client("sqs", REGION)
+        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+        url = sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+        yield IntakeQueue(aws, url, REGION)
+
+
+@pytest.fixture
+def shop(postgres, deploy):  # type: ignore[no-untyped-def]
+    db = postgres.create_database("intake")
+    run = deploy("v1", db)
+    assert run.migrate().returncode == 0
+    postgres.execute(
+        db, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 100)"
+    )
+    run.start()
+    assert run.wait_listening()
+    status, user = run.call("POST", "/users", {"email": "ann@shop.example", "name": "Ann"})
+    assert status == 201
+    run.db, run.user_id = db, user["id"]
+    run.product_id = postgres.query(db, "SELECT id FROM products WHERE sku = 'A'")[0][0]
+    yield run
+    run.stop()
+    postgres.drop_database(db)
+
+
+def order(shop, quantity: int = 1, user_id: int | None = None) -> IntakeOrder:  # type: ignore[no-untyped-def]
+    return IntakeOrder(
+        order_id=uuid.uuid4(),
+        user_id=user_id or shop.user_id,
+        items=(IntakeItem(product_id=shop.product_id, quantity=quantity),),
+        received_at=datetime.now(UTC),
+        channel="web",
+    )
+
+
+def poster(url: str):  # type: ignore[no-untyped-def]
+    return lambda body: call(url, "POST", "/orders", body)
+
+
+def stored(postgres, shop, ids: list[uuid.UUID]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    rows = postgres.query(
+        shop.db,
+        "SELECT id::text, count(*) FROM orders WHERE id = ANY(%s) GROUP BY id",
+        ([str(i) for i in ids],),
+    )
+    return {order_id: count for order_id, count in rows}
+
+
+def test_every_queued_order_is_created_once_even_when_a_replay_crashed_midway(queue, shop, postgres) -> None:
+    orders = [order(shop) for _ in range(7)]
+    for one in orders:
+        queue.send(one)
+    # A replay that crashed after posting two orders but before deleting them: the service already has
+    # them; SQS delivers them again once they become visible.
+    for one in orders[:2]:
+        assert poster(shop.url)(one.service_body())[0] == 201
+    outcome = replay(queue, poster(shop.url))
+    assert outcome.stopped is None and outcome.set_aside == ()
+    assert (outcome.created, outcome.present) == (5, 2)
+    assert stored(postgres, shop, [o.order_id for o in orders]) == {str(o.order_id): 1 for o in orders}
+    assert postgres.query(shop.db, "SELECT stock FROM products WHERE sku = 'A'")[0][0] == 93
+    assert queue.status().waiting == 0
+
+
+def test_a_poison_message_goes_to_the_dead_letter_queue_with_its_reason(queue, shop, postgres) -> None:
+    good, unknown_user = order(shop), order(shop, user_id=999_999)
+    queue.send(good)
+    queue.send(unknown_user)
+    queue.aws.client("sqs", REGION).send_message(QueueUrl=queue.url, MessageBody="{not json")
+    outcome = replay(queue, poster(shop.url))
+    assert outcome.created == 1
+    reasons = sorted(aside.reason for aside in outcome.set_aside)
+    assert reasons == [
+        "not an intake order: not JSON (Expecting property name enclosed in double quotes at character 1)",
+        "the order service refused it (HTTP 404: user 999999 does not exist)",
+    ]
+    assert queue.status().dead_letters == 2 and queue.status().waiting == 0
+
+
+def test_a_service_that_does_not_answer_takes_nothing_and_the_orders_stay_queued(
+    queue, shop, postgres
+) -> None:
+    orders = [order(shop) for _ in range(3)]
+    for one in orders:
+        queue.send(one)
+    shop.stop()
+    outcome = replay(queue, poster(shop.url))
+    assert outcome.replayed == 0 and outcome.stopped is not None
+    assert outcome.stopped.startswith(f"the order service at {shop.url} did not answer POST /orders")
+    assert queue.status().waiting == 3  # put back at once, not after the visibility timeout
+    shop.start()
+    assert shop.wait_listening()
+    assert replay(queue, poster(shop.url)).created == 3
