@@ -1,0 +1,1 @@
+"""Game days: Chaos Toolkit experiments against a target, measured against their objectives, reported."""

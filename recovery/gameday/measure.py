@@ -1,0 +1,79 @@
+"""From what a run recorded to what it measured: load per second, detection, recovery, objectives. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from recovery.gameday.model import Bucket, Measured, ObjectiveResult, Objectives, TimelineEvent
+from recovery.load.ledger import Ledger
+
+
+def _p95(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def load_buckets(ledger: Ledger, started: float) -> tuple[Bucket, ...]:
+    """Orders, payments and failures of the ledger, per whole second since `started`."""
+    acked: dict[int, list[float]] = defaultdict(list)
+    failed: dict[int, int] = defaultdict(int)
+    for at, latency in [(o.at, o.latency_ms) for o in ledger.orders] + [
+        (p.at, p.latency_ms) for p in ledger.payments
+    ]:
+        acked[int(at - started)].append(latency)
+    for failure in ledger.failures:
+        failed[int(failure.at - started)] += 1
+    seconds = sorted(set(acked) | set(failed))
+    if not seconds:
+        return ()
+    return tuple(
+        Bucket(second, len(acked.get(second, ())), failed.get(second, 0), _p95(acked.get(second, ())))
+        for second in range(max(0, seconds[0]), seconds[-1] + 1)
+    )
+
+
+def first(events: Iterable[TimelineEvent], kind: str) -> float | None:
+    return next((event.at_s for event in events if event.kind == kind), None)
+
+
+def error_rate_between(buckets: Sequence[Bucket], start: float | None, end: float | None) -> float:
+    """Failed requests over all requests from the fault to recovery (the whole run when either is unknown)."""
+    chosen = [
+        b for b in buckets if (start is None or b.at_s >= int(start)) and (end is None or b.at_s <= end)
+    ]
+    total = sum(b.acknowledged + b.failed for b in chosen)
+    return sum(b.failed for b in chosen) / total if total else 0.0
+
+
+def _check(name: str, goal: float | None, value: float | None, unit: str) -> ObjectiveResult | None:
+    if goal is None:
+        return None
+    shown = "not measured" if value is None else f"{value:g}{unit}"
+    if value is None:
+        return ObjectiveResult(name, f"<= {goal:g}{unit}", shown, False, f"{name} was never reached")
+    passed = value <= goal
+    verdict = "within" if passed else "misses"
+    return ObjectiveResult(
+        name, f"<= {goal:g}{unit}", shown, passed, f"{shown} {verdict} the goal of {goal:g}{unit}"
+    )
+
+
+def evaluate(objectives: Objectives, measured: Measured) -> tuple[ObjectiveResult, ...]:
+    """Each objective the scenario sets, passed or missed, with the sentence that says why."""
+    rate = None if objectives.error_rate is None else measured.error_rate
+    checks = (
+        _check("time to detect", objectives.time_to_detect_s, measured.time_to_detect_s, " s"),
+        _check("time to recover (RTO)", objectives.rto_s, measured.rto_s, " s"),
+        _check(
+            "orders lost",
+            None if objectives.orders_lost is None else float(objectives.orders_lost),
+            float(measured.orders_lost),
+            "",
+        ),
+        _check("error rate during the incident", objectives.error_rate, rate, ""),
+    )
+    return tuple(check for check in checks if check is not None)
