@@ -8,7 +8,7 @@ bootstrap:
 lab: bootstrap
 	.venv/bin/recovery lab up
 	.venv/bin/recovery lab status
-	./scripts/demo.sh lab v2-unhealthy
+	.venv/bin/recovery gameday run gamedays/failed-upgrade-unhealthy.yaml --yes
 
 lab-down:
 	.venv/bin/recovery lab down

@@ -9,7 +9,19 @@ import traceback
 import typer
 
 from recovery import __version__
-from recovery.cli import backup, lab, load, preflight, release, restore, runs, target, upgrade, verify
+from recovery.cli import (
+    backup,
+    gameday,
+    lab,
+    load,
+    preflight,
+    release,
+    restore,
+    runs,
+    target,
+    upgrade,
+    verify,
+)
 from recovery.cli.common import envelope
 from recovery.errors import ExitCode, RecoveryError
 
@@ -22,6 +34,7 @@ app = typer.Typer(
 )
 # One line per command group; each module owns its own commands.
 app.add_typer(backup.app, name="backup")
+app.add_typer(gameday.app, name="gameday")
 app.add_typer(lab.app, name="lab")
 app.add_typer(release.app, name="release")
 app.add_typer(restore.app, name="restore")

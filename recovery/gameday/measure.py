@@ -49,17 +49,20 @@ def error_rate_between(buckets: Sequence[Bucket], start: float | None, end: floa
     return sum(b.failed for b in chosen) / total if total else 0.0
 
 
+def _shown(value: float, unit: str) -> str:
+    return f"{value:.1%}" if unit == "%" else f"{value:g}{unit}"
+
+
 def _check(name: str, goal: float | None, value: float | None, unit: str) -> ObjectiveResult | None:
     if goal is None:
         return None
-    shown = "not measured" if value is None else f"{value:g}{unit}"
+    wanted = f"<= {_shown(goal, unit)}"
     if value is None:
-        return ObjectiveResult(name, f"<= {goal:g}{unit}", shown, False, f"{name} was never reached")
+        return ObjectiveResult(name, wanted, "not measured", False, f"{name} was never reached")
     passed = value <= goal
     verdict = "within" if passed else "misses"
-    return ObjectiveResult(
-        name, f"<= {goal:g}{unit}", shown, passed, f"{shown} {verdict} the goal of {goal:g}{unit}"
-    )
+    shown = _shown(value, unit)
+    return ObjectiveResult(name, wanted, shown, passed, f"{shown} {verdict} the goal of {_shown(goal, unit)}")
 
 
 def evaluate(objectives: Objectives, measured: Measured) -> tuple[ObjectiveResult, ...]:
@@ -74,6 +77,6 @@ def evaluate(objectives: Objectives, measured: Measured) -> tuple[ObjectiveResul
             float(measured.orders_lost),
             "",
         ),
-        _check("error rate during the incident", objectives.error_rate, rate, ""),
+        _check("error rate during the incident", objectives.error_rate, rate, "%"),
     )
     return tuple(check for check in checks if check is not None)

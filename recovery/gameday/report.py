@@ -15,6 +15,7 @@ from recovery.gameday.model import Bucket, GameDayRun, TimelineEvent
 
 WIDTH, LANE, MARGIN = 900, 22, 150
 SVG_NS = "http://www.w3.org/2000/svg"
+ERROR_LINE = "#c2185b"  # not a timeline colour: the screenshot test tells the charts apart by colour
 COLOURS = {
     "load": "#7f8c8d",
     "fault": "#c0392b",
@@ -48,9 +49,13 @@ def timeline_svg(events: Sequence[TimelineEvent], span: float) -> str:
             mark = f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="14" fill="{colour}">{title}</rect>'
         else:
             mark = f'<circle cx="{x:.1f}" cy="{y + 7}" r="6" fill="{colour}">{title}</circle>'
+        # Labels of marks in the right half go to their left, so none runs off the chart.
+        right = x > MARGIN + (WIDTH - MARGIN) / 2
+        anchor, label_x = ("end", x - 10) if right else ("start", x + 10)
         rows.append(
             f'<text x="4" y="{y + 11}" font-size="11">{html.escape(event.kind)}</text>{mark}'
-            f'<text x="{x + 10:.1f}" y="{y + 11}" font-size="11">{label} ({event.at_s:.1f} s)</text>'
+            f'<text x="{label_x:.1f}" y="{y + 11}" font-size="11" text-anchor="{anchor}">'
+            f"{label} ({event.at_s:.1f} s)</text>"
         )
     height = 20 + LANE * len(events)
     return (
@@ -78,14 +83,14 @@ def load_svg(buckets: Sequence[Bucket], span: float) -> str:
         f'<line x1="{MARGIN}" y1="{bottom}" x2="{WIDTH - 20}" y2="{bottom}" stroke="#333"/>'
         f'<text x="4" y="{top + 10}" font-size="11">p95 {highest:.0f} ms</text>'
         f'<text x="4" y="{bottom}" font-size="11">0</text>'
-        f'<text x="{WIDTH - 140}" y="{top + 10}" font-size="11" fill="#c0392b">errors 100%</text>'
+        f'<text x="{WIDTH - 140}" y="{top + 10}" font-size="11" fill="{ERROR_LINE}">errors 100%</text>'
         f'<text x="{MARGIN}" y="{height - 5}" font-size="11">0 s</text>'
         f'<text x="{WIDTH - 60}" y="{height - 5}" font-size="11">{span:.0f} s</text>'
     )
     return (
         f'<svg id="load" class="chart" xmlns="{SVG_NS}" width="{WIDTH}" height="{height}" '
         f'role="img" aria-label="latency and error rate">{axes}{_polyline(latency, "#2980b9")}'
-        f"{_polyline(errors, '#c0392b')}</svg>"
+        f"{_polyline(errors, ERROR_LINE)}</svg>"
     )
 
 
@@ -130,7 +135,7 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
 tr.miss td {{ background: #fdecea; }} tr.pass td {{ background: #eafaf1; }}
-.verdict-PASSED {{ color: #27ae60; }} .verdict-FAILED {{ color: #c0392b; }}
+.verdict-PASSED {{ color: #27ae60; }} .verdict-FAILED {{ color: #b03a2e; }}
 </style></head>
 <body>
 <h1>{html.escape(run.title)} <span class="verdict-{verdict}">{verdict}</span></h1>

@@ -1,0 +1,71 @@
+"""Chaos Toolkit probes of the `recovery` extension (python provider, module `recovery.gameday.probes`).
+
+Each takes the target as a name or a target.yaml path (`${recovery_target}` in the experiments) and
+returns a plain value a tolerance can judge. Actions are the `recovery` command itself (process
+provider): a scenario runs the same commands a person or a pipeline would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recovery.drivers.orderservice import call
+from recovery.engine.journal import is_running, read_journal, run_ids, runs_dir
+from recovery.engine.result import summarize
+from recovery.errors import ExternalFailure
+from recovery.load.ledger import read_ledger
+from recovery.load.ledger_check import check_ledger, ledger_order_ids, observe_orders
+from recovery.targets import load_target
+
+
+def front_door_healthy(target: str = "lab") -> bool:
+    """True when the service behind the target's front door answers /health with status ok."""
+    try:
+        status, document = call(load_target(target).traffic.front_door_url, "GET", "/health", timeout=5)
+    except ExternalFailure:
+        return False
+    return status == 200 and isinstance(document, dict) and document.get("status") == "ok"
+
+
+def service_version(target: str = "lab") -> str | None:
+    """The release the front door serves now (None when it does not answer)."""
+    try:
+        status, document = call(load_target(target).traffic.front_door_url, "GET", "/version", timeout=5)
+    except ExternalFailure:
+        return None
+    return str(document.get("version")) if status == 200 and isinstance(document, dict) else None
+
+
+def ledger_intact(ledger: str, target: str = "lab") -> dict[str, Any]:
+    """The ledger check: `passed` is True when every acknowledged order exists exactly once as acked.
+
+    Before the load has written anything (the steady state before the fault) no order was acknowledged,
+    so none can be missing: an absent ledger passes with 0 acknowledged."""
+    if not Path(ledger).exists():
+        return {"passed": True, "acknowledged": 0, "missing": 0, "summary": "no order acknowledged yet"}
+    read = read_ledger(Path(ledger))
+    verdict = check_ledger(read, observe_orders(load_target(target).primary.database, ledger_order_ids(read)))
+    return {
+        "passed": verdict.passed,
+        "acknowledged": verdict.acknowledged,
+        "missing": verdict.missing.count,
+        "summary": verdict.summary(),
+    }
+
+
+def last_run(runbook: str, target: str = "lab") -> dict[str, Any] | None:
+    """The newest run of `runbook` on the target: its status, failed step and error code (None if none)."""
+    state_dir = load_target(target).state_dir
+    for run_id in sorted(run_ids(state_dir), reverse=True):
+        path = runs_dir(state_dir) / run_id / "journal.jsonl"
+        records = read_journal(path)
+        if records and records[0].get("runbook") == runbook:
+            result = summarize(records, running=is_running(path))
+            return {
+                "run_id": run_id,
+                "status": result.status,
+                "failed_step": result.failed_step,
+                "code": result.code,
+            }
+    return None
