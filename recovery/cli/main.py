@@ -12,6 +12,7 @@ from recovery import __version__
 from recovery.cli import (
     backup,
     gameday,
+    intake,
     lab,
     load,
     preflight,
@@ -35,6 +36,7 @@ app = typer.Typer(
 # One line per command group; each module owns its own commands.
 app.add_typer(backup.app, name="backup")
 app.add_typer(gameday.app, name="gameday")
+app.add_typer(intake.app, name="intake")
 app.add_typer(lab.app, name="lab")
 app.add_typer(release.app, name="release")
 app.add_typer(restore.app, name="restore")

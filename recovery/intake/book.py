@@ -1,0 +1,73 @@
+"""The intake's I/O at the toolkit's side: the catalog snapshot rows are checked against, the record of
+what was queued (so a second run of the same file queues nothing twice), and the queue of a target."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from recovery.drivers import db
+from recovery.drivers.aws import AwsDriver
+from recovery.errors import UsageError
+from recovery.intake.csv_orders import Catalog, Product
+from recovery.intake.queue import IntakeQueue
+from recovery.intake.record import IntakeOrder
+from recovery.targets.model import Target
+
+QUEUED = Path("intake") / "queued.jsonl"
+
+
+def read_catalog(target: Target) -> Catalog:
+    """Users by e-mail and products by SKU, read from the writer's database (read-only, one snapshot)."""
+    with db.connect(target.primary.database, autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        users = {
+            str(email).lower(): int(str(uid)) for uid, email in conn.execute("SELECT id, email FROM users")
+        }
+        products = {
+            str(sku): Product(int(str(pid)), int(str(price)))
+            for pid, sku, price in conn.execute("SELECT id, sku, price_cents FROM products")
+        }
+        conn.rollback()
+    return Catalog(users, products)
+
+
+def intake_queue(target: Target) -> IntakeQueue:
+    if not target.intake_queue_url:
+        raise UsageError(
+            f"target {target.name} names no intake queue; set intake_queue_url in its target.yaml",
+            code="intake.no_queue",
+        )
+    return IntakeQueue(AwsDriver(target.aws), target.intake_queue_url, target.primary.region)
+
+
+def queued_ids(target: Target) -> set[uuid.UUID]:
+    """Every order id this controller queued for the target (a torn last line is skipped)."""
+    path = target.state_dir / QUEUED
+    found: set[uuid.UUID] = set()
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                found.add(uuid.UUID(json.loads(line)["order_id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return found
+
+
+def record_queued(target: Target, order: IntakeOrder, message_id: str) -> None:
+    """Append one queued order (fsync'd) after SQS accepted it: a crash before this line at worst
+    queues the order again, which the replay's idempotency makes harmless."""
+    path = target.state_dir / QUEUED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(
+        {"order_id": str(order.order_id), "reference": order.reference, "message_id": message_id},
+        sort_keys=True,
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
