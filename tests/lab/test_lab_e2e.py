@@ -309,15 +309,19 @@ def test_a_failing_part_stops_what_up_had_started(
     other = lab_reachable_tmp("half-lab")
     broken_bin = other / "broken-pg-bin"
     broken_bin.mkdir()
+    # Every tool answers --version (the lab checks that they run before using them); initdb then fails.
     scripts = {
         "postgres": "echo 'postgres (PostgreSQL) 99.0'",
         "initdb": "echo 'initdb: error: could not create directory (simulated)' >&2; exit 1",
         "pg_ctl": "exit 1",
         "pg_basebackup": "exit 1",
+        "pg_dump": "exit 1",
+        "pg_restore": "exit 1",
+        "psql": "exit 1",
     }
     for name, body in scripts.items():
         tool = broken_bin / name
-        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.write_text(f'#!/bin/sh\n[ "$1" = --version ] && exit 0\n{body}\n')
         tool.chmod(0o755)
     code, _, err = _cli(
         capsys,
