@@ -3,8 +3,12 @@ wrote: what counts, what does not, and what `runs list` then says."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,28 +27,24 @@ from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.runbooks.rollback import rollback_runbook
 from recovery.targets import load_target
 
-RESTORE_STEPS = (
-    "scope",
-    "select",
-    "restore-beside",
-    "verify-restored",
-    "fence-service",
-    "catch-up-live",
-    "swap-in",
-    "start-service",
-    "record",
-)
-ROLLBACK_STEPS = (
-    "find-upgrade",
-    "decide",
-    "restore-beside",
-    "fence",
-    "swap-in",
-    "carry-over",
-    "switch-release",
-    "verify",
-)
+
+def _runbook_steps() -> dict[str, tuple[str, ...]]:
+    """The real step names of the two fencing runbooks, in order."""
+    root = Path(tempfile.mkdtemp(prefix="fence-steps-"))
+    try:
+        target = load_target(write_target(root))
+        restore = restore_runbook(target, restore_params(["orders"], at=None, point=None, restore_id="r1"))
+        return {
+            book.name: tuple(s.name for s in book.steps) for book in (restore, rollback_runbook(target, {}))
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+STEPS = _runbook_steps()
+RESTORE_STEPS, ROLLBACK_STEPS = STEPS["restore"], STEPS["rollback"]
 AT = "2026-12-06T20:00:00+00:00"
+MOMENTS = (datetime(2026, 12, 6, 20, 0, tzinfo=UTC) + timedelta(seconds=n) for n in itertools.count())
 
 
 def _journal(
@@ -58,7 +58,7 @@ def _journal(
     keep_open: bool = False,
 ) -> tuple[str, JournalWriter]:
     """Write a run's journal as the engine does: `done` steps finished, `started` begun and cut off."""
-    run_id = new_run_id(runbook)
+    run_id = new_run_id(runbook, next(MOMENTS))  # one second apart: run ids sort by their start
     journal = JournalWriter.create(state_dir, run_id)
     planned = tuple(PlannedStep(name, f"{name} step", True) for name in steps)
     journal(
@@ -169,16 +169,10 @@ def test_open_fences_is_pure_over_records_newest_first(state_dir: Path) -> None:
     assert [run.run_id for run in open_fences(runs)] == [second, first]
 
 
-def test_the_fence_steps_are_the_runbooks_own(tmp_path: Path) -> None:
-    target = load_target(write_target(tmp_path))
-    restore = restore_runbook(target, restore_params(["orders"], at=None, point=None, restore_id="r1"))
-    rollback = rollback_runbook(target, {})
-    for book in (restore, rollback):
-        names = [step.name for step in book.steps]
-        fence_step, lift_step = FENCED_SPANS[book.name]
+def test_the_fence_steps_are_the_runbooks_own() -> None:
+    for runbook, (fence_step, lift_step) in FENCED_SPANS.items():
+        names = STEPS[runbook]
         assert names.index(fence_step) < names.index(lift_step)
-    assert tuple(step.name for step in restore.steps) == RESTORE_STEPS
-    assert tuple(step.name for step in rollback.steps) == ROLLBACK_STEPS
 
 
 def test_runs_list_says_the_service_is_fenced_and_how_to_end_it(
