@@ -138,6 +138,10 @@ def cached_install(user: LabUser, install: Path, cache_root: Path) -> Path:
     cache = cache_path(install, cache_root)
     bin_dir = cache / install.relative_to(root) / "bin"
     with _locked(cache_root / f"{cache.name}.lock"):
+        # Whoever built or replaced a cache held this lock: what such a build left and still lies here
+        # was left by a build that was killed.
+        for leftover in cache_root.glob(f"{cache.name}.*-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         if cache.is_dir() and tool_problem(user, bin_dir) is None:
             return bin_dir
         staging = Path(tempfile.mkdtemp(prefix=f"{cache.name}.building-", dir=cache_root))

