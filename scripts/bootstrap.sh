@@ -4,7 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+py=${PYTHON:-python3}
 need_apt=()
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v "$py" >/dev/null 2>&1 || need_apt+=(python3)
+# Debian's python3 makes virtualenvs only with python3-venv (ensurepip).
+"$py" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 /usr/bin/python3 -c 'import psycopg2' >/dev/null 2>&1 || need_apt+=(python3-psycopg2)
@@ -28,7 +33,6 @@ if [ "$(id -u)" -eq 0 ]; then
   id orderlab >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash orderlab
 fi
 
-py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi

@@ -47,6 +47,7 @@ from recovery.engine import (
     run_ids,
     summarize,
 )
+from recovery.engine.interrupted import interrupted_inside_fence
 from recovery.engine.result import NotAJournal
 from recovery.errors import RecoveryError, UsageError
 from recovery.targets import Target, load_target
@@ -238,7 +239,8 @@ def list_runs(
             break
         path = journal_path(loaded.state_dir, run_id)
         try:
-            result = summarize(read_journal(path), running=is_running(path))
+            records, running = read_journal(path), is_running(path)
+            result = summarize(records, running=running)
         except NotAJournal:
             rows.append({"run_id": run_id, "runbook": None, "status": "unreadable", "started_at": None,
                          "finished_at": None, "steps_done": 0, "steps": 0, "failed_step": None})
@@ -248,6 +250,8 @@ def list_runs(
             "started_at": result.started_at, "finished_at": result.finished_at,
             "steps_done": sum(step.status == "ok" for step in result.steps), "steps": len(result.steps),
             "failed_step": result.failed_step,
+            "fenced_resume": fenced.resume_command(target)
+            if (fenced := interrupted_inside_fence(records, lock_held=running)) else None,
         })
 
     def text(_: Any) -> None:
@@ -255,6 +259,8 @@ def list_runs(
             typer.echo(f"no runs for target {loaded.name} yet")
         for row in rows:
             failed = f"  failed at {row['failed_step']}" if row["failed_step"] else ""
+            if row.get("fenced_resume"):
+                failed += f"  SERVICE FENCED (stopped): end it with `{row['fenced_resume']}`"
             typer.echo(f"{row['run_id']:<44} {row['status']:<11} {row['runbook'] or '-':<12} "
                        f"{row['steps_done']}/{row['steps']} steps  {row['started_at'] or '-'}{failed}")
 

@@ -103,7 +103,9 @@ def up(options: UpOptions) -> UpReport:
             f"or use --base-port {previous.base_port}"
         )
     pg_bin = resolve_pg_bin(user, options.pg_bin)
-    state = previous or LabState(lab_dir=plan.lab_dir, base_port=plan.base_port, run_as=user.name)
+    state = _with_restarted_postmasters(
+        previous or LabState(lab_dir=plan.lab_dir, base_port=plan.base_port, run_as=user.name)
+    )
     state = state.model_copy(update={"pg_bin": pg_bin, "pg_version": server_version(pg_bin)})
     report = UpReport(lab_dir=plan.lab_dir)
     missing = [n for n in _process_names(plan) if not _alive(state, n)]
@@ -125,6 +127,22 @@ def up(options: UpOptions) -> UpReport:
         raise
     report.started = [r.name for r in recorder.started]
     return report
+
+
+def _with_restarted_postmasters(state: LabState) -> LabState:
+    """The lab's own postmasters restarted outside `lab up` (wal-archive.yml restarts the primary to turn
+    archiving on): a recorded server whose pid is gone, while its data dir's postmaster.pid names a live
+    postgres serving that very data dir, is recorded again under its new pid instead of being missing
+    (its port would then look foreign)."""
+    for record in state.processes:
+        if record.kind != "postgres" or record.data_dir is None or is_alive(record.pid, record.start_ticks):
+            continue
+        pid = postgres.running_postmaster(record.data_dir)
+        if pid is not None:
+            state = state.with_process(
+                record.model_copy(update={"pid": pid, "start_ticks": start_ticks(pid)})
+            )
+    return state
 
 
 def _process_names(plan: LabPlan) -> list[str]:
@@ -184,6 +202,8 @@ def _passwords(user: LabUser, plan: LabPlan) -> dict[str, str]:
     if plan.pgpass.is_file():
         found = render.parse_pgpass(plan.pgpass.read_text())
         if DB_SUPERUSER in found and DB_OWNER in found:
+            if not all(s.service_pgpass.is_file() for s in plan.sites):  # a lab from before they existed
+                postgres.write_pgpass(user, plan, found)
             return found
     passwords = {DB_SUPERUSER: secrets.token_urlsafe(24), DB_OWNER: secrets.token_urlsafe(24)}
     postgres.write_pgpass(user, plan, passwords)

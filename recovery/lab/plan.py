@@ -57,6 +57,12 @@ class SitePlan:
         return self.host_dir / "app"
 
     @property
+    def service_pgpass(self) -> Path:
+        """The service's passfile on this host: its own role only (the superuser's stays with the
+        controller, so a compromised service cannot lift its own fence)."""
+        return self.host_dir / "service.pgpass"
+
+    @property
     def pg_data(self) -> Path:
         return self.pg_dir / "data"
 

@@ -249,10 +249,16 @@ def stop(user: LabUser, record: ProcessRecord, pg_bin: Path | None) -> bool:
 
 
 def write_pgpass(user: LabUser, plan: LabPlan, passwords: dict[str, str]) -> None:
-    path = plan.pgpass
+    """The controller's passfile (superuser and service role) and each service host's (its own role)."""
+    _write_private(user, plan.pgpass, render.pgpass(plan, passwords))
+    for site in plan.sites:
+        _write_private(user, site.service_pgpass, render.pgpass(plan, passwords, roles=(DB_OWNER,)))
+
+
+def _write_private(user: LabUser, path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(render.pgpass(plan, passwords))
+        out.write(text)
     give_to(user, tmp)
     tmp.replace(path)

@@ -101,11 +101,14 @@ def pg_hba() -> str:
     )
 
 
-def pgpass(plan: LabPlan, passwords: dict[str, str]) -> str:
-    """One line per (site, role) for the orders database and for replication (`*`)."""
+def pgpass(
+    plan: LabPlan, passwords: dict[str, str], roles: tuple[str, ...] = (DB_SUPERUSER, DB_OWNER)
+) -> str:
+    """One line per (site, role) for the orders database and for replication (`*`). The controller's
+    file holds both roles; a service host's only `roles=(DB_OWNER,)`."""
     lines = []
     for s in plan.sites:
-        for role in (DB_SUPERUSER, DB_OWNER):
+        for role in roles:
             lines.append(f"{s.address}:{s.pg_port}:*:{role}:{_escape(passwords[role])}")
     return "\n".join(lines) + "\n"
 
@@ -176,7 +179,7 @@ def inventory(plan: LabPlan, *, ssh_user: str) -> dict[str, Any]:
             "order_db_port": s.pg_port,
             "order_db_name": DB_NAME,
             "order_db_user": DB_OWNER,
-            "order_db_passfile": str(plan.pgpass),
+            "order_db_passfile": str(s.service_pgpass),
         }
 
     return {

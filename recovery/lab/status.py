@@ -1,23 +1,36 @@
 """`lab status`: observe every part of the lab (I/O), then judge the snapshot (pure).
 
-Parts: moto (reachable), each database (role, replication lag, reachable), each host (SSH through
+Parts: moto (the S3 buckets and the KMS key the toolkit uses, each probed with a cheap call of that
+API), each database (role, replication lag, reachable), each host (SSH through
 Fabric), the service on each host (version and /health), the active site (where the PRIMARY failover
-record points) and the front door (reachable, backend).
+record points), the front door (reachable, backend), and runs interrupted while the order service was
+fenced (recovery/engine/interrupted.py).
 """
 
 from __future__ import annotations
 
 import json
-import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from recovery.drivers import db, remote
+from recovery.engine.interrupted import target_open_fences
 from recovery.errors import RecoveryError, TargetNotFound
 from recovery.lab import aws, service
-from recovery.lab.plan import LabPlan, plan_lab
+from recovery.lab.plan import (
+    KMS_ALIAS,
+    LOCAL_BUCKET,
+    PRIMARY_REGION,
+    REMOTE_BUCKET,
+    STANDBY_REGION,
+    LabPlan,
+    plan_lab,
+)
 from recovery.lab.processes import port_open
 from recovery.lab.state import read_state
 from recovery.targets.load import load_target
@@ -28,6 +41,7 @@ from recovery.targets.model import Database, Host, SiteName, Target
 class MotoStatus:
     url: str
     reachable: bool
+    failures: tuple[str, ...] = ()  # each probed API that did not answer, with its reason
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,8 @@ class LabStatus:
     records: dict[str, str]
     front_door: FrontDoorStatus
     replication_lag_max_seconds: float
+    # Runs that died while the order service was fenced: each says so and names the command that ends it.
+    interrupted_fenced_runs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -88,7 +104,9 @@ def problems(status: LabStatus) -> list[str]:
     """Every reason the lab is not healthy, one sentence each (empty: healthy)."""
     found: list[str] = []
     if not status.moto.reachable:
-        found.append(f"moto server at {status.moto.url} is not reachable")
+        found += [f"moto server at {status.moto.url}: {failure}" for failure in status.moto.failures] or [
+            f"moto server at {status.moto.url} is not reachable"
+        ]
     for d in status.databases:
         if not d.reachable:
             found.append(f"{d.site} database at {d.address}:{d.port} is not reachable")
@@ -116,6 +134,7 @@ def problems(status: LabStatus) -> list[str]:
         found.append(f"front door at {status.front_door.url} is not reachable")
     elif status.front_door.backend_site != status.active_site:
         found.append(f"front door forwards to {status.front_door.backend}, not to the active site")
+    found += status.interrupted_fenced_runs
     return found
 
 
@@ -224,12 +243,34 @@ def _observe_front_door(plan: LabPlan) -> FrontDoorStatus:
     )
 
 
-def _moto_reachable(plan: LabPlan) -> bool:
-    try:
-        with urllib.request.urlopen(f"{plan.moto_url}/moto-api/data.json", timeout=2) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
+def observe_moto(url: str, kms_key: str | None) -> MotoStatus:
+    """Probe the AWS APIs the toolkit uses, one cheap call each: HEAD of both backup buckets and a
+    describe of the backup key. (moto's own /moto-api/data.json answers 500 once buckets hold objects,
+    so it cannot tell a healthy server from a broken one.)"""
+
+    def head_bucket(bucket: str, region: str) -> Callable[[], object]:
+        return lambda: aws.client("s3", url, region).head_bucket(Bucket=bucket)
+
+    key = kms_key or KMS_ALIAS
+    probes: list[tuple[str, Callable[[], object]]] = [
+        (f"S3 bucket {LOCAL_BUCKET}", head_bucket(LOCAL_BUCKET, PRIMARY_REGION)),
+        (f"S3 bucket {REMOTE_BUCKET}", head_bucket(REMOTE_BUCKET, STANDBY_REGION)),
+        (f"KMS key {key}", lambda: aws.client("kms", url, PRIMARY_REGION).describe_key(KeyId=key)),
+    ]
+    failures: list[str] = []
+    for what, call in probes:
+        try:
+            call()
+        except (BotoCoreError, ClientError) as exc:
+            failures.append(f"{what} did not answer ({_reason(exc)})")
+    return MotoStatus(url=url, reachable=not failures, failures=tuple(failures))
+
+
+def _reason(exc: BotoCoreError | ClientError) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', '?')} {error.get('Message', '')}".strip()
+    return str(exc)
 
 
 def observe(lab_dir: Path) -> LabStatus:
@@ -241,20 +282,24 @@ def observe(lab_dir: Path) -> LabStatus:
     target = load_target(lab_dir / "target.yaml")
     hosts = [(h, site.name) for site in (target.primary, target.standby) for h in site.hosts]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        moto = pool.submit(_moto_reachable, plan)
+        moto = pool.submit(observe_moto, plan.moto_url, state.aws.get("kms_key_arn"))
         records = pool.submit(_observe_records, plan, state.aws.get("hosted_zone_id"))
         databases = pool.submit(_observe_databases, target)
         host_futures = [pool.submit(_observe_host, h, s) for h, s in hosts]
         door = pool.submit(_observe_front_door, plan)
+        fenced = pool.submit(target_open_fences, target.state_dir)
     found = records.result()
+    # The command names this lab by its target file: `--target lab` means the default lab only.
+    target_ref = str(lab_dir / "target.yaml")
     return LabStatus(
         lab_dir=str(lab_dir),
         release=state.release,
-        moto=MotoStatus(url=plan.moto_url, reachable=moto.result()),
+        moto=moto.result(),
         databases=databases.result(),
         hosts=tuple(f.result() for f in host_futures),
         active_site=_site_of(plan, found.get("PRIMARY")),
         records=found,
         front_door=door.result(),
         replication_lag_max_seconds=target.objectives.replication_lag_max_seconds,
+        interrupted_fenced_runs=tuple(run.sentence(target_ref) for run in fenced.result()),
     )

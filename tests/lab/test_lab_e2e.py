@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -28,10 +29,12 @@ from worker_ports import base_port
 from recovery.cli.main import main
 from recovery.drivers import db, remote
 from recovery.drivers.ansible import require_success, run_playbook
+from recovery.engine.events import PlannedStep, RunStarted, StepStarted
+from recovery.engine.journal import JournalWriter, new_run_id
 from recovery.errors import ExitCode, ExternalFailure
-from recovery.lab import aws, service
-from recovery.lab.plan import LabPlan, plan_lab
-from recovery.lab.processes import is_alive, port_free
+from recovery.lab import aws, postgres, render, service
+from recovery.lab.plan import DB_OWNER, DB_SUPERUSER, LabPlan, plan_lab
+from recovery.lab.processes import is_alive, lab_user, port_free, run_as
 from recovery.lab.state import LabState, ProcessRecord, read_state
 from recovery.targets.load import load_target
 from recovery.targets.model import Target
@@ -242,6 +245,78 @@ def test_up_starts_only_what_is_missing(lab: Lab, capsys: pytest.CaptureFixture[
     assert code == ExitCode.OK, json.loads(out)["result"]["problems"]
 
 
+def test_up_recognises_its_own_restarted_postmaster(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    # As wal-archive.yml does to turn archiving on: the lab user restarts the primary with pg_ctl.
+    site, user = lab.plan.primary, lab_user()
+    before = read_state(lab.dir / "lab.json").process("postgres-primary")  # type: ignore[union-attr]
+    assert before is not None
+    pg_ctl = str(lab.target.primary.database.bin_dir / "pg_ctl")  # type: ignore[operator]
+    run_as(
+        user,
+        [pg_ctl, "-D", str(site.pg_data), "-l", str(site.pg_log), "-m", "fast", "-w", "restart"],
+        cwd=site.pg_dir,
+    )
+    assert not is_alive(before.pid, before.start_ticks)
+    db.wait_caught_up(lab.target.primary.database, lab.target.standby.database, timeout=30)
+
+    code, out, err = _cli(
+        capsys, "lab", "up", "--lab-dir", str(lab.dir), "--base-port", str(BASE_PORT), "--output", "json"
+    )
+
+    assert code == ExitCode.OK, err
+    assert "postgres-primary" not in json.loads(out)["result"]["started"]
+    after = read_state(lab.dir / "lab.json").process("postgres-primary")  # type: ignore[union-attr]
+    assert after is not None and after.pid == postgres.running_postmaster(site.pg_data) != before.pid
+    assert is_alive(after.pid, after.start_ticks)
+    # The standby reconnects on its own (its walreceiver retries every few seconds): healthy again.
+    deadline = time.monotonic() + 60
+    while (code := _cli(capsys, "lab", "status", "--lab-dir", str(lab.dir))[0]) != ExitCode.OK:
+        assert time.monotonic() < deadline, "the lab did not become healthy after the restart"
+        time.sleep(1)
+
+
+def test_the_service_hosts_passfile_holds_only_the_services_role(lab: Lab) -> None:
+    for site in lab.plan.sites:
+        passfile = site.service_pgpass
+        assert (passfile.stat().st_mode & 0o777) == 0o600
+        roles = {line.split(":")[3] for line in passfile.read_text().splitlines() if line.strip()}
+        assert roles == {DB_OWNER}, f"{passfile} holds {sorted(roles)}"
+        config = json.loads((site.app_dir / "current" / "config.json").read_text())
+        assert str(passfile) in json.dumps(config) and str(lab.plan.pgpass) not in json.dumps(config)
+        health = service.health(site.address, site.service_port)
+        assert health.healthy, health.detail
+    # The controller's passfile keeps the superuser, for the toolkit.
+    assert DB_SUPERUSER in render.parse_pgpass(lab.plan.pgpass.read_text())
+
+
+def test_status_names_a_run_interrupted_inside_its_fence(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = new_run_id("restore")
+    journal = JournalWriter.create(lab.target.state_dir, run_id)
+    steps = ("fence-service", "catch-up-live", "swap-in", "start-service")
+    planned = tuple(PlannedStep(name, name, True) for name in steps)
+    now = "2026-12-06T20:00:00+00:00"
+    journal(
+        RunStarted(
+            run_id, now, "restore", "recovery.runbooks.restore", "lab", {}, planned, True, "root", "host", 1
+        )
+    )
+    journal(StepStarted(run_id, now, "fence-service", 1, 4, "fence-service", 1))
+    journal.close()  # as a kill -9 leaves it: no run.finished, the lock dropped
+    try:
+        code, out, _ = _cli(capsys, "lab", "status", "--lab-dir", str(lab.dir), "--output", "json")
+        problems = json.loads(out)["result"]["problems"]
+        assert code == ExitCode.FAILED
+        assert len(problems) == 1
+        assert f"recovery runs resume {run_id} --target {lab.dir / 'target.yaml'}" in problems[0]
+        assert "fenced" in problems[0]
+    finally:
+        shutil.rmtree(lab.target.state_dir / "runs" / run_id)
+    code, _, _ = _cli(capsys, "lab", "status", "--lab-dir", str(lab.dir))
+    assert code == ExitCode.OK
+
+
 def test_deploy_v2_through_the_playbook(lab: Lab) -> None:
     result = service.deploy(lab.plan, "v2")
     assert result.ok and set(result.hosts) == {"primary-app", "standby-app"}
@@ -309,15 +384,20 @@ def test_a_failing_part_stops_what_up_had_started(
     other = lab_reachable_tmp("half-lab")
     broken_bin = other / "broken-pg-bin"
     broken_bin.mkdir()
+    # Every tool answers --version (the lab checks that they run before using them); initdb then fails.
     scripts = {
         "postgres": "echo 'postgres (PostgreSQL) 99.0'",
         "initdb": "echo 'initdb: error: could not create directory (simulated)' >&2; exit 1",
         "pg_ctl": "exit 1",
         "pg_basebackup": "exit 1",
+        "pg_dump": "exit 1",
+        "pg_restore": "exit 1",
+        "psql": "exit 1",
     }
     for name, body in scripts.items():
         tool = broken_bin / name
-        tool.write_text(f"#!/bin/sh\n{body}\n")
+        answer = f'[ "$1" = --version ] && {{ echo "{name} (PostgreSQL) 99.0"; exit 0; }}'
+        tool.write_text(f"#!/bin/sh\n{answer}\n{body}\n")
         tool.chmod(0o755)
     code, _, err = _cli(
         capsys,

@@ -72,7 +72,8 @@ def test_inventory_follows_the_ansible_contract(tmp_path: Path) -> None:
     assert standby["ansible_host"] == "127.0.0.12"
     assert standby["order_site"] == "standby"
     assert standby["order_db_host"] == "127.0.0.12"
-    assert standby["order_db_passfile"] == str(plan.pgpass)
+    # The service's own passfile (its role only), never the controller's with the superuser in it.
+    assert standby["order_db_passfile"] == str(plan.standby.service_pgpass) != str(plan.pgpass)
     assert str(plan.known_hosts) in standby["ansible_ssh_extra_args"]
     required = {
         "ansible_host",
