@@ -1,0 +1,1 @@
+"""The watch: probes, metrics, schedule and notifications that run between commands."""
