@@ -61,6 +61,8 @@ class StackRun:
     resources: list[Registered] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # What each component registered with register_outputs, by URN (resolved values).
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
@@ -201,6 +203,10 @@ class _CapturingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        self.cloud.run.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
@@ -233,6 +239,14 @@ def stack_config(stack: str) -> dict[str, str]:
     return {
         key: value if isinstance(value, str) else json.dumps(value) for key, value in doc["config"].items()
     }
+
+
+def changed_config(config: dict[str, str], section: str, **changes: Any) -> dict[str, str]:
+    """A copy of a stack's config with keys of one object section (camelCase) changed."""
+    key = f"{PROJECT}:{section}"
+    values = json.loads(config[key])
+    values.update(changes)
+    return {**config, key: json.dumps(values)}
 
 
 def run_stack(stack: str, config: dict[str, str], stack_outputs: dict[str, dict[str, Any]]) -> StackRun:

@@ -86,6 +86,18 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             "belongs to the standby stack only",
         ),
         (_set("colour", "blue"), "colour", "Extra inputs are not permitted"),
+        (_set("accountId", "12345"), "accountId", "pattern"),
+        (
+            _set("runbookPrincipals", ["arn:aws:iam::123456789012:root"]),
+            "runbookPrincipals",
+            "name the principals that run runbooks, not an account",
+        ),
+        (_set("runbookPrincipals", []), "runbookPrincipals", "at least 1"),
+        (
+            _set("database.promoted", True),
+            "(top level)",
+            "database.promoted belongs to the standby stack only",
+        ),
     ],
 )
 def test_wrong_value_is_named_in_one_line(
@@ -114,3 +126,18 @@ def test_missing_section_is_named() -> None:
     del values["database"]
     with pytest.raises(StackConfigError, match=r"^config order-recovery:database: Field required"):
         parse_stack_config(values)
+
+
+def test_service_linked_role_is_created_by_the_primary_only() -> None:
+    values = raw("standby")
+    values["app"]["createServiceLinkedRole"] = True
+    with pytest.raises(StackConfigError, match="createServiceLinkedRole belongs to the primary stack only"):
+        parse_stack_config(values)
+
+
+def test_account_and_principals_are_required() -> None:
+    for key in ("accountId", "runbookPrincipals"):
+        values = raw("primary")
+        del values[key]
+        with pytest.raises(StackConfigError, match=f"^config order-recovery:{key}: Field required"):
+            parse_stack_config(values)
