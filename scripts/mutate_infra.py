@@ -33,7 +33,13 @@ def _run(*command: str) -> str:
 def sample(session: Path, size: int, seed: int) -> tuple[int, int]:
     """Keep `size` mutants pending (all when 0), chosen by `seed`; mark the rest skipped."""
     with use_db(str(session), WorkDB.Mode.open) as db:
-        job_ids = sorted(item.job_id for item in db.pending_work_items)
+        # Job ids are random; order the mutants by where and what they mutate, so a seed picks the same ones.
+        by_site = {
+            (m.module_path, m.operator_name, m.occurrence): item.job_id
+            for item in db.pending_work_items
+            for m in item.mutations[:1]
+        }
+        job_ids = [by_site[key] for key in sorted(by_site)]
         if size <= 0 or size >= len(job_ids):
             return len(job_ids), len(job_ids)
         keep = set(random.Random(seed).sample(job_ids, size))

@@ -78,6 +78,11 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("backup.glacierAfterDays", 45), "backup", "at least infrequentAccessAfterDays + 30"),
         (_set("backup.objectLockMode", "LOOSE"), "backup.objectLockMode", "GOVERNANCE"),
         (_set("objectives.rtoSeconds", 0), "objectives.rtoSeconds", "greater than 0"),
+        (
+            _set("objectives.dailyBackupMaxAgeHours", 0),
+            "objectives.dailyBackupMaxAgeHours",
+            "greater than 0",
+        ),
         (_set("region", "mars-1"), "region", "pattern"),
         (_set("hostedZoneId", "zone"), "hostedZoneId", "pattern"),
         (
@@ -141,3 +146,10 @@ def test_account_and_principals_are_required() -> None:
         del values[key]
         with pytest.raises(StackConfigError, match=f"^config order-recovery:{key}: Field required"):
             parse_stack_config(values)
+
+
+@pytest.mark.parametrize("days", [7, 62, 731])
+def test_performance_insights_retention_accepts_what_aws_does(days: int) -> None:
+    values = raw("primary")
+    values["database"]["performanceInsightsRetentionDays"] = days
+    assert parse_stack_config(values).database.performance_insights_retention_days == days

@@ -84,19 +84,20 @@ def test_replication_rule_waits_for_its_role_policy(standby: StackRun) -> None:
 # Every alarm either stack declares, with the only comparison that makes it fire on trouble. A new alarm
 # fails the test until it is listed here.
 EXPECTED_COMPARISONS = {
-    "lb-5xx": ("GreaterThanThreshold", "notBreaching"),
-    "target-5xx": ("GreaterThanThreshold", "notBreaching"),
-    "unhealthy-hosts": ("GreaterThanThreshold", "notBreaching"),
-    "replication-slot-lag": ("GreaterThanThreshold", "notBreaching"),
-    "replication-lag-bytes": ("GreaterThanThreshold", "missing"),
-    "replication-lag-seconds": ("GreaterThanThreshold", "missing"),
-    "backup-age-realtime": ("GreaterThanThreshold", "missing"),
-    "backup-age-daily": ("GreaterThanThreshold", "missing"),
-    "probe-front-door": ("GreaterThanOrEqualToThreshold", "missing"),
-    "probe-service": ("GreaterThanOrEqualToThreshold", "missing"),
-    "probe-database": ("GreaterThanOrEqualToThreshold", "missing"),
-    "watch-silent": ("LessThanThreshold", "breaching"),
-    "traffic-health-alarm": ("LessThanThreshold", "breaching"),
+    # suffix: (comparison, missing data, evaluation periods, period in seconds)
+    "lb-5xx": ("GreaterThanThreshold", "notBreaching", 5, 60),
+    "target-5xx": ("GreaterThanThreshold", "notBreaching", 5, 60),
+    "unhealthy-hosts": ("GreaterThanThreshold", "notBreaching", 3, 60),
+    "replication-slot-lag": ("GreaterThanThreshold", "notBreaching", 3, 60),
+    "replication-lag-bytes": ("GreaterThanThreshold", "missing", 3, 60),
+    "replication-lag-seconds": ("GreaterThanThreshold", "missing", 3, 60),
+    "backup-age-realtime": ("GreaterThanThreshold", "missing", 1, 300),
+    "backup-age-daily": ("GreaterThanThreshold", "missing", 1, 300),
+    "probe-front-door": ("GreaterThanOrEqualToThreshold", "missing", 1, 300),
+    "probe-service": ("GreaterThanOrEqualToThreshold", "missing", 1, 300),
+    "probe-database": ("GreaterThanOrEqualToThreshold", "missing", 1, 300),
+    "watch-silent": ("LessThanThreshold", "breaching", 3, 300),
+    "traffic-health-alarm": ("LessThanThreshold", "breaching", 2, 60),
 }
 
 
@@ -106,9 +107,13 @@ def test_every_alarm_fires_in_the_right_direction(primary: StackRun, standby: St
         for suffix, alarm in _alarms(run).items():
             seen.add(suffix)
             inputs = alarm.inputs
-            assert (inputs["comparisonOperator"], inputs["treatMissingData"]) == EXPECTED_COMPARISONS[
-                suffix
-            ], suffix
+            settings = (
+                inputs["comparisonOperator"],
+                inputs["treatMissingData"],
+                inputs["evaluationPeriods"],
+                inputs["period"],
+            )
+            assert settings == EXPECTED_COMPARISONS[suffix], suffix
             assert inputs["alarmActions"] == inputs["okActions"] != []
     assert seen == set(EXPECTED_COMPARISONS)
 
@@ -116,6 +121,12 @@ def test_every_alarm_fires_in_the_right_direction(primary: StackRun, standby: St
 def test_alarm_thresholds_sit_where_the_objectives_say(primary: StackRun, standby: StackRun) -> None:
     alarms = {**_alarms(primary), **_alarms(standby)}
     thresholds = {suffix: alarm.inputs["threshold"] for suffix, alarm in alarms.items()}
+    assert thresholds["lb-5xx"] == thresholds["target-5xx"] == 10
+    assert (
+        alarms["lb-5xx"].inputs["datapointsToAlarm"] == alarms["target-5xx"].inputs["datapointsToAlarm"] == 3
+    )
+    assert thresholds["unhealthy-hosts"] == 0
+    assert {thresholds[f"probe-{p}"] for p in contract.PROBES} == {3}
     assert thresholds["backup-age-realtime"] == 300
     assert thresholds["backup-age-daily"] == 26 * 3600
     assert thresholds["replication-lag-seconds"] == 30
@@ -396,3 +407,36 @@ def test_target_refuses_an_unknown_database_role(primary: StackRun, standby: Sta
                 inventory=Path("/etc/x.yml"),
             ),
         )
+
+
+# -- values that only a reviewer would notice ----------------------------------------------------------------
+
+
+def test_intake_queue_keeps_messages_four_days(primary: StackRun) -> None:
+    intake = next(q for q in primary.of_type("aws:sqs/queue:Queue") if q.name == "primary-intake")
+    assert intake.inputs["messageRetentionSeconds"] == 4 * 24 * 3600
+    assert (intake.inputs["visibilityTimeoutSeconds"], intake.inputs["receiveWaitTimeSeconds"]) == (60, 20)
+
+
+def test_site_key_is_administered_by_its_own_account(primary: StackRun, standby: StackRun) -> None:
+    for run in (primary, standby):
+        key = run.one(KEY) if run is primary else run.one("aws:kms/replicaKey:ReplicaKey")
+        admin = _statement(key.inputs["policy"], "AccountAdministersThroughIam")
+        assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+        assert admin["Action"] == "kms:*"
+
+
+def test_replication_decrypts_in_the_source_region_and_is_timed(standby: StackRun) -> None:
+    policy = next(p for p in standby.of_type(ROLE_POLICY) if "replication" in p.name)
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    assert statements["DecryptSourceObjects"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    }
+    assert statements["EncryptReplicas"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-west-2.amazonaws.com"}
+    }
+    destination = standby.one("aws:s3/bucketReplicationConfig:BucketReplicationConfig").inputs["rules"][0][
+        "destination"
+    ]
+    assert destination["replicationTime"] == {"status": "Enabled", "time": {"minutes": 15}}
+    assert destination["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
