@@ -377,3 +377,9 @@ def test_policy_pack_wires_every_guardrail_to_report_violation(bad: StackRun) ->
     assert all(
         urn is not None and urn.endswith(("::open-backups", "::bare-bucket")) for _, urn in stack_reported
     )
+
+
+def test_bucket_configs_without_dependencies_are_linked_by_the_buckets_name(primary: StackRun) -> None:
+    # What a stack read back from state sends: known names, no property dependencies.
+    by_name = [StackResource(r.resource_type, r.urn, r.props, {}) for r in _stack_view(primary)]
+    assert buckets_protected(by_name) == []

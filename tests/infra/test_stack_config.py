@@ -153,3 +153,12 @@ def test_performance_insights_retention_accepts_what_aws_does(days: int) -> None
     values = raw("primary")
     values["database"]["performanceInsightsRetentionDays"] = days
     assert parse_stack_config(values).database.performance_insights_retention_days == days
+
+
+def test_bounds_are_inclusive_where_aws_allows_equality() -> None:
+    values = raw("primary")
+    values["app"].update(minSize=3, desiredCapacity=3, maxSize=3)
+    # S3 accepts GLACIER_IR exactly 30 days after STANDARD_IA.
+    values["backup"].update(infrequentAccessAfterDays=30, glacierAfterDays=60)
+    config = parse_stack_config(values)
+    assert (config.app.desired_capacity, config.backup.glacier_after_days) == (3, 60)

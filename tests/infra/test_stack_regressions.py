@@ -440,3 +440,18 @@ def test_replication_decrypts_in_the_source_region_and_is_timed(standby: StackRu
     ]
     assert destination["replicationTime"] == {"status": "Enabled", "time": {"minutes": 15}}
     assert destination["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
+
+
+def test_vpc_resolves_names_and_replica_stays_single_az(primary: StackRun, standby: StackRun) -> None:
+    for run in (primary, standby):
+        vpc = run.one("aws:ec2/vpc:Vpc").inputs
+        # RDS endpoints and the interface endpoints of AWS services need DNS inside the VPC.
+        assert (vpc["enableDnsSupport"], vpc["enableDnsHostnames"]) == (True, True)
+    # A replica is single-AZ (its Multi-AZ comes with promotion); the primary's database is Multi-AZ.
+    assert standby.one(RDS).inputs["multiAz"] is False
+    assert primary.one(RDS).inputs["multiAz"] is True
+
+
+def test_lifecycle_aborts_stale_multipart_uploads_after_a_week(primary: StackRun) -> None:
+    rule = _s3(primary, "bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"][0]
+    assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
