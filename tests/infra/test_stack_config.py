@@ -162,3 +162,12 @@ def test_bounds_are_inclusive_where_aws_allows_equality() -> None:
     values["backup"].update(infrequentAccessAfterDays=30, glacierAfterDays=60)
     config = parse_stack_config(values)
     assert (config.app.desired_capacity, config.backup.glacier_after_days) == (3, 60)
+
+
+def test_several_wrong_values_name_the_first_and_count_the_rest() -> None:
+    values = raw("primary")
+    values["region"] = "mars-1"
+    values["hostedZoneId"] = "zone"
+    values["owner"] = ""
+    with pytest.raises(StackConfigError, match=r"\(and 2 more\); fix it in Pulumi.<stack>.yaml$"):
+        parse_stack_config(values)

@@ -455,3 +455,15 @@ def test_vpc_resolves_names_and_replica_stays_single_az(primary: StackRun, stand
 def test_lifecycle_aborts_stale_multipart_uploads_after_a_week(primary: StackRun) -> None:
     rule = _s3(primary, "bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"][0]
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
+
+
+def test_one_provider_per_region_and_iam_auth_everywhere(
+    primary: StackRun, standby: StackRun, promoted_standby: StackRun
+) -> None:
+    # The primary is in us-east-1: its health check alarm uses the site's provider, not a second one.
+    assert [p.inputs["region"] for p in primary.of_type("pulumi:providers:aws")] == ["us-east-1"]
+    for run in (primary, standby, promoted_standby):
+        assert run.one(RDS).inputs["iamDatabaseAuthenticationEnabled"] is True
+        policy = next(p for p in run.of_type(ROLE_POLICY) if "runbook-policy" in p.name)
+        scale = _statement(policy.inputs["policy"], "ScaleTheOrderService")
+        assert scale["Resource"] == [run.one(ASG).state["arn"]]
