@@ -1,1 +1,1 @@
-"""The watch: probes, metrics, schedule and notifications that run between commands."""
+"""The watch: probes, metrics, the backup schedule, decisions and notifications, running all the time."""
