@@ -1,6 +1,6 @@
 # The two front-door commands: `make lab` runs the main job on the lab, `make test` runs the tests.
 # Each does its own set-up (scripts/bootstrap.sh) first.
-.PHONY: bootstrap lab lab-down test lint bench
+.PHONY: bootstrap lab lab-down test lint bench mutate-infra
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -26,3 +26,9 @@ lint: bootstrap
 
 bench: bootstrap
 	.venv/bin/python benchmarks/lab_up.py
+
+# Mutation testing of the Pulumi program and policy pack (cosmic-ray, infra/mutation.toml): a seeded sample
+# of MUTANTS mutants, each run against tests/infra; prints the survivors. MUTANTS=0 runs all (hours).
+MUTANTS ?= 60
+mutate-infra: bootstrap
+	.venv/bin/python scripts/mutate_infra.py --sample $(MUTANTS) --seed 16

@@ -23,8 +23,19 @@ class BackupStorageArgs:
     account_id: pulumi.Input[str]
     backup: BackupConfig
     tags: dict[str, str]
-    # The standby passes the primary's multi-region key ARN and gets a replica of it.
+    # The account's Auto Scaling service-linked role, which the key policy names; when this program declares
+    # it, the resource too, so the key waits for it (KMS refuses a policy naming a missing principal).
+    autoscaling_role_arn: pulumi.Input[str]
+    autoscaling_role: pulumi.Resource | None = None
+    # The standby passes the primary's multi-region key ARN and gets a replica of it, and the primary's lock
+    # table ARN and gets a replica of that global table in its own region.
     primary_key_arn: pulumi.Input[str] | None = None
+    primary_lock_table_arn: pulumi.Input[str] | None = None
+
+
+# The runbooks' lock table: one item per target lock, keyed by this string attribute (docs/deploy.md).
+LOCK_TABLE_KEY = "lock_id"
+LOCK_TABLE_TTL_ATTRIBUTE = "expires_at"
 
 
 class BackupStorage(pulumi.ComponentResource):
@@ -34,14 +45,18 @@ class BackupStorage(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
     lock_table_name: pulumi.Output[str]
     lock_table_arn: pulumi.Output[str]
+    lock_table_region: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: BackupStorageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("order-recovery:infra:BackupStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        key_policy = pulumi.Output.from_input(args.account_id).apply(
-            lambda account: json.dumps(site_key_policy(account))
+        key_policy = pulumi.Output.all(args.account_id, args.autoscaling_role_arn).apply(
+            lambda values: json.dumps(site_key_policy(values[0], values[1]))
+        )
+        key_opts = pulumi.ResourceOptions(
+            parent=self, depends_on=[args.autoscaling_role] if args.autoscaling_role is not None else []
         )
         description = f"order-recovery {args.site}: backups, database, queues and topics"
         key: aws.kms.Key | aws.kms.ReplicaKey
@@ -54,7 +69,7 @@ class BackupStorage(pulumi.ComponentResource):
                 deletion_window_in_days=30,
                 policy=key_policy,
                 tags=args.tags,
-                opts=child,
+                opts=key_opts,
             )
         else:
             # A replica shares the primary's key material and rotation schedule.
@@ -65,7 +80,7 @@ class BackupStorage(pulumi.ComponentResource):
                 deletion_window_in_days=30,
                 policy=key_policy,
                 tags=args.tags,
-                opts=child,
+                opts=key_opts,
             )
         aws.kms.Alias(
             f"{name}-key-alias",
@@ -168,35 +183,66 @@ class BackupStorage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=bucket, depends_on=[versioning]),
         )
 
-        lock_table = aws.dynamodb.Table(
-            f"{name}-locks",
-            billing_mode="PAY_PER_REQUEST",
-            hash_key="lockId",
-            attributes=[aws.dynamodb.TableAttributeArgs(name="lockId", type="S")],
-            ttl=aws.dynamodb.TableTtlArgs(attribute_name="expiresAt", enabled=True),
-            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
-                enabled=True, kms_key_arn=key.arn
-            ),
-            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
-            deletion_protection_enabled=True,
-            tags=args.tags,
-            opts=child,
-        )
-
+        self._lock_table(name, args, key)
         self.key_arn = key.arn
         self.key_id = key.key_id
         self.bucket_name = bucket.id
         self.bucket_arn = bucket.arn
-        self.lock_table_name = lock_table.name
-        self.lock_table_arn = lock_table.arn
         self.register_outputs(
             {
                 "keyArn": self.key_arn,
+                "keyId": self.key_id,
                 "bucketName": self.bucket_name,
                 "bucketArn": self.bucket_arn,
                 "lockTableName": self.lock_table_name,
+                "lockTableArn": self.lock_table_arn,
+                "lockTableRegion": self.lock_table_region,
             }
         )
+
+    def _lock_table(self, name: str, args: BackupStorageArgs, key: aws.kms.Key | aws.kms.ReplicaKey) -> None:
+        """One lock table both sites see: a DynamoDB global table, its replica in the standby's region.
+
+        The primary stack declares the table (streams on, as global tables need); the standby stack adds its
+        region's replica, encrypted with the standby's replica key. Either region's endpoint reads and writes
+        the same items, so a controller can still lock the target when the other region is gone.
+        """
+        if args.primary_lock_table_arn is None:
+            table = aws.dynamodb.Table(
+                f"{name}-locks",
+                billing_mode="PAY_PER_REQUEST",
+                hash_key=LOCK_TABLE_KEY,
+                attributes=[aws.dynamodb.TableAttributeArgs(name=LOCK_TABLE_KEY, type="S")],
+                ttl=aws.dynamodb.TableTtlArgs(attribute_name=LOCK_TABLE_TTL_ATTRIBUTE, enabled=True),
+                stream_enabled=True,
+                stream_view_type="NEW_AND_OLD_IMAGES",
+                server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
+                    enabled=True, kms_key_arn=key.arn
+                ),
+                point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+                deletion_protection_enabled=True,
+                tags=args.tags,
+                # The standby stack owns the replica (TableReplica); this stack must not remove it.
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["replicas"]),
+            )
+            self.lock_table_name = table.name
+            self.lock_table_arn = table.arn
+            self.lock_table_region = table.arn.apply(lambda arn: arn.split(":")[3])
+            return
+        replica = aws.dynamodb.TableReplica(
+            f"{name}-locks-replica",
+            global_table_arn=args.primary_lock_table_arn,
+            kms_key_arn=key.arn,
+            point_in_time_recovery=True,
+            deletion_protection_enabled=True,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.lock_table_name = pulumi.Output.from_input(args.primary_lock_table_arn).apply(
+            lambda arn: arn.rsplit("/", 1)[1]
+        )
+        self.lock_table_arn = replica.arn
+        self.lock_table_region = replica.arn.apply(lambda arn: arn.split(":")[3])
 
 
 @dataclass(frozen=True)

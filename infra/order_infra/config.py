@@ -8,6 +8,7 @@ only place that talks to `pulumi.Config`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -18,8 +19,20 @@ PROJECT = "order-recovery"
 SiteName = Literal["primary", "standby"]
 
 # Keys read from the stack's config; objects are YAML mappings under the same namespace.
-SCALAR_KEYS = ("site", "region", "domainName", "hostedZoneId", "owner", "costCenter", "primaryStack")
-OBJECT_KEYS = ("network", "app", "database", "backup", "objectives")
+SCALAR_KEYS = (
+    "site",
+    "region",
+    "accountId",
+    "domainName",
+    "hostedZoneId",
+    "owner",
+    "costCenter",
+    "primaryStack",
+)
+OBJECT_KEYS = ("network", "app", "database", "backup", "objectives", "runbookPrincipals")
+
+# Who may assume the runbook role: named roles or users of an account, never a whole account (`:root`).
+PRINCIPAL_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$"
 
 
 class StackConfigError(ValueError):
@@ -86,6 +99,11 @@ class AppConfig(_Section):
     service_port: int = Field(default=8080, ge=1024, le=65535)
     health_check_path: str = Field(default="/health", pattern=r"^/")
     root_volume_gb: int = Field(default=20, ge=8)
+    # The Auto Scaling service-linked role is account-wide and the site key's policy names it: a fresh
+    # account has none until something creates it. True: the primary stack declares it (only one stack may).
+    create_service_linked_role: bool = False
+    # The release every new host installs at boot, until a deploy names a newer one (docs/deploy.md).
+    release: str = Field(default="v1", pattern=r"^[A-Za-z0-9._-]+$")
 
     @model_validator(mode="after")
     def _sizes(self) -> AppConfig:
@@ -103,6 +121,11 @@ class DatabaseConfig(_Section):
     username: str = Field(default="orders_admin", pattern=r"^[a-z][a-z0-9_]*$")
     backup_retention_days: int = Field(ge=1, le=35)
     performance_insights_retention_days: int = Field(default=7)
+    # WAL the standby may lack before the lag alarms fire, in MiB (bytes stay right when the primary idles).
+    replication_lag_max_mb: int = Field(default=64, ge=1)
+    # Standby only: true once the standby's database was promoted (failover or switchover). The replica
+    # source is dropped and the database is declared as a standalone primary with its own backups.
+    promoted: bool = False
 
     @field_validator("performance_insights_retention_days")
     @classmethod
@@ -156,6 +179,7 @@ class ObjectivesConfig(_Section):
 class StackConfig(_Section):
     site: SiteName
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    account_id: str = Field(pattern=r"^\d{12}$", description="The only account the providers may act in")
     domain_name: str = Field(pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")
     hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]+$")
     owner: str = Field(min_length=1)
@@ -168,6 +192,18 @@ class StackConfig(_Section):
     database: DatabaseConfig
     backup: BackupConfig
     objectives: ObjectivesConfig
+    runbook_principals: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("runbook_principals")
+    @classmethod
+    def _named_principals(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not re.match(PRINCIPAL_ARN, value):
+                raise ValueError(
+                    f"{value!r} is not the ARN of an IAM role or user (arn:aws:iam::ACCOUNT:role/NAME); "
+                    "name the principals that run runbooks, not an account"
+                )
+        return values
 
     @model_validator(mode="after")
     def _standby_knows_primary(self) -> StackConfig:
@@ -177,6 +213,14 @@ class StackConfig(_Section):
             )
         if self.site == "primary" and self.primary_stack:
             raise ValueError("primaryStack belongs to the standby stack only; remove it from the primary")
+        if self.site == "primary" and self.database.promoted:
+            raise ValueError(
+                "database.promoted belongs to the standby stack only (the primary is never a replica)"
+            )
+        if self.site == "standby" and self.app.create_service_linked_role:
+            raise ValueError(
+                "app.createServiceLinkedRole belongs to the primary stack only (the role is account-wide)"
+            )
         return self
 
     @property

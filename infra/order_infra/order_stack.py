@@ -1,32 +1,42 @@
 """One site of the order system: network, order service tier, database, intake queue, topics, alarms, IAM.
 
 The primary site runs a Multi-AZ PostgreSQL; the standby site runs a cross-region read replica of it and
-the same service tier, ready to take traffic when the failover record switches.
+the same service tier, ready to take traffic when the failover record switches. Once a failover or a
+switchover promoted the standby's database, the standby stack says so (`database.promoted`) and declares it
+as a standalone primary with its own backups and managed secret (docs/deploy.md).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from order_infra.config import StackConfig
+from order_infra.host_bootstrap import HostBootstrap, host_user_data
 from order_infra.network import Network, NetworkArgs
 from order_infra.policies import (
-    assume_role_by_account,
+    assume_role_by_principals,
     assume_role_by_service,
     instance_role_policy,
     runbook_role_policy,
 )
 from order_infra.tags import with_name
+from recovery.watch import metrics_contract as contract
 
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
 HTTP_PORT = 80
 SSH_PORT = 22
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Under the site bucket: what hosts read at boot, and the only place they may write (their log files).
+RELEASES_PREFIX = "releases/"
+LOGS_PREFIX = "logs/"
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,10 +45,28 @@ class OrderStackArgs:
     account_id: pulumi.Input[str]
     tags: dict[str, str]
     key_arn: pulumi.Input[str]
+    backup_bucket_name: pulumi.Input[str]
     backup_bucket_arn: pulumi.Input[str]
-    lock_table_arn: pulumi.Input[str]
-    # The standby gives the primary database's ARN and gets a cross-region read replica of it.
+    lock_table_name: pulumi.Input[str]
+    autoscaling_role_arn: pulumi.Input[str]
+    # Declared by the primary stack in an account that lacks it; the auto scaling group waits for it.
+    autoscaling_role: pulumi.Resource | None = None
+    # The standby gives the primary database's ARN and gets a cross-region read replica of it (until it is
+    # promoted), and the primary's master secret, which its runbooks read while it is a replica.
     replica_source_db_arn: pulumi.Input[str] | None = None
+    primary_db_secret_arn: pulumi.Input[str] | None = None
+
+
+def _contract_metric(metric: contract.Metric, dimensions: dict[str, str]) -> dict[str, Any]:
+    """An alarm's metric settings taken from the contract the watch publishes by (all its dimensions)."""
+    if set(dimensions) != set(metric.dimensions):
+        raise ValueError(f"{metric.name} is published with {metric.dimensions}, not {tuple(dimensions)}")
+    return {
+        "namespace": contract.NAMESPACE,
+        "metric_name": metric.name,
+        "dimensions": dimensions,
+        "unit": metric.unit,
+    }
 
 
 class OrderStack(pulumi.ComponentResource):
@@ -58,6 +86,9 @@ class OrderStack(pulumi.ComponentResource):
     customer_topic_arn: pulumi.Output[str]
     instance_role_arn: pulumi.Output[str]
     runbook_role_arn: pulumi.Output[str]
+    db_resource_id: pulumi.Output[str]
+    db_master_secret_arn: pulumi.Output[str] | None
+    service_db_secret_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: OrderStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("order-recovery:infra:OrderStack", name, None, opts)
@@ -71,18 +102,39 @@ class OrderStack(pulumi.ComponentResource):
         lb_sg, app_sg, db_sg = self._security_groups(network.vpc_id)
 
         self._messaging()
+        self._service_db_secret()
+        self._database(network, db_sg)
         self._instance_role()
         self._service_tier(network, lb_sg, app_sg)
-        self._database(network, db_sg)
         self._alarms()
         self._runbook_role()
-        self.register_outputs(
-            {
-                "loadBalancerDnsName": self.load_balancer_dns_name,
-                "dbInstanceArn": self.db_instance_arn,
-                "intakeQueueUrl": self.intake_queue_url,
-            }
-        )
+        self.register_outputs(self.outputs())
+
+    def outputs(self) -> dict[str, Any]:
+        """Every output of the component, registered with the engine and read by the program."""
+        found: dict[str, Any] = {
+            "vpcId": self.vpc_id,
+            "loadBalancerArn": self.load_balancer_arn,
+            "loadBalancerDnsName": self.load_balancer_dns_name,
+            "loadBalancerZoneId": self.load_balancer_zone_id,
+            "autoScalingGroupName": self.auto_scaling_group_name,
+            "dbInstanceIdentifier": self.db_instance_identifier,
+            "dbInstanceArn": self.db_instance_arn,
+            "dbAddress": self.db_address,
+            "dbPort": self.db_port,
+            "dbResourceId": self.db_resource_id,
+            "intakeQueueUrl": self.intake_queue_url,
+            "intakeQueueArn": self.intake_queue_arn,
+            "deadLetterQueueUrl": self.dead_letter_queue_url,
+            "teamTopicArn": self.team_topic_arn,
+            "customerTopicArn": self.customer_topic_arn,
+            "instanceRoleArn": self.instance_role_arn,
+            "runbookRoleArn": self.runbook_role_arn,
+            "serviceDbSecretArn": self.service_db_secret_arn,
+        }
+        if self.db_master_secret_arn is not None:
+            found["dbMasterSecretArn"] = self.db_master_secret_arn
+        return found
 
     # -- network access: each tier admits only the tier in front of it ------------------------------------
     def _security_groups(
@@ -215,6 +267,22 @@ class OrderStack(pulumi.ComponentResource):
         self.team_topic_arn = team.arn
         self.customer_topic_arn = customers.arn
 
+    # -- the service's database password: hosts read it at boot into their passfile -------------------------
+    def _service_db_secret(self) -> None:
+        """A secret per site that holds the service role's password; its value is put by a person, never by
+        this program (it would land in the state): docs/deploy.md has the command."""
+        name, args = self._name, self._args
+        secret = aws.secretsmanager.Secret(
+            f"{name}-service-db",
+            name_prefix=f"order-recovery/{args.config.site}/service-db-",
+            description=f"Password of the order service's database role ({args.config.site})",
+            kms_key_id=args.key_arn,
+            recovery_window_in_days=30,
+            tags=args.tags,
+            opts=self._child,
+        )
+        self.service_db_secret_arn = secret.arn
+
     # -- hosts: what they may touch ------------------------------------------------------------------------
     def _instance_role(self) -> None:
         name, args = self._name, self._args
@@ -234,14 +302,18 @@ class OrderStack(pulumi.ComponentResource):
                 self.intake_queue_arn,
                 self.team_topic_arn,
                 self.customer_topic_arn,
+                self.service_db_secret_arn,
             ).apply(
                 lambda values: json.dumps(
                     instance_role_policy(
                         bucket_arn=values[0],
-                        backup_prefix=args.config.backup.prefix,
+                        logs_prefix=f"{LOGS_PREFIX}{args.config.site}/",
+                        releases_prefix=RELEASES_PREFIX,
                         key_arn=values[1],
+                        region=args.config.region,
                         queue_arn=values[2],
                         topic_arns=[values[3], values[4]],
+                        service_secret_arn=values[5],
                     )
                 )
             ),
@@ -254,6 +326,30 @@ class OrderStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=role),
         )
         self.instance_role_arn = role.arn
+
+    def _user_data(self) -> pulumi.Output[str]:
+        cfg = self._args.config
+        return pulumi.Output.all(
+            self._args.backup_bucket_name, self.db_address, self.db_port, self.service_db_secret_arn
+        ).apply(
+            lambda v: base64.b64encode(
+                host_user_data(
+                    HostBootstrap(
+                        site=cfg.site,
+                        region=cfg.region,
+                        bucket_name=v[0],
+                        releases_prefix=RELEASES_PREFIX,
+                        default_release=cfg.app.release,
+                        service_port=cfg.app.service_port,
+                        db_address=v[1],
+                        db_port=int(v[2]),
+                        db_name=cfg.database.name,
+                        db_user="orders",
+                        service_secret_arn=v[3],
+                    )
+                ).encode()
+            ).decode()
+        )
 
     # -- the order service: launch template, auto scaling group, load balancer ------------------------------
     def _service_tier(
@@ -269,6 +365,8 @@ class OrderStack(pulumi.ComponentResource):
             instance_type=app.instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self._instance_profile.arn),
             vpc_security_group_ids=[app_sg.id],
+            # The host installs the release and starts the service at boot (host_bootstrap.py).
+            user_data=self._user_data(),
             # IMDSv2 only, one hop: a compromised container cannot lift the role's credentials.
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
@@ -360,11 +458,24 @@ class OrderStack(pulumi.ComponentResource):
             min_size=app.min_size,
             max_size=app.max_size,
             desired_capacity=app.desired_capacity,
-            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version="$Latest"),
+            # A pinned version, not $Latest: a template change is a diff of the group, which the instance
+            # refresh below rolls out host by host.
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=50,
+                    instance_warmup="300",
+                    auto_rollback=True,
+                ),
+            ),
+            service_linked_role_arn=args.autoscaling_role_arn,
             target_group_arns=[target_group.arn],
             # Replace hosts the load balancer finds unhealthy, not only those EC2 finds dead.
             health_check_type="ELB",
-            health_check_grace_period=120,
+            health_check_grace_period=600,  # a boot installs packages and the release
             enabled_metrics=[
                 aws.autoscaling.Metric.GROUP_IN_SERVICE_INSTANCES,
                 aws.autoscaling.Metric.GROUP_DESIRED_CAPACITY,
@@ -373,7 +484,9 @@ class OrderStack(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in with_name(tags, f"{name}-app", role="order-service").items()
             ],
-            opts=self._child,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[args.autoscaling_role] if args.autoscaling_role is not None else []
+            ),
         )
         self._balancer = balancer
         self._target_group = target_group
@@ -390,21 +503,27 @@ class OrderStack(pulumi.ComponentResource):
             f"{name}-cert", domain_name=cfg.domain_name, validation_method="DNS", tags=tags, opts=self._child
         )
         option = certificate.domain_validation_options.apply(lambda options: options[0])
-        # Both sites validate the same name with the same record, so either stack may (re)write it.
-        record = aws.route53.Record(
-            f"{name}-cert-validation",
-            zone_id=cfg.hosted_zone_id,
-            name=option.apply(lambda o: o.resource_record_name or ""),
-            type=option.apply(lambda o: o.resource_record_type or "CNAME"),
-            records=[option.apply(lambda o: o.resource_record_value or "")],
-            ttl=300,
-            allow_overwrite=True,
-            opts=pulumi.ResourceOptions(parent=certificate),
-        )
+        # ACM gives both regions' certificates of one name the same validation CNAME, so a record owned by
+        # either stack would be deleted for both by that stack's destroy. The primary stack owns it; the
+        # standby's certificate validates through the primary's record (validation_record_fqdns empty: ACM
+        # finds the CNAME itself). Never allow_overwrite: two owners of one record is the bug.
+        if cfg.is_primary:
+            record = aws.route53.Record(
+                f"{name}-cert-validation",
+                zone_id=cfg.hosted_zone_id,
+                name=option.apply(lambda o: o.resource_record_name or ""),
+                type=option.apply(lambda o: o.resource_record_type or "CNAME"),
+                records=[option.apply(lambda o: o.resource_record_value or "")],
+                ttl=300,
+                opts=pulumi.ResourceOptions(parent=certificate),
+            )
+            fqdns: list[pulumi.Input[str]] = [record.fqdn]
+        else:
+            fqdns = []
         validation = aws.acm.CertificateValidation(
             f"{name}-cert-validated",
             certificate_arn=certificate.arn,
-            validation_record_fqdns=[record.fqdn],
+            validation_record_fqdns=fqdns,
             opts=pulumi.ResourceOptions(parent=certificate),
         )
         return validation.certificate_arn
@@ -433,6 +552,8 @@ class OrderStack(pulumi.ComponentResource):
             "performance_insights_kms_key_id": args.key_arn,
             "performance_insights_retention_period": db.performance_insights_retention_days,
             "maintenance_window": "sun:04:30-sun:05:30",
+            # The runbooks connect with IAM tokens on either site, with no password stored anywhere.
+            "iam_database_authentication_enabled": True,
             "copy_tags_to_snapshot": True,
             "auto_minor_version_upgrade": True,
             "enabled_cloudwatch_logs_exports": ["postgresql", "upgrade"],
@@ -440,37 +561,49 @@ class OrderStack(pulumi.ComponentResource):
             # A database is never replaced or deleted by a routine `pulumi up`.
             "opts": pulumi.ResourceOptions(parent=self, protect=True),
         }
-        if args.replica_source_db_arn is None:
+        # What a writable primary keeps whichever site it is on: automated backups, a final snapshot on
+        # delete, the master password in Secrets Manager, Multi-AZ.
+        as_primary = {
+            "manage_master_user_password": True,
+            "master_user_secret_kms_key_id": args.key_arn,
+            "multi_az": True,
+            "backup_retention_period": db.backup_retention_days,
+            "backup_window": "03:00-04:00",
+            "skip_final_snapshot": False,
+            "final_snapshot_identifier": f"order-recovery-{cfg.site}-final",
+        }
+        if cfg.is_primary:
             instance = aws.rds.Instance(  # type: ignore[call-overload]
                 f"{name}-db",
                 engine="postgres",
                 engine_version=db.engine_version,
                 db_name=db.name,
                 username=db.username,
-                # RDS keeps the master password in Secrets Manager; it never enters config or state.
-                manage_master_user_password=True,
-                master_user_secret_kms_key_id=args.key_arn,
-                multi_az=True,
                 storage_type="gp3",
                 allocated_storage=db.allocated_storage_gb,
                 max_allocated_storage=db.max_allocated_storage_gb,
-                iam_database_authentication_enabled=True,
-                backup_retention_period=db.backup_retention_days,
-                backup_window="03:00-04:00",
-                skip_final_snapshot=False,
-                final_snapshot_identifier=f"order-recovery-{cfg.site}-final",
+                **as_primary,
                 **common,
+            )
+        elif db.promoted:
+            # The standby after a promotion: the same instance without its replica source. Engine, name,
+            # user and storage stay as the replica inherited them (declaring them could force a replacement);
+            # if the runbook has not promoted it yet, dropping the source makes `pulumi up` promote it.
+            instance = aws.rds.Instance(  # type: ignore[call-overload]
+                f"{name}-db", **as_primary, **common
             )
         else:
             # A cross-region replica: the source is the primary's ARN and the replica is encrypted with this
-            # region's replica key. Engine, credentials and storage come from the source. RDS refuses
-            # automated backups on a PostgreSQL read replica; the promote runbook turns them on
-            # (PromoteReadReplica's BackupRetentionPeriod) when the replica becomes the primary.
+            # region's replica key. Engine, credentials and storage come from the source. RDS for PostgreSQL
+            # keeps automated backups of a read replica from 14.1 on (the engine here is 16), so the standby
+            # has its own; it takes no final snapshot of a replica, hence skip_final_snapshot.
             instance = aws.rds.Instance(  # type: ignore[call-overload]
                 f"{name}-db",
                 replicate_source_db=args.replica_source_db_arn,
                 multi_az=False,
-                skip_final_snapshot=True,  # RDS takes no final snapshot of a read replica
+                backup_retention_period=db.backup_retention_days,
+                backup_window="03:00-04:00",
+                skip_final_snapshot=True,
                 **common,
             )
         self._db = instance
@@ -478,6 +611,12 @@ class OrderStack(pulumi.ComponentResource):
         self.db_instance_arn = instance.arn
         self.db_address = instance.address
         self.db_port = instance.port
+        self.db_resource_id = instance.resource_id
+        self.db_master_secret_arn = (
+            instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn or "")
+            if cfg.is_primary or db.promoted
+            else None
+        )
 
     # -- alarms to the team topic ---------------------------------------------------------------------------
     def _alarms(self) -> None:
@@ -540,22 +679,48 @@ class OrderStack(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
         )
-        if not cfg.is_primary:
+        db_dims = {"DBInstanceIdentifier": self._db.identifier}
+        lag_bytes = cfg.database.replication_lag_max_mb * MIB
+        if cfg.is_primary:
+            # RDS's own view, independent of the watch: WAL the most lagging replica's slot still holds on
+            # this source. Bytes, not RDS's ReplicaLag seconds, which grow to minutes whenever the primary is
+            # idle. No replica yet means no slot and no data: not an alarm.
             alarm(
-                "replica-lag",
-                "The standby database lags the primary beyond the replication objective",
+                "replication-slot-lag",
+                "The standby's replication slot on the primary holds more WAL than the objective allows",
                 namespace="AWS/RDS",
-                metric_name="ReplicaLag",
-                dimensions={"DBInstanceIdentifier": self._db.identifier},
+                metric_name="OldestReplicationSlotLag",
+                dimensions=db_dims,
                 statistic="Maximum",
                 period=60,
                 evaluation_periods=3,
-                threshold=cfg.objectives.replication_lag_max_seconds,
+                threshold=lag_bytes,
                 comparison_operator="GreaterThanThreshold",
-                # No lag figure means no replication: that is an alarm, not a quiet night.
-                treat_missing_data="breaching",
+                treat_missing_data="notBreaching",
             )
-        # The recovery toolkit's catalog publishes the age of the newest backup of each kind at this site.
+        elif not cfg.database.promoted:
+            # The lag the watch measures (metrics_contract): bytes not replayed, heartbeat age in seconds.
+            # Both stay near 0 when the primary is idle; a silent watch is the watch-silent alarm's job.
+            for suffix, metric, threshold in (
+                ("replication-lag-bytes", contract.REPLICATION_LAG_BYTES, lag_bytes),
+                (
+                    "replication-lag-seconds",
+                    contract.REPLICATION_LAG_SECONDS,
+                    cfg.objectives.replication_lag_max_seconds,
+                ),
+            ):
+                alarm(
+                    suffix,
+                    f"The standby database lags the primary beyond the objective ({metric.meaning})",
+                    **_contract_metric(metric, {contract.SITE: cfg.site}),
+                    statistic="Maximum",
+                    period=contract.PUBLISH_INTERVAL_SECONDS,
+                    evaluation_periods=3,
+                    threshold=threshold,
+                    comparison_operator="GreaterThanThreshold",
+                    treat_missing_data="missing",
+                )
+        # The watch publishes the age of the newest backup of each kind (oldest over the domains) per site.
         for kind, threshold in (
             ("realtime", cfg.objectives.realtime_backup_max_age_seconds),
             ("daily", cfg.objectives.daily_backup_max_age_hours * 3600),
@@ -563,54 +728,92 @@ class OrderStack(pulumi.ComponentResource):
             alarm(
                 f"backup-age-{kind}",
                 f"The newest {kind} backup at this site is older than the objective allows",
-                namespace="OrderRecovery",
-                metric_name="BackupAgeSeconds",
-                dimensions={"Site": cfg.site, "Kind": kind},
+                **_contract_metric(
+                    contract.BACKUP_AGE_OLDEST_DOMAIN, {contract.SITE: cfg.site, contract.KIND: kind}
+                ),
                 statistic="Maximum",
                 period=300,
                 evaluation_periods=1,
                 threshold=threshold,
                 comparison_operator="GreaterThanThreshold",
-                treat_missing_data="breaching",
+                # No data is the watch not running, not a stale backup: the watch-silent alarm says that once.
+                treat_missing_data="missing",
             )
+        for probe in contract.PROBES:
+            alarm(
+                f"probe-{probe}",
+                f"The watch's {probe} probe fails in most cycles",
+                **_contract_metric(contract.PROBE_FAILURES, {contract.SITE: cfg.site, contract.PROBE: probe}),
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                threshold=3,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="missing",
+            )
+        # The watch publishes a probe result every cycle; no sample for 15 minutes means nobody is watching.
+        # This is the one alarm where missing data is breaching (docs/deploy.md: start the watch).
+        alarm(
+            "watch-silent",
+            "The recovery watch has published nothing for 15 minutes: start it or find why it stopped",
+            **_contract_metric(
+                contract.PROBE_FAILURES, {contract.SITE: cfg.site, contract.PROBE: contract.PROBES[2]}
+            ),
+            statistic="SampleCount",
+            period=300,
+            evaluation_periods=3,
+            threshold=1,
+            comparison_operator="LessThanThreshold",
+            treat_missing_data="breaching",
+        )
 
     # -- the recovery runbooks' role ------------------------------------------------------------------------
     def _runbook_role(self) -> None:
         name, args = self._name, self._args
+        cfg = args.config
         role = aws.iam.Role(
             f"{name}-runbook-role",
-            description=f"Recovery runbooks acting on the {args.config.site} site",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: json.dumps(assume_role_by_account(account))
-            ),
+            description=f"Recovery runbooks acting on the {cfg.site} site",
+            assume_role_policy=json.dumps(assume_role_by_principals(list(cfg.runbook_principals))),
             max_session_duration=3600,
             tags=args.tags,
             opts=self._child,
         )
+        # The master secrets the runbooks read: this site's once it is a primary, and the primary's while
+        # this site's database is its replica (same credentials).
+        secrets = [s for s in (self.db_master_secret_arn, args.primary_db_secret_arn) if s is not None]
         aws.iam.RolePolicy(
             f"{name}-runbook-policy",
             role=role.id,
             policy=pulumi.Output.all(
+                args.account_id,
                 args.backup_bucket_arn,
                 args.key_arn,
                 self.db_instance_arn,
-                args.lock_table_arn,
+                self.db_resource_id,
+                args.lock_table_name,
                 self.intake_queue_arn,
                 self.team_topic_arn,
                 self.customer_topic_arn,
                 self._group.arn,
+                *secrets,
             ).apply(
                 lambda v: json.dumps(
                     runbook_role_policy(
-                        bucket_arn=v[0],
-                        backup_prefix=args.config.backup.prefix,
-                        key_arn=v[1],
-                        db_instance_arn=v[2],
-                        hosted_zone_id=args.config.hosted_zone_id,
-                        lock_table_arn=v[3],
-                        queue_arn=v[4],
-                        topic_arns=[v[5], v[6]],
-                        auto_scaling_group_arn=v[7],
+                        account_id=v[0],
+                        bucket_arn=v[1],
+                        backup_prefix=cfg.backup.prefix,
+                        key_arn=v[2],
+                        db_instance_arn=v[3],
+                        db_resource_id=v[4],
+                        db_username=cfg.database.username,
+                        db_secret_arns=list(v[10:]),
+                        hosted_zone_id=cfg.hosted_zone_id,
+                        # The global table answers under one name in both regions.
+                        lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[5]}"],
+                        queue_arn=v[6],
+                        topic_arns=[v[7], v[8]],
+                        auto_scaling_group_arn=v[9],
                     )
                 )
             ),

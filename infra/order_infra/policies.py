@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-Document = dict[str, Any]
+from recovery.watch.metrics_contract import NAMESPACE as METRIC_NAMESPACE
 
-METRIC_NAMESPACE = "OrderRecovery"
+Document = dict[str, Any]
 
 # Everything that removes a backup or weakens its protection. Denied explicitly so that no later Allow
 # (a managed policy attached by hand, say) can grant it to the hosts.
@@ -46,41 +46,51 @@ def assume_role_by_service(service: str) -> Document:
     )
 
 
-def assume_role_by_account(account_id: str) -> Document:
-    """Operators and pipelines of this account assume the runbook role; their own IAM decides who may."""
+def assume_role_by_principals(principals: list[str]) -> Document:
+    """Only the named roles and users (operators, the pipeline) assume the runbook role, never an account."""
     return _doc(
         {
-            "Sid": "OperatorsOfThisAccount",
+            "Sid": "NamedRunbookPrincipals",
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+            "Principal": {"AWS": sorted(principals)},
             "Action": "sts:AssumeRole",
         }
     )
 
 
+def _via_services(region: str, services: tuple[str, ...]) -> list[str]:
+    return [f"{service}.{region}.amazonaws.com" for service in services]
+
+
 def instance_role_policy(
     *,
     bucket_arn: str,
-    backup_prefix: str,
+    logs_prefix: str,
+    releases_prefix: str,
     key_arn: str,
+    region: str,
     queue_arn: str,
     topic_arns: list[str],
+    service_secret_arn: str,
 ) -> Document:
-    """The order hosts write and read backups, use the site key, the intake queue and the topics."""
-    objects = f"{bucket_arn}/{backup_prefix}*"
+    """The order hosts: write their own log files, read releases, use the intake queue and the topics.
+
+    They never write under the backup prefix and never get a data key of their own from the site key:
+    the key is usable only through S3 (for their log objects and the releases they read), SQS and SNS, so a
+    host cannot produce a backup that a restore would take for the toolkit's (docs/deploy.md).
+    """
     return _doc(
         {
-            "Sid": "WriteAndReadBackups",
+            "Sid": "WriteOwnLogFiles",
             "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:AbortMultipartUpload"],
-            "Resource": [objects],
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": [f"{bucket_arn}/{logs_prefix}*"],
         },
         {
-            "Sid": "ListBackups",
+            "Sid": "ReadReleases",
             "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"],
-            "Resource": [bucket_arn],
-            "Condition": {"StringLike": {"s3:prefix": [backup_prefix, f"{backup_prefix}*"]}},
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{bucket_arn}/{releases_prefix}*"],
         },
         {
             "Sid": "NeverDestroyBackups",
@@ -89,10 +99,28 @@ def instance_role_policy(
             "Resource": [bucket_arn, f"{bucket_arn}/*"],
         },
         {
-            "Sid": "WrapAndUnwrapDataKeys",
+            "Sid": "SiteKeyOnlyThroughServices",
             "Effect": "Allow",
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:DescribeKey"],
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": [key_arn],
+            "Condition": {
+                # No direct GenerateDataKey: S3 (log and release objects), SQS and SNS call it for the host.
+                "StringEquals": {"kms:ViaService": _via_services(region, ("s3", "sqs", "sns"))},
+                # Through S3 only for the bucket (bucket keys) or the host's own prefixes.
+                "StringLikeIfExists": {
+                    "kms:EncryptionContext:aws:s3:arn": [
+                        bucket_arn,
+                        f"{bucket_arn}/{logs_prefix}*",
+                        f"{bucket_arn}/{releases_prefix}*",
+                    ]
+                },
+            },
+        },
+        {
+            "Sid": "ReadServiceDatabasePassword",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": [service_secret_arn],
         },
         {
             "Sid": "IntakeQueue",
@@ -112,29 +140,33 @@ def instance_role_policy(
             "Action": ["sns:Publish"],
             "Resource": list(topic_arns),
         },
-        {
-            "Sid": "PublishRecoveryMetrics",
-            "Effect": "Allow",
-            "Action": ["cloudwatch:PutMetricData"],
-            "Resource": ["*"],  # PutMetricData has no resource type; the namespace condition narrows it
-            "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
-        },
     )
+
+
+# The databases of both sites follow one naming scheme, so a site's runbook role can act on the other
+# site's instance during failback (re-create the old primary as a replica of the new one).
+DB_IDENTIFIER_PATTERN = "order-recovery-*"
 
 
 def runbook_role_policy(
     *,
+    account_id: str,
     bucket_arn: str,
     backup_prefix: str,
     key_arn: str,
     db_instance_arn: str,
+    db_resource_id: str,
+    db_username: str,
+    db_secret_arns: list[str],
     hosted_zone_id: str,
-    lock_table_arn: str,
+    lock_table_arns: list[str],
     queue_arn: str,
     topic_arns: list[str],
     auto_scaling_group_arn: str,
 ) -> Document:
-    """What the recovery runbooks do at one site: promote, switch traffic, restore, lock, notify."""
+    """What the recovery runbooks do at one site: back up, restore, promote, fail back, switch traffic,
+    lock, publish the watch's metrics and notify."""
+    any_project_db = f"arn:aws:rds:*:{account_id}:db:{DB_IDENTIFIER_PATTERN}"
     return _doc(
         {
             "Sid": "ObserveAndPromoteDatabase",
@@ -142,11 +174,45 @@ def runbook_role_policy(
             "Action": [
                 "rds:DescribeDBInstances",
                 "rds:PromoteReadReplica",
+                "rds:ModifyDBInstance",
                 "rds:RebootDBInstance",
                 "rds:CreateDBSnapshot",
                 "rds:DescribeDBSnapshots",
+                "rds:DescribePendingMaintenanceActions",
             ],
             "Resource": [db_instance_arn],
+        },
+        {
+            # Failback: the old primary comes back as a read replica of the new one, in either direction.
+            "Sid": "RebuildAsReplicaOfTheOtherSite",
+            "Effect": "Allow",
+            "Action": ["rds:CreateDBInstanceReadReplica", "rds:DescribeDBInstances", "rds:AddTagsToResource"],
+            "Resource": [
+                any_project_db,
+                f"arn:aws:rds:*:{account_id}:subgrp:*",
+                f"arn:aws:rds:*:{account_id}:pg:*",
+                f"arn:aws:rds:*:{account_id}:og:*",
+            ],
+        },
+        {
+            # A cross-region replica is encrypted with the destination's key: RDS creates grants on it.
+            "Sid": "RdsUsesTheSiteKey",
+            "Effect": "Allow",
+            "Action": ["kms:CreateGrant", "kms:DescribeKey"],
+            "Resource": [key_arn],
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        },
+        {
+            "Sid": "ConnectWithIamAuthentication",
+            "Effect": "Allow",
+            "Action": ["rds-db:connect"],
+            "Resource": [f"arn:aws:rds-db:*:{account_id}:dbuser:{db_resource_id}/{db_username}"],
+        },
+        {
+            "Sid": "ReadDatabaseMasterSecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": sorted(db_secret_arns),
         },
         {
             "Sid": "SwitchTraffic",
@@ -187,8 +253,14 @@ def runbook_role_policy(
         {
             "Sid": "RunbookLocks",
             "Effect": "Allow",
-            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-            "Resource": [lock_table_arn],
+            "Action": [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:DescribeTable",
+            ],
+            "Resource": sorted(lock_table_arns),
         },
         {
             "Sid": "DrainAndReplayIntake",
@@ -212,6 +284,13 @@ def runbook_role_policy(
             "Effect": "Allow",
             "Action": ["autoscaling:UpdateAutoScalingGroup", "autoscaling:SetDesiredCapacity"],
             "Resource": [auto_scaling_group_arn],
+        },
+        {
+            "Sid": "PublishWatchMetrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": ["*"],  # PutMetricData has no resource type; the namespace condition narrows it
+            "Condition": {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
         },
         {
             "Sid": "ObserveTheSite",
@@ -301,31 +380,48 @@ def tls_only_bucket_policy(bucket_arn: str) -> Document:
     )
 
 
-def site_key_policy(account_id: str) -> Document:
-    """The site key: the account administers it through IAM; services that encrypt for us may use it.
-
-    CloudWatch must encrypt alarm messages for the encrypted team topic, and the Auto Scaling service role
-    must create grants to launch instances with encrypted volumes.
-    """
-    autoscaling_role = (
+def autoscaling_service_role_arn(account_id: str) -> str:
+    """The ARN of the account's Auto Scaling service-linked role (it exists once, account-wide)."""
+    return (
         f"arn:aws:iam::{account_id}:role/aws-service-role/"
         "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
     )
+
+
+def _account_administers(account_id: str) -> Document:
+    return {
+        "Sid": "AccountAdministersThroughIam",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+
+
+_CLOUDWATCH_PUBLISHES = {
+    "Sid": "CloudWatchAlarmsPublishToEncryptedTopics",
+    "Effect": "Allow",
+    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+    "Resource": "*",
+}
+
+
+def alarm_topic_key_policy(account_id: str) -> Document:
+    """The key of the health-check alarm topic in us-east-1 (only CloudWatch publishes to it)."""
+    return _doc(_account_administers(account_id), dict(_CLOUDWATCH_PUBLISHES))
+
+
+def site_key_policy(account_id: str, autoscaling_role: str) -> Document:
+    """The site key: the account administers it through IAM; services that encrypt for us may use it.
+
+    CloudWatch must encrypt alarm messages for the encrypted team topic, and the Auto Scaling service role
+    must create grants to launch instances with encrypted volumes. KMS refuses a policy naming a principal
+    that does not exist, so the key is declared after that role (see BackupStorage).
+    """
     return _doc(
-        {
-            "Sid": "AccountAdministersThroughIam",
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-            "Action": "kms:*",
-            "Resource": "*",
-        },
-        {
-            "Sid": "CloudWatchAlarmsPublishToEncryptedTopics",
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudwatch.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-            "Resource": "*",
-        },
+        _account_administers(account_id),
+        dict(_CLOUDWATCH_PUBLISHES),
         {
             "Sid": "AutoScalingUsesKeyForVolumes",
             "Effect": "Allow",

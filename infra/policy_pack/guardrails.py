@@ -3,6 +3,12 @@
 `__main__.py` wraps them into a pulumi-policy PolicyPack; tests call them directly on every resource the
 program registers under mocks and on deliberately bad ones. A function returns the violation messages
 (empty when compliant); each message says what is wrong and what to set.
+
+During a preview, pulumi-policy hands the props through a proxy that raises `UnknownValueError` on any
+value not known yet (a new key's ARN, a new bucket's name) and then skips the whole policy as advisory:
+a new stack's preview would enforce nothing. Every read here goes through `_get`, which turns an unknown
+into `UNKNOWN`: a reference that will exist (a key ARN) counts as set, a flag that must be literally true
+does not, so the guardrails decide during the preview as they do during the update.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pulumi_policy.proxy import UnknownValueError
 
 REQUIRED_TAG_KEYS = ("project", "site", "owner", "cost-center", "managed-by")
 BACKUP_CLASSIFICATION = ("data-classification", "backup")
@@ -28,6 +36,8 @@ RDS_CLUSTER = "aws:rds/cluster:Cluster"
 SQS_QUEUE = "aws:sqs/queue:Queue"
 SNS_TOPIC = "aws:sns/topic:Topic"
 DYNAMODB_TABLE = "aws:dynamodb/table:Table"
+DYNAMODB_TABLE_REPLICA = "aws:dynamodb/tableReplica:TableReplica"
+SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a resource type token
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EBS_VOLUME = "aws:ebs/volume:Volume"
 KMS_KEY = "aws:kms/key:Key"
@@ -39,6 +49,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:acm/certificate:Certificate",
         "aws:cloudwatch/metricAlarm:MetricAlarm",
         DYNAMODB_TABLE,
+        DYNAMODB_TABLE_REPLICA,
         "aws:ec2/eip:Eip",
         "aws:ec2/internetGateway:InternetGateway",
         LAUNCH_TEMPLATE,
@@ -50,6 +61,7 @@ TAGGABLE_TYPES = frozenset(
         EBS_VOLUME,
         "aws:iam/instanceProfile:InstanceProfile",
         "aws:iam/role:Role",
+        "aws:iam/serviceLinkedRole:ServiceLinkedRole",
         KMS_KEY,
         "aws:kms/replicaKey:ReplicaKey",
         "aws:lb/listener:Listener",
@@ -60,6 +72,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:rds/subnetGroup:SubnetGroup",
         "aws:route53/healthCheck:HealthCheck",
         BUCKET,
+        SECRET,
         SNS_TOPIC,
         SQS_QUEUE,
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
@@ -71,8 +84,31 @@ PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read
 KMS_ALGORITHMS = frozenset({"aws:kms", "aws:kms:dsse"})
 
 
+class _Unknown:
+    """A value the engine does not know yet (preview). Truthy: a reference that will be set is set."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+
+
+def _get(props: Any, key: str | int) -> Any:
+    """props[key], None when absent, UNKNOWN when the preview does not know it yet."""
+    try:
+        if isinstance(props, Mapping):
+            return props.get(key)  # the proxy raises UnknownValueError from inside get
+        if isinstance(props, Sequence) and not isinstance(props, str) and isinstance(key, int):
+            return props[key]
+    except UnknownValueError:
+        return UNKNOWN
+    return None
+
+
 def _is_true(value: Any) -> bool:
-    # Launch templates carry EBS booleans as strings ("true"); everything else as booleans.
+    # Launch templates carry EBS booleans as strings ("true"); everything else as booleans. An unknown flag
+    # is not true: the guardrails want these literally set.
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
@@ -80,8 +116,16 @@ def _objects(value: Any) -> list[Mapping[str, Any]]:
     if isinstance(value, Mapping):
         return [value]
     if isinstance(value, Sequence) and not isinstance(value, str):
-        return [v for v in value if isinstance(v, Mapping)]
+        items = (_get(value, index) for index in range(len(value)))
+        return [v for v in items if isinstance(v, Mapping)]
     return []
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A plain dict of a (possibly proxied) mapping; unknown values read as UNKNOWN."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {key: _get(value, key) for key in value}
 
 
 # -- per-resource guardrails -------------------------------------------------------------------------------
@@ -89,49 +133,53 @@ def _objects(value: Any) -> list[Mapping[str, Any]]:
 
 def encryption_at_rest(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """Every store of data is encrypted at rest, with a customer managed KMS key where AWS allows one."""
-    if resource_type in (RDS_INSTANCE, RDS_CLUSTER) and not _is_true(props.get("storageEncrypted")):
+    if resource_type in (RDS_INSTANCE, RDS_CLUSTER) and not _is_true(_get(props, "storageEncrypted")):
         return ["database storage is not encrypted: set storageEncrypted=true and kmsKeyId"]
     if resource_type == SQS_QUEUE and not (
-        props.get("kmsMasterKeyId") or _is_true(props.get("sqsManagedSseEnabled"))
+        _get(props, "kmsMasterKeyId") or _is_true(_get(props, "sqsManagedSseEnabled"))
     ):
         return ["queue is not encrypted: set kmsMasterKeyId to the site key"]
-    if resource_type == SNS_TOPIC and not props.get("kmsMasterKeyId"):
+    if resource_type == SNS_TOPIC and not _get(props, "kmsMasterKeyId"):
         return ["topic is not encrypted: set kmsMasterKeyId to the site key"]
     if resource_type == DYNAMODB_TABLE:
-        sse = props.get("serverSideEncryption")
-        if not (isinstance(sse, Mapping) and _is_true(sse.get("enabled")) and sse.get("kmsKeyArn")):
+        sse = _get(props, "serverSideEncryption")
+        if not (isinstance(sse, Mapping) and _is_true(_get(sse, "enabled")) and _get(sse, "kmsKeyArn")):
             return ["table is not encrypted with the site key: set serverSideEncryption {enabled, kmsKeyArn}"]
-    if resource_type == EBS_VOLUME and not _is_true(props.get("encrypted")):
+    if resource_type == DYNAMODB_TABLE_REPLICA and not _get(props, "kmsKeyArn"):
+        return ["table replica is not encrypted with the site key: set kmsKeyArn to the region's key"]
+    if resource_type == SECRET and not _get(props, "kmsKeyId"):
+        return ["secret is encrypted with the AWS managed key: set kmsKeyId to the site key"]
+    if resource_type == EBS_VOLUME and not _is_true(_get(props, "encrypted")):
         return ["volume is not encrypted: set encrypted=true"]
     if resource_type == LAUNCH_TEMPLATE:
-        mappings = _objects(props.get("blockDeviceMappings"))
+        mappings = _objects(_get(props, "blockDeviceMappings"))
         if not mappings:
             return ["launch template root volume is unencrypted: add blockDeviceMappings with ebs.encrypted"]
         for mapping in mappings:
-            ebs = mapping.get("ebs")
-            if not (isinstance(ebs, Mapping) and _is_true(ebs.get("encrypted"))):
-                return [
-                    f"launch template volume {mapping.get('deviceName')} is not encrypted: set ebs.encrypted"
-                ]
+            ebs = _get(mapping, "ebs")
+            if not (isinstance(ebs, Mapping) and _is_true(_get(ebs, "encrypted"))):
+                device = _get(mapping, "deviceName")
+                return [f"launch template volume {device} is not encrypted: set ebs.encrypted"]
     if resource_type == BUCKET_ENCRYPTION:
-        for rule in _objects(props.get("rules")):
-            default = rule.get("applyServerSideEncryptionByDefault")
-            if not (isinstance(default, Mapping) and default.get("sseAlgorithm") in KMS_ALGORITHMS):
+        for rule in _objects(_get(props, "rules")):
+            default = _get(rule, "applyServerSideEncryptionByDefault")
+            if not (isinstance(default, Mapping) and _get(default, "sseAlgorithm") in KMS_ALGORITHMS):
                 return ["bucket encryption is not SSE-KMS: set sseAlgorithm=aws:kms with kmsMasterKeyId"]
     if resource_type == BUCKET_REPLICATION:
-        for rule in _objects(props.get("rules")):
-            destination = rule.get("destination")
-            encryption = (
-                destination.get("encryptionConfiguration") if isinstance(destination, Mapping) else None
-            )
-            if not (isinstance(encryption, Mapping) and encryption.get("replicaKmsKeyId")):
+        for rule in _objects(_get(props, "rules")):
+            destination = _get(rule, "destination")
+            encryption = _get(destination, "encryptionConfiguration")
+            if not (isinstance(encryption, Mapping) and _get(encryption, "replicaKmsKeyId")):
                 return ["replicas would be stored without the destination key: set encryptionConfiguration"]
-    if resource_type == KMS_KEY and not _is_true(props.get("enableKeyRotation")):
+    if resource_type == KMS_KEY and not _is_true(_get(props, "enableKeyRotation")):
         return ["KMS key rotation is off: set enableKeyRotation=true"]
     return []
 
 
 def _public_statements(policy: Any) -> list[str]:
+    if policy is UNKNOWN:
+        # A policy computed from values not known yet (ARNs): the update's own analysis checks it.
+        return []
     if not isinstance(policy, str) or not policy:
         return []
     try:
@@ -151,17 +199,17 @@ def _public_statements(policy: Any) -> list[str]:
 
 def no_public_buckets(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """No ACL, policy or missing public access block may open a bucket to the internet."""
-    if resource_type in (BUCKET, BUCKET_ACL) and props.get("acl") in PUBLIC_ACLS:
-        return [f"bucket ACL {props.get('acl')} is public: remove it (ownership is BucketOwnerEnforced)"]
+    if resource_type in (BUCKET, BUCKET_ACL) and _get(props, "acl") in PUBLIC_ACLS:
+        return [f"bucket ACL {_get(props, 'acl')} is public: remove it (ownership is BucketOwnerEnforced)"]
     if resource_type == BUCKET:
-        return _public_statements(props.get("policy"))
+        return _public_statements(_get(props, "policy"))
     if resource_type == BUCKET_POLICY:
-        return _public_statements(props.get("policy"))
+        return _public_statements(_get(props, "policy"))
     if resource_type == BUCKET_PUBLIC_ACCESS_BLOCK:
         off = [
             flag
             for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
-            if not _is_true(props.get(flag))
+            if not _is_true(_get(props, flag))
         ]
         if off:
             return [f"public access block leaves {', '.join(off)} off: set all four to true"]
@@ -169,19 +217,18 @@ def no_public_buckets(resource_type: str, props: Mapping[str, Any]) -> list[str]
 
 
 def database_deletion_protection(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    if resource_type in (RDS_INSTANCE, RDS_CLUSTER) and not _is_true(props.get("deletionProtection")):
+    if resource_type in (RDS_INSTANCE, RDS_CLUSTER) and not _is_true(_get(props, "deletionProtection")):
         return ["database has no deletion protection: set deletionProtection=true"]
-    if resource_type == DYNAMODB_TABLE and not _is_true(props.get("deletionProtectionEnabled")):
+    if resource_type == DYNAMODB_TABLE and not _is_true(_get(props, "deletionProtectionEnabled")):
         return ["table has no deletion protection: set deletionProtectionEnabled=true"]
     return []
 
 
 def required_tags(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if resource_type == AUTOSCALING_GROUP:
-        tags = {t.get("key"): t.get("value") for t in _objects(props.get("tags"))}
+        tags = {_get(t, "key"): _get(t, "value") for t in _objects(_get(props, "tags"))}
     elif resource_type in TAGGABLE_TYPES:
-        raw = props.get("tags")
-        tags = dict(raw) if isinstance(raw, Mapping) else {}
+        tags = _mapping(_get(props, "tags"))
     else:
         return []
     missing = [key for key in REQUIRED_TAG_KEYS if not tags.get(key)]
@@ -233,17 +280,16 @@ def _configs_of(
         if dependencies:
             linked = bucket.urn in dependencies
         else:
-            names = {bucket.props.get("bucket"), bucket.props.get("id")} - {None}
-            linked = resource.props.get("bucket") in names
+            names = {_get(bucket.props, "bucket"), _get(bucket.props, "id")} - {None, UNKNOWN}
+            linked = _get(resource.props, "bucket") in names
         if linked:
             found.append(resource)
     return found
 
 
 def _is_backup_bucket(bucket: StackResource) -> bool:
-    tags = bucket.props.get("tags")
     key, value = BACKUP_CLASSIFICATION
-    return isinstance(tags, Mapping) and tags.get(key) == value
+    return _mapping(_get(bucket.props, "tags")).get(key) == value
 
 
 def buckets_protected(resources: Sequence[StackResource]) -> list[StackViolation]:
@@ -258,16 +304,12 @@ def buckets_protected(resources: Sequence[StackResource]) -> list[StackViolation
             violations.append(StackViolation(bucket.urn, "bucket has no complete public access block"))
         if not _is_backup_bucket(bucket):
             continue
-        if not _is_true(bucket.props.get("objectLockEnabled")):
+        if not _is_true(_get(bucket.props, "objectLockEnabled")):
             violations.append(
                 StackViolation(bucket.urn, "backup bucket was created without objectLockEnabled")
             )
         versioning = _configs_of(bucket, resources, BUCKET_VERSIONING)
-        if not any(
-            isinstance(v.props.get("versioningConfiguration"), Mapping)
-            and v.props["versioningConfiguration"].get("status") == "Enabled"
-            for v in versioning
-        ):
+        if not any(_get(_get(v.props, "versioningConfiguration"), "status") == "Enabled" for v in versioning):
             violations.append(
                 StackViolation(bucket.urn, "backup bucket has no versioning with status Enabled")
             )
@@ -280,11 +322,9 @@ def buckets_protected(resources: Sequence[StackResource]) -> list[StackViolation
 
 
 def _has_default_retention(props: Mapping[str, Any]) -> bool:
-    rule = props.get("rule")
-    retention = rule.get("defaultRetention") if isinstance(rule, Mapping) else None
+    retention = _get(_get(props, "rule"), "defaultRetention")
     return (
-        props.get("objectLockEnabled", "Enabled") == "Enabled"
-        and isinstance(retention, Mapping)
-        and retention.get("mode") in ("GOVERNANCE", "COMPLIANCE")
-        and bool(retention.get("days") or retention.get("years"))
+        (_get(props, "objectLockEnabled") or "Enabled") == "Enabled"
+        and _get(retention, "mode") in ("GOVERNANCE", "COMPLIANCE")
+        and bool(_get(retention, "days") or _get(retention, "years"))
     )

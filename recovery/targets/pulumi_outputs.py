@@ -4,6 +4,11 @@
 operator knows (SSH user and key, host addresses, local paths) give a validated `Target`. The output names
 are the contract with the Pulumi program (infra/order_infra/outputs.py; the mapping is in docs/deploy.md).
 `read_stack_outputs` is the one I/O helper: it reads a saved `pulumi stack output --json` file.
+
+Either site may be the writable one: after a failover the standby stack declares its database promoted
+(`dbRole: primary`). The site names stay those of the stacks; what follows the writable site is the key
+the backups are wrapped with (its region's copy of the multi-region key), the local backup copy, the intake
+queue and the topics, so a target written after a failover works without the lost region.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ REQUIRED_OUTPUTS = (
     "frontDoorUrl",
     "objectives",
 )
+
+# Which database a stack declares: a writable primary, or a replica of the other site's.
+DB_ROLE_OUTPUT = "dbRole"
+WRITABLE = "primary"
 
 # Pulumi prints this in place of a secret output unless --show-secrets is given.
 REDACTED_OUTPUT = "[secret]"
@@ -163,12 +172,30 @@ def _objectives(raw: Any) -> Objectives:
     return Objectives.model_validate({names[key]: value for key, value in raw.items()})
 
 
+def writable_site(primary: Mapping[str, Any], standby: Mapping[str, Any]) -> SiteName:
+    """The site whose database takes writes: the standby once its stack declares it promoted.
+
+    The primary stack always declares a writable database, so after a failover both say so until the old
+    primary is rebuilt as a replica; the promotion is the later fact and wins.
+    """
+    for label, outputs in (("primary", primary), ("standby", standby)):
+        role = outputs.get(DB_ROLE_OUTPUT, WRITABLE if label == "primary" else "replica")
+        if role not in (WRITABLE, "replica"):
+            raise ConfigError(
+                f"the {label} stack's {DB_ROLE_OUTPUT} output is {role!r}, not primary or replica; "
+                "export the outputs again after `pulumi up`"
+            )
+    return "standby" if standby.get(DB_ROLE_OUTPUT) == WRITABLE else "primary"
+
+
 def target_from_pulumi_outputs(
     primary: Mapping[str, Any], standby: Mapping[str, Any], operator: OperatorInputs
 ) -> Target:
     """Build the target of an AWS deployment from both stacks' outputs and the operator's inputs."""
     _require(primary, "primary")
     _require(standby, "standby")
+    writable = writable_site(primary, standby)
+    active, other = (primary, standby) if writable == "primary" else (standby, primary)
     for shared in ("hostedZoneId", "recordName"):
         if primary[shared] != standby[shared]:
             raise ConfigError(
@@ -186,29 +213,31 @@ def target_from_pulumi_outputs(
             aws=AwsEndpoint(profile=operator.aws_profile),
             primary=_site("primary", primary, operator),
             standby=_site("standby", standby, operator),
+            # The local copy is the writable site's bucket, the remote one the other site's.
             backup=BackupStores(
                 local=BackupStore(
-                    bucket=str(primary["backupBucketName"]),
-                    region=str(primary["region"]),
-                    prefix=str(primary["backupPrefix"]),
+                    bucket=str(active["backupBucketName"]),
+                    region=str(active["region"]),
+                    prefix=str(active["backupPrefix"]),
                 ),
                 remote=BackupStore(
-                    bucket=str(standby["backupBucketName"]),
-                    region=str(standby["region"]),
-                    prefix=str(standby["backupPrefix"]),
+                    bucket=str(other["backupBucketName"]),
+                    region=str(other["region"]),
+                    prefix=str(other["backupPrefix"]),
                 ),
             ),
-            # One multi-region key: the standby's replica unwraps what the primary's key wrapped.
-            keys=KeySource(kind="kms", kms_key_id=str(primary["kmsKeyArn"]), region=str(primary["region"])),
+            # One multi-region key: each region's copy unwraps what the other wrapped, so the writable
+            # site's own copy is used and a lost region is never needed.
+            keys=KeySource(kind="kms", kms_key_id=str(active["kmsKeyArn"]), region=str(active["region"])),
             traffic=Traffic(
                 hosted_zone_id=str(primary["hostedZoneId"]),
                 record_name=str(primary["recordName"]),
                 front_door_url=str(primary["frontDoorUrl"]),
             ),
-            objectives=_objectives(primary["objectives"]),
-            intake_queue_url=str(primary["intakeQueueUrl"]),
-            team_topic_arn=str(primary["teamTopicArn"]),
-            customer_topic_arn=str(primary["customerTopicArn"]),
+            objectives=_objectives(active["objectives"]),
+            intake_queue_url=str(active["intakeQueueUrl"]),
+            team_topic_arn=str(active["teamTopicArn"]),
+            customer_topic_arn=str(active["customerTopicArn"]),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

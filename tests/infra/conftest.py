@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from stack_harness import PROJECT, StackRun, run_stack, stack_config
+from stack_harness import PROJECT, StackRun, changed_config, run_stack, stack_config
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,3 +28,24 @@ def primary(stacks: dict[str, StackRun]) -> StackRun:
 @pytest.fixture(scope="session")
 def standby(stacks: dict[str, StackRun]) -> StackRun:
     return stacks["standby"]
+
+
+@pytest.fixture(scope="session")
+def promoted_standby(primary: StackRun) -> StackRun:
+    """The standby stack after a failover: `database.promoted: true`, the rest of its file unchanged."""
+    config = changed_config(stack_config("standby"), "database", promoted=True)
+    return run_stack("standby", config, {config[f"{PROJECT}:primaryStack"]: primary.outputs})
+
+
+@pytest.fixture(scope="session")
+def primary_elsewhere() -> StackRun:
+    """A primary outside us-east-1 in a fresh account: it creates the Auto Scaling service-linked role and
+    its health check alarm needs a topic of its own in us-east-1."""
+    config = changed_config(stack_config("primary"), "app", createServiceLinkedRole=True)
+    config = changed_config(
+        config,
+        "network",
+        availabilityZones=["us-east-2a", "us-east-2b"],
+    )
+    config[f"{PROJECT}:region"] = "us-east-2"
+    return run_stack("primary", config, {})

@@ -3,7 +3,8 @@
 The config comes from the shipped Pulumi.primary.yaml and Pulumi.standby.yaml. The primary runs first; its
 resolved outputs answer the standby's StackReference, as the real backend would. A capturing monitor keeps
 every registration with its inputs (camelCase, as the engine and the policy pack see them), parent,
-provider and property dependencies, so tests and the policy validators read the same thing.
+provider, its dependencies (every resource it waits for: ordering) and property dependencies, so tests
+and the policy validators read the same thing.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ class Registered:
     provider: str
     protect: bool
     property_dependencies: dict[str, tuple[str, ...]]
+    # Every URN the resource waits for, as the engine orders them: explicit depends_on and the resources
+    # behind its inputs.
+    dependencies: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+
+    def waits_for(self, other: Registered) -> bool:
+        return other.urn in self.dependencies
 
 
 @dataclass
@@ -53,6 +61,8 @@ class StackRun:
     resources: list[Registered] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # What each component registered with register_outputs, by URN (resolved values).
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
@@ -116,7 +126,23 @@ class _Cloud(pulumi_mocks.Mocks):
                 address=f"{ident}.cabc123.{region}.rds.amazonaws.com",
                 port=5432,
                 arn=f"arn:aws:rds:{region}:{ACCOUNT}:db:{ident}",
+                resourceId=f"db-{ident.upper().replace('-', '')}",
             )
+            if inputs.get("manageMasterUserPassword"):
+                secret = f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:rds!db-{ident}-AbCdEf"
+                state["masterUserSecrets"] = [{"secretArn": secret, "secretStatus": "active"}]
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state["latestVersion"] = 1
+        elif typ == "aws:dynamodb/tableReplica:TableReplica":
+            table = inputs["globalTableArn"].rsplit("/", 1)[1]
+            state["arn"] = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{table}"
+        elif typ == "aws:iam/serviceLinkedRole:ServiceLinkedRole":
+            service = inputs["awsServiceName"]
+            state["arn"] = (
+                f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/{service}/AWSServiceRoleForAutoScaling"
+            )
+        elif typ == "aws:dynamodb/table:Table":
+            state.update(name=name, arn=f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}")
         elif typ == "aws:sqs/queue:Queue":
             state.update(
                 url=f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}",
@@ -143,18 +169,12 @@ class _Cloud(pulumi_mocks.Mocks):
             state["certificateArn"] = inputs["certificateArn"]
         elif typ == "aws:route53/record:Record":
             state["fqdn"] = inputs["name"]
-        elif typ in ("aws:dynamodb/table:Table", "aws:autoscaling/group:Group", "aws:iam/role:Role"):
+        elif typ in ("aws:autoscaling/group:Group", "aws:iam/role:Role"):
             state["name"] = name
         return rid, state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.run.calls.append(args.token)
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
-                "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
-                "userId": "AIDEXAMPLE",
-            }, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
 
@@ -183,6 +203,10 @@ class _CapturingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        self.cloud.run.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
@@ -202,6 +226,8 @@ class _CapturingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={
                     key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()
                 },
+                dependencies=tuple(request.dependencies),
+                ignore_changes=tuple(request.ignoreChanges),
             )
         )
         return response
@@ -213,6 +239,14 @@ def stack_config(stack: str) -> dict[str, str]:
     return {
         key: value if isinstance(value, str) else json.dumps(value) for key, value in doc["config"].items()
     }
+
+
+def changed_config(config: dict[str, str], section: str, **changes: Any) -> dict[str, str]:
+    """A copy of a stack's config with keys of one object section (camelCase) changed."""
+    key = f"{PROJECT}:{section}"
+    values = json.loads(config[key])
+    values.update(changes)
+    return {**config, key: json.dumps(values)}
 
 
 def run_stack(stack: str, config: dict[str, str], stack_outputs: dict[str, dict[str, Any]]) -> StackRun:

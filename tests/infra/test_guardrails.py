@@ -24,6 +24,7 @@ from policy_pack.guardrails import (
     StackResource,
     buckets_protected,
 )
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 from stack_harness import INFRA, Registered, StackRun, run_under_mocks
 
 GOOD_TAGS = {
@@ -57,8 +58,10 @@ def _stack_view(run: StackRun) -> list[StackResource]:
     ]
 
 
-def test_the_program_passes_every_guardrail(primary: StackRun, standby: StackRun) -> None:
-    for run in (primary, standby):
+def test_the_program_passes_every_guardrail(
+    primary: StackRun, standby: StackRun, promoted_standby: StackRun, primary_elsewhere: StackRun
+) -> None:
+    for run in (primary, standby, promoted_standby, primary_elsewhere):
         checked = [r for r in run.resources if r.typ.startswith("aws:")]
         assert len(checked) > 50
         failures = {r.name: v for r in checked if (v := _resource_violations(r))}
@@ -66,28 +69,89 @@ def test_the_program_passes_every_guardrail(primary: StackRun, standby: StackRun
         assert buckets_protected(_stack_view(run)) == []
 
 
-class _UnknownBucketName(dict[str, Any]):
-    """Props whose `bucket` is unknown, as in a preview: reading it fails like pulumi-policy's proxy does."""
+def _preview_value(value: Any, computed: set[str]) -> Any:
+    """What a new stack's preview sends: every value computed from another resource is unknown."""
+    if isinstance(value, dict):
+        return {k: _preview_value(v, computed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_preview_value(v, computed) for v in value]
+    if isinstance(value, str) and (value.startswith("arn:") or value in computed):
+        return UNKNOWN_STRING_VALUE
+    return value
 
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in ("bucket", "id"):
-            raise LookupError(f"{key} is unknown during a preview")
-        return super().get(key, default)
+
+def _computed_values(run: StackRun) -> set[str]:
+    values = {r.id for r in run.resources if r.id}
+    for resource in run.resources:
+        values.update(
+            v for v in resource.state.values() if isinstance(v, str) and v not in resource.inputs.values()
+        )
+    return values - {""}
+
+
+def _preview_props(run: StackRun, resource: Registered) -> Any:
+    return unknown_checking_proxy(_preview_value(dict(resource.inputs), _computed_values(run)))
+
+
+def test_preview_props_really_hold_unknowns(primary: StackRun) -> None:
+    queue = next(r for r in primary.resources if r.name == "primary-intake")
+    props = _preview_props(primary, queue)
+    with pytest.raises(UnknownValueError):
+        props.get("kmsMasterKeyId")  # what the guardrails did before: pulumi-policy then skipped them
+
+
+def _run_resource_policies(resource_type: str, props: Any) -> list[str]:
+    """Each guardrail as the pack runs it; an exception escaping would make pulumi-policy skip it."""
+    make_policy = _policy_pack_module()["_resource_policy"]
+    reported: list[str] = []
+    for name, check in RESOURCE_GUARDRAILS.items():
+        policy = make_policy(name, check)
+        policy.validate(
+            SimpleNamespace(resource_type=resource_type, props=props), lambda m, _u: reported.append(m)
+        )
+    return reported
+
+
+def test_guardrails_hold_during_a_new_stacks_preview(primary: StackRun, standby: StackRun) -> None:
+    for run in (primary, standby):
+        checked = [r for r in run.resources if r.typ.startswith("aws:")]
+        failures = {
+            r.name: m for r in checked if (m := _run_resource_policies(r.typ, _preview_props(run, r)))
+        }
+        assert failures == {}
+        computed = _computed_values(run)
+        resources = [
+            SimpleNamespace(
+                resource_type=r.typ,
+                urn=r.urn,
+                props=unknown_checking_proxy(_preview_value(dict(r.inputs), computed)),
+                property_dependencies={
+                    k: [SimpleNamespace(urn=u) for u in v] for k, v in r.property_dependencies.items()
+                },
+            )
+            for r in run.resources
+        ]
+        stack_reported: list[str] = []
+        _policy_pack_module()["_validate_stack"](
+            SimpleNamespace(resources=resources), lambda m, _u, found=stack_reported: found.append(m)
+        )
+        assert stack_reported == []
 
 
 def test_bucket_configs_are_linked_by_dependency_as_in_a_preview(primary: StackRun) -> None:
+    computed = _computed_values(primary)
     view = [
-        StackResource(r.resource_type, r.urn, _UnknownBucketName(r.props), r.property_dependencies)
-        for r in _stack_view(primary)
+        StackResource(
+            r.typ,
+            r.urn,
+            unknown_checking_proxy(_preview_value(dict(r.inputs), computed)),
+            r.property_dependencies,
+        )
+        for r in primary.resources
     ]
     assert buckets_protected(view) == []
     # With no link at all, every protection that lives in a separate resource reads as missing.
-    unlinked = [
-        StackResource(
-            r.resource_type, r.urn, {k: v for k, v in r.props.items() if k not in ("bucket", "id")}, {}
-        )
-        for r in view
-    ]
+    unlinked = [StackResource(r.resource_type, r.urn, r.props, {}) for r in view]
     assert sorted(v.message for v in buckets_protected(unlinked)) == [
         "backup bucket has no default object lock retention",
         "backup bucket has no versioning with status Enabled",
@@ -219,6 +283,23 @@ def test_each_bad_resource_is_flagged(bad: StackRun, name: str, guardrail: str, 
     violations = _resource_violations(resource)
     assert guardrail in violations, violations
     assert any(fragment in message for message in violations[guardrail]), violations[guardrail]
+    # The same violation during a preview, where the bucket ids and ARNs are not known yet.
+    assert any(fragment in m for m in _run_resource_policies(resource.typ, _preview_props(bad, resource)))
+
+
+def test_a_flag_unknown_during_preview_is_not_taken_for_true() -> None:
+    props = unknown_checking_proxy(
+        {
+            "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": UNKNOWN_STRING_VALUE}}],
+            "tags": GOOD_TAGS,
+        }
+    )
+    assert _run_resource_policies("aws:ec2/launchTemplate:LaunchTemplate", props) == [
+        "launch template volume /dev/xvda is not encrypted: set ebs.encrypted"
+    ]
+    # An unknown key reference is a key that will exist: the queue is encrypted.
+    queue = unknown_checking_proxy({"kmsMasterKeyId": UNKNOWN_STRING_VALUE, "tags": GOOD_TAGS})
+    assert _run_resource_policies("aws:sqs/queue:Queue", queue) == []
 
 
 def test_bad_buckets_are_flagged_stack_wide(bad: StackRun) -> None:
@@ -296,3 +377,9 @@ def test_policy_pack_wires_every_guardrail_to_report_violation(bad: StackRun) ->
     assert all(
         urn is not None and urn.endswith(("::open-backups", "::bare-bucket")) for _, urn in stack_reported
     )
+
+
+def test_bucket_configs_without_dependencies_are_linked_by_the_buckets_name(primary: StackRun) -> None:
+    # What a stack read back from state sends: known names, no property dependencies.
+    by_name = [StackResource(r.resource_type, r.urn, r.props, {}) for r in _stack_view(primary)]
+    assert buckets_protected(by_name) == []

@@ -78,6 +78,11 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("backup.glacierAfterDays", 45), "backup", "at least infrequentAccessAfterDays + 30"),
         (_set("backup.objectLockMode", "LOOSE"), "backup.objectLockMode", "GOVERNANCE"),
         (_set("objectives.rtoSeconds", 0), "objectives.rtoSeconds", "greater than 0"),
+        (
+            _set("objectives.dailyBackupMaxAgeHours", 0),
+            "objectives.dailyBackupMaxAgeHours",
+            "greater than 0",
+        ),
         (_set("region", "mars-1"), "region", "pattern"),
         (_set("hostedZoneId", "zone"), "hostedZoneId", "pattern"),
         (
@@ -86,6 +91,18 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             "belongs to the standby stack only",
         ),
         (_set("colour", "blue"), "colour", "Extra inputs are not permitted"),
+        (_set("accountId", "12345"), "accountId", "pattern"),
+        (
+            _set("runbookPrincipals", ["arn:aws:iam::123456789012:root"]),
+            "runbookPrincipals",
+            "name the principals that run runbooks, not an account",
+        ),
+        (_set("runbookPrincipals", []), "runbookPrincipals", "at least 1"),
+        (
+            _set("database.promoted", True),
+            "(top level)",
+            "database.promoted belongs to the standby stack only",
+        ),
     ],
 )
 def test_wrong_value_is_named_in_one_line(
@@ -113,4 +130,44 @@ def test_missing_section_is_named() -> None:
     values = raw("primary")
     del values["database"]
     with pytest.raises(StackConfigError, match=r"^config order-recovery:database: Field required"):
+        parse_stack_config(values)
+
+
+def test_service_linked_role_is_created_by_the_primary_only() -> None:
+    values = raw("standby")
+    values["app"]["createServiceLinkedRole"] = True
+    with pytest.raises(StackConfigError, match="createServiceLinkedRole belongs to the primary stack only"):
+        parse_stack_config(values)
+
+
+def test_account_and_principals_are_required() -> None:
+    for key in ("accountId", "runbookPrincipals"):
+        values = raw("primary")
+        del values[key]
+        with pytest.raises(StackConfigError, match=f"^config order-recovery:{key}: Field required"):
+            parse_stack_config(values)
+
+
+@pytest.mark.parametrize("days", [7, 62, 731])
+def test_performance_insights_retention_accepts_what_aws_does(days: int) -> None:
+    values = raw("primary")
+    values["database"]["performanceInsightsRetentionDays"] = days
+    assert parse_stack_config(values).database.performance_insights_retention_days == days
+
+
+def test_bounds_are_inclusive_where_aws_allows_equality() -> None:
+    values = raw("primary")
+    values["app"].update(minSize=3, desiredCapacity=3, maxSize=3)
+    # S3 accepts GLACIER_IR exactly 30 days after STANDARD_IA.
+    values["backup"].update(infrequentAccessAfterDays=30, glacierAfterDays=60)
+    config = parse_stack_config(values)
+    assert (config.app.desired_capacity, config.backup.glacier_after_days) == (3, 60)
+
+
+def test_several_wrong_values_name_the_first_and_count_the_rest() -> None:
+    values = raw("primary")
+    values["region"] = "mars-1"
+    values["hostedZoneId"] = "zone"
+    values["owner"] = ""
+    with pytest.raises(StackConfigError, match=r"\(and 2 more\); fix it in Pulumi.<stack>.yaml$"):
         parse_stack_config(values)

@@ -65,8 +65,9 @@ def test_every_aws_resource_has_an_explicit_provider_in_its_sites_region(
             assert run.region_of(resource) == expected, resource.name
 
 
-def test_only_the_program_calls_caller_identity(primary: StackRun, standby: StackRun) -> None:
-    assert set(primary.calls) == set(standby.calls) == {"aws:index/getCallerIdentity:getCallerIdentity"}
+def test_the_program_makes_no_invokes(primary: StackRun, standby: StackRun) -> None:
+    # The account comes from config (and the providers refuse any other), not from the credentials at hand.
+    assert primary.calls == standby.calls == []
 
 
 def test_components_are_typed_and_parent_their_resources(primary: StackRun) -> None:
@@ -205,10 +206,12 @@ def test_standby_database_is_a_cross_region_replica_of_the_primary(
     assert replica.inputs["storageEncrypted"] is True
     assert replica.inputs["deletionProtection"] is True
     assert replica.inputs["performanceInsightsEnabled"] is True
-    inherited_or_refused = ("engine", "username", "dbName", "manageMasterUserPassword", "allocatedStorage",
-                            "backupRetentionPeriod", "backupWindow")  # fmt: skip
+    inherited_or_refused = ("engine", "username", "dbName", "manageMasterUserPassword", "allocatedStorage")
     for inherited in inherited_or_refused:
         assert inherited not in replica.inputs
+    # RDS for PostgreSQL 14.1+ keeps automated backups of a read replica: the standby has its own.
+    assert replica.inputs["backupRetentionPeriod"] == 14
+    assert replica.inputs["backupWindow"] == "03:00-04:00"
     assert standby.outputs["dbAddress"].endswith(".us-west-2.rds.amazonaws.com")
 
 
@@ -247,8 +250,14 @@ def test_alarms_watch_5xx_unhealthy_hosts_and_backup_age(primary: StackRun, stan
         "lb-5xx",
         "target-5xx",
         "unhealthy-hosts",
+        "replication-slot-lag",
         "backup-age-realtime",
         "backup-age-daily",
+        "probe-front-door",
+        "probe-service",
+        "probe-database",
+        "watch-silent",
+        "traffic-health-alarm",
     }
     team = primary.outputs["teamTopicArn"]
     for alarm in alarms.values():
@@ -263,14 +272,23 @@ def test_alarms_watch_5xx_unhealthy_hosts_and_backup_age(primary: StackRun, stan
     assert alarms["backup-age-daily"]["threshold"] == 26 * 3600
     assert alarms["backup-age-daily"]["dimensions"] == {"Site": "primary", "Kind": "daily"}
     assert alarms["backup-age-realtime"]["threshold"] == 300
-    assert alarms["backup-age-realtime"]["treatMissingData"] == "breaching"
-    assert "replica-lag" not in alarms
+    # Missing backup figures are the watch not running, said once by watch-silent, not by every alarm.
+    assert alarms["backup-age-realtime"]["treatMissingData"] == "missing"
+    assert alarms["watch-silent"]["treatMissingData"] == "breaching"
+    slot = alarms["replication-slot-lag"]
+    assert (slot["namespace"], slot["metricName"]) == ("AWS/RDS", "OldestReplicationSlotLag")
+    assert slot["dimensions"] == {"DBInstanceIdentifier": "order-recovery-primary"}
+    assert slot["threshold"] == 64 * 1024 * 1024
 
-    lag = _alarms(standby)["replica-lag"]
-    assert (lag["namespace"], lag["metricName"]) == ("AWS/RDS", "ReplicaLag")
-    assert lag["dimensions"] == {"DBInstanceIdentifier": "order-recovery-standby"}
+    standby_alarms = _alarms(standby)
+    assert "replication-slot-lag" not in standby_alarms and "traffic-health-alarm" not in standby_alarms
+    # RDS's ReplicaLag grows to minutes on an idle primary: the standby alarms on the watch's own figures.
+    assert not [a for a in standby_alarms.values() if a["metricName"] == "ReplicaLag"]
+    lag = standby_alarms["replication-lag-seconds"]
+    assert (lag["namespace"], lag["metricName"]) == ("OrderRecovery", "ReplicationLagSeconds")
+    assert lag["dimensions"] == {"Site": "standby"}
     assert lag["threshold"] == 30
-    assert lag["treatMissingData"] == "breaching"
+    assert standby_alarms["replication-lag-bytes"]["threshold"] == 64 * 1024 * 1024
     assert lag["alarmActions"] == [standby.outputs["teamTopicArn"]]
 
 
@@ -361,13 +379,31 @@ def test_standby_replicates_the_primary_bucket_into_its_own(primary: StackRun, s
     assert standby.outputs["replicationRoleArn"] == role.state["arn"]
 
 
-def test_lock_table_is_encrypted_recoverable_and_protected(primary: StackRun) -> None:
-    table = primary.one("aws:dynamodb/table:Table").inputs
-    assert table["hashKey"] == "lockId"
-    assert table["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": _key_arn(primary)}
-    assert table["pointInTimeRecovery"]["enabled"] is True
-    assert table["deletionProtectionEnabled"] is True
-    assert table["ttl"] == {"attributeName": "expiresAt", "enabled": True}
+def test_lock_table_is_one_global_table_both_sites_see(primary: StackRun, standby: StackRun) -> None:
+    table = primary.one("aws:dynamodb/table:Table")
+    inputs = table.inputs
+    assert inputs["hashKey"] == "lock_id"
+    assert inputs["attributes"] == [{"name": "lock_id", "type": "S"}]
+    assert inputs["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": _key_arn(primary)}
+    assert inputs["pointInTimeRecovery"]["enabled"] is True
+    assert inputs["deletionProtectionEnabled"] is True
+    assert inputs["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    # A global table needs streams; the replica is the standby stack's, so this stack must not drop it.
+    assert (inputs["streamEnabled"], inputs["streamViewType"]) == (True, "NEW_AND_OLD_IMAGES")
+    assert "replicas" in table.ignore_changes
+    assert not standby.of_type("aws:dynamodb/table:Table")
+    replica = standby.one("aws:dynamodb/tableReplica:TableReplica")
+    assert replica.inputs["globalTableArn"] == primary.outputs["lockTableArn"]
+    assert replica.inputs["kmsKeyArn"] == _key_arn(standby)
+    assert replica.inputs["pointInTimeRecovery"] is True
+    assert replica.inputs["deletionProtectionEnabled"] is True
+    assert standby.region_of(replica) == "us-west-2"
+    # One name in both regions; each stack says where its replica answers.
+    assert primary.outputs["lockTableName"] == standby.outputs["lockTableName"]
+    assert (primary.outputs["lockTableRegion"], standby.outputs["lockTableRegion"]) == (
+        "us-east-1",
+        "us-west-2",
+    )
 
 
 # -- traffic -----------------------------------------------------------------------------------------------
@@ -411,29 +447,47 @@ def _role_policy(run: StackRun, part: str) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for s in _statements(policy)}
 
 
-def test_instance_role_writes_backups_but_cannot_delete_them(primary: StackRun) -> None:
-    statements = _role_policy(primary, "instance-policy")
-    bucket = primary.outputs["backupBucketArn"]
-    write = statements["WriteAndReadBackups"]
-    assert write["Effect"] == "Allow"
-    assert "s3:PutObject" in _actions(write)
-    assert write["Resource"] == [f"{bucket}/backups/*"]
-    deny = statements["NeverDestroyBackups"]
-    assert deny["Effect"] == "Deny"
-    for action in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"):
-        assert action in _actions(deny)
-    assert set(deny["Resource"]) == {bucket, f"{bucket}/*"}
-    for statement in statements.values():
-        if statement["Effect"] != "Allow":
-            continue
-        actions = _actions(statement)
-        assert not any(a == "*" or a.endswith(":*") or a.startswith("s3:Delete") for a in actions), statement[
-            "Sid"
+def test_instance_role_writes_only_its_log_files_and_never_makes_data_keys(
+    primary: StackRun, standby: StackRun
+) -> None:
+    for run in (primary, standby):
+        site = run.outputs["site"]
+        statements = _role_policy(run, "instance-policy")
+        bucket = run.outputs["backupBucketArn"]
+        writes = [s for s in statements.values() if s["Effect"] == "Allow" and "s3:PutObject" in _actions(s)]
+        assert [s["Resource"] for s in writes] == [[f"{bucket}/logs/{site}/*"]]
+        # Nothing of the hosts' may touch the backup prefix: no write, no read.
+        for statement in statements.values():
+            if statement["Effect"] == "Allow":
+                assert not any("/backups/" in r for r in statement["Resource"]), statement["Sid"]
+        deny = statements["NeverDestroyBackups"]
+        assert deny["Effect"] == "Deny"
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"):
+            assert action in _actions(deny)
+        assert set(deny["Resource"]) == {bucket, f"{bucket}/*"}
+        # The site key only through S3, SQS and SNS, and through S3 only for its own prefixes: a host
+        # cannot ask KMS for a data key to wrap a backup.
+        kms = [s for s in statements.values() if any(a.startswith("kms:") for a in _actions(s))]
+        assert len(kms) == 1
+        key = kms[0]
+        assert key["Resource"] == [_key_arn(run)]
+        region = run.outputs["region"]
+        assert key["Condition"]["StringEquals"] == {
+            "kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in ("s3", "sqs", "sns")]
+        }
+        assert key["Condition"]["StringLikeIfExists"]["kms:EncryptionContext:aws:s3:arn"] == [
+            bucket,
+            f"{bucket}/logs/{site}/*",
+            f"{bucket}/releases/*",
         ]
-        if statement["Resource"] == ["*"]:
-            assert actions == ["cloudwatch:PutMetricData"]
-            assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "OrderRecovery"}}
-    assert statements["WrapAndUnwrapDataKeys"]["Resource"] == [_key_arn(primary)]
+        assert "kms:Encrypt" not in _actions(key)
+        for statement in statements.values():
+            if statement["Effect"] != "Allow":
+                continue
+            actions = _actions(statement)
+            assert not any(a == "*" or a.endswith(":*") or a.startswith("s3:Delete") for a in actions)
+            assert statement["Resource"] != ["*"], statement["Sid"]
+        assert statements["ReadServiceDatabasePassword"]["Resource"] == [run.outputs["serviceDbSecretArn"]]
 
 
 def test_runbook_role_is_separate_and_scoped_to_its_site(primary: StackRun, standby: StackRun) -> None:
@@ -451,9 +505,22 @@ def test_runbook_role_is_separate_and_scoped_to_its_site(primary: StackRun, stan
                 actions = _actions(statement)
                 assert not any(a == "*" or a.endswith(":*") or a.startswith("s3:Delete") for a in actions)
         role = next(r for r in run.of_type(ROLE) if "runbook" in r.name)
-        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
-        assert trust["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        assert len(trust) == 1
+        assert trust[0]["Principal"] == {
+            "AWS": [
+                f"arn:aws:iam::{ACCOUNT}:role/order-recovery-operators",
+                f"arn:aws:iam::{ACCOUNT}:role/order-recovery-pipeline",
+            ]
+        }
+        assert not any(p.endswith(":root") for p in trust[0]["Principal"]["AWS"])
         assert run.outputs["runbookRoleArn"] == role.state["arn"] != run.outputs["instanceRoleArn"]
+        # The backups the runbooks write: the key without a ViaService condition, the backup prefix.
+        assert statements["ReadAndWriteBackups"]["Resource"] == [
+            f"{run.outputs['backupBucketArn']}/backups/*"
+        ]
+        assert "kms:GenerateDataKey" in _actions(statements["UseTheSiteKey"])
+        assert "Condition" not in statements["UseTheSiteKey"]
 
 
 # -- outputs: the contract with `recovery target from-pulumi` ----------------------------------------------
