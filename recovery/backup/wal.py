@@ -25,10 +25,10 @@ SERIES_SUFFIX = ".wal"
 WAL_MANIFEST_SUFFIX = ".json"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 
-_SEGMENT = re.compile(r"^(?P<tli>[0-9A-F]{8})(?P<log>[0-9A-F]{8})(?P<seg>[0-9A-F]{8})$")
-_BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
-_TIMELINE_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
-_LSN = re.compile(r"^(?P<hi>[0-9A-Fa-f]{1,8})/(?P<lo>[0-9A-Fa-f]{1,8})$")
+_SEGMENT = re.compile(r"^(?P<tli>[0-9A-F]{8})(?P<log>[0-9A-F]{8})(?P<seg>[0-9A-F]{8})\Z")
+_BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup\Z")
+_TIMELINE_HISTORY = re.compile(r"^[0-9A-F]{8}\.history\Z")
+_LSN = re.compile(r"^(?P<hi>[0-9A-Fa-f]{1,8})/(?P<lo>[0-9A-Fa-f]{1,8})\Z")
 
 
 def is_wal_file_name(name: str) -> bool:
@@ -170,7 +170,7 @@ def restore_point_key(name: str) -> str:
 
 
 def check_restore_point_name(name: str) -> str:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", name):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
         raise UsageError(
             f"restore point name {name!r} is not allowed; use 1-63 letters, digits, '.', '_' or '-'"
         )

@@ -58,8 +58,8 @@ StreamOpener = Callable[[], AbstractContextManager[ReadableStream]]
 
 _CHUNK = 1024 * 1024
 _NAME_LIMIT = 63  # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)
-_LIVE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-_RESTORE_ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_LIVE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\Z")
+_RESTORE_ID = re.compile(r"^[a-z0-9][a-z0-9_]*\Z")
 _SWAP_WAIT_SECONDS = 15.0
 # Scratch loads may lose their last commits in a server crash (the restore is rerun from scratch then);
 # the final ANALYZE commits synchronously, which flushes all WAL before it.
