@@ -95,6 +95,13 @@ class KeySource(_Frozen):
         return self
 
 
+class LockTable(_Frozen):
+    """The DynamoDB table holding the target-wide lock (partition key `lock_id`, a string)."""
+
+    name: str = Field(min_length=3, max_length=255)
+    region: str
+
+
 class Traffic(_Frozen):
     """The Route53 failover records clients follow, and the front door URL they use."""
 
@@ -125,6 +132,8 @@ class Target(_Frozen):
     keys: KeySource
     traffic: Traffic
     objectives: Objectives = Objectives()
+    # The lock every controller sees; None: the controller's flock alone (recovery.engine.lock).
+    lock_table: LockTable | None = None
     intake_queue_url: str | None = None
     team_topic_arn: str | None = None
     customer_topic_arn: str | None = None
