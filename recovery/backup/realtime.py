@@ -65,6 +65,7 @@ from recovery.backup.wal import (
     parse_wal_keys,
     restore_point_key,
     series_id,
+    wal_key_context,
     wal_manifest_key,
     wal_object_key,
 )
@@ -196,7 +197,7 @@ class _Sealed:
 
 
 def _seal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: KeyProvider) -> _Sealed:
-    data_key = keys.new_data_key()
+    data_key = keys.new_data_key(context=wal_key_context(series, file_name))
     sealed = io.BytesIO()
     result = encode(io.BytesIO(raw), sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
     manifest = WalManifest(
@@ -745,7 +746,9 @@ def fetch_wal(store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider) ->
         raise IntegrityError(
             f"{store.describe(key.manifest_key)} describes another WAL file; use the other copy"
         )
-    data_key = keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+    data_key = keys.unwrap(
+        manifest.key.key_id, manifest.key.wrapped_data_key, context=wal_key_context(key.series, key.file_name)
+    )
     with store.open(key.object_key) as stream:
         result = decode(stream, sink, data_key, codec_id(key.series, key.file_name))
     if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:

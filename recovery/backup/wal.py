@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from recovery.backup.keys import backup_context
 from recovery.backup.manifest import KeyInfo, Sha256Hex, Sizes, StoredDocument
 from recovery.errors import UsageError
 
@@ -89,6 +90,11 @@ def codec_id(series: str, file_name: str) -> str:
     return f"{series}/{file_name}"
 
 
+def wal_key_context(series: str, file_name: str) -> dict[str, str]:
+    """The encryption context of a WAL file's data key: its data key opens that file only."""
+    return backup_context(codec_id(series, file_name), WAL_DOMAIN, "wal")
+
+
 @dataclass(frozen=True)
 class WalKey:
     """A WAL object found in a store listing."""
@@ -147,6 +153,7 @@ class WalManifest(StoredDocument):
         if not is_wal_file_name(value):
             raise ValueError(f"{value!r} is not a WAL file name")
         return value
+
 
 class RestorePoint(StoredDocument):
     """A named restore point: where it is in the WAL and when it was taken."""

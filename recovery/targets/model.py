@@ -85,6 +85,9 @@ class KeySource(_Frozen):
     kms_key_id: str | None = None
     region: str | None = None
     keyring: Path | None = None
+    # The KMS HMAC key (GENERATE_VERIFY_MAC) that authenticates manifests; only the runbook side may use
+    # it. None: the alias recovery.backup.keys.DEFAULT_MANIFEST_MAC_KEY.
+    manifest_mac_key_id: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> KeySource:
