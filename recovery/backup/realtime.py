@@ -188,6 +188,35 @@ def _verified_copy(store: ObjectStore, series: str, file_name: str) -> WalManife
     return manifest
 
 
+class _Digest:
+    """A sink that only hashes what it is given."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+
+def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, keys: KeyProvider) -> bool:
+    """True only when the copy's object decrypts to exactly `raw` (the spooled file).
+
+    A stored object and a manifest that agree with each other prove nothing about the spooled file: a
+    planted pair under a future segment name, or the segment of an older cluster with the same name,
+    agree too. Decrypting the object under its own name and comparing the plaintext's digest with the
+    spooled file's is what lets the spool forget the file.
+    """
+    if _verified_copy(store, series, file_name) is None:
+        return False
+    sink = _Digest()
+    try:
+        fetch_wal(store, WalKey(series, file_name), sink, keys)
+    except IntegrityError:  # includes a data key that does not open it
+        return False
+    return sink.hash.digest() == hashlib.sha256(raw).digest()
+
+
 @dataclass(frozen=True)
 class _Sealed:
     """One WAL file encrypted once; the same bytes and manifest go to every copy that lacks it."""
@@ -282,14 +311,23 @@ def ship_wal(
         written_at = datetime.fromtimestamp(float(entry.st_mtime or 0), UTC)
         series = series_id(written_at.date())
         path = f"{spool}/{entry.filename}"
-        missing = [store for store in chosen.both if _verified_copy(store, series, entry.filename) is None]
+        raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
+        missing = [
+            store for store in chosen.both if not holds_bytes(store, series, entry.filename, raw, chosen.keys)
+        ]
         stored_bytes = 0
         if missing:
-            raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
             sealed = _seal(series, entry.filename, raw, written_at, chosen.keys)
             for store in missing:
+                # Write-once: a different object already under this name (planted, or another cluster's
+                # segment) refuses the write, and the file stays in the spool for a person to look at.
                 stored_bytes = _store_wal(store, sealed).sizes.stored
-        # Both copies verified: only now may the host forget the file.
+                if not holds_bytes(store, series, entry.filename, raw, chosen.keys):
+                    raise IntegrityError(
+                        f"{store.describe(wal_object_key(series, entry.filename))} does not hold the spooled "
+                        "bytes after upload; the file stays in the spool"
+                    )
+        # Both copies proven to hold these very bytes: only now may the host forget the file.
         sftp.remove(path)
         shipped.append(
             ShippedFile(

@@ -16,7 +16,7 @@ from recovery.backup.manifest import Manifest, SourcePosition
 from recovery.backup.naming import BackupName
 from recovery.backup.repository import BackupMetadata, next_backup_name, read_backup, write_backup
 from recovery.backup.stores import FilesystemStore
-from recovery.errors import IntegrityError, KeyUnavailable, PreconditionFailed
+from recovery.errors import IntegrityError, PreconditionFailed
 
 DAY = date(2026, 11, 25)
 Stores = tuple[FilesystemStore, FilesystemStore]
