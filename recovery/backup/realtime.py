@@ -64,7 +64,9 @@ from recovery.backup.wal import (
     is_wal_file_name,
     parse_wal_keys,
     restore_point_key,
+    segment_system_identifier,
     series_id,
+    series_system,
     wal_key_context,
     wal_manifest_key,
     wal_object_key,
@@ -239,6 +241,7 @@ def _seal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: K
         sha256=result.sha256,
         chunk_size=result.chunk_size,
         key=key_info(data_key),
+        system_identifier=series_system(series),
     )
     return _Sealed(sealed.getvalue(), manifest)
 
@@ -286,6 +289,23 @@ def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytes, da
     return raw, written_at
 
 
+def cluster_system_identifier(target: Target) -> str:
+    """The primary cluster's system identifier: the first 8 bytes of `global/pg_control` on its host."""
+    database = target.primary.database
+    if database.data_dir is None:
+        raise UsageError("the target's primary database has no data_dir; add it so its identity can be read")
+    host = database_host(target)
+    path = f"{database.data_dir}/global/pg_control"
+    try:
+        with remote.connection(host).sftp().open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ExternalFailure(f"cannot read {path} on host {host.name}: {exc}") from None
+    if len(head) != 8:
+        raise ExternalFailure(f"{path} on host {host.name} is too short to name its cluster")
+    return str(int.from_bytes(head, "little"))
+
+
 def ship_wal(
     target: Target, *, stores: RealtimeStores | None = None, aws: AwsDriver | None = None
 ) -> ShipReport:
@@ -306,12 +326,17 @@ def ship_wal(
         key=lambda entry: entry.filename,
     )
     shipped: list[ShippedFile] = []
+    cluster: str | None = None
     for entry in spooled:
-        # Whole seconds from the listing are enough for the day; the exact time comes with the bytes.
-        written_at = datetime.fromtimestamp(float(entry.st_mtime or 0), UTC)
-        series = series_id(written_at.date())
         path = f"{spool}/{entry.filename}"
         raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
+        # A segment names the cluster that wrote it; a history or backup-label file is the running
+        # cluster's (it is archived as it is written).
+        system = segment_system_identifier(raw)
+        if system is None:
+            cluster = cluster or cluster_system_identifier(target)
+            system = cluster
+        series = series_id(written_at.date(), system)
         missing = [
             store for store in chosen.both if not holds_bytes(store, series, entry.filename, raw, chosen.keys)
         ]
@@ -388,6 +413,9 @@ class WalRange(StoredDocument):
     end_lsn: str
     started_at: datetime
     ended_at: datetime
+    # The cluster the base backup is of: only that cluster's WAL series extend it (None: older records,
+    # which read the series written without an identifier).
+    system_identifier: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
 
     @property
     def first_segment(self) -> Segment:
@@ -525,6 +553,7 @@ def take_base_backup(
     pg_basebackup = db.pg_tool(database, "pg_basebackup")
     today = day or datetime.now(UTC).date()
     orders_name = next_backup_name(chosen.both, today, "orders", "realtime")
+    system_identifier = cluster_system_identifier(target)
     started_at, _ = _db_facts(database)
     env = dict(os.environ, LC_MESSAGES="C", PGCONNECT_TIMEOUT="10")
     if database.passfile is not None:
@@ -583,6 +612,7 @@ def take_base_backup(
         end_lsn=str(facts["end_lsn"]),
         started_at=started_at,
         ended_at=orders.source.at,
+        system_identifier=system_identifier,
     )
     for store in chosen.both:
         store.put_bytes(wal_range_key(orders_name), wal_range.to_json())
@@ -725,6 +755,8 @@ def coverage(store: ObjectStore, name: BackupName) -> Coverage:
     first = wal_range.first_segment
     by_segment: dict[Segment, WalKey] = {}
     for found in parse_wal_keys(store.list_keys("orders/")):
+        if series_system(found.series) != wal_range.system_identifier:
+            continue  # another cluster's WAL, even with the same file names: never part of this run
         with contextlib.suppress(UsageError):
             segment = Segment.parse(found.file_name)
             if segment.timeline == first.timeline and segment.number >= first.number:

@@ -72,9 +72,33 @@ class Segment:
         return cls(timeline, parse_lsn(lsn) // segment_size)
 
 
-def series_id(day: date) -> str:
-    """The WAL series of a day: the realtime backup id of that day plus `.wal`."""
-    return f"{day:%Y%m%d}-{WAL_DOMAIN}-realtime{SERIES_SUFFIX}"
+def series_id(day: date, system_identifier: str | None = None) -> str:
+    """The WAL series of a day and a cluster: `<YYYYMMDD>-orders-realtime.<system identifier>.wal`.
+
+    A WAL file name restarts at `000000010000000000000001` in a cluster made anew by initdb, so the day
+    alone cannot tell two clusters apart: the cluster's system identifier is part of the series. Series
+    written before carried no identifier (`<YYYYMMDD>-orders-realtime.wal`).
+    """
+    cluster = f".{system_identifier}" if system_identifier else ""
+    return f"{day:%Y%m%d}-{WAL_DOMAIN}-realtime{cluster}{SERIES_SUFFIX}"
+
+
+def series_system(series: str) -> str | None:
+    """The cluster's system identifier a series belongs to; None for a series written without one."""
+    middle = series.removesuffix(SERIES_SUFFIX).split(".")
+    return middle[1] if len(middle) == 2 and middle[1].isdigit() else None
+
+
+# XLogLongPageHeaderData: xlp_magic u16, xlp_info u16, xlp_tli u32, xlp_pageaddr u64, xlp_rem_len u32,
+# padding to 24 bytes, then xlp_sysid u64 (little-endian on the hosts we run on).
+_XLP_LONG_HEADER = 0x0002
+
+
+def segment_system_identifier(raw: bytes) -> str | None:
+    """The system identifier written in a WAL segment's first page header; None when it has none."""
+    if len(raw) < 32 or not int.from_bytes(raw[2:4], "little") & _XLP_LONG_HEADER:
+        return None
+    return str(int.from_bytes(raw[24:32], "little"))
 
 
 def wal_object_key(series: str, file_name: str) -> str:
@@ -139,6 +163,8 @@ class WalManifest(StoredDocument):
     sha256: Sha256Hex
     chunk_size: int = Field(gt=0)
     key: KeyInfo
+    # The cluster that wrote the file (pg_control's system identifier); None in older manifests.
+    system_identifier: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
 
     @field_validator("written_at", "shipped_at")
     @classmethod
