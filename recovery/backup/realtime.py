@@ -346,12 +346,8 @@ def ship_wal(
             for store in missing:
                 # Write-once: a different object already under this name (planted, or another cluster's
                 # segment) refuses the write, and the file stays in the spool for a person to look at.
+                # Read back by `_store_wal`: the stored object is our own encoding of these bytes.
                 stored_bytes = _store_wal(store, sealed).sizes.stored
-                if not holds_bytes(store, series, entry.filename, raw, chosen.keys):
-                    raise IntegrityError(
-                        f"{store.describe(wal_object_key(series, entry.filename))} does not hold the spooled "
-                        "bytes after upload; the file stays in the spool"
-                    )
         # Both copies proven to hold these very bytes: only now may the host forget the file.
         sftp.remove(path)
         shipped.append(

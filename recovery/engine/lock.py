@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import ClientError
 
@@ -66,7 +66,26 @@ def read_holder(path: Path) -> LockHolder | None:
         return None
 
 
-class TargetLock:
+class _HeldInBlock:
+    """`with lock:` acquires on entry and releases on exit, also after an error."""
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+class TargetLock(_HeldInBlock):
     """The exclusive lock of one target. Use as a context manager around a mutating run."""
 
     def __init__(self, state_dir: Path, target: str, holder: LockHolder) -> None:
@@ -112,17 +131,8 @@ class TargetLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> TargetLock:
-        self.acquire()
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-
-
-class DynamoLock:
+class DynamoLock(_HeldInBlock):
     """The lease of one target in a DynamoDB table (partition key `lock_id`, a string).
 
     Item: `lock_id` (the target), `owner` (this acquisition's id), `token` (fencing token: +1 at every
@@ -204,22 +214,30 @@ class DynamoLock:
         self._renewer = threading.Thread(target=self._renew_loop, name=f"lock-{self.lock_id}", daemon=True)
         self._renewer.start()
 
+    def _set_own_expiry(self, action: str, expires_at: float, *, unexpired_at: float | None = None) -> None:
+        """Move our lease's end, only while the item is still our acquisition (owner and token)."""
+        condition = "#owner = :owner AND #token = :token"
+        values = {
+            ":owner": {"S": self.owner},
+            ":token": {"N": str(self.token)},
+            ":expires": {"N": _number(expires_at)},
+        }
+        if unexpired_at is not None:
+            condition += " AND expires_at >= :now"
+            values[":now"] = {"N": _number(unexpired_at)}
+        self._update(
+            action,
+            UpdateExpression="SET expires_at = :expires",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#owner": "owner", "#token": "token"},
+            ExpressionAttributeValues=values,
+        )
+
     def renew(self) -> bool:
         """Push the lease forward; False (and `lost`) when it is no longer ours."""
         now = self._clock()
         try:
-            self._update(
-                "renew the target lock",
-                UpdateExpression="SET expires_at = :expires",
-                ConditionExpression="#owner = :owner AND #token = :token AND expires_at >= :now",
-                ExpressionAttributeNames={"#owner": "owner", "#token": "token"},
-                ExpressionAttributeValues={
-                    ":owner": {"S": self.owner},
-                    ":token": {"N": str(self.token)},
-                    ":expires": {"N": _number(now + self.lease_seconds)},
-                    ":now": {"N": _number(now)},
-                },
-            )
+            self._set_own_expiry("renew the target lock", now + self.lease_seconds, unexpired_at=now)
         except _ConditionFailed:
             self.lost = True
             return False
@@ -242,17 +260,7 @@ class DynamoLock:
             return
         # Only our own acquisition may free the item: after a takeover the new owner's lease stands.
         with contextlib.suppress(_ConditionFailed):
-            self._update(
-                "release the target lock",
-                UpdateExpression="SET expires_at = :zero",
-                ConditionExpression="#owner = :owner AND #token = :token",
-                ExpressionAttributeNames={"#owner": "owner", "#token": "token"},
-                ExpressionAttributeValues={
-                    ":owner": {"S": self.owner},
-                    ":token": {"N": str(self.token)},
-                    ":zero": {"N": "0"},
-                },
-            )
+            self._set_own_expiry("release the target lock", 0)
         self.token = None
 
     def _refusal(self) -> str:
@@ -272,15 +280,6 @@ class DynamoLock:
             f"target {self.lock_id} is locked by run {holder.run_id} ({holder.runbook}, pid {holder.pid} on "
             f"{holder.host}, since {holder.started_at}, lease until {until}); wait for it to finish"
         )
-
-    def __enter__(self) -> DynamoLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 class _ConditionFailed(Exception):

@@ -8,7 +8,6 @@ and chosen by the default restore.
 from __future__ import annotations
 
 import io
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from raw_checker import summarise
 
 from recovery.backup.catalog import Catalog, CopyState
-from recovery.backup.keys import Keyring, backup_context, write_keyring
+from recovery.backup.keys import Keyring, backup_context
 from recovery.backup.manifest import Manifest, SourcePosition
 from recovery.backup.naming import BackupName
 from recovery.backup.repository import BackupMetadata, manifest_key, read_backup, write_backup
@@ -27,13 +26,6 @@ from recovery.restore.selection import select_backups
 DAY = date(2026, 11, 25)
 AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 Stores = tuple[FilesystemStore, FilesystemStore]
-
-
-@pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    path = tmp_path / "keyring.json"
-    write_keyring(path, {"kek-2026": os.urandom(32)}, active="kek-2026")
-    return Keyring.load(path)
 
 
 @pytest.fixture

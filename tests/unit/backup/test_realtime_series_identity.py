@@ -5,13 +5,10 @@ reverse)."""
 from __future__ import annotations
 
 import io
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
-from recovery.backup.keys import Keyring, write_keyring
+from recovery.backup.keys import Keyring
 from recovery.backup.manifest import SourcePosition
 from recovery.backup.naming import BackupName
 from recovery.backup.realtime import WalRange, _seal, _store_wal, coverage, wal_range_key
@@ -21,13 +18,6 @@ from recovery.backup.wal import Segment, segment_system_identifier, series_id, s
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 OLD, NEW = "7441234567890123456", "7449999999999999999"
-
-
-@pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    path = tmp_path / "keyring.json"
-    write_keyring(path, {"kek-2026": os.urandom(32)}, active="kek-2026")
-    return Keyring.load(path)
 
 
 def _segment(system: str, number: int) -> bytes:

@@ -24,13 +24,6 @@ SERIES = series_id(AT.date())
 
 
 @pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    path = tmp_path / "keyring.json"
-    write_keyring(path, {"kek-2026": os.urandom(32)}, active="kek-2026")
-    return Keyring.load(path)
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> FilesystemStore:
     return FilesystemStore(tmp_path / "local", "local")
 
