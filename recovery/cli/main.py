@@ -56,11 +56,8 @@ def _wants_json(argv: list[str]) -> bool:
 
 def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
     if _wants_json(argv):
-        doc = envelope(
-            " ".join(a for a in argv if not a.startswith("-"))[:80],
-            "error",
-            {"code": code, "message": message, "exit_code": exit_code},
-        )
+        doc = envelope(" ".join(a for a in argv if not a.startswith("-"))[:80], "error",
+                       {"code": code, "message": message, "exit_code": exit_code})
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     sys.stderr.write(f"error[{code}]: {message}\n")
     return exit_code

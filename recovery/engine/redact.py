@@ -30,31 +30,17 @@ _SECRET_FRAGMENTS = (
 _SECRET_WORDS = frozenset({"pwd", "pw", "cookie"})
 # Word pairs that mark key material (a bare "key" word is too common: kms_key_id, ssh_key path).
 _SECRET_PAIRS = frozenset(
-    {
-        ("private", "key"),
-        ("key", "material"),
-        ("data", "key"),
-        ("api", "key"),
-        ("access", "key"),
-        ("secret", "key"),
-        ("session", "key"),
-        ("signing", "key"),
-        ("encryption", "key"),
-        ("master", "key"),
-    }
+    {("private", "key"), ("key", "material"), ("data", "key"), ("api", "key"), ("access", "key"),
+     ("secret", "key"), ("session", "key"), ("signing", "key"), ("encryption", "key"), ("master", "key")}
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host -> scheme://user:<redacted>@host
     (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@"), rf"\1:{REDACTED}@"),
     # libpq conninfo and similar key=value strings
-    (
-        re.compile(
-            r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^\s;,)'\"]+)",
-            re.IGNORECASE,
-        ),
-        rf"\1\2{REDACTED}",
-    ),
+    (re.compile(r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^\s;,)'\"]+)",
+                re.IGNORECASE),
+     rf"\1\2{REDACTED}"),
     (re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL), REDACTED),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
 )

@@ -415,7 +415,12 @@ def _run_loads(loads: Mapping[str, _Load], workers: int, timer: _Timer) -> dict[
 
 
 def _load_domain(
-    pg_restore: _AsOwner, scratch: str, domain: str, source: Source, names: RestoreNames, stop: threading.Event
+    pg_restore: _AsOwner,
+    scratch: str,
+    domain: str,
+    source: Source,
+    names: RestoreNames,
+    stop: threading.Event,
 ) -> None:
     _pipe_into(pg_restore, scratch, partial(_feed, source, domain), f"the {domain} domain", names, stop)
 
