@@ -239,9 +239,7 @@ def restore_beside(
             # The restored content runs as the live database's owner, never as the superuser we connect
             # as: a schema or rows crafted into a backup get only the owner's rights.
             as_owner = _AsOwner(pg_restore, live.owner)
-            return _fill(
-                conninfo_admin, bin_dir, as_owner, plan, schema_stream, domain_streams, timer, jobs
-            )
+            return _fill(conninfo_admin, bin_dir, as_owner, plan, schema_stream, domain_streams, timer, jobs)
     except BaseException:
         _drop_quietly(conninfo_admin, names.scratch)
         raise
