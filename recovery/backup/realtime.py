@@ -644,11 +644,19 @@ def switch_and_wait_archived(database: Database, *, timeout: float = 60) -> str:
     moment ago), the start of the current one; either way that LSN sits on a segment boundary, for which
     pg_walfile_name() names the segment before it: the last one that holds anything written so far.
     (Reading pg_current_wal_lsn() first and switching after races with archive_timeout.)
+    Measured on PostgreSQL 18: right after a switch (a base backup's end, say) with nothing written
+    since, the no-op switch's LSN names the current, empty segment, which is never archived; the one
+    to wait for is then the segment before it.
     """
     with db.connect(database, dbname="postgres") as conn:
-        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        row = conn.execute(
+            "SELECT pg_walfile_name(pg_switch_wal()), pg_walfile_name(pg_current_wal_insert_lsn())"
+        ).fetchone()
         assert row is not None
-        segment = str(row[0])
+        segment, current = str(row[0]), str(row[1])
+        if segment == current:
+            empty = Segment.parse(current)
+            segment = Segment(empty.timeline, empty.number - 1).name()
         deadline = time.monotonic() + timeout
         while True:
             done = conn.execute(
