@@ -8,6 +8,7 @@ and chosen by the default restore.
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from raw_checker import summarise
 
 from recovery.backup.catalog import Catalog, CopyState
-from recovery.backup.keys import Keyring, backup_context
+from recovery.backup.keys import Keyring, backup_context, write_keyring
 from recovery.backup.manifest import Manifest, SourcePosition
 from recovery.backup.naming import BackupName
 from recovery.backup.repository import BackupMetadata, manifest_key, read_backup, write_backup
@@ -91,3 +92,16 @@ def test_a_data_key_opens_only_the_backup_it_was_made_for(keyring: Keyring) -> N
     assert keyring.unwrap("kek-2026", data_key.wrapped, context=mine).plaintext == data_key.plaintext
     with pytest.raises(KeyUnavailable, match="belongs to another backup"):
         keyring.unwrap("kek-2026", data_key.wrapped, context=other)
+
+
+def test_no_trusted_manifest_at_all_is_a_refusal_naming_why(
+    stores: Stores, keyring: Keyring, tmp_path: Path
+) -> None:
+    _write(stores, keyring, b"users\t1\tgenuine\n", 1, AT)
+    other_path = tmp_path / "other.json"
+    write_keyring(other_path, {"kek-2027": os.urandom(32)}, active="kek-2027")
+    catalog = Catalog(stores[0], stores[1], Keyring.load(other_path))
+    selection = select_backups(catalog.entries(), ["users"])
+    refusal = selection.refusal("users")
+    assert refusal is not None and "no backup of users has a trusted manifest" in refusal.reason
+    assert "which keyring" in refusal.reason and "fails verification" in refusal.reason
