@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -51,6 +51,8 @@ class LockHolder:
     user: str
     host: str
     started_at: str
+    # The DynamoDB acquisition this run made (DynamoLock.owner), when the target has a lock table.
+    lease_owner: str = ""
 
 
 def lock_path(state_dir: Path, target: str) -> Path:
@@ -93,6 +95,8 @@ class TargetLock(_HeldInBlock):
         self.path = lock_path(state_dir, target)
         self.holder = holder
         self._fd: int | None = None
+        # The record a run that died holding this flock left behind (a clean release empties it).
+        self.abandoned: LockHolder | None = None
 
     def acquire(self) -> None:
         try:
@@ -108,6 +112,7 @@ class TargetLock(_HeldInBlock):
         except BlockingIOError:
             os.close(fd)
             raise LockHeld(self._refusal()) from None
+        self.abandoned = read_holder(self.path)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(asdict(self.holder)).encode(), 0)
         os.fsync(fd)
@@ -151,6 +156,7 @@ class DynamoLock(_HeldInBlock):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         renew_every: float | None = None,
         clock: Callable[[], float] = time.time,
+        owner: str | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("the lease must be positive")
@@ -162,7 +168,7 @@ class DynamoLock(_HeldInBlock):
         self.lease_seconds = lease_seconds
         self.renew_every = renew_every if renew_every is not None else lease_seconds / 3
         self._clock = clock
-        self.owner = f"{holder.run_id}/{uuid.uuid4().hex}"
+        self.owner = owner or new_lease_owner(holder.run_id)
         self.token: int | None = None
         self.lost = False  # the lease ran out or was taken over while we held it
         self._stop = threading.Event()
@@ -187,7 +193,12 @@ class DynamoLock(_HeldInBlock):
                 raise
         return answer
 
-    def acquire(self) -> None:
+    def acquire(self, *, abandoned_owner: str = "") -> None:
+        """Take the lease when it is free or expired, or when `abandoned_owner` still holds it.
+
+        `abandoned_owner` is the acquisition a run on this controller made before it died: its flock
+        (which the caller now holds) proves it no longer runs, so its lease need not be waited out.
+        """
         now = self._clock()
         try:
             answer = self._update(
@@ -195,7 +206,9 @@ class DynamoLock(_HeldInBlock):
                 UpdateExpression=(
                     "SET #owner = :owner, expires_at = :expires, holder = :holder ADD #token :one"
                 ),
-                ConditionExpression="attribute_not_exists(lock_id) OR expires_at < :now",
+                ConditionExpression=(
+                    "attribute_not_exists(lock_id) OR expires_at < :now OR #owner = :abandoned"
+                ),
                 ExpressionAttributeNames={"#owner": "owner", "#token": "token"},
                 ExpressionAttributeValues={
                     ":owner": {"S": self.owner},
@@ -203,6 +216,8 @@ class DynamoLock(_HeldInBlock):
                     ":holder": {"S": json.dumps(asdict(self.holder))},
                     ":one": {"N": "1"},
                     ":now": {"N": _number(now)},
+                    # Never empty: an empty string would match no owner anyway, but says so plainly.
+                    ":abandoned": {"S": abandoned_owner or "-"},
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -286,6 +301,11 @@ class _ConditionFailed(Exception):
     """A conditional write found the item held by someone else (not an error of AWS)."""
 
 
+def new_lease_owner(run_id: str) -> str:
+    """A unique id for one acquisition of the lease."""
+    return f"{run_id}/{uuid.uuid4().hex}"
+
+
 def _number(value: float) -> str:
     return f"{value:.3f}"
 
@@ -300,8 +320,9 @@ class TargetLocks:
     def __enter__(self) -> TargetLocks:
         self.local.acquire()
         if self.shared is not None:
+            abandoned = self.local.abandoned.lease_owner if self.local.abandoned else ""
             try:
-                self.shared.acquire()
+                self.shared.acquire(abandoned_owner=abandoned)
             except BaseException:
                 self.local.release()
                 raise
@@ -332,9 +353,12 @@ def lock_table_of(target: Target) -> tuple[str, str] | None:
 
 def target_lock(target: Target, holder: LockHolder, aws: AwsDriver | None = None) -> TargetLocks:
     """The lock a mutating run of `target` holds."""
-    local = TargetLock(target.state_dir, target.name, holder)
     table = lock_table_of(target)
     if table is None:
-        return TargetLocks(local, None)
-    shared = DynamoLock(aws or AwsDriver(target.aws), table[0], table[1], target.name, holder)
+        return TargetLocks(TargetLock(target.state_dir, target.name, holder), None)
+    # The flock's record names the lease acquisition too, so a later run on this controller can tell
+    # that a lease it finds is the one a dead run of this controller left.
+    owner = new_lease_owner(holder.run_id)
+    local = TargetLock(target.state_dir, target.name, replace(holder, lease_owner=owner))
+    shared = DynamoLock(aws or AwsDriver(target.aws), table[0], table[1], target.name, holder, owner=owner)
     return TargetLocks(local, shared)

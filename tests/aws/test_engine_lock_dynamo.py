@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from recovery.drivers.aws import AwsDriver
-from recovery.engine.lock import DynamoLock, LockHolder, TargetLock, TargetLocks
+from recovery.engine.lock import DynamoLock, LockHolder, TargetLock, TargetLocks, new_lease_owner
 from recovery.errors import LockHeld
 
 TABLE = "locks"
@@ -106,3 +108,37 @@ def test_the_local_flock_is_kept_and_dropped_when_the_table_refuses(table: AwsDr
     # The flock was released again: a run on this controller is not blocked by the refused attempt.
     with TargetLock(tmp_path, "shop", _holder("run-c")):
         pass
+
+
+def _locks(aws: AwsDriver, state_dir: Path, run_id: str, clock: Clock) -> TargetLocks:
+    owner = new_lease_owner(run_id)
+    local = TargetLock(state_dir, "shop", replace(_holder(run_id), lease_owner=owner))
+    shared = DynamoLock(
+        aws,
+        TABLE,
+        REGION,
+        "shop",
+        _holder(run_id),
+        lease_seconds=30,
+        renew_every=3600,
+        clock=clock,
+        owner=owner,
+    )
+    return TargetLocks(local, shared)
+
+
+def test_a_run_killed_on_this_controller_is_taken_over_at_once_by_the_next_one(
+    table: AwsDriver, tmp_path: Path
+) -> None:
+    clock = Clock()
+    killed = _locks(table, tmp_path / "ci-1", "run-a", clock).__enter__()
+    # Killed: the kernel drops its flock (the descriptor closes), its record and its lease stay.
+    assert killed.local._fd is not None
+    os.close(killed.local._fd)
+    # Another controller still waits for the lease ...
+    with pytest.raises(LockHeld, match="locked by run run-a"):
+        _locks(table, tmp_path / "ci-2", "run-c", clock).__enter__()
+    # ... but the next run on the same controller knows, by the flock, that run-a is gone.
+    with _locks(table, tmp_path / "ci-1", "run-b", clock) as resumed:
+        assert resumed.shared is not None and resumed.shared.token == 2
+    assert killed.shared is not None and killed.shared.renew() is False
