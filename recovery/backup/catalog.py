@@ -29,7 +29,7 @@ from recovery.backup.repository import (
 )
 from recovery.backup.stores import ObjectStore, stores_for
 from recovery.drivers.aws import AwsDriver
-from recovery.errors import IntegrityError, UsageError
+from recovery.errors import IntegrityError, KeyUnavailable, UsageError
 from recovery.targets.model import Target
 
 
@@ -140,6 +140,11 @@ class Catalog:
             return CopyStatus(CopyState.DAMAGED, exc.message), None
         if manifest is None:
             return CopyStatus(CopyState.DAMAGED, f"{store.describe(manifest_key(name))} is missing"), None
+        # Nothing in a manifest is believed before it authenticates: not its time, not its hashes.
+        problem = manifest.authentication_problem(self.keys)
+        if problem is not None:
+            where = store.describe(manifest_key(name))
+            return CopyStatus(CopyState.DAMAGED, f"manifest {where} is not trusted: {problem}"), None
         return CopyStatus(CopyState.PRESENT), manifest
 
     def entry(self, name: BackupName) -> CatalogEntry:
@@ -186,9 +191,9 @@ class Catalog:
     def _verify_copy(
         self, store: ObjectStore, name: BackupName, deep: bool, checker: ContentChecker | None
     ) -> CopyStatus:
-        manifest = read_manifest(store, name)
+        status, manifest = self._observe(store, name)
         if manifest is None:
-            return CopyStatus(CopyState.DAMAGED, f"{store.describe(manifest_key(name))} is missing")
+            return status
         where = store.describe(object_key(name))
         if not deep:
             digest, size = stored_sha256(store, name)
@@ -202,7 +207,7 @@ class Catalog:
         assert checker is not None and self.keys is not None
         # A key that cannot be unwrapped (KMS down, keyring without the id) is the operator's problem to
         # fix, not a verdict on the copy: that error propagates instead of marking the copy damaged.
-        data_key = self.keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+        data_key = manifest.unwrap_key(self.keys)
         check = checker(manifest)
         try:
             read_backup(store, name, check, self.keys, manifest, data_key=data_key)
@@ -222,7 +227,17 @@ class Catalog:
 
 
 def catalog_for(target: Target, aws: AwsDriver | None = None, *, with_keys: bool = True) -> Catalog:
-    """The catalog of a target's two S3 copies; `with_keys=False` lists and shallow-verifies without keys."""
+    """The catalog of a target's two S3 copies and its keys.
+
+    The keys authenticate every manifest, so they are always loaded; `with_keys=False` only tolerates a
+    keyring that is not at hand (its manifests then count as unauthenticated, never as trusted).
+    """
     driver = aws or AwsDriver(target.aws)
     local, remote = stores_for(target, driver)
-    return Catalog(local, remote, key_provider(target.keys, driver) if with_keys else None)
+    try:
+        keys: KeyProvider | None = key_provider(target.keys, driver)
+    except KeyUnavailable:
+        if with_keys:
+            raise
+        keys = None
+    return Catalog(local, remote, keys)

@@ -5,19 +5,33 @@ KMS wraps it in the lab (moto) and in AWS. Air-gapped sites use a keyring file i
 mode 0600, holding key-encryption keys by id; the data key is wrapped with AES key wrap (RFC 3394),
 which also detects a wrong key-encryption key when unwrapping. Key material never appears in a message,
 a repr or a log line.
+
+Every data key is bound to what it encrypts: KMS gets an encryption context (`backup_id`, `domain`,
+`kind`) that `Decrypt` must repeat, the keyring wraps under a key derived from the keyring key and the
+same context. A wrapped key lifted into another backup's manifest does not open there.
+
+The same providers authenticate manifests (`mac` / `verify_mac`): KMS `GenerateMac`/`VerifyMac` under a
+separate HMAC key that only the runbook side may use (the order hosts have no grant on it), or for a
+keyring an HMAC key derived from the keyring key. See docs/backup-format.md, "Who can do what".
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from recovery.errors import KeyUnavailable
@@ -28,6 +42,33 @@ if TYPE_CHECKING:
 
 DATA_KEY_BYTES = 32
 KeySourceKind = Literal["kms", "keyring"]
+KeyContext = Mapping[str, str]
+# The KMS HMAC key that authenticates manifests when the target names none: the stacks and the lab
+# create it under this alias.
+DEFAULT_MANIFEST_MAC_KEY = "alias/order-recovery-manifests"
+MAC_ALGORITHM = "HMAC_SHA_256"
+
+
+def backup_context(backup_id: str, domain: str, kind: str) -> dict[str, str]:
+    """The encryption context binding a data key to one backup (or WAL file): checked at unwrap."""
+    return {"backup_id": backup_id, "domain": domain, "kind": kind}
+
+
+def _canonical(context: KeyContext) -> bytes:
+    return json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _derive(key: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(key)
+
+
+@dataclass(frozen=True)
+class Mac:
+    """An authentication code over a canonical document, and the key that made it."""
+
+    source: KeySourceKind
+    key_id: str
+    value: bytes
 
 
 @dataclass(frozen=True)
@@ -49,9 +90,15 @@ class KeyProvider(Protocol):
 
     source: KeySourceKind
 
-    def new_data_key(self) -> DataKey: ...
+    def new_data_key(self, *, context: KeyContext) -> DataKey: ...
 
-    def unwrap(self, key_id: str, wrapped: bytes) -> DataKey: ...
+    def unwrap(self, key_id: str, wrapped: bytes, *, context: KeyContext) -> DataKey: ...
+
+    def mac(self, message: bytes) -> Mac: ...
+
+    def verify_mac(self, message: bytes, mac: Mac) -> str | None:
+        """None when `mac` authenticates `message` under a key of ours, else the reason it does not."""
+        ...
 
 
 class KmsKeys:
@@ -59,23 +106,56 @@ class KmsKeys:
 
     source: KeySourceKind = "kms"
 
-    def __init__(self, aws: AwsDriver, key_id: str, region: str) -> None:
+    def __init__(
+        self, aws: AwsDriver, key_id: str, region: str, mac_key_id: str = DEFAULT_MANIFEST_MAC_KEY
+    ) -> None:
         self._aws = aws
         self._key_id = key_id
         self._region = region
+        self._mac_key_id = mac_key_id
+        self._mac_key_names: tuple[str, str] | None = None  # (ARN, key id) of the manifest key
 
-    def new_data_key(self) -> DataKey:
+    def new_data_key(self, *, context: KeyContext) -> DataKey:
         kms = self._aws.kms(self._region)
         with self._aws.translate("generate a data key", f"KMS key {self._key_id}"):
-            answer = kms.generate_data_key(KeyId=self._key_id, KeySpec="AES_256")
+            answer = kms.generate_data_key(
+                KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=dict(context)
+            )
         # KMS answers with the key's ARN; store that so unwrapping never depends on an alias.
         return DataKey("kms", answer["KeyId"], answer["CiphertextBlob"], answer["Plaintext"])
 
-    def unwrap(self, key_id: str, wrapped: bytes) -> DataKey:
+    def unwrap(self, key_id: str, wrapped: bytes, *, context: KeyContext) -> DataKey:
         kms = self._aws.kms(self._region)
         with self._aws.translate("decrypt the data key", f"KMS key {key_id}"):
-            answer = kms.decrypt(CiphertextBlob=wrapped, KeyId=key_id)
+            answer = kms.decrypt(CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=dict(context))
         return DataKey("kms", key_id, wrapped, answer["Plaintext"])
+
+    def mac(self, message: bytes) -> Mac:
+        kms = self._aws.kms(self._region)
+        with self._aws.translate("authenticate a manifest", f"KMS key {self._mac_key_id}"):
+            answer = kms.generate_mac(Message=message, KeyId=self._mac_key_id, MacAlgorithm=MAC_ALGORITHM)
+        return Mac("kms", answer["KeyId"], answer["Mac"])
+
+    def verify_mac(self, message: bytes, mac: Mac) -> str | None:
+        if mac.source != "kms":
+            return f"it was authenticated by a {mac.source}, this target uses KMS"
+        kms = self._aws.kms(self._region)
+        # The MAC must come from our manifest key: a code made under any other HMAC key proves nothing.
+        if self._mac_key_names is None:
+            with self._aws.translate("look up the manifest key", f"KMS key {self._mac_key_id}"):
+                metadata = kms.describe_key(KeyId=self._mac_key_id)["KeyMetadata"]
+            self._mac_key_names = (str(metadata["Arn"]), str(metadata["KeyId"]))
+        ours = self._mac_key_names[0]
+        if mac.key_id not in self._mac_key_names:
+            return f"it was authenticated with {mac.key_id}, not with this target's manifest key"
+        with self._aws.translate("check a manifest's authentication", f"KMS key {ours}"):
+            try:
+                kms.verify_mac(Message=message, KeyId=ours, MacAlgorithm=MAC_ALGORITHM, Mac=mac.value)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "KMSInvalidMacException":
+                    return "its authentication code does not match its content"
+                raise
+        return None
 
 
 class Keyring:
@@ -132,25 +212,47 @@ class Keyring:
             keys[key_id] = material
         return cls(keys, active, origin)
 
-    def new_data_key(self) -> DataKey:
-        plaintext = os.urandom(DATA_KEY_BYTES)
-        wrapped = aes_key_wrap(self._keys[self._active], plaintext)
-        return DataKey("keyring", self._active, wrapped, plaintext)
-
-    def unwrap(self, key_id: str, wrapped: bytes) -> DataKey:
+    def _wrapping_key(self, key_id: str, context: KeyContext) -> bytes:
         kek = self._keys.get(key_id)
         if kek is None:
             raise KeyUnavailable(
                 f"keyring {self._origin} has no key {key_id!r}; load the keyring that holds it"
             )
+        # One wrapping key per backup: the context is bound the way KMS binds its encryption context.
+        return _derive(kek, b"order-recovery data key wrap v1\n" + _canonical(context))
+
+    def new_data_key(self, *, context: KeyContext) -> DataKey:
+        plaintext = os.urandom(DATA_KEY_BYTES)
+        wrapped = aes_key_wrap(self._wrapping_key(self._active, context), plaintext)
+        return DataKey("keyring", self._active, wrapped, plaintext)
+
+    def unwrap(self, key_id: str, wrapped: bytes, *, context: KeyContext) -> DataKey:
+        kek = self._wrapping_key(key_id, context)
         try:
             plaintext = aes_key_unwrap(kek, wrapped)
         except (InvalidUnwrap, ValueError):
             raise KeyUnavailable(
                 f"key {key_id!r} of keyring {self._origin} does not unwrap this data key; "
-                "the manifest is damaged or belongs to another keyring"
+                "the manifest is damaged, belongs to another backup or to another keyring"
             ) from None
         return DataKey("keyring", key_id, wrapped, plaintext)
+
+    def _mac_key(self, key_id: str) -> bytes:
+        return _derive(self._keys[key_id], b"order-recovery manifest mac v1")
+
+    def mac(self, message: bytes) -> Mac:
+        value = hmac.new(self._mac_key(self._active), message, hashlib.sha256).digest()
+        return Mac("keyring", self._active, value)
+
+    def verify_mac(self, message: bytes, mac: Mac) -> str | None:
+        if mac.source != "keyring":
+            return f"it was authenticated by {mac.source}, this target uses a keyring"
+        if mac.key_id not in self._keys:
+            return f"it was authenticated with key {mac.key_id!r}, which keyring {self._origin} lacks"
+        expected = hmac.new(self._mac_key(mac.key_id), message, hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, mac.value):
+            return "its authentication code does not match its content"
+        return None
 
 
 def check_keyring_mode(path: Path) -> None:
@@ -187,7 +289,8 @@ def key_provider(source: KeySource, aws: AwsDriver) -> KeyProvider:
     if source.kind == "kms":
         if source.kms_key_id is None or source.region is None:
             raise KeyUnavailable("the target's kms key source lacks kms_key_id or region; complete it")
-        return KmsKeys(aws, source.kms_key_id, source.region)
+        mac_key = source.manifest_mac_key_id or DEFAULT_MANIFEST_MAC_KEY
+        return KmsKeys(aws, source.kms_key_id, source.region, mac_key)
     if source.keyring is None:
         raise KeyUnavailable("the target's keyring key source lacks the keyring path; complete it")
     return Keyring.load(source.keyring)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -23,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from recovery.backup.keys import DataKey
+from recovery.backup.keys import DataKey, KeyProvider, Mac, backup_context
 from recovery.backup.naming import BackupName, Domain, Kind
 from recovery.errors import IntegrityError, UsageError
 
@@ -114,6 +115,14 @@ class KeyInfo(_Frozen):
     wrapped_data_key: Base64Bytes
 
 
+class ManifestMac(_Frozen):
+    """Who authenticated the manifest, and the code: HMAC-SHA256 over `Manifest.signed_bytes()`."""
+
+    source: Literal["kms", "keyring"]
+    key_id: str = Field(min_length=1)
+    value: Base64Bytes
+
+
 class Manifest(StoredDocument):
     document_name: ClassVar[str] = "backup manifest"
 
@@ -131,6 +140,9 @@ class Manifest(StoredDocument):
     sha256: Sha256Hex = Field(description="sha256 of the stored (encrypted) object")
     chunk_size: int = Field(gt=0)
     key: KeyInfo
+    # Written by the runbook side with a key the order hosts cannot use; a manifest without a valid one
+    # is never trusted (recovery.backup.catalog). Absent only in manifests written before it existed.
+    mac: ManifestMac | None = None
 
     @field_validator("created_at")
     @classmethod
@@ -156,6 +168,33 @@ class Manifest(StoredDocument):
     def table(self, name: str) -> TableSummary | None:
         return next((table for table in self.tables if table.name == name), None)
 
+    @property
+    def key_context(self) -> dict[str, str]:
+        """The encryption context its data key was wrapped with (and must be unwrapped with)."""
+        return backup_context(self.backup_id, self.domain, self.kind)
+
+    def signed_bytes(self) -> bytes:
+        """The canonical form the MAC covers: every field but the MAC, sorted keys, no spaces."""
+        fields = self.model_dump(mode="json", exclude={"mac"})
+        body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return b"order-recovery backup manifest v1\n" + body.encode("ascii")
+
+    def signed(self, keys: KeyProvider) -> Manifest:
+        mac = keys.mac(self.signed_bytes())
+        return self.model_copy(
+            update={"mac": ManifestMac(source=mac.source, key_id=mac.key_id, value=mac.value)}
+        )
+
+    def authentication_problem(self, keys: KeyProvider | None) -> str | None:
+        """None when the manifest authenticates under the target's keys, else why it does not."""
+        if self.mac is None:
+            return "it carries no authentication code"
+        if keys is None:
+            return "the target's keys are not at hand to check its authentication code"
+        return keys.verify_mac(self.signed_bytes(), Mac(self.mac.source, self.mac.key_id, self.mac.value))
+
+    def unwrap_key(self, keys: KeyProvider) -> DataKey:
+        return keys.unwrap(self.key.key_id, self.key.wrapped_data_key, context=self.key_context)
 
 
 def key_info(data_key: DataKey) -> KeyInfo:

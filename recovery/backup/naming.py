@@ -29,7 +29,7 @@ SUFFIX = ".bak"
 MANIFEST_SUFFIX = ".manifest.json"
 
 _NAME = re.compile(
-    r"^(?P<day>[0-9]{8})-(?P<domain>[a-z]+)-(?P<kind>[a-z]+)(?:-(?P<seq>[1-9][0-9]{0,5}))?\.bak$"
+    r"^(?P<day>[0-9]{8})-(?P<domain>[a-z]+)-(?P<kind>[a-z]+)(?:-(?P<seq>[1-9][0-9]{0,5}))?\.bak\Z"
 )
 
 

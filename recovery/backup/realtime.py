@@ -64,7 +64,10 @@ from recovery.backup.wal import (
     is_wal_file_name,
     parse_wal_keys,
     restore_point_key,
+    segment_system_identifier,
     series_id,
+    series_system,
+    wal_key_context,
     wal_manifest_key,
     wal_object_key,
 )
@@ -187,6 +190,35 @@ def _verified_copy(store: ObjectStore, series: str, file_name: str) -> WalManife
     return manifest
 
 
+class _Digest:
+    """A sink that only hashes what it is given."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+
+def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, keys: KeyProvider) -> bool:
+    """True only when the copy's object decrypts to exactly `raw` (the spooled file).
+
+    A stored object and a manifest that agree with each other prove nothing about the spooled file: a
+    planted pair under a future segment name, or the segment of an older cluster with the same name,
+    agree too. Decrypting the object under its own name and comparing the plaintext's digest with the
+    spooled file's is what lets the spool forget the file.
+    """
+    if _verified_copy(store, series, file_name) is None:
+        return False
+    sink = _Digest()
+    try:
+        fetch_wal(store, WalKey(series, file_name), sink, keys)
+    except IntegrityError:  # includes a data key that does not open it
+        return False
+    return sink.hash.digest() == hashlib.sha256(raw).digest()
+
+
 @dataclass(frozen=True)
 class _Sealed:
     """One WAL file encrypted once; the same bytes and manifest go to every copy that lacks it."""
@@ -196,7 +228,7 @@ class _Sealed:
 
 
 def _seal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: KeyProvider) -> _Sealed:
-    data_key = keys.new_data_key()
+    data_key = keys.new_data_key(context=wal_key_context(series, file_name))
     sealed = io.BytesIO()
     result = encode(io.BytesIO(raw), sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
     manifest = WalManifest(
@@ -209,6 +241,7 @@ def _seal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: K
         sha256=result.sha256,
         chunk_size=result.chunk_size,
         key=key_info(data_key),
+        system_identifier=series_system(series),
     )
     return _Sealed(sealed.getvalue(), manifest)
 
@@ -256,6 +289,23 @@ def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytes, da
     return raw, written_at
 
 
+def cluster_system_identifier(target: Target) -> str:
+    """The primary cluster's system identifier: the first 8 bytes of `global/pg_control` on its host."""
+    database = target.primary.database
+    if database.data_dir is None:
+        raise UsageError("the target's primary database has no data_dir; add it so its identity can be read")
+    host = database_host(target)
+    path = f"{database.data_dir}/global/pg_control"
+    try:
+        with remote.connection(host).sftp().open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ExternalFailure(f"cannot read {path} on host {host.name}: {exc}") from None
+    if len(head) != 8:
+        raise ExternalFailure(f"{path} on host {host.name} is too short to name its cluster")
+    return str(int.from_bytes(head, "little"))
+
+
 def ship_wal(
     target: Target, *, stores: RealtimeStores | None = None, aws: AwsDriver | None = None
 ) -> ShipReport:
@@ -276,19 +326,29 @@ def ship_wal(
         key=lambda entry: entry.filename,
     )
     shipped: list[ShippedFile] = []
+    cluster: str | None = None
     for entry in spooled:
-        # Whole seconds from the listing are enough for the day; the exact time comes with the bytes.
-        written_at = datetime.fromtimestamp(float(entry.st_mtime or 0), UTC)
-        series = series_id(written_at.date())
         path = f"{spool}/{entry.filename}"
-        missing = [store for store in chosen.both if _verified_copy(store, series, entry.filename) is None]
+        raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
+        # A segment names the cluster that wrote it; a history or backup-label file is the running
+        # cluster's (it is archived as it is written).
+        system = segment_system_identifier(raw)
+        if system is None:
+            cluster = cluster or cluster_system_identifier(target)
+            system = cluster
+        series = series_id(written_at.date(), system)
+        missing = [
+            store for store in chosen.both if not holds_bytes(store, series, entry.filename, raw, chosen.keys)
+        ]
         stored_bytes = 0
         if missing:
-            raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
             sealed = _seal(series, entry.filename, raw, written_at, chosen.keys)
             for store in missing:
+                # Write-once: a different object already under this name (planted, or another cluster's
+                # segment) refuses the write, and the file stays in the spool for a person to look at.
+                # Read back by `_store_wal`: the stored object is our own encoding of these bytes.
                 stored_bytes = _store_wal(store, sealed).sizes.stored
-        # Both copies verified: only now may the host forget the file.
+        # Both copies proven to hold these very bytes: only now may the host forget the file.
         sftp.remove(path)
         shipped.append(
             ShippedFile(
@@ -349,6 +409,9 @@ class WalRange(StoredDocument):
     end_lsn: str
     started_at: datetime
     ended_at: datetime
+    # The cluster the base backup is of: only that cluster's WAL series extend it (None: older records,
+    # which read the series written without an identifier).
+    system_identifier: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
 
     @property
     def first_segment(self) -> Segment:
@@ -486,6 +549,7 @@ def take_base_backup(
     pg_basebackup = db.pg_tool(database, "pg_basebackup")
     today = day or datetime.now(UTC).date()
     orders_name = next_backup_name(chosen.both, today, "orders", "realtime")
+    system_identifier = cluster_system_identifier(target)
     started_at, _ = _db_facts(database)
     env = dict(os.environ, LC_MESSAGES="C", PGCONNECT_TIMEOUT="10")
     if database.passfile is not None:
@@ -544,6 +608,7 @@ def take_base_backup(
         end_lsn=str(facts["end_lsn"]),
         started_at=started_at,
         ended_at=orders.source.at,
+        system_identifier=system_identifier,
     )
     for store in chosen.both:
         store.put_bytes(wal_range_key(orders_name), wal_range.to_json())
@@ -579,11 +644,19 @@ def switch_and_wait_archived(database: Database, *, timeout: float = 60) -> str:
     moment ago), the start of the current one; either way that LSN sits on a segment boundary, for which
     pg_walfile_name() names the segment before it: the last one that holds anything written so far.
     (Reading pg_current_wal_lsn() first and switching after races with archive_timeout.)
+    Measured on PostgreSQL 18: right after a switch (a base backup's end, say) with nothing written
+    since, the no-op switch's LSN names the current, empty segment, which is never archived; the one
+    to wait for is then the segment before it.
     """
     with db.connect(database, dbname="postgres") as conn:
-        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        row = conn.execute(
+            "SELECT pg_walfile_name(pg_switch_wal()), pg_walfile_name(pg_current_wal_insert_lsn())"
+        ).fetchone()
         assert row is not None
-        segment = str(row[0])
+        segment, current = str(row[0]), str(row[1])
+        if segment == current:
+            empty = Segment.parse(current)
+            segment = Segment(empty.timeline, empty.number - 1).name()
         deadline = time.monotonic() + timeout
         while True:
             done = conn.execute(
@@ -686,6 +759,8 @@ def coverage(store: ObjectStore, name: BackupName) -> Coverage:
     first = wal_range.first_segment
     by_segment: dict[Segment, WalKey] = {}
     for found in parse_wal_keys(store.list_keys("orders/")):
+        if series_system(found.series) != wal_range.system_identifier:
+            continue  # another cluster's WAL, even with the same file names: never part of this run
         with contextlib.suppress(UsageError):
             segment = Segment.parse(found.file_name)
             if segment.timeline == first.timeline and segment.number >= first.number:
@@ -745,7 +820,9 @@ def fetch_wal(store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider) ->
         raise IntegrityError(
             f"{store.describe(key.manifest_key)} describes another WAL file; use the other copy"
         )
-    data_key = keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+    data_key = keys.unwrap(
+        manifest.key.key_id, manifest.key.wrapped_data_key, context=wal_key_context(key.series, key.file_name)
+    )
     with store.open(key.object_key) as stream:
         result = decode(stream, sink, data_key, codec_id(key.series, key.file_name))
     if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:

@@ -24,7 +24,7 @@ from recovery.backup.codec import (
     decode,
     encode,
 )
-from recovery.backup.keys import DataKey, KeyProvider
+from recovery.backup.keys import DataKey, KeyProvider, backup_context
 from recovery.backup.manifest import Manifest, Sizes, SourcePosition, TableSummary, key_info
 from recovery.backup.naming import MANIFEST_SUFFIX, SUFFIX, BackupName, Domain, Kind, next_name
 from recovery.backup.stores import ObjectStore
@@ -101,7 +101,7 @@ def write_backup(
     if not stores:
         raise UsageError("a backup needs at least one store to write to")
     started = created_at or datetime.now(UTC)
-    data_key = keys.new_data_key()
+    data_key = keys.new_data_key(context=backup_context(name.backup_id, name.domain, name.kind))
     with ExitStack() as stack:
         sinks = [stack.enter_context(store.create(object_key(name))) for store in stores]
         result = encode(source, _Tee(sinks), data_key, name.backup_id, chunk_size=chunk_size, threads=threads)
@@ -120,7 +120,7 @@ def write_backup(
         sha256=result.sha256,
         chunk_size=result.chunk_size,
         key=key_info(data_key),
-    )
+    ).signed(keys)
     for store in stores:
         store.put_bytes(manifest_key(name), manifest.to_json())
     return manifest
@@ -168,8 +168,14 @@ def read_backup(
         manifest = read_manifest(store, name)
         if manifest is None:
             raise IntegrityError(f"{store.describe(manifest_key(name))} is missing; use the other copy")
+    problem = manifest.authentication_problem(keys)
+    if problem is not None:
+        raise IntegrityError(
+            f"{store.describe(manifest_key(name))} is not trusted: {problem}; use the other copy or a "
+            "backup written by the runbook side"
+        )
     if data_key is None:
-        data_key = keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+        data_key = manifest.unwrap_key(keys)
     with store.open(object_key(name)) as stream:
         result = decode(stream, sink, data_key, name.backup_id)
     if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from recovery.backup.keys import backup_context
 from recovery.backup.manifest import KeyInfo, Sha256Hex, Sizes, StoredDocument
 from recovery.errors import UsageError
 
@@ -25,10 +26,10 @@ SERIES_SUFFIX = ".wal"
 WAL_MANIFEST_SUFFIX = ".json"
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 
-_SEGMENT = re.compile(r"^(?P<tli>[0-9A-F]{8})(?P<log>[0-9A-F]{8})(?P<seg>[0-9A-F]{8})$")
-_BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
-_TIMELINE_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
-_LSN = re.compile(r"^(?P<hi>[0-9A-Fa-f]{1,8})/(?P<lo>[0-9A-Fa-f]{1,8})$")
+_SEGMENT = re.compile(r"^(?P<tli>[0-9A-F]{8})(?P<log>[0-9A-F]{8})(?P<seg>[0-9A-F]{8})\Z")
+_BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup\Z")
+_TIMELINE_HISTORY = re.compile(r"^[0-9A-F]{8}\.history\Z")
+_LSN = re.compile(r"^(?P<hi>[0-9A-Fa-f]{1,8})/(?P<lo>[0-9A-Fa-f]{1,8})\Z")
 
 
 def is_wal_file_name(name: str) -> bool:
@@ -71,9 +72,33 @@ class Segment:
         return cls(timeline, parse_lsn(lsn) // segment_size)
 
 
-def series_id(day: date) -> str:
-    """The WAL series of a day: the realtime backup id of that day plus `.wal`."""
-    return f"{day:%Y%m%d}-{WAL_DOMAIN}-realtime{SERIES_SUFFIX}"
+def series_id(day: date, system_identifier: str | None = None) -> str:
+    """The WAL series of a day and a cluster: `<YYYYMMDD>-orders-realtime.<system identifier>.wal`.
+
+    A WAL file name restarts at `000000010000000000000001` in a cluster made anew by initdb, so the day
+    alone cannot tell two clusters apart: the cluster's system identifier is part of the series. Series
+    written before carried no identifier (`<YYYYMMDD>-orders-realtime.wal`).
+    """
+    cluster = f".{system_identifier}" if system_identifier else ""
+    return f"{day:%Y%m%d}-{WAL_DOMAIN}-realtime{cluster}{SERIES_SUFFIX}"
+
+
+def series_system(series: str) -> str | None:
+    """The cluster's system identifier a series belongs to; None for a series written without one."""
+    middle = series.removesuffix(SERIES_SUFFIX).split(".")
+    return middle[1] if len(middle) == 2 and middle[1].isdigit() else None
+
+
+# XLogLongPageHeaderData: xlp_magic u16, xlp_info u16, xlp_tli u32, xlp_pageaddr u64, xlp_rem_len u32,
+# padding to 24 bytes, then xlp_sysid u64 (little-endian on the hosts we run on).
+_XLP_LONG_HEADER = 0x0002
+
+
+def segment_system_identifier(raw: bytes) -> str | None:
+    """The system identifier written in a WAL segment's first page header; None when it has none."""
+    if len(raw) < 32 or not int.from_bytes(raw[2:4], "little") & _XLP_LONG_HEADER:
+        return None
+    return str(int.from_bytes(raw[24:32], "little"))
 
 
 def wal_object_key(series: str, file_name: str) -> str:
@@ -87,6 +112,11 @@ def wal_manifest_key(series: str, file_name: str) -> str:
 def codec_id(series: str, file_name: str) -> str:
     """The id bound into the encrypted header: a segment cannot be passed off as another one."""
     return f"{series}/{file_name}"
+
+
+def wal_key_context(series: str, file_name: str) -> dict[str, str]:
+    """The encryption context of a WAL file's data key: its data key opens that file only."""
+    return backup_context(codec_id(series, file_name), WAL_DOMAIN, "wal")
 
 
 @dataclass(frozen=True)
@@ -133,6 +163,8 @@ class WalManifest(StoredDocument):
     sha256: Sha256Hex
     chunk_size: int = Field(gt=0)
     key: KeyInfo
+    # The cluster that wrote the file (pg_control's system identifier); None in older manifests.
+    system_identifier: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
 
     @field_validator("written_at", "shipped_at")
     @classmethod
@@ -147,6 +179,7 @@ class WalManifest(StoredDocument):
         if not is_wal_file_name(value):
             raise ValueError(f"{value!r} is not a WAL file name")
         return value
+
 
 class RestorePoint(StoredDocument):
     """A named restore point: where it is in the WAL and when it was taken."""
@@ -170,7 +203,7 @@ def restore_point_key(name: str) -> str:
 
 
 def check_restore_point_name(name: str) -> str:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", name):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
         raise UsageError(
             f"restore point name {name!r} is not allowed; use 1-63 letters, digits, '.', '_' or '-'"
         )

@@ -9,7 +9,9 @@ never carry secrets (pass paths of files that hold them).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -20,7 +22,7 @@ from typing import Any
 
 import ansible_runner
 
-from recovery.errors import ExternalFailure, UsageError
+from recovery.errors import EnvironmentProblem, ExternalFailure, UsageError
 
 CONTROL_DIR = Path(tempfile.gettempdir()) / "order-recovery-cp"
 
@@ -56,6 +58,24 @@ class PlaybookResult:
     @property
     def ok(self) -> bool:
         return self.status == "successful" and self.rc == 0
+
+
+def private_control_dir(path: Path) -> Path:
+    """Create the SSH control-socket directory private to this user, or refuse one someone else made.
+
+    It sits in the shared temporary directory: a directory planted there by another user would let them
+    replace or hijack the multiplexed SSH connections to the hosts.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or mode & 0o077:
+        raise EnvironmentProblem(
+            f"the SSH control directory {path} is not a private directory of this user (owner uid "
+            f"{info.st_uid}, mode {mode:04o}); remove it and retry"
+        )
+    return path
 
 
 def ansible_env(control_dir: Path = CONTROL_DIR) -> dict[str, str]:
@@ -96,7 +116,7 @@ def run_playbook(
         raise UsageError(f"inventory {inventory} not found; run `recovery lab up` or give the inventory path")
     data_dir = private_data_dir or Path(tempfile.mkdtemp(prefix="ansible-run-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    CONTROL_DIR.mkdir(mode=0o700, exist_ok=True)
+    private_control_dir(CONTROL_DIR)
     started = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=str(data_dir),

@@ -31,7 +31,7 @@ from recovery.engine.events import (
     Subscriber,
 )
 from recovery.engine.journal import JournalWriter, is_running, journal_path, new_run_id, read_journal
-from recovery.engine.lock import LockHolder, TargetLock
+from recovery.engine.lock import LockHolder, target_lock
 from recovery.engine.model import Runbook, RunContext, Step, StepOutputs, utc_now
 from recovery.engine.plan import Plan, make_plan
 from recovery.engine.redact import contains_redaction, redact, redact_text
@@ -103,7 +103,7 @@ class Engine:
         with contextlib.ExitStack() as stack:
             if runbook.mutating:
                 holder = LockHolder(run_id, runbook.name, me.pid, me.user, me.host, started_at)
-                stack.enter_context(TargetLock(self.target.state_dir, self.target.name, holder))
+                stack.enter_context(target_lock(self.target, holder))
             journal = JournalWriter.create(self.target.state_dir, run_id)
             stack.callback(journal.close)
             bus = _Bus((journal, *self.subscribers))
@@ -138,7 +138,7 @@ class Engine:
         with contextlib.ExitStack() as stack:
             if runbook.mutating:
                 holder = LockHolder(run_id, runbook.name, me.pid, me.user, me.host, utc_now())
-                stack.enter_context(TargetLock(self.target.state_dir, self.target.name, holder))
+                stack.enter_context(target_lock(self.target, holder))
             journal = JournalWriter.reopen(self.target.state_dir, run_id)
             stack.callback(journal.close)
             # Reread under the journal lock: another resume may have finished the run meanwhile.

@@ -26,7 +26,7 @@ from recovery.errors import EnvironmentProblem, PreconditionFailed, UsageError
 
 JOURNAL_NAME = "journal.jsonl"
 JOURNAL_FORMAT = 1
-RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[a-z][a-z0-9-]*-[0-9a-f]{4}$")
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[a-z][a-z0-9-]*-[0-9a-f]{4}\Z")
 
 Record = dict[str, Any]
 

@@ -14,7 +14,7 @@ from recovery.engine.events import Event, PlannedStep, StepNote, StepProgress
 from recovery.engine.redact import redact
 from recovery.targets.model import Target
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\Z")
 
 StepOutput = Mapping[str, Any]
 StepFn = Callable[["RunContext"], StepOutput | None]

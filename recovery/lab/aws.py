@@ -19,6 +19,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recovery.backup.keys import DEFAULT_MANIFEST_MAC_KEY
+from recovery.engine.lock import LAB_LOCK_TABLE
 from recovery.errors import EnvironmentProblem, ExternalFailure
 from recovery.lab.plan import (
     CUSTOMER_TOPIC,
@@ -87,6 +89,23 @@ def _provision(plan: LabPlan, url: str) -> dict[str, str]:
     except ClientError:
         key_arn = kms.create_key(Description="order-recovery backup data keys (lab)")["KeyMetadata"]["Arn"]
         kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_arn)
+
+    # The HMAC key that authenticates backup manifests (recovery.backup.keys), apart from the data keys.
+    try:
+        kms.describe_key(KeyId=DEFAULT_MANIFEST_MAC_KEY)
+    except ClientError:
+        mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        kms.create_alias(AliasName=DEFAULT_MANIFEST_MAC_KEY, TargetKeyId=mac_key)
+
+    # The lock every controller takes for this target (partition key lock_id; recovery.engine.lock).
+    dynamodb = client("dynamodb", url, PRIMARY_REGION)
+    if LAB_LOCK_TABLE not in dynamodb.list_tables()["TableNames"]:
+        dynamodb.create_table(
+            TableName=LAB_LOCK_TABLE,
+            KeySchema=[{"AttributeName": "lock_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "lock_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
 
     zone_id, health_check_id = _route53(plan, url)
 

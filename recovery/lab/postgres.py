@@ -257,7 +257,9 @@ def write_pgpass(user: LabUser, plan: LabPlan, passwords: dict[str, str]) -> Non
 
 def _write_private(user: LabUser, path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_NOFOLLOW: a symlink planted at the temporary name must not redirect the passwords elsewhere.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode through O_TRUNC
     with os.fdopen(fd, "w") as out:
         out.write(text)
     give_to(user, tmp)

@@ -41,7 +41,7 @@ from recovery.verify.fingerprint import fastest_algorithm, fingerprint_tables
 SCHEMA = "public"
 _XID_MODULUS = 2**32
 _XID_HALF = 2**31
-_SNAPSHOT_TEXT = re.compile(r"^(\d+):(\d+):((?:\d+(?:,\d+)*)?)$")
+_SNAPSHOT_TEXT = re.compile(r"^(\d+):(\d+):((?:\d+(?:,\d+)*)?)\Z")
 
 
 # --- pure parts -----------------------------------------------------------------------------------------

@@ -58,8 +58,8 @@ StreamOpener = Callable[[], AbstractContextManager[ReadableStream]]
 
 _CHUNK = 1024 * 1024
 _NAME_LIMIT = 63  # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1)
-_LIVE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-_RESTORE_ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_LIVE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\Z")
+_RESTORE_ID = re.compile(r"^[a-z0-9][a-z0-9_]*\Z")
 _SWAP_WAIT_SECONDS = 15.0
 # Scratch loads may lose their last commits in a server crash (the restore is rerun from scratch then);
 # the final ANALYZE commits synchronously, which flushes all WAL before it.
@@ -236,9 +236,10 @@ def restore_beside(
             _create_like(admin, names.scratch, live)
     try:
         with _database_errors(f"restoring into {names.scratch}"):
-            return _fill(
-                conninfo_admin, bin_dir, pg_restore, plan, schema_stream, domain_streams, timer, jobs
-            )
+            # The restored content runs as the live database's owner, never as the superuser we connect
+            # as: a schema or rows crafted into a backup get only the owner's rights.
+            as_owner = _AsOwner(pg_restore, live.owner)
+            return _fill(conninfo_admin, bin_dir, as_owner, plan, schema_stream, domain_streams, timer, jobs)
     except BaseException:
         _drop_quietly(conninfo_admin, names.scratch)
         raise
@@ -263,10 +264,22 @@ def _admin(conninfo_admin: str, doing: str) -> Iterator[psycopg.Connection[Any]]
         yield admin
 
 
+@dataclass(frozen=True)
+class _AsOwner:
+    """pg_restore run as the owner role: `--role` switches to it after connecting, `--no-owner` keeps
+    the dump from handing objects to anyone else."""
+
+    tool: Path
+    owner: str
+
+    def argv(self, scratch: str) -> list[str]:
+        return [str(self.tool), f"--dbname={scratch}", f"--role={self.owner}", "--no-owner"]
+
+
 def _fill(
     conninfo_admin: str,
     bin_dir: Path,
-    pg_restore: Path,
+    pg_restore: _AsOwner,
     plan: RestorePlan,
     schema_source: Source,
     sources: Mapping[str, Source],
@@ -400,13 +413,18 @@ def _run_loads(loads: Mapping[str, _Load], workers: int, timer: _Timer) -> dict[
 
 
 def _load_domain(
-    pg_restore: Path, scratch: str, domain: str, source: Source, names: RestoreNames, stop: threading.Event
+    pg_restore: _AsOwner,
+    scratch: str,
+    domain: str,
+    source: Source,
+    names: RestoreNames,
+    stop: threading.Event,
 ) -> None:
     _pipe_into(pg_restore, scratch, partial(_feed, source, domain), f"the {domain} domain", names, stop)
 
 
 def _copy_from_live(
-    pg_restore: Path,
+    pg_restore: _AsOwner,
     scratch: str,
     live: str,
     bin_dir: Path,
@@ -437,7 +455,7 @@ class _StdinSink:
 
 
 def _pipe_into(
-    pg_restore: Path,
+    pg_restore: _AsOwner,
     scratch: str,
     feed: Callable[[ByteSink], None],
     what: str,
@@ -445,7 +463,7 @@ def _pipe_into(
     stop: threading.Event,
 ) -> None:
     """Feed a data-only custom-format dump to pg_restore's stdin as it arrives (bounded memory)."""
-    argv = [str(pg_restore), f"--dbname={scratch}", "--format=custom", "--data-only", "--exit-on-error"]
+    argv = [*pg_restore.argv(scratch), "--format=custom", "--data-only", "--exit-on-error"]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             [*argv, "--no-password"],
@@ -476,7 +494,7 @@ def _pipe_into(
 
 
 def _restore_file(
-    pg_restore: Path,
+    pg_restore: _AsOwner,
     scratch: str,
     dump: Path,
     args: list[str],
@@ -485,7 +503,7 @@ def _restore_file(
     *,
     options: str = _LOAD_OPTIONS,
 ) -> None:
-    argv = [str(pg_restore), f"--dbname={scratch}", "--exit-on-error", "--no-password", *args, str(dump)]
+    argv = [*pg_restore.argv(scratch), "--exit-on-error", "--no-password", *args, str(dump)]
     with tempfile.TemporaryFile() as stderr:
         done = subprocess.run(
             argv,

@@ -8,6 +8,11 @@ copying from that directory, a recovery target (a time or a named restore point)
 caller gets a conninfo for it. On leaving the block the server is stopped by its pid and the scratch
 directory removed, also when something failed.
 
+The restored data directory is data, never configuration or state to trust: its `postgresql.conf`,
+`postgresql.auto.conf`, `pg_hba.conf` and `pg_ident.conf` are replaced by files the toolkit writes (no
+`shared_preload_libraries`, no includes, nothing from the backup), and the server's pid is the one of the
+process the toolkit started, never read from a `postmaster.pid` that came with the data.
+
 Nothing is started before every byte was authenticated: a tampered base backup or WAL segment raises
 IntegrityError while it is decrypted, and the scratch directory is removed. A time outside what the
 backup's WAL covers is refused before anything is fetched.
@@ -118,8 +123,62 @@ def _fetch_segment(
         fetch_wal(store, key, handle, stores.keys)
 
 
+# Files of the restored data directory that configure or describe a running server: removed before the
+# toolkit writes its own (removing first also defeats a symlink planted under one of these names).
+UNTRUSTED_FILES = (
+    "postgresql.conf",
+    "postgresql.auto.conf",
+    "pg_hba.conf",
+    "pg_ident.conf",
+    "postmaster.pid",
+    "postmaster.opts",
+    "standby.signal",
+)
+# Recovery refuses to run below the primary's values of these (pg_controldata names them differently).
+_LIMITS = {
+    "max_connections setting": "max_connections",
+    "max_worker_processes setting": "max_worker_processes",
+    "max_wal_senders setting": "max_wal_senders",
+    "max_prepared_xacts setting": "max_prepared_transactions",
+    "max_locks_per_xact setting": "max_locks_per_transaction",
+}
+_LIMIT_CEILING = 100_000
+# md5 also accepts SCRAM-stored passwords (it then uses SCRAM): what the live server stored works.
+SCRATCH_HBA = "local all all peer\nhost all all all md5\n"
+
+
+def recovery_limits(controldata: str) -> tuple[tuple[str, int], ...]:
+    """The primary's sizing settings recorded in pg_control (`pg_controldata` output), as integers. Pure.
+
+    These are the only values taken from the restored data, and only as bounded numbers.
+    """
+    found: dict[str, int] = {}
+    for line in controldata.splitlines():
+        label, _, value = line.partition(":")
+        setting = _LIMITS.get(label.strip())
+        text = value.strip()
+        if setting is not None and text.isdigit():
+            found[setting] = min(int(text), _LIMIT_CEILING)
+    return tuple(sorted(found.items()))
+
+
+def scratch_config(
+    plan: RecoveryPlan,
+    *,
+    address: str,
+    port: int,
+    scratch: PurePosixPath,
+    limits: Sequence[tuple[str, int]] = (),
+) -> str:
+    """The whole postgresql.conf of the scratch server: the toolkit's settings and nothing else. Pure."""
+    sizing = [f"{name} = {value}" for name, value in limits]
+    return recovery_settings(plan, address=address, port=port, scratch=scratch) + "".join(
+        line + "\n" for line in sizing
+    )
+
+
 def recovery_settings(plan: RecoveryPlan, *, address: str, port: int, scratch: PurePosixPath) -> str:
-    """The postgresql.auto.conf lines of the scratch server (read last, so they override the copy's)."""
+    """The recovery settings of the scratch server (its configuration holds these and the limits only)."""
     lines = [
         "# point-in-time recovery into a scratch cluster",
         f"listen_addresses = {_quote(address)}",
@@ -231,27 +290,29 @@ class _Scratch:
             )
         return int(result.stdout.strip())
 
-    def start(self, timeout: float) -> None:
-        pg_ctl = shlex.quote(str(self.bin_dir / "pg_ctl"))
-        result = remote.run(
-            self.host,
-            f"{pg_ctl} -D {shlex.quote(str(self.data))} -l {shlex.quote(str(self.log))}"
-            f" -w -t {int(timeout)} start",
-            timeout=timeout + 30,
+    def limits(self) -> tuple[tuple[str, int], ...]:
+        pg_controldata = shlex.quote(str(self.bin_dir / "pg_controldata"))
+        text = self.run(
+            f"LC_ALL=C {pg_controldata} -D {shlex.quote(str(self.data))}",
+            what="reading the restored cluster's control file",
         )
-        self.pid = self.read_pid()
-        if not result.ok:
-            reason = self.log_reason()
-            if TARGET_NOT_REACHED in reason:  # it replayed all it was given before accepting connections
-                raise _TargetNotReached(reason)
-            raise ExternalFailure(f"the scratch cluster did not start: {reason}")
+        return recovery_limits(text)
 
-    def read_pid(self) -> int | None:
-        result = remote.run(
-            self.host, f"head -n 1 {shlex.quote(str(self.data / 'postmaster.pid'))}", timeout=15
-        )
-        text = result.stdout.strip()
-        return int(text) if result.ok and text.isdigit() else None
+    def start(self) -> None:
+        """Start the server in the background and keep the pid of the very process started.
+
+        `$!` is the pid of `postgres` itself (the shell execs it), known before the server writes any
+        file; waiting for it to accept connections is `_wait_promoted`'s job.
+        """
+        postgres = shlex.quote(str(self.bin_dir / "postgres"))
+        data, log = shlex.quote(str(self.data)), shlex.quote(str(self.log))
+        started = self.run(
+            f"nohup {postgres} -D {data} >> {log} 2>&1 < /dev/null & echo $!",
+            what="starting the scratch cluster",
+        ).strip()
+        if not started.isdigit():
+            raise ExternalFailure(f"the scratch cluster did not start on host {self.host.name}: no pid")
+        self.pid = int(started)
 
     def log_reason(self) -> str:
         result = remote.run(self.host, f"tail -n 40 {shlex.quote(str(self.log))}", timeout=15)
@@ -259,21 +320,23 @@ class _Scratch:
         return lines[-1].strip()[:300] if lines else f"see {self.log} on host {self.host.name}"
 
     def alive(self) -> bool:
+        """Our server still runs: the pid we started is alive and still a postgres of this scratch data."""
         if self.pid is None:
             return False
-        return remote.run(self.host, f"kill -0 {self.pid}", timeout=15).ok
+        marker = shlex.quote(f"-D {self.data}")
+        check = f"tr '\\0' ' ' < /proc/{self.pid}/cmdline 2>/dev/null | grep -qF -- {marker}"
+        return remote.run(self.host, check, timeout=15).ok
 
     def stop(self) -> None:
-        """Stop the server by its pid (fast shutdown, then kill) and remove the scratch directory."""
-        if self.pid is None:
-            self.pid = self.read_pid()
-        if self.pid is not None:
+        """Stop the server we started by its pid (fast shutdown, then kill); remove the scratch directory."""
+        if self.pid is not None and self.alive():
             remote.run(self.host, f"kill -INT {self.pid}", timeout=15)
             deadline = time.monotonic() + 30
             while self.alive() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if self.alive():
                 remote.run(self.host, f"kill -KILL {self.pid}", timeout=15)
+        self.pid = None
         remote.run(self.host, f"rm -rf {shlex.quote(str(self.root))}", timeout=120)
 
 
@@ -371,17 +434,27 @@ def recover_to(
         given = list(plan.segments)
         for key in given:
             _fetch_segment(sftp, scratch, store, key, chosen)
+        untrusted = " ".join(shlex.quote(str(scratch.data / name)) for name in UNTRUSTED_FILES)
         scratch.run(
             f"tar -xf {shlex.quote(tar_path)} -C {shlex.quote(str(scratch.data))}"
-            f" && rm -f {shlex.quote(tar_path)} {shlex.quote(str(scratch.data / 'standby.signal'))}"
+            f" && rm -f {shlex.quote(tar_path)} {untrusted}"
             f" && touch {shlex.quote(str(scratch.data / 'recovery.signal'))}",
             timeout=600,
             what="unpacking the base backup",
         )
         chosen_port = port or scratch.free_port(database.address, database.port + PORT_SEARCH_OFFSET)
-        settings = recovery_settings(plan, address=database.address, port=chosen_port, scratch=scratch.root)
-        with sftp.open(str(scratch.data / "postgresql.auto.conf"), "a") as handle:
-            handle.write(settings.encode("utf-8"))
+        config = scratch_config(
+            plan, address=database.address, port=chosen_port, scratch=scratch.root, limits=scratch.limits()
+        )
+        written = {
+            "postgresql.conf": config,
+            "postgresql.auto.conf": "# written by the toolkit: nothing of the backup's configuration\n",
+            "pg_hba.conf": SCRATCH_HBA,
+            "pg_ident.conf": "",
+        }
+        for file_name, text in written.items():
+            with sftp.open(str(scratch.data / file_name), "w") as handle:
+                handle.write(text.encode("utf-8"))
         passfile = pass_dir / "pgpass"
         passfile.touch(mode=0o600)
         live_pass = database.passfile.read_text() if database.passfile is not None else ""
@@ -397,7 +470,7 @@ def recover_to(
         untargeted = False
         while True:
             try:
-                scratch.start(timeout)
+                scratch.start()
                 _wait_promoted(conninfo, scratch, timeout)
                 break
             except _TargetNotReached as exc:

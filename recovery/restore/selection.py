@@ -167,9 +167,10 @@ def _by_time(
         return DomainRefusal(domain, f"no backup of {domain} exists in either copy")
     known = [entry for entry in entries if entry.position is not None]
     if not known:
-        return DomainRefusal(
-            domain, f"backups of {domain} exist but no copy has a readable manifest; run the catalog verify"
-        )
+        # No copy's manifest was readable and trusted: every backup fails verification (the reasons say
+        # why, e.g. a manifest that does not authenticate with the target's keys).
+        newest = max(entries, key=lambda entry: entry.name)
+        return DomainRefusal(domain, f"no backup of {domain} has a trusted manifest: {_failing(newest)}")
     reachable = [entry for entry in known if at is None or _position(entry) <= at]
     if at is not None and not any(_reaches(entry, at, objectives) for entry in reachable):
         earliest = min(_position(entry) for entry in known)

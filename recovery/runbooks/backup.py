@@ -587,7 +587,7 @@ def backup_params(domains: Sequence[Domain], restore_point: str | None = None) -
     return {"domains": chosen, "restore_point": restore_point}
 
 
-_POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 
 register_runbook("backup", backup_runbook)
 

@@ -345,7 +345,7 @@ def _select_step(ctx: RunContext) -> dict[str, object]:
     assert catalog.keys is not None
     for manifest in manifests.values():
         # A wrong or missing key refuses here, before anything is created.
-        catalog.keys.unwrap(manifest.key.key_id, manifest.key.wrapped_data_key)
+        manifest.unwrap_key(catalog.keys)
     for choice in selection.choices:
         ctx.note(f"{choice.domain}: {choice.backup_id} ({choice.kind}, {choice.copy} copy): {choice.reason}")
     return {"choices": [_choice_json(choice) for choice in selection.choices]}

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from recovery.backup.codec import decode, encode
-from recovery.backup.keys import DataKey, KeyProvider
+from recovery.backup.keys import DataKey, KeyProvider, backup_context
 from recovery.backup.pgdump import first_error_line, pg_dump_argv, tool_env
 from recovery.drivers import db as db_driver
 from recovery.errors import ExternalFailure
@@ -59,7 +59,9 @@ class RestorePoint:
         return restore_point_file_id(self.directory, path.stem)
 
     def data_key(self, keys: KeyProvider) -> DataKey:
-        return keys.unwrap(self.key_id, base64.b64decode(self.wrapped_key))
+        return keys.unwrap(
+            self.key_id, base64.b64decode(self.wrapped_key), context=point_key_context(self.directory)
+        )
 
     def write_plain(self, path: Path, keys: KeyProvider) -> Callable[[Any], object]:
         """A writer for restore_beside's FromWriter: decrypts `path` into the given sink."""
@@ -107,6 +109,11 @@ def restore_point_file_id(directory: Path, name: str) -> str:
     return f"restore-point/{directory.name}/{name}"
 
 
+def point_key_context(directory: Path) -> dict[str, str]:
+    """The data key of an upgrade's restore point opens that point's files only."""
+    return backup_context(directory.name, "all", "upgrade-point")
+
+
 def take_restore_point(db: Database, directory: Path, release: str, keys: KeyProvider) -> RestorePoint:
     """Dump the schema and every domain from one exported snapshot, side by side, into `directory`.
 
@@ -118,7 +125,7 @@ def take_restore_point(db: Database, directory: Path, release: str, keys: KeyPro
     if done.is_file():  # a rerun after an interruption: the point already exists
         return RestorePoint.from_json(json.loads(done.read_text()))
     directory.mkdir(parents=True, exist_ok=True)
-    data_key = keys.new_data_key()
+    data_key = keys.new_data_key(context=point_key_context(directory))
     pg_dump = db_driver.pg_tool(db, "pg_dump")
     conninfo = db_driver.conninfo(db)
     with db_driver.connect(db, autocommit=False) as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -13,8 +14,9 @@ from recovery.targets.model import Target
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO_ROOT / "inventories"
-# Not under the invoking user's home: the lab's unprivileged user must be able to traverse it. The lab
-# checks ownership of this directory before it uses it.
+# Not under the invoking user's home: the lab's unprivileged user must be able to traverse it. A target
+# read from here (or anywhere) is checked first: another local user must not be able to write it
+# (`check_target_owner`), since its `bin_dir` and paths are executed and read as the invoking user.
 DEFAULT_LAB_DIR = Path(os.environ.get("RECOVERY_LAB_DIR", "/var/tmp/order-recovery-lab"))  # noqa: S108
 
 
@@ -38,8 +40,31 @@ def resolve_target_path(target: str) -> Path:
     return path
 
 
+def check_target_owner(path: Path, uid: int | None = None) -> None:
+    """Refuse a target file, or its directory, that another non-root user owns or can write.
+
+    The file is loaded by whoever runs the toolkit (root in the lab and on controllers): a target
+    planted in a shared directory such as /var/tmp would otherwise choose the binaries it runs.
+    """
+    me = os.geteuid() if uid is None else uid
+    for checked in (path, path.parent):
+        info = checked.stat()
+        mode = stat.S_IMODE(info.st_mode)
+        foreign_owner = info.st_uid not in (0, me)
+        # A sticky directory (like /tmp itself) lets others add files but not replace ours; the file's
+        # own parent must still not be writable by others at all.
+        writable_by_others = bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
+        if foreign_owner or writable_by_others:
+            whose = f"owned by uid {info.st_uid}" if foreign_owner else f"mode {mode:04o}"
+            raise ConfigError(
+                f"{checked} is {whose}, so another user could change the target; make it owned by "
+                f"you or root and not group/other-writable (chmod go-w {checked})"
+            )
+
+
 def load_target(target: str | Path) -> Target:
     path = Path(target) if isinstance(target, Path) else resolve_target_path(target)
+    check_target_owner(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -85,6 +85,9 @@ class KeySource(_Frozen):
     kms_key_id: str | None = None
     region: str | None = None
     keyring: Path | None = None
+    # The KMS HMAC key (GENERATE_VERIFY_MAC) that authenticates manifests; only the runbook side may use
+    # it. None: the alias recovery.backup.keys.DEFAULT_MANIFEST_MAC_KEY.
+    manifest_mac_key_id: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> KeySource:
@@ -93,6 +96,13 @@ class KeySource(_Frozen):
         if self.kind == "keyring" and self.keyring is None:
             raise ValueError("a keyring key source needs keyring (the path of the keyring file)")
         return self
+
+
+class LockTable(_Frozen):
+    """The DynamoDB table holding the target-wide lock (partition key `lock_id`, a string)."""
+
+    name: str = Field(min_length=3, max_length=255)
+    region: str
 
 
 class Traffic(_Frozen):
@@ -125,6 +135,8 @@ class Target(_Frozen):
     keys: KeySource
     traffic: Traffic
     objectives: Objectives = Objectives()
+    # The lock every controller sees; None: the controller's flock alone (recovery.engine.lock).
+    lock_table: LockTable | None = None
     intake_queue_url: str | None = None
     team_topic_arn: str | None = None
     customer_topic_arn: str | None = None

@@ -65,7 +65,7 @@ WRITABLE = "primary"
 
 # Pulumi prints this in place of a secret output unless --show-secrets is given.
 REDACTED_OUTPUT = "[secret]"
-_HOST_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+_HOST_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*\Z")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pytest
 from aws_backup_stores import LOCAL, REMOTE
 from moto import mock_aws
 
+from recovery.backup.keys import DEFAULT_MANIFEST_MAC_KEY
 from recovery.drivers.aws import AwsDriver
 
 
@@ -27,4 +28,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsDriver]:
             driver.s3(store.region).create_bucket(
                 Bucket=store.bucket, CreateBucketConfiguration={"LocationConstraint": store.region}
             )
+        # The HMAC key that authenticates manifests, under the alias a target uses by default.
+        kms = driver.kms("eu-west-1")
+        mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        kms.create_alias(AliasName=DEFAULT_MANIFEST_MAC_KEY, TargetKeyId=mac_key)
         yield driver

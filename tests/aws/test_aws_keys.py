@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from recovery.backup.keys import Keyring, KmsKeys, key_provider, write_keyring
+from recovery.backup.keys import Keyring, KmsKeys, backup_context, key_provider, write_keyring
 from recovery.drivers.aws import AwsDriver
 from recovery.errors import KeyUnavailable
 from recovery.targets.model import KeySource
 
 REGION = "eu-west-1"
+CTX = backup_context("20261125-orders-daily", "orders", "daily")
 
 
 def make_kms_key(aws: AwsDriver, alias: str = "alias/order-backups") -> str:
@@ -26,11 +27,11 @@ def make_kms_key(aws: AwsDriver, alias: str = "alias/order-backups") -> str:
 def test_kms_envelope_makes_fresh_keys_and_opens_them_again(aws: AwsDriver) -> None:
     make_kms_key(aws)
     keys = KmsKeys(aws, "alias/order-backups", REGION)
-    first, second = keys.new_data_key(), keys.new_data_key()
+    first, second = keys.new_data_key(context=CTX), keys.new_data_key(context=CTX)
     assert len(first.plaintext) == 32 and first.plaintext != second.plaintext
     assert first.wrapped != first.plaintext and first.plaintext not in first.wrapped
     assert first.key_id.startswith("arn:aws:kms:eu-west-1:")  # the ARN, not the alias
-    opened = keys.unwrap(first.key_id, first.wrapped)
+    opened = keys.unwrap(first.key_id, first.wrapped, context=CTX)
     assert opened.plaintext == first.plaintext
     assert repr(first.plaintext) not in repr(first) and first.plaintext.hex() not in repr(first)
 
@@ -39,15 +40,15 @@ def test_kms_refuses_a_wrapped_key_under_another_key(aws: AwsDriver) -> None:
     make_kms_key(aws)
     other = make_kms_key(aws, "alias/other")
     keys = KmsKeys(aws, "alias/order-backups", REGION)
-    data_key = keys.new_data_key()
+    data_key = keys.new_data_key(context=CTX)
     with pytest.raises(KeyUnavailable, match="cannot decrypt the data key with KMS key"):
-        keys.unwrap(other, data_key.wrapped)
+        keys.unwrap(other, data_key.wrapped, context=CTX)
 
 
 def test_kms_unknown_key_is_key_unavailable_with_one_line(aws: AwsDriver) -> None:
     keys = KmsKeys(aws, "alias/does-not-exist", REGION)
     with pytest.raises(KeyUnavailable) as caught:
-        keys.new_data_key()
+        keys.new_data_key(context=CTX)
     assert "NotFoundException" in caught.value.message and "\n" not in caught.value.message
 
 
@@ -58,8 +59,8 @@ def test_key_provider_follows_the_target_key_source(aws: AwsDriver, tmp_path: Pa
     path = tmp_path / "keyring.json"
     write_keyring(path, {"kek-1": os.urandom(32)}, active="kek-1")
     ring = key_provider(KeySource(kind="keyring", keyring=path), aws)
-    data_key = ring.new_data_key()
-    assert ring.unwrap("kek-1", data_key.wrapped).plaintext == data_key.plaintext
+    data_key = ring.new_data_key(context=CTX)
+    assert ring.unwrap("kek-1", data_key.wrapped, context=CTX).plaintext == data_key.plaintext
 
 
 def test_keyring_file_is_created_0600_and_round_trips(tmp_path: Path) -> None:
@@ -67,8 +68,8 @@ def test_keyring_file_is_created_0600_and_round_trips(tmp_path: Path) -> None:
     write_keyring(path, {"kek-1": os.urandom(32)}, active="kek-1")
     assert path.stat().st_mode & 0o777 == 0o600
     ring = Keyring.load(path)
-    data_key = ring.new_data_key()
-    assert ring.unwrap("kek-1", data_key.wrapped).plaintext == data_key.plaintext
+    data_key = ring.new_data_key(context=CTX)
+    assert ring.unwrap("kek-1", data_key.wrapped, context=CTX).plaintext == data_key.plaintext
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o700, 0o400])
@@ -99,5 +100,5 @@ def test_keyring_without_the_id_refuses_to_unwrap(tmp_path: Path) -> None:
     write_keyring(path, {"kek-1": os.urandom(32)}, active="kek-1")
     ring = Keyring.load(path)
     with pytest.raises(KeyUnavailable, match="has no key 'kek-9'"):
-        ring.unwrap("kek-9", b"x" * 40)
+        ring.unwrap("kek-9", b"x" * 40, context=CTX)
     assert "kek-1" in repr(ring) and os.fsdecode(path) in repr(ring)

@@ -311,7 +311,9 @@ def test_refusals_are_one_line_and_change_nothing(
         lab, tmp_path / "wrong", lambda d: d.update(keys={"kind": "keyring", "keyring": str(keyring)})
     )
     code, result = _refused(lab, capsys, wrong, "--domains", "orders", "--yes")
-    assert code == ExitCode.INTEGRITY and result["code"].startswith("backup.key")
+    # Under another key, no manifest authenticates: every backup is untrusted, nothing is restored.
+    assert code == ExitCode.INTEGRITY and result["code"] == "restore.backups_damaged"
+    assert "not trusted" in result["message"]
     missing = _variant(
         lab,
         tmp_path / "missing",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -288,3 +289,22 @@ def test_a_tampered_base_backup_is_refused(lab: Lab) -> None:
     with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(lab, "remote")):
         pass
     assert _scratch_dirs(lab) == []
+
+
+def test_a_backups_own_configuration_is_never_loaded_by_a_recovery(lab: Lab) -> None:
+    # The database host's configuration travels in its base backups; a library it names (planted, or
+    # simply present there) must not be loaded by the scratch server, which runs on the toolkit's config.
+    config = lab.plan.primary.pg_data / "postgresql.conf"
+    kept = config.read_bytes()
+    try:
+        with config.open("a") as handle:
+            handle.write("shared_preload_libraries = 'order_recovery_planted'\n")
+        base = take_base_backup(lab.target, stores=_stores(lab), service_version="v1")
+    finally:
+        config.write_bytes(kept)
+    choice = DomainChoice("orders", base.manifest("orders").backup_id, "realtime", "local", "test")
+    with recover_to(lab.target, choice) as conninfo, psycopg.connect(conninfo, autocommit=True) as conn:
+        loaded = conn.execute("SHOW shared_preload_libraries").fetchone()
+        config_file = conn.execute("SHOW config_file").fetchone()
+    assert loaded == ("",)
+    assert config_file is not None and "/pitr-" in str(config_file[0])

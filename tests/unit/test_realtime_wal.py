@@ -5,13 +5,12 @@ Stores are real host-directory stores, keys a real keyring, objects real codec o
 from __future__ import annotations
 
 import io
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from recovery.backup.keys import Keyring, write_keyring
+from recovery.backup.keys import Keyring
 from recovery.backup.manifest import SourcePosition
 from recovery.backup.naming import BackupName
 from recovery.backup.realtime import (
@@ -91,13 +90,6 @@ def test_basebackup_positions_are_read_from_its_verbose_log() -> None:
         "pg_basebackup: base backup completed\n"
     )
     assert parse_basebackup_log(log) == ("0/A000028", 1, "0/A000120")
-
-
-@pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    path = tmp_path / "keyring.json"
-    write_keyring(path, {"kek": os.urandom(32)}, active="kek")
-    return Keyring.load(path)
 
 
 @pytest.fixture
