@@ -35,7 +35,8 @@ class BackupStorageArgs:
 
 # The runbooks' lock table: one item per target lock, keyed by this string attribute (docs/deploy.md).
 LOCK_TABLE_KEY = "lock_id"
-LOCK_TABLE_TTL_ATTRIBUTE = "expires_at"
+# No TTL on the lock table: a released lease keeps its item (expires_at = 0) so its fencing token only
+# ever grows; a TTL on expires_at would delete released items and start tokens again from 1.
 
 
 class BackupStorage(pulumi.ComponentResource):
@@ -213,7 +214,6 @@ class BackupStorage(pulumi.ComponentResource):
                 billing_mode="PAY_PER_REQUEST",
                 hash_key=LOCK_TABLE_KEY,
                 attributes=[aws.dynamodb.TableAttributeArgs(name=LOCK_TABLE_KEY, type="S")],
-                ttl=aws.dynamodb.TableTtlArgs(attribute_name=LOCK_TABLE_TTL_ATTRIBUTE, enabled=True),
                 stream_enabled=True,
                 stream_view_type="NEW_AND_OLD_IMAGES",
                 server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(

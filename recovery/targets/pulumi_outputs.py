@@ -30,6 +30,7 @@ from recovery.targets.model import (
     Database,
     Host,
     KeySource,
+    LockTable,
     Objectives,
     Site,
     SiteName,
@@ -57,6 +58,8 @@ REQUIRED_OUTPUTS = (
     "recordName",
     "frontDoorUrl",
     "objectives",
+    "lockTableName",
+    "lockTableRegion",
 )
 
 # Which database a stack declares: a writable primary, or a replica of the other site's.
@@ -238,6 +241,8 @@ def target_from_pulumi_outputs(
             intake_queue_url=str(active["intakeQueueUrl"]),
             team_topic_arn=str(active["teamTopicArn"]),
             customer_topic_arn=str(active["customerTopicArn"]),
+            # One global table; the lease is written in the writable site's region (docs/deploy.md).
+            lock_table=LockTable(name=str(active["lockTableName"]), region=str(active["lockTableRegion"])),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

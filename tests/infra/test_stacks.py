@@ -387,7 +387,8 @@ def test_lock_table_is_one_global_table_both_sites_see(primary: StackRun, standb
     assert inputs["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": _key_arn(primary)}
     assert inputs["pointInTimeRecovery"]["enabled"] is True
     assert inputs["deletionProtectionEnabled"] is True
-    assert inputs["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    # No TTL: released leases keep their item, so fencing tokens only grow (recovery/engine/lock.py).
+    assert "ttl" not in inputs
     # A global table needs streams; the replica is the standby stack's, so this stack must not drop it.
     assert (inputs["streamEnabled"], inputs["streamViewType"]) == (True, "NEW_AND_OLD_IMAGES")
     assert "replicas" in table.ignore_changes
@@ -566,3 +567,9 @@ def test_mocked_outputs_convert_into_a_valid_target(
     assert target.objectives.rto_seconds == 900
     assert target.primary.hosts[0].service_port == 8080
     assert target.intake_queue_url == primary.outputs["intakeQueueUrl"]
+    # The lease is taken in the writable site's region of the one global table.
+    assert target.lock_table is not None
+    assert (target.lock_table.name, target.lock_table.region) == (
+        primary.outputs["lockTableName"],
+        "us-east-1",
+    )
