@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from types import TracebackType
 
 import typer
 
 from recovery import __version__
 from recovery.cli import backup, lab, load, preflight, release, restore, runs, target, upgrade, verify
 from recovery.cli.common import envelope
+from recovery.engine.redact import redact_text
 from recovery.errors import ExitCode, RecoveryError
 
 app = typer.Typer(
@@ -55,6 +57,7 @@ def _wants_json(argv: list[str]) -> bool:
 
 
 def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
+    message = redact_text(message)  # an error may quote a conninfo, a command line or a file's line
     if _wants_json(argv):
         doc = envelope(" ".join(a for a in argv if not a.startswith("-"))[:80], "error",
                        {"code": code, "message": message, "exit_code": exit_code})
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=args, prog_name="recovery", standalone_mode=False)
     except RecoveryError as exc:
         if debug:
-            traceback.print_exc()
+            sys.stderr.write(redact_text(traceback.format_exc()))
         return _fail(args, exc.code, exc.message, int(exc.exit_code))
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -87,7 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
+def _redacted_excepthook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+    """An unexpected error's traceback, with the secrets its messages or locals may quote cut out."""
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, error, tb))))
+
+
 def run() -> None:
+    sys.excepthook = _redacted_excepthook
     sys.exit(main())
 
 
