@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg2
 import psycopg2.errors
 
-from orderservice import catalog, edge, health, orders
+from orderservice import catalog, edge, health, orders, probes
 from orderservice.config import Config
 from orderservice.db import Database
 from orderservice.errors import ApiError, BadRequest, ReadOnly, Unavailable
@@ -46,6 +46,7 @@ class App:
             ("GET", re.compile(r"/orders"), self.list_orders),
             ("GET", re.compile(r"/orders/([0-9a-fA-F-]{32,36})"), self.get_order),
             ("POST", re.compile(r"/orders/([0-9a-fA-F-]{32,36})/pay"), self.pay_order),
+            ("DELETE", re.compile(r"/orders/([0-9a-fA-F-]{32,36})"), self.remove_probe_order),
         ]
 
     def health(self, query: dict[str, str], body: Any) -> Reply:
@@ -91,6 +92,9 @@ class App:
     def pay_order(self, query: dict[str, str], body: Any, order_id: str) -> Reply:
         created, transaction = orders.pay_order(self.db, orders.parse_uuid(order_id, "order id"))
         return (201 if created else 200), transaction
+
+    def remove_probe_order(self, query: dict[str, str], body: Any, order_id: str) -> Reply:
+        return 200, probes.remove_probe_order(self.db, orders.parse_uuid(order_id, "order id"))
 
     def dispatch(self, method: str, path: str, query: dict[str, str], body: Any) -> Reply:
         allowed = False
