@@ -10,19 +10,14 @@ import uuid
 
 import pytest
 
+PRODUCTS = (
+    "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 10)"
+)
+
 
 @pytest.fixture(params=["v1", "v2"])
-def service(request, postgres, deploy):
-    db = postgres.create_database(f"input_{request.param}")
-    run = deploy(request.param, db)
-    assert run.migrate().returncode == 0
-    postgres.execute(
-        db, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 10)"
-    )
-    run.start()
-    assert run.wait_listening()
-    run.db = db
-    return run
+def service(request, serve_release):
+    return serve_release(request.param, "input", PRODUCTS)
 
 
 def _raw(port: int, head: str, body: bytes = b"", *, send_eof: bool = True) -> tuple[int, dict]:

@@ -23,20 +23,14 @@ PROBE_ORDERS = (
 )
 
 
+PRODUCT_STOCK = 50  # of each of twenty products: every probe finds stock
+
+
 @pytest.fixture(params=["v1", "v2"])
-def service(request, postgres, deploy):
-    db = postgres.create_database(f"probes_{request.param}")
-    run = deploy(request.param, db)
-    assert run.migrate().returncode == 0
-    postgres.execute(
-        db,
-        "INSERT INTO products (sku, name, price_cents, stock) SELECT 'P' || n, 'Product ' || n, 100 * n, 50"
-        " FROM generate_series(1, 20) n",
-    )
-    run.start()
-    assert run.wait_listening()
-    run.db = db
-    return run
+def service(request, serve_release):
+    products = "INSERT INTO products (sku, name, price_cents, stock) SELECT 'P' || n, 'P' || n, 100 * n"
+    rows = f"{products}, {PRODUCT_STOCK} FROM generate_series(1, 20) n"
+    return serve_release(request.param, "probes", rows)
 
 
 def _customer_order(service) -> str:
