@@ -16,6 +16,7 @@ Use it from Python in the background:
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import random
@@ -135,7 +136,7 @@ def _call(base_url: str, method: str, path: str, body: Any, timeout: float) -> t
         with error:
             raw = error.read()
             status = int(error.code)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+    except (OSError, http.client.HTTPException) as error:  # no answer, or one cut short by a restart
         reason = getattr(error, "reason", error)
         name = type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
         raise _Answer(f"no answer ({name})") from None

@@ -17,6 +17,7 @@ test and the invariants (heavier: they place an order, they scan the order table
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import time
 import urllib.error
@@ -42,6 +43,10 @@ GateName = Literal["health", "error_rate", "latency", "smoke", "invariants"]
 GATE_NAMES: tuple[GateName, ...] = ("health", "error_rate", "latency", "smoke", "invariants")
 MIN_REQUESTS = 10  # below this many requests an error rate or a p95 says too little to fail a release
 PROBE_TIMEOUT_S = 10.0
+# What a request that got no usable answer raises: OSError covers refused connections, timeouts and
+# urllib's URLError; HTTPException a service restarting mid-answer, which cuts its body short
+# (IncompleteRead) and once failed a rollback's wait for the hosts' release.
+NO_ANSWER: tuple[type[Exception], ...] = (OSError, http.client.HTTPException)
 # The invariants judge rows written from this long before the deploy started: the deploy's clock and the
 # database's may differ, and an order's created_at is its transaction's start, which may precede the
 # moment the deploy was recorded while it commits after. A minute of rows costs nothing to judge again.
@@ -260,7 +265,7 @@ def observe_host_health(host: Host, timeout: float = PROBE_TIMEOUT_S) -> HostHea
     url = f"http://{host.address}:{host.service_port}/health"
     try:
         status, document = _get_json(url, timeout)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+    except NO_ANSWER as error:
         reason = getattr(error, "reason", error)
         return HostHealth(host.name, False, f"GET {url} got no answer ({reason})")
     doc = document if isinstance(document, dict) else {}
@@ -329,7 +334,7 @@ class OrderProbe:
             order_id = str(uuid.uuid4())
             body = {"order_id": order_id, "user_id": self.user_id, "items": items}
             status, _ = self._post("/orders", body)
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, ValueError, KeyError) as error:
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
             reason = getattr(error, "reason", error)
             return Request(False, (time.monotonic() - started) * 1000, f"POST /orders failed: {reason}")
         latency = (time.monotonic() - started) * 1000
@@ -339,7 +344,7 @@ class OrderProbe:
 
     def _remove(self, order_id: str) -> None:
         """Take the probe order out of the books at once; the watch's sweep removes any left behind."""
-        with contextlib.suppress(urllib.error.URLError, TimeoutError, ConnectionError, OSError, ValueError):
+        with contextlib.suppress(*NO_ANSWER, ValueError):
             self._post(f"/orders/{order_id}", None, method="DELETE")
 
 

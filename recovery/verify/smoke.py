@@ -12,6 +12,7 @@ Each step is timed; the test stops at the first failing step.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import time
 import urllib.error
@@ -102,7 +103,7 @@ class _Http:
         except urllib.error.HTTPError as error:
             with error:
                 return int(error.code), _json(error.read(), method, path)
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
             raise StepFailed(f"{method} {path} did not get an answer: {reason}") from None
 
