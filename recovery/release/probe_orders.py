@@ -5,8 +5,9 @@ domain `order-recovery.invalid` (RFC 2606: never a customer's address). Each pro
 through the API right after it placed it (`DELETE /orders/{id}`, which gives the stock back). A release
 under test may fail that request, so the gates also sweep the database when their watch ends, before any
 rollback reads live rows to carry them over: every order of a probe user goes, with its stock given back,
-its payments, items and events, in one transaction. The probe users themselves stay (one row each,
-reused by the next run, with no order).
+its payments, items and events, in one transaction. Only the two probe users' orders: the load
+generator's user lives in the same domain, and its orders are the ones a drill must keep. The probe
+users themselves stay (one row each, reused by the next run, with no order).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from dataclasses import dataclass
 
 import psycopg
 
+from recovery.verify.smoke import SMOKE_USER_EMAIL
+
 PROBE_EMAIL_DOMAIN = "order-recovery.invalid"
 GATE_PROBE_EMAIL = f"gate-probe@{PROBE_EMAIL_DOMAIN}"
+# The probe users, by name: the load generator (load-generator@ in the same domain) places the orders a
+# drill's ledger proves were kept, and the sweep must never touch them.
+PROBE_EMAILS: tuple[str, ...] = (GATE_PROBE_EMAIL, SMOKE_USER_EMAIL)
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class ProbeSweep:
 _SWEEP = """
 WITH probe AS (
     SELECT o.id FROM orders o JOIN users u ON u.id = o.user_id
-    WHERE u.email LIKE '%%@' || %(domain)s
+    WHERE u.email = ANY(%(emails)s)
     FOR UPDATE OF o
 ), units AS (
     SELECT i.product_id, sum(i.quantity) AS units FROM order_items i
@@ -58,9 +64,10 @@ SELECT (SELECT count(*) FROM gone_orders), (SELECT coalesce(sum(units), 0) FROM 
 
 
 def sweep_probe_orders(conn: psycopg.Connection[tuple[object, ...]]) -> ProbeSweep:
-    """Remove every order of a probe user from the database `conn` is connected to; stock goes back."""
+    """Remove every order of the probe users (PROBE_EMAILS) from the database `conn` is connected to; stock
+    goes back."""
     with conn.transaction():
-        row = conn.execute(_SWEEP, {"domain": PROBE_EMAIL_DOMAIN}).fetchone()
+        row = conn.execute(_SWEEP, {"emails": list(PROBE_EMAILS)}).fetchone()
     assert row is not None
     orders, units, payments, events = (int(str(value)) for value in row)
     return ProbeSweep(orders=orders, stock_returned=units, payments=payments, events=events)

@@ -8,6 +8,7 @@ import uuid
 import psycopg
 import pytest
 
+from recovery.load.generator import LOAD_USER_EMAIL
 from recovery.release.gates import OrderProbe
 from recovery.release.probe_orders import sweep_probe_orders
 from recovery.verify.invariants import run_invariants
@@ -70,6 +71,14 @@ def test_a_customers_order_cannot_be_removed(service, postgres):
 
 def test_the_sweep_removes_probe_orders_left_behind_and_the_invariants_hold(service, postgres):
     customer = _customer_order(service)
+    # The load generator's user shares the reserved domain: its orders are a drill's and must stay.
+    status, loader = service.call("POST", "/users", {"email": LOAD_USER_EMAIL, "name": "load"})
+    load_order = str(uuid.uuid4())
+    items = [{"product_id": 5, "quantity": 1}]
+    assert (
+        service.call("POST", "/orders", {"order_id": load_order, "user_id": loader["id"], "items": items})[0]
+        == 201
+    )
     before = postgres.query(service.db, BOOKS)
     status, user = service.call(
         "POST", "/users", {"email": "gate-probe@order-recovery.invalid", "name": "probe"}
@@ -90,4 +99,5 @@ def test_the_sweep_removes_probe_orders_left_behind_and_the_invariants_hold(serv
         assert run_invariants(conn, "public").passed
     assert (swept.orders, swept.stock_returned, swept.payments, swept.events) == (3, 9, 1, 4)
     assert postgres.query(service.db, BOOKS) == before
-    assert postgres.query(service.db, "SELECT count(*) FROM orders WHERE id = %s", (customer,)) == [(1,)]
+    kept = "SELECT count(*) FROM orders WHERE id = ANY(%s::uuid[])"
+    assert postgres.query(service.db, kept, ([customer, load_order],)) == [(2,)]
