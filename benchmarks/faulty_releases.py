@@ -60,7 +60,8 @@ def lost_orders(
     lost = set()
     for order in ledger.orders:
         rows = stored.get(order.order_id, ())
-        if not rows or any(row.total_cents != order.total_cents for row in rows):
+        wrong_total = order.total_cents is not None and any(r.total_cents != order.total_cents for r in rows)
+        if not rows or wrong_total:
             lost.add(order.order_id)
     for payment in ledger.payments:
         rows = stored.get(payment.order_id, ())

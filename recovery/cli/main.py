@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from types import TracebackType
 
 import typer
 
@@ -24,6 +25,7 @@ from recovery.cli import (
     verify,
 )
 from recovery.cli.common import envelope
+from recovery.engine.redact import redact_text
 from recovery.errors import ExitCode, RecoveryError
 
 app = typer.Typer(
@@ -70,6 +72,7 @@ def _wants_json(argv: list[str]) -> bool:
 
 
 def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
+    message = redact_text(message)  # an error may quote a conninfo, a command line or a file's line
     if _wants_json(argv):
         doc = envelope(" ".join(a for a in argv if not a.startswith("-"))[:80], "error",
                        {"code": code, "message": message, "exit_code": exit_code})
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=args, prog_name="recovery", standalone_mode=False)
     except RecoveryError as exc:
         if debug:
-            traceback.print_exc()
+            sys.stderr.write(redact_text(traceback.format_exc()))
         return _fail(args, exc.code, exc.message, int(exc.exit_code))
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -102,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     return int(result) if isinstance(result, int) else 0
 
 
+def _redacted_excepthook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+    """An unexpected error's traceback, with the secrets its messages or locals may quote cut out."""
+    sys.stderr.write(redact_text("".join(traceback.format_exception(kind, error, tb))))
+
+
 def run() -> None:
+    sys.excepthook = _redacted_excepthook
     sys.exit(main())
 
 

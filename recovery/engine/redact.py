@@ -2,8 +2,9 @@
 
 Everything the engine records (parameters, step outputs, notes, error messages, tracebacks) passes
 through here first. Two rules: a value stored under a key whose name says it is secret is replaced
-whole, and secrets embedded in text (URL passwords, conninfo `password=`, PEM private keys, bearer
-tokens) are cut out of any string. Over-redaction is the safe failure.
+whole, and secrets embedded in text (URL passwords; `password=`, `PGPASSWORD=`, `"password": ...` and
+`'password': ...` under any secret-sounding name; `--password VALUE`; pgpass lines; PEM private keys;
+bearer tokens) are cut out of any string. Over-redaction is the safe failure.
 """
 
 from __future__ import annotations
@@ -34,13 +35,28 @@ _SECRET_PAIRS = frozenset(
      ("secret", "key"), ("session", "key"), ("signing", "key"), ("encryption", "key"), ("master", "key")}
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# A name that says its value is secret, wherever it is embedded: PGPASSWORD, AWS_SECRET_ACCESS_KEY,
+# db_password, "password" as a JSON or Python mapping key, --password as a command-line option.
+# Bounded runs around the fragment, and matches that start only where a name starts (_NAME_START), keep
+# the search linear on long strings.
+_HIDDEN_NAME = (
+    r"[A-Za-z0-9_.-]{0,40}(?:password|passwd|passphrase|pwd|secret|token|credential|api_?key|private_?key)"
+    r"[A-Za-z0-9_.-]{0,40}"
+)
+_NAME_START = r"(?<![A-Za-z0-9_.-])"
+# A value: quoted (either quote), or a run of characters up to a separator.
+_VALUE = r"""('[^']*'|"[^"]*"|[^\s;,)'"}\]]+)"""
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host -> scheme://user:<redacted>@host
-    (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):([^@/\s]+)@"), rf"\1:{REDACTED}@"),
-    # libpq conninfo and similar key=value strings
-    (re.compile(r"\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|[^\s;,)'\"]+)",
-                re.IGNORECASE),
+    (re.compile(r"(?<![a-zA-Z0-9+.-])([a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^:/@\s]*):([^@/\s]+)@"),
+     rf"\1:{REDACTED}@"),
+    # key=value, key: value, 'key': value, "key": value (conninfo, environment, JSON, Python reprs)
+    (re.compile(rf"""{_NAME_START}(["']?{_HIDDEN_NAME}["']?)(\s*[=:]\s*){_VALUE}""", re.IGNORECASE),
      rf"\1\2{REDACTED}"),
+    # --password VALUE (an option and its value as separate words)
+    (re.compile(rf"{_NAME_START}(--?{_HIDDEN_NAME})(\s+){_VALUE}", re.IGNORECASE), rf"\1\2{REDACTED}"),
+    # a pgpass line: host:port:database:user:password
+    (re.compile(r"^([^:\s#]+:(?:\d+|\*):[^:\s]+:[^:\s]+:)(\S+)$", re.MULTILINE), rf"\1{REDACTED}"),
     (re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL), REDACTED),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
 )

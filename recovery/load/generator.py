@@ -16,6 +16,7 @@ Use it from Python in the background:
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import random
@@ -97,6 +98,7 @@ class LoadSummary:
     seconds: float
     failures: dict[str, int]  # reason -> count
     ledger: str
+    pending: int = 0  # of the acknowledged: accepted-pending (202), not yet stored
 
 
 @dataclass
@@ -107,12 +109,18 @@ class _Tally:
     dropped: int = 0
     payments_sent: int = 0
     payments_acked: int = 0
+    pending: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
 
 
 class _Answer(Exception):
-    """A request that got no acknowledgement; the message is the counted reason."""
+    """A request that got no acknowledgement; the message is the counted reason, `status` the HTTP status
+    of a refusal (None when no answer came)."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 def _call(base_url: str, method: str, path: str, body: Any, timeout: float) -> tuple[int, Any]:
@@ -128,14 +136,14 @@ def _call(base_url: str, method: str, path: str, body: Any, timeout: float) -> t
         with error:
             raw = error.read()
             status = int(error.code)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+    except (OSError, http.client.HTTPException) as error:  # no answer, or one cut short by a restart
         reason = getattr(error, "reason", error)
         name = type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
         raise _Answer(f"no answer ({name})") from None
     try:
         return status, json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _Answer(f"HTTP {status} with a body that is not JSON") from None
+        raise _Answer(f"HTTP {status} with a body that is not JSON", status) from None
 
 
 def _http_reason(status: int, document: Any) -> str:
@@ -230,6 +238,7 @@ class LoadGenerator:
                 seconds=round(end - self._started, 3) if self._started else 0.0,
                 failures=dict(tally.failures.most_common()),
                 ledger=str(self.ledger_path),
+                pending=tally.pending,
             )
 
     # -- work ------------------------------------------------------------------------------------
@@ -299,16 +308,23 @@ class LoadGenerator:
             status, document = _call(self.base_url, "POST", "/orders", body, self.settings.timeout_s)
             latency = (time.monotonic() - started) * 1000
             total = document.get("total_cents") if isinstance(document, dict) else None
-            if status not in (200, 201) or not isinstance(total, int):
-                raise _Answer(_http_reason(status, document))
+            pending = status == 202
+            if pending:
+                # Accepted and queued (degraded mode): a promise to store it, recorded as such; it is not
+                # paid, since the service may not hold it yet.
+                self._ledger.order(order_id, total if isinstance(total, int) else None, latency, "pending")
+            elif status in (200, 201) and isinstance(total, int):
+                self._ledger.order(order_id, total, latency)
+            else:
+                raise _Answer(_http_reason(status, document), status)
         except _Answer as problem:
-            self._count_failure("order", str(problem), (time.monotonic() - started) * 1000)
+            self._count_failure("order", str(problem), (time.monotonic() - started) * 1000, problem.status)
             return
-        self._ledger.order(order_id, total, latency)
         with self._lock:
             self._tally.acked += 1
+            self._tally.pending += int(pending)
             self._tally.latencies_ms.append(latency)
-        if pay:
+        if pay and not pending:
             self._pay(order_id)
 
     def _pay(self, order_id: str) -> None:
@@ -321,17 +337,17 @@ class LoadGenerator:
             status, document = _call(self.base_url, "POST", path, None, self.settings.timeout_s)
             amount = document.get("amount_cents") if isinstance(document, dict) else None
             if status not in (200, 201) or not isinstance(amount, int):
-                raise _Answer(_http_reason(status, document))
+                raise _Answer(_http_reason(status, document), status)
         except _Answer as problem:
-            self._count_failure("payment", str(problem), (time.monotonic() - started) * 1000)
+            self._count_failure("payment", str(problem), (time.monotonic() - started) * 1000, problem.status)
             return
         self._ledger.payment(order_id, amount, (time.monotonic() - started) * 1000)
         with self._lock:
             self._tally.payments_acked += 1
 
-    def _count_failure(self, op: str, reason: str, latency_ms: float) -> None:
+    def _count_failure(self, op: str, reason: str, latency_ms: float, http_status: int | None) -> None:
         assert self._ledger is not None
-        self._ledger.failure(op, reason, latency_ms)
+        self._ledger.failure(op, reason, latency_ms, http_status)
         with self._lock:
             if op == "order":
                 self._tally.failed += 1

@@ -1,9 +1,14 @@
 """The ledger: an append-only JSON-lines file of what the load generator saw acknowledged.
 
 One line per event, each a JSON object with a `kind`:
-  {"kind": "order", "order_id", "at", "total_cents", "latency_ms"}      an order the service acknowledged
+  {"kind": "order", "order_id", "at", "status", "total_cents", "latency_ms"}
+      an order the service acknowledged; `status` is `acknowledged` (201/200: stored) or `pending` (202:
+      accepted and queued, to be stored later; its total may still be null). Ledgers written before the
+      field existed read as `acknowledged`.
   {"kind": "payment", "order_id", "at", "amount_cents", "latency_ms"}  a payment the service acknowledged
-  {"kind": "failure", "op", "at", "reason", "latency_ms"}              a request that was not acknowledged
+  {"kind": "failure", "op", "at", "reason", "http_status", "latency_ms"}
+      a request that was refused (an HTTP status that is not an acknowledgement) or failed (no answer:
+      `http_status` null); every one is written with its time, so a report can give the window of errors
   {"kind": "summary", ...}                                             written once when the run stops
 `at` is Unix time in seconds. Lines are written whole and fsync'd in batches, so a crash loses at most
 the last batch and can leave at most one torn last line, which the reader reports and skips. Nothing
@@ -28,12 +33,17 @@ FSYNC_EVERY_LINES = 50
 FSYNC_EVERY_SECONDS = 0.5
 
 
+OrderStatus = Literal["acknowledged", "pending"]
+ORDER_STATUSES: tuple[OrderStatus, ...] = ("acknowledged", "pending")
+
+
 @dataclass(frozen=True)
 class AckedOrder:
     order_id: str
     at: float
-    total_cents: int
+    total_cents: int | None  # None only for a pending order whose total the service did not give yet
     latency_ms: float
+    status: OrderStatus = "acknowledged"
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,39 @@ class Failure:
     at: float
     reason: str
     latency_ms: float
+    http_status: int | None = None  # the refusal's status; None when no answer came
+
+
+@dataclass(frozen=True)
+class ErrorWindow:
+    """When requests were refused or failed: from the first to the last, how many, of which kind."""
+
+    first_at: float
+    last_at: float
+    failures: int
+    by_op: tuple[tuple[str, int], ...]
+    no_answer: int  # failures without an HTTP answer (refused connections, timeouts)
+
+    @property
+    def seconds(self) -> float:
+        return round(self.last_at - self.first_at, 3)
+
+
+def error_window(failures: Iterable[Failure]) -> ErrorWindow | None:
+    """The window of errors of a run (None when every request was acknowledged). Pure."""
+    seen = sorted(failures, key=lambda f: f.at)
+    if not seen:
+        return None
+    ops: dict[str, int] = {}
+    for failure in seen:
+        ops[failure.op] = ops.get(failure.op, 0) + 1
+    return ErrorWindow(
+        first_at=seen[0].at,
+        last_at=seen[-1].at,
+        failures=len(seen),
+        by_op=tuple(sorted(ops.items())),
+        no_answer=sum(1 for f in seen if f.http_status is None),
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,15 @@ class Ledger:
 
     def order(self, order_id: str) -> AckedOrder | None:
         return next((o for o in self.orders if o.order_id == order_id), None)
+
+    @property
+    def pending(self) -> tuple[AckedOrder, ...]:
+        """Orders acknowledged as accepted-pending (202), not yet known to be stored."""
+        return tuple(o for o in self.orders if o.status == "pending")
+
+    @property
+    def error_window(self) -> ErrorWindow | None:
+        return error_window(self.failures)
 
 
 class LedgerWriter:
@@ -105,14 +157,20 @@ class LedgerWriter:
                 self._sync()
                 self._file.close()
 
-    def order(self, order_id: str, total_cents: int, latency_ms: float) -> None:
-        self.append(_record("order", order_id=order_id, total_cents=total_cents, latency_ms=latency_ms))
+    def order(
+        self, order_id: str, total_cents: int | None, latency_ms: float, status: OrderStatus = "acknowledged"
+    ) -> None:
+        if total_cents is None and status != "pending":
+            raise ValueError("only a pending order may be recorded without its total")
+        self.append(
+            _record("order", order_id=order_id, status=status, total_cents=total_cents, latency_ms=latency_ms)
+        )
 
     def payment(self, order_id: str, amount_cents: int, latency_ms: float) -> None:
         self.append(_record("payment", order_id=order_id, amount_cents=amount_cents, latency_ms=latency_ms))
 
-    def failure(self, op: str, reason: str, latency_ms: float) -> None:
-        self.append(_record("failure", op=op, reason=reason, latency_ms=latency_ms))
+    def failure(self, op: str, reason: str, latency_ms: float, http_status: int | None = None) -> None:
+        self.append(_record("failure", op=op, reason=reason, latency_ms=latency_ms, http_status=http_status))
 
 
 def _record(kind: str, **fields: Any) -> dict[str, Any]:
@@ -173,6 +231,10 @@ def parse_ledger(lines: Iterable[str], source: str = "ledger") -> Ledger:
     )
 
 
+def _optional_int(doc: dict[str, Any], key: str, where: str) -> int | None:
+    return None if doc.get(key) is None else int(_field(doc, key, int, where))
+
+
 def _order_id(doc: dict[str, Any], where: str) -> str:
     value = _field(doc, "order_id", str, where)
     try:
@@ -184,11 +246,16 @@ def _order_id(doc: dict[str, Any], where: str) -> str:
 def _parse_line(doc: dict[str, Any], where: str, state: _Parsing) -> None:
     kind = doc.get("kind")
     if kind == "order":
+        status = doc.get("status", "acknowledged")
+        if status not in ORDER_STATUSES:
+            raise UsageError(f"{where}: order status {status!r} is not one of {', '.join(ORDER_STATUSES)}")
+        pending_without_total = status == "pending" and doc.get("total_cents") is None
         order = AckedOrder(
             order_id=_order_id(doc, where),
             at=_field(doc, "at", float, where),
-            total_cents=_field(doc, "total_cents", int, where),
+            total_cents=None if pending_without_total else _field(doc, "total_cents", int, where),
             latency_ms=_field(doc, "latency_ms", float, where),
+            status=status,
         )
         seen = state.orders.get(order.order_id)
         if seen is None:
@@ -211,6 +278,7 @@ def _parse_line(doc: dict[str, Any], where: str, state: _Parsing) -> None:
                 at=_field(doc, "at", float, where),
                 reason=_field(doc, "reason", str, where),
                 latency_ms=_field(doc, "latency_ms", float, where),
+                http_status=_optional_int(doc, "http_status", where),
             )
         )
     elif kind != "summary":

@@ -16,6 +16,8 @@ test and the invariants (heavier: they place an order, they scan the order table
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import time
 import urllib.error
@@ -26,9 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import psycopg
+
 from recovery.drivers import db
 from recovery.errors import RecoveryError, UsageError
 from recovery.load.stats import percentile
+from recovery.release.probe_orders import GATE_PROBE_EMAIL, ProbeSweep, sweep_probe_orders
 from recovery.targets.model import Host, Objectives, Target
 from recovery.verify.invariants import InvariantReport, run_invariants
 from recovery.verify.reports import failure_line
@@ -38,6 +43,10 @@ GateName = Literal["health", "error_rate", "latency", "smoke", "invariants"]
 GATE_NAMES: tuple[GateName, ...] = ("health", "error_rate", "latency", "smoke", "invariants")
 MIN_REQUESTS = 10  # below this many requests an error rate or a p95 says too little to fail a release
 PROBE_TIMEOUT_S = 10.0
+# What a request that got no usable answer raises: OSError covers refused connections, timeouts and
+# urllib's URLError; HTTPException a service restarting mid-answer, which cuts its body short
+# (IncompleteRead) and once failed a rollback's wait for the hosts' release.
+NO_ANSWER: tuple[type[Exception], ...] = (OSError, http.client.HTTPException)
 # The invariants judge rows written from this long before the deploy started: the deploy's clock and the
 # database's may differ, and an order's created_at is its transaction's start, which may precede the
 # moment the deploy was recorded while it commits after. A minute of rows costs nothing to judge again.
@@ -256,7 +265,7 @@ def observe_host_health(host: Host, timeout: float = PROBE_TIMEOUT_S) -> HostHea
     url = f"http://{host.address}:{host.service_port}/health"
     try:
         status, document = _get_json(url, timeout)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+    except NO_ANSWER as error:
         reason = getattr(error, "reason", error)
         return HostHealth(host.name, False, f"GET {url} got no answer ({reason})")
     doc = document if isinstance(document, dict) else {}
@@ -282,11 +291,11 @@ class OrderProbe:
         self.product_ids: list[int] = []
         self._next = 0
 
-    def _post(self, path: str, body: Any) -> tuple[int, Any]:
+    def _post(self, path: str, body: Any, method: str = "POST") -> tuple[int, Any]:
         request = urllib.request.Request(  # noqa: S310 - the target's front door URL
             self.base + path,
-            data=json.dumps(body).encode(),
-            method="POST",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
             headers={"Content-Type": "application/json"},
         )
         try:
@@ -299,7 +308,7 @@ class OrderProbe:
     def _prepare(self) -> None:
         if self.user_id is None:
             status, doc = self._post(
-                "/users", {"email": "gate-probe@order-recovery.invalid", "name": "order-recovery gate probe"}
+                "/users", {"email": GATE_PROBE_EMAIL, "name": "order-recovery gate probe"}
             )
             if status not in (200, 201) or not isinstance(doc, dict):
                 raise OSError(f"POST /users answered {status}")
@@ -322,23 +331,44 @@ class OrderProbe:
             items = [
                 {"product_id": p, "quantity": q} for p, q in zip(products, PROBE_QUANTITIES, strict=False)
             ]
-            body = {"order_id": str(uuid.uuid4()), "user_id": self.user_id, "items": items}
+            order_id = str(uuid.uuid4())
+            body = {"order_id": order_id, "user_id": self.user_id, "items": items}
             status, _ = self._post("/orders", body)
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, ValueError, KeyError) as error:
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
             reason = getattr(error, "reason", error)
             return Request(False, (time.monotonic() - started) * 1000, f"POST /orders failed: {reason}")
         latency = (time.monotonic() - started) * 1000
+        if status == 201:
+            self._remove(order_id)  # not timed: the latency is the customer's request alone
         return Request(status == 201, latency, f"POST /orders answered {status}")
+
+    def _remove(self, order_id: str) -> None:
+        """Take the probe order out of the books at once; the watch's sweep removes any left behind."""
+        with contextlib.suppress(*NO_ANSWER, ValueError):
+            self._post(f"/orders/{order_id}", None, method="DELETE")
 
 
 def measure_baseline(target: Target, requests: int = 2 * MIN_REQUESTS) -> LatencyBaseline | None:
     """The p95 of probe orders on the running release, before a deploy; None when too few answered."""
     probe = OrderProbe(target.traffic.front_door_url)
-    answered = [r.latency_ms for r in (probe.one() for _ in range(requests)) if r.ok]
+    try:
+        answered = [r.latency_ms for r in (probe.one() for _ in range(requests)) if r.ok]
+    finally:
+        sweep_probes(target)
     p50, p95 = percentile(answered, 50), percentile(answered, 95)
     if p50 is None or p95 is None or len(answered) < MIN_REQUESTS:
         return None
     return LatencyBaseline(p50_ms=p50, p95_ms=p95, requests=len(answered))
+
+
+def sweep_probes(target: Target) -> ProbeSweep | None:
+    """Remove every probe order left on the primary (docs/preflight-and-gates.md); None when the database
+    cannot be reached (the next sweep takes them: a probe order never counts as a customer's)."""
+    try:
+        with db.connect(target.primary.database) as conn:
+            return sweep_probe_orders(conn)
+    except (RecoveryError, psycopg.Error):
+        return None
 
 
 def observe_invariants(target: Target, since: datetime | None = None) -> InvariantReport | GateResult:
@@ -381,7 +411,27 @@ def watch_gates(
     on a million orders).
     """
     check_window(window_s, interval_s)
-    since = invariants_since(deploy_started)
+    try:
+        return _watch(
+            target, window_s, interval_s, probes_per_interval, deep_every_s, baseline, max_slowdown, release,
+            invariants_since(deploy_started),
+        )
+    finally:
+        # Before the caller acts on the verdict: a rollback's carry-over must find no probe order in live.
+        sweep_probes(target)
+
+
+def _watch(
+    target: Target,
+    window_s: float,
+    interval_s: float,
+    probes_per_interval: int,
+    deep_every_s: float,
+    baseline: LatencyBaseline | None,
+    max_slowdown: float,
+    release: str | None,
+    since: datetime | None,
+) -> GateReport:
     probe = OrderProbe(target.traffic.front_door_url)
     requests: list[Request] = []
     samples: list[GateSample] = []

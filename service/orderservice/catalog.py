@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderservice import rows
+from orderservice import edge, rows
 from orderservice.db import Database
 from orderservice.errors import BadRequest, NotFound
+
+MAX_EMAIL = 320  # the longest address RFC 5321 allows
+MAX_NAME = 200
 
 
 def create_user(db: Database, body: Any) -> tuple[bool, dict[str, Any]]:
     """Create a user, idempotent on the e-mail address."""
     if not isinstance(body, dict) or not isinstance(body.get("email"), str) or "@" not in body["email"]:
         raise BadRequest("the body must be a JSON object with an email address and a name")
-    name = body.get("name", body.get("full_name"))
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("name must be a non-empty string")
+    email = edge.bounded_text(body["email"], "email", MAX_EMAIL)
+    name = edge.bounded_text(body.get("name", body.get("full_name")), "name", MAX_NAME)
     with db.transaction() as cur:
-        created = rows.insert_user(cur, body["email"], name.strip())
+        created = rows.insert_user(cur, email, name.strip())
         if created is not None:
             return True, created
-        existing = rows.user_by_email(cur, body["email"])
+        existing = rows.user_by_email(cur, email)
         assert existing is not None
         return False, existing
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg2
 
+from orderservice import problems
 from orderservice.config import Config
 from orderservice.db import Database
 from orderservice.release_info import ReleaseInfo
@@ -19,6 +20,9 @@ def check(db: Database, config: Config, info: ReleaseInfo) -> tuple[bool, dict[s
         "db": {"reachable": False, "read_only": None, "schema_version": None},
         "expected_schema_version": info.schema_version,
         "problems": [],
+        # Every problem may clear without a change (the database does not answer yet, the schema is not
+        # at this release's version yet): a deploy waits on transient problems and fails on the others.
+        "transient": True,
     }
     try:
         with db.transaction() as cur:
@@ -37,10 +41,9 @@ def check(db: Database, config: Config, info: ReleaseInfo) -> tuple[bool, dict[s
                 f"database schema is at {schema}, this release needs {info.schema_version}"
             )
     except psycopg2.Error as exc:
-        report["problems"].append(
-            f"database check failed: {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        )
+        problem, transient = problems.database_problem(exc)
+        report["problems"].append(problem)
+        report["transient"] = transient
     healthy = not report["problems"]
     report["status"] = "ok" if healthy else "unhealthy"
     return healthy, report

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from orderservice import events, pricing, rows, stock
+from orderservice import edge, events, pricing, rows, stock
 from orderservice.db import Database
 from orderservice.errors import BadRequest, Conflict, NotFound
 
@@ -28,10 +28,7 @@ def parse_uuid(value: Any, what: str) -> uuid.UUID:
         raise BadRequest(f"{what} must be a UUID, got {str(value)[:40]!r}") from None
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BadRequest(f"{what} must be a positive integer")
-    return value
+INT_MAX = 2**31 - 1  # an integer column's widest value (quantities)
 
 
 def parse_order_request(body: Any) -> OrderRequest:
@@ -40,7 +37,7 @@ def parse_order_request(body: Any) -> OrderRequest:
     if "order_id" not in body:
         raise BadRequest("order_id is required: choose a UUID per order so retries are safe")
     order_id = parse_uuid(body["order_id"], "order_id")
-    user_id = _positive_int(body.get("user_id"), "user_id")
+    user_id = edge.bounded_int(body.get("user_id"), "user_id")
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise BadRequest("items must be a non-empty list of {product_id, quantity}")
@@ -52,8 +49,8 @@ def parse_order_request(body: Any) -> OrderRequest:
             raise BadRequest(f"item {n} must be an object with product_id and quantity")
         lines.append(
             (
-                _positive_int(item.get("product_id"), f"item {n} product_id"),
-                _positive_int(item.get("quantity"), f"item {n} quantity"),
+                edge.bounded_int(item.get("product_id"), f"item {n} product_id"),
+                edge.bounded_int(item.get("quantity"), f"item {n} quantity", INT_MAX),
             )
         )
     return OrderRequest(order_id, user_id, tuple(lines))

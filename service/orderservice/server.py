@@ -17,14 +17,13 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg2
 import psycopg2.errors
 
-from orderservice import catalog, health, orders
+from orderservice import catalog, edge, health, orders, probes
 from orderservice.config import Config
 from orderservice.db import Database
 from orderservice.errors import ApiError, BadRequest, ReadOnly, Unavailable
 from orderservice.release_info import ReleaseInfo, load_release_info
 
 log = logging.getLogger("orderservice")
-MAX_BODY = 1 << 20
 
 Reply = tuple[int, Any]
 
@@ -40,13 +39,14 @@ class App:
             ("GET", re.compile(r"/health"), self.health),
             ("GET", re.compile(r"/version"), self.version),
             ("POST", re.compile(r"/users"), self.create_user),
-            ("GET", re.compile(r"/users/(\d+)"), self.get_user),
+            ("GET", re.compile(r"/users/(\d{1,18})"), self.get_user),
             ("GET", re.compile(r"/products"), self.list_products),
-            ("GET", re.compile(r"/products/(\d+)"), self.get_product),
+            ("GET", re.compile(r"/products/(\d{1,18})"), self.get_product),
             ("POST", re.compile(r"/orders"), self.create_order),
             ("GET", re.compile(r"/orders"), self.list_orders),
             ("GET", re.compile(r"/orders/([0-9a-fA-F-]{32,36})"), self.get_order),
             ("POST", re.compile(r"/orders/([0-9a-fA-F-]{32,36})/pay"), self.pay_order),
+            ("DELETE", re.compile(r"/orders/([0-9a-fA-F-]{32,36})"), self.remove_probe_order),
         ]
 
     def health(self, query: dict[str, str], body: Any) -> Reply:
@@ -92,6 +92,9 @@ class App:
     def pay_order(self, query: dict[str, str], body: Any, order_id: str) -> Reply:
         created, transaction = orders.pay_order(self.db, orders.parse_uuid(order_id, "order id"))
         return (201 if created else 200), transaction
+
+    def remove_probe_order(self, query: dict[str, str], body: Any, order_id: str) -> Reply:
+        return 200, probes.remove_probe_order(self.db, orders.parse_uuid(order_id, "order id"))
 
     def dispatch(self, method: str, path: str, query: dict[str, str], body: Any) -> Reply:
         allowed = False
@@ -159,16 +162,12 @@ class Handler(BaseHTTPRequestHandler):
         log.info("%s %s %d %.1fms", method, parts.path, status, (time.monotonic() - started) * 1000)
 
     def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise BadRequest(f"the body is larger than {MAX_BODY} bytes")
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return {}
         try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON") from None
+            return edge.read_body(self.headers, self.rfile)
+        except BadRequest:
+            # The rest of a refused body is never read: the connection cannot carry another request.
+            self.close_connection = True
+            raise
 
     def do_GET(self) -> None:
         self._handle("GET")

@@ -333,3 +333,21 @@ def free_ports() -> object:
         return ports
 
     return take
+
+
+@pytest.fixture
+def serve_release(postgres: Postgres, deploy) -> object:
+    """serve_release(version, prefix, products_sql) -> ServiceRun: a fresh migrated database with the
+    products `products_sql` inserts, and the release serving it (`run.db` names the database)."""
+
+    def serve(version: str, prefix: str, products_sql: str) -> ServiceRun:
+        db = postgres.create_database(f"{prefix}_{version.replace('-', '_')}")
+        run = deploy(version, db)
+        assert run.migrate().returncode == 0
+        postgres.execute(db, products_sql)
+        run.start()
+        assert run.wait_listening()
+        run.db = db  # type: ignore[attr-defined]
+        return run
+
+    return serve

@@ -12,20 +12,15 @@ import pytest
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+PRODUCTS = (
+    "INSERT INTO products (sku, name, price_cents, stock) VALUES"
+    " ('A', 'Apple', 250, 10), ('B', 'Book', 1999, 3), ('C', 'Cup', 700, 0)"
+)
+
+
 @pytest.fixture(params=["v1", "v2"])
-def service(request, postgres, deploy):
-    db = postgres.create_database(f"api_{request.param.replace('-', '_')}")
-    run = deploy(request.param, db)
-    assert run.migrate().returncode == 0
-    postgres.execute(
-        db,
-        "INSERT INTO products (sku, name, price_cents, stock) VALUES"
-        " ('A', 'Apple', 250, 10), ('B', 'Book', 1999, 3), ('C', 'Cup', 700, 0)",
-    )
-    run.start()
-    assert run.wait_listening()
-    run.db = db
-    return run
+def service(request, serve_release):
+    return serve_release(request.param, "api", PRODUCTS)
 
 
 def _user(service) -> int:

@@ -132,9 +132,18 @@ def test_deploy_upgrade_check_mode_and_failure(lab_like, postgres):
     assert config["site"] == "standby" and config["db"]["passfile"] == str(postgres.passfile)
     assert postgres.password not in (base["standby"] / "current" / "config.json").read_text()
 
-    crash = deploy("v2-crash", order_service_health_timeout=3)
+    # A definite failure ends the wait at once, however long the deploy was willing to wait for "not yet":
+    # the message names the verdict, never "within 120 s".
+    unhealthy = deploy("v2-unhealthy", order_service_health_timeout=120)
+    assert not unhealthy.ok
+    assert unhealthy.failed_task is not None
+    assert "a problem waiting will not clear" in unhealthy.failed_task.message
+    assert "UndefinedTable" in unhealthy.failed_task.message
+    assert "within 120 s" not in unhealthy.failed_task.message
+
+    crash = deploy("v2-crash", order_service_health_timeout=120)
     assert not crash.ok
-    assert crash.failed_task is not None and "did not become healthy" in crash.failed_task.message
+    assert crash.failed_task is not None and "its process exited" in crash.failed_task.message
     out = (base["primary"] / "shared" / "log" / "orderservice.out").read_text()
     assert "No module named 'orderservice.money'" in out
 

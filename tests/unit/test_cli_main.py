@@ -42,3 +42,13 @@ def test_json_output_gets_an_error_envelope(capsys: pytest.CaptureFixture[str]) 
     assert out["status"] == "error"
     assert out["result"]["code"] == "usage"
     assert out["result"]["exit_code"] == ExitCode.USAGE
+
+
+def test_error_messages_and_debug_tracebacks_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    # An operator pastes an environment assignment where a target name belongs: the error quotes it.
+    code = main(["target", "check", "PGPASSWORD=hunter2", "--debug"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    assert "Traceback" in err and "error[target.not_found]" in err
+    assert "hunter2" not in err
+    assert "PGPASSWORD=<redacted>" in err

@@ -30,6 +30,7 @@ class Shop:
         self.calls = 0
         self.delay_s = 0.0
         self.url = ""
+        self.pending_every = 0  # every Nth order is accepted-pending (202), as in degraded mode
 
 
 def handler_for(shop: Shop) -> type[BaseHTTPRequestHandler]:
@@ -62,11 +63,14 @@ def handler_for(shop: Shop) -> type[BaseHTTPRequestHandler]:
                 with shop.lock:
                     shop.calls += 1
                     refuse = shop.calls % 3 == 0
+                    queued = bool(shop.pending_every) and shop.calls % shop.pending_every == 0 and not refuse
                     total = sum(item["quantity"] * 100 for item in body["items"])
                     if not refuse:
                         shop.orders[body["order_id"]] = total
                 if refuse:
                     self.reply(503, {"error": "read_only", "message": "the database is read-only"})
+                elif queued:
+                    self.reply(202, {"id": body["order_id"], "status": "pending"})
                 else:
                     self.reply(201, {"id": body["order_id"], "total_cents": total})
                 return
@@ -165,3 +169,21 @@ def test_unbounded_or_non_loopback_settings_are_refused(changes: dict[str, Any],
     settings.update(changes)
     with pytest.raises(UsageError, match=words):
         LoadSettings(**settings)
+
+
+def test_refusals_are_recorded_with_time_and_status_and_202_as_pending(shop: Shop, tmp_path: Path) -> None:
+    shop.pending_every = 4
+    ledger_path = tmp_path / "ledger.jsonl"
+    started = time.time()
+    summary = run_load(LoadSettings(shop.url, rate=40, duration_s=1.5, pay_fraction=1.0, seed=3), ledger_path)
+    ledger = read_ledger(ledger_path)
+    pending = {o.order_id for o in ledger.pending}
+    assert pending and summary.pending == len(pending)
+    assert all(o.total_cents is None for o in ledger.pending)
+    assert all(o.status == "acknowledged" for o in ledger.orders if o.order_id not in pending)
+    assert not pending & {p.order_id for p in ledger.payments}  # a pending order is not paid
+    assert len(ledger.failures) == summary.failed >= 1
+    assert {(f.op, f.http_status) for f in ledger.failures} == {("order", 503)}
+    window = ledger.error_window
+    assert window is not None and window.failures == summary.failed and window.no_answer == 0
+    assert started <= window.first_at <= window.last_at <= time.time()

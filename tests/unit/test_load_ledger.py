@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recovery.errors import UsageError
-from recovery.load.ledger import LedgerWriter, parse_ledger, read_ledger
+from recovery.load.ledger import Failure, LedgerWriter, error_window, parse_ledger, read_ledger
 from recovery.load.ledger_check import StoredOrder, check_ledger, ledger_order_ids
 from recovery.load.stats import percentile, summarize_latencies
 
@@ -134,3 +134,52 @@ def test_the_ledger_check_counts_and_names_missing_duplicated_mismatched_and_unp
 def test_a_paid_order_whose_order_ack_was_lost_must_still_exist() -> None:
     verdict = check_ledger(parse_ledger([payment(A, 100)]), {})
     assert verdict.missing.examples == (A,)
+
+
+def test_pending_orders_and_refusals_round_trip_with_their_status(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    writer = LedgerWriter(path)
+    writer.order("0b5c3f5e-7a53-4a0b-9d31-3f0a9d3c2c11", 1200, 10.0)
+    writer.order("1b5c3f5e-7a53-4a0b-9d31-3f0a9d3c2c11", None, 11.0, "pending")
+    writer.failure("order", "HTTP 503 read_only", 5.0, 503)
+    writer.failure("payment", "no answer (ConnectionRefusedError)", 1.0)
+    writer.close()
+    ledger = read_ledger(path)
+    assert [(o.status, o.total_cents) for o in ledger.orders] == [("acknowledged", 1200), ("pending", None)]
+    assert [o.order_id[:2] for o in ledger.pending] == ["1b"]
+    assert [(f.op, f.http_status) for f in ledger.failures] == [("order", 503), ("payment", None)]
+    window = ledger.error_window
+    assert window is not None
+    assert (window.failures, window.no_answer, window.by_op) == (2, 1, (("order", 1), ("payment", 1)))
+    assert window.first_at == ledger.failures[0].at and window.last_at == ledger.failures[1].at
+
+
+def test_an_acknowledged_order_needs_its_total_and_a_status_must_be_known() -> None:
+    with pytest.raises(UsageError, match="total_cents"):
+        parse_ledger(
+            [
+                '{"kind":"order","order_id":"0b5c3f5e-7a53-4a0b-9d31-3f0a9d3c2c11","at":1.0,'
+                '"status":"acknowledged","total_cents":null,"latency_ms":1.0}\n'
+            ]
+        )
+    with pytest.raises(UsageError, match="status 'queued'"):
+        parse_ledger(
+            [
+                '{"kind":"order","order_id":"0b5c3f5e-7a53-4a0b-9d31-3f0a9d3c2c11","at":1.0,'
+                '"status":"queued","total_cents":1,"latency_ms":1.0}\n'
+            ]
+        )
+    old = parse_ledger(
+        [
+            '{"kind":"order","order_id":"0b5c3f5e-7a53-4a0b-9d31-3f0a9d3c2c11","at":1.0,'
+            '"total_cents":5,"latency_ms":1.0}\n'
+        ]
+    )
+    assert old.orders[0].status == "acknowledged"  # ledgers written before the field existed
+    assert old.error_window is None
+
+
+def test_the_error_window_is_ordered_by_time_whatever_the_write_order() -> None:
+    failures = [Failure("order", 30.0, "HTTP 503", 1.0, 503), Failure("order", 10.0, "no answer", 1.0)]
+    window = error_window(failures)
+    assert window is not None and (window.first_at, window.last_at, window.seconds) == (10.0, 30.0, 20.0)

@@ -66,3 +66,31 @@ def test_text_without_secrets_is_unchanged() -> None:
 def test_contains_redaction_finds_replaced_values() -> None:
     assert contains_redaction(redact({"a": [{"token": "x"}]}))
     assert not contains_redaction(redact({"a": [{"name": "x"}]}))
+
+
+@pytest.mark.parametrize("text", [
+    "connect failed with {'password': 'hunter2', 'user': 'orders'}",
+    '{"user": "orders", "password": "hunter2"}',
+    '{"password":"hunter2"}',
+    "PGPASSWORD=hunter2 pg_dump -h db orders",
+    "env: AWS_SECRET_ACCESS_KEY=hunter2 AWS_ACCESS_KEY_ID=AKIAEXAMPLE",
+    "aws_secret_access_key: hunter2",
+    "pg_dump --password hunter2 --host db",
+    "run --db-password=hunter2",
+    "127.0.0.1:5432:orders:orders:hunter2",
+    "lines:\n*:*:*:postgres:hunter2\n",
+    "DB_PASSWORD='hunter 2'",
+])
+def test_secrets_under_any_secret_name_are_cut(text: str) -> None:
+    cleaned = redact_text(text)
+    assert "hunter" not in cleaned
+    assert REDACTED in cleaned
+
+
+def test_the_text_around_a_cut_secret_is_kept() -> None:
+    assert redact_text("PGPASSWORD=hunter2 pg_dump -h db") == f"PGPASSWORD={REDACTED} pg_dump -h db"
+    cleaned = redact_text("{'password': 'x', 'user': 'orders'}")
+    assert cleaned == f"{{'password': {REDACTED}, 'user': 'orders'}}"
+    assert redact_text("password authentication failed for user \"orders\"") == (
+        "password authentication failed for user \"orders\""
+    )
