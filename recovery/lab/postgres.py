@@ -256,6 +256,7 @@ def write_pgpass(user: LabUser, plan: LabPlan, passwords: dict[str, str]) -> Non
 
 
 def _write_private(user: LabUser, path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # a host's folder, before its sshd is set up
     tmp = path.with_name(path.name + ".tmp")
     # O_NOFOLLOW: a symlink planted at the temporary name must not redirect the passwords elsewhere.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
