@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import queue
 import re
 import shlex
@@ -415,18 +414,11 @@ class _ProcessStream:
 
 def _db_facts(database: Database) -> tuple[datetime, str]:
     """The server's clock and its schema version (max applied migration) right now."""
-    with db.connect(database) as conn:
-        row = conn.execute(
-            "SELECT clock_timestamp(), to_regclass('schema_migrations') IS NOT NULL"
-        ).fetchone()
-        assert row is not None
-        now, has_migrations = row
-        version = ""
-        if has_migrations:
-            found = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            version = "" if found is None or found[0] is None else str(found[0])
-    assert isinstance(now, datetime)
-    return now.astimezone(UTC), version
+    with db.connect(database, autocommit=True) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        found = db.schema_version(conn)
+    assert row is not None and isinstance(row[0], datetime)
+    return row[0].astimezone(UTC), "" if found is None else str(found)
 
 
 @dataclass(frozen=True)
@@ -487,9 +479,7 @@ def take_base_backup(
     today = day or datetime.now(UTC).date()
     orders_name = next_backup_name(chosen.both, today, "orders", "realtime")
     started_at, _ = _db_facts(database)
-    env = dict(os.environ, LC_MESSAGES="C", PGCONNECT_TIMEOUT="10")
-    if database.passfile is not None:
-        env["PGPASSFILE"] = str(database.passfile)
+    env = db.tool_env(database)
     argv = [
         str(pg_basebackup),
         "-h",
@@ -580,7 +570,7 @@ def switch_and_wait_archived(database: Database, *, timeout: float = 60) -> str:
     pg_walfile_name() names the segment before it: the last one that holds anything written so far.
     (Reading pg_current_wal_lsn() first and switching after races with archive_timeout.)
     """
-    with db.connect(database, dbname="postgres") as conn:
+    with db.connect(database, dbname="postgres", autocommit=True) as conn:
         row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
         assert row is not None
         segment = str(row[0])
@@ -611,7 +601,7 @@ def create_restore_point(target: Target, name: str, *, stores: RealtimeStores | 
     if any(store.head(key) is not None for store in chosen.both):
         raise UsageError(f"restore point {name!r} already exists; choose another name")
     database = target.primary.database
-    with db.connect(database, dbname="postgres") as conn:
+    with db.connect(database, dbname="postgres", autocommit=True) as conn:
         row = conn.execute(
             "SELECT lsn::text, (SELECT timeline_id FROM pg_control_checkpoint()), clock_timestamp()"
             " FROM pg_create_restore_point(%s) AS lsn",

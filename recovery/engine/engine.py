@@ -32,7 +32,7 @@ from recovery.engine.events import (
 )
 from recovery.engine.journal import JournalWriter, is_running, journal_path, new_run_id, read_journal
 from recovery.engine.lock import LockHolder, TargetLock
-from recovery.engine.model import Runbook, RunContext, Step, StepOutputs, utc_now
+from recovery.engine.model import Runbook, RunContext, Step, StepOutputs, TypedOutput, utc_now
 from recovery.engine.plan import Plan, make_plan
 from recovery.engine.redact import contains_redaction, redact, redact_text
 from recovery.engine.registry import build_runbook, factory_module
@@ -243,6 +243,8 @@ def _recorded_output(step: str, raw: Any) -> dict[str, Any]:
     """The output as the journal keeps it: a redacted JSON object, at most MAX_OUTPUT_BYTES."""
     if raw is None:
         return {}
+    if isinstance(raw, TypedOutput):
+        raw = raw.model_dump(mode="json")
     if not isinstance(raw, Mapping):
         raise RecoveryError(f"step {step} returned a {type(raw).__name__}, not a mapping", code=INTERNAL)
     try:

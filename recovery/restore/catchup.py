@@ -33,8 +33,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recovery.backup.pgdump import connect
-from recovery.errors import ExternalFailure, PreconditionFailed, VerificationFailed
+from recovery.drivers.db import connect
+from recovery.errors import ExternalFailure, PreconditionFailed, VerificationFailed, first_line
 from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES
 from recovery.verify.fingerprint import fastest_algorithm, fingerprint_tables
 
@@ -296,8 +296,8 @@ def catch_up(live_conninfo: str, copy_conninfo: str, tables: Sequence[str], snap
         raise PreconditionFailed(f"cannot catch up table {unknown[0]!r}: it belongs to no data domain")
     started = time.perf_counter()
     with (
-        connect(live_conninfo, what="the live database") as live,
-        connect(copy_conninfo, what="the restored copy") as copy,
+        connect(live_conninfo, autocommit=False, what="the live database") as live,
+        connect(copy_conninfo, autocommit=False, what="the restored copy") as copy,
     ):
         try:
             # One snapshot of live for every read: counts, keys and fingerprints agree with each other.
@@ -306,8 +306,7 @@ def catch_up(live_conninfo: str, copy_conninfo: str, tables: Sequence[str], snap
             copy.commit()
         except psycopg.Error as exc:
             raise ExternalFailure(
-                f"catch-up of the restored copy failed: {_first_line(exc)}; the restored copy was not "
-                "changed",
+                f"catch-up of the restored copy failed: {first_line(exc)}; the restored copy was not changed",
                 code="restore.catch_up_failed",
             ) from None
         finally:
@@ -592,11 +591,6 @@ def _level_sequences(live: psycopg.Connection[Any], copy: psycopg.Connection[Any
         )
         moved += 1
     return moved
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def report_lines(report: CatchUpReport) -> Mapping[str, str]:

@@ -9,10 +9,10 @@ import yaml
 from pydantic import ValidationError
 
 from recovery.errors import ConfigError, TargetNotFound
+from recovery.paths import INVENTORIES_DIR
 from recovery.targets.model import Target
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INVENTORIES = REPO_ROOT / "inventories"
+INVENTORIES = INVENTORIES_DIR
 # Not under the invoking user's home: the lab's unprivileged user must be able to traverse it. The lab
 # checks ownership of this directory before it uses it.
 DEFAULT_LAB_DIR = Path(os.environ.get("RECOVERY_LAB_DIR", "/var/tmp/order-recovery-lab"))  # noqa: S108

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runbook_backup import target
+from target_files import unit_target as target
 
 from recovery.engine.events import Event
 from recovery.engine.model import RunContext, StepOutputs
@@ -25,7 +25,14 @@ from recovery.restore.catchup import (
     upsert_statement,
 )
 from recovery.runbooks import restore as restore_runbook_module
-from recovery.runbooks.restore import _catch_up_step as catchup_step
+from recovery.runbooks.restore import restore_runbook
+
+
+def catchup_step(ctx: RunContext) -> Any:
+    """The restore runbook's catch-up step, run on its own (the public way in: the runbook's steps)."""
+    runbook = restore_runbook(ctx.target, ctx.params)
+    return next(step for step in runbook.steps if step.name == "catch-up-live").run(ctx)
+
 
 TWO_32 = 2**32
 

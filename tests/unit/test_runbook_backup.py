@@ -4,67 +4,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import pytest
+from target_files import unit_target as target
 
+from recovery.backup.daily import host_log_file
+from recovery.backup.prune import PrunePlan
 from recovery.backup.retention import RetentionDecision, RetentionPolicy, WalSeriesDecision
+from recovery.backup.sections import DUMP, MAGIC, SCHEMA, Part, SectionSource, SectionSplitter, frame
 from recovery.errors import IntegrityError, UsageError
-from recovery.runbooks.backup import (
-    DUMP,
-    MAGIC,
-    SCHEMA,
-    Part,
-    PrunePlan,
-    SectionSource,
-    SectionSplitter,
-    backup_params,
-    backup_runbook,
-    frame,
-    host_log_file,
-    prune_params,
-    prune_runbook,
-)
-from recovery.targets.model import Target
-
-
-def target(root: Path) -> Target:
-    def site(name: str, address: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "region": "eu-west-1",
-            "hosts": [
-                {
-                    "name": f"{name}-app",
-                    "address": address,
-                    "ssh_user": "orderlab",
-                    "base_dir": str(root / name),
-                    "service_port": 18080,
-                }
-            ],
-            "database": {"address": address, "port": 15432},
-        }
-
-    return Target.model_validate(
-        {
-            "name": "unit",
-            "kind": "lab",
-            "state_dir": str(root / "state"),
-            "inventory": str(root / "hosts.yml"),
-            "primary": site("primary", "127.0.0.11"),
-            "standby": site("standby", "127.0.0.12"),
-            "backup": {
-                "local": {"bucket": "b-local", "region": "eu-west-1"},
-                "remote": {"bucket": "b-remote", "region": "eu-central-1"},
-            },
-            "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
-            "traffic": {
-                "hosted_zone_id": "Z1",
-                "record_name": "orders.test",
-                "front_door_url": "http://127.0.0.1:1",
-            },
-        }
-    )
+from recovery.runbooks.backup import backup_params, backup_runbook, prune_params, prune_runbook
 
 
 def read_all(source: SectionSource, size: int) -> bytes:
