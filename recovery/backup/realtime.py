@@ -74,7 +74,6 @@ from recovery.targets.model import Database, Host, Target
 
 SPOOL_DIR_NAME = "wal-spool"
 WAL_RANGE_SUFFIX = ".wal-range.json"
-REALTIME_DOMAINS: tuple[Domain, ...] = ("orders", "transactions")
 WAL_CHUNK_SIZE = 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
 

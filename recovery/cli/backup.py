@@ -14,7 +14,6 @@ from recovery.backup.freshness import stale_backups
 from recovery.backup.naming import DOMAINS, Domain, parse_domain, parse_kind
 from recovery.backup.prune import plan_prune
 from recovery.backup.retention import RetentionPolicy
-from recovery.backup.wal_command import ship
 from recovery.cli.common import (
     DryRunOpt,
     OutputFormat,
@@ -25,6 +24,7 @@ from recovery.cli.common import (
     envelope,
 )
 from recovery.cli.runs import run_runbook
+from recovery.cli.wal_ship import ship
 from recovery.errors import UsageError, VerificationFailed
 from recovery.runbooks.backup import backup_params, backup_runbook, prune_params, prune_runbook
 from recovery.targets import load_target

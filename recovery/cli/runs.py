@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
+from recovery.cli.commands import CommandProperties, check_runbook, confirm_command
 from recovery.cli.common import (
     OutputFormat,
     OutputOpt,
     TargetOpt,
     YesOpt,
-    confirm_destructive,
     emit,
     envelope,
 )
@@ -203,21 +203,21 @@ def run_runbook(
     target: Target,
     runbook: Runbook,
     *,
-    command: str,
+    command: str | CommandProperties,
     output: OutputFormat,
     dry_run: bool = False,
     yes: bool = False,
 ) -> RunResult | None:
     """Run a runbook from a command: the plan for --dry-run (returns None), else the run's result.
     A failed run raises its RecoveryError after reporting (JSON: exits with its code)."""
+    found = check_runbook(command, runbook)
     if dry_run:
         plan = Engine(target).plan(runbook)
-        emit(output, command, plan.to_json(), lambda _: render_plan(plan))
+        emit(output, found.command, plan.to_json(), lambda _: render_plan(plan))
         return None
-    if runbook.confirm:
-        confirm_destructive(runbook.confirm, yes)
+    confirm_command(found, runbook.confirm or f"{found.command} changes {target.name}", yes)
     return _finish(
-        output, command,
+        output, found.command,
         lambda display: Engine(target, [display] if display else []).run(runbook),
     )
 
@@ -289,7 +289,7 @@ def resume_run(
             what = runbook.confirm or (
                 f"resuming run {run_id} continues {runbook.name}, which changes {loaded.name}"
             )
-            confirm_destructive(what, yes)
+            confirm_command("runs resume", what, yes)
 
     _finish(output, "runs resume",
             lambda display: Engine(loaded, [display] if display else []).resume(run_id, approve))

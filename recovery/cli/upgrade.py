@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
+from recovery.cli.commands import check_runbook, confirm_command
 from recovery.cli.common import (
     DryRunOpt,
     OutputFormat,
     OutputOpt,
     TargetOpt,
     YesOpt,
-    confirm_destructive,
     emit,
 )
 from recovery.cli.common import console as stderr_console
@@ -142,7 +142,7 @@ def upgrade_command(
         plan = Engine(loaded).plan(upgrade_runbook(loaded, params))
         emit(output, "upgrade", plan.to_json(), lambda _: render_plan(plan))
         return
-    confirm_destructive(f"upgrading {loaded.name} to {release} changes its hosts and database", yes)
+    confirm_command("upgrade", f"upgrading {loaded.name} to {release} changes its hosts and database", yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     try:
         outcome = upgrade_with_rollback(
@@ -180,7 +180,9 @@ def rollback_command(
         plan = Engine(loaded).plan(runbook)
         emit(output, "rollback", plan.to_json(), lambda _: render_plan(plan))
         return
-    confirm_destructive(f"rolling back {loaded.name} changes its hosts and may swap its database", yes)
+    check_runbook("rollback", runbook)
+    what = f"rolling back {loaded.name} changes its hosts and may swap its database"
+    confirm_command("rollback", what, yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     try:
         result = Engine(loaded, [display] if display else []).run(runbook)

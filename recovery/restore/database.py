@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from recovery.backup.naming import DOMAINS
 from recovery.backup.pgdump import (
     ByteSink,
     DumpInfo,
@@ -57,7 +58,6 @@ from recovery.errors import (
     UsageError,
     first_line,
 )
-from recovery.verify.domains import DOMAINS
 
 StreamOpener = Callable[[], AbstractContextManager[ReadableStream]]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from recovery.backup.naming import DOMAINS
 from recovery.drivers import db as db_driver
 from recovery.drivers.ansible import PlaybookResult, run_playbook
 from recovery.engine import (
@@ -51,13 +52,12 @@ from recovery.paths import PLAYBOOKS_DIR
 from recovery.release.catalog import get_release
 from recovery.release.gates import observe_host_health
 from recovery.restore import fence
+from recovery.restore.carryover import LOOKBACK, carry_over
 from recovery.restore.database import RestoredDatabase, restore_id_for, restore_names, swap_in
 from recovery.runbooks import speculative
-from recovery.runbooks.carryover import LOOKBACK, carry_over
 from recovery.runbooks.upgrade import RUNBOOK as UPGRADE_RUNBOOK
 from recovery.runbooks.upgrade import RestorePoint, upgrade_runbook
 from recovery.targets.model import Target
-from recovery.verify.domains import DOMAINS
 from recovery.verify.invariants import run_invariants
 from recovery.verify.reports import failure_line
 from recovery.verify.smoke import smoke_test

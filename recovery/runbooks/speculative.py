@@ -22,13 +22,13 @@ from typing import Any
 from psycopg import sql
 
 from recovery.backup.keys import key_provider
+from recovery.backup.naming import DOMAINS
 from recovery.drivers import db as db_driver
 from recovery.drivers.aws import AwsDriver
 from recovery.errors import RecoveryError, VerificationFailed
 from recovery.restore.database import FromWriter, restore_beside, restore_names
 from recovery.runbooks.upgrade_point import RestorePoint
 from recovery.targets.model import Target
-from recovery.verify.domains import DOMAINS
 from recovery.verify.invariants import run_invariants
 from recovery.verify.reports import failure_line
 

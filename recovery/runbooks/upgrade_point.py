@@ -22,12 +22,13 @@ import psycopg
 
 from recovery.backup.codec import decode, encode
 from recovery.backup.keys import DataKey, KeyProvider
+from recovery.backup.naming import DOMAINS
 from recovery.backup.pgdump import dump_args, pg_dump_argv
 from recovery.drivers import db as db_driver
 from recovery.drivers.db import first_error_line, tool_env
 from recovery.errors import ExternalFailure
 from recovery.targets.model import Database, Target
-from recovery.verify.domains import DOMAINS, tables_for
+from recovery.verify.domains import tables_for
 
 # Restore point -----------------------------------------------------------------------------------
 

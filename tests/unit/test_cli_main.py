@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,14 @@ def test_json_output_gets_an_error_envelope(capsys: pytest.CaptureFixture[str]) 
     assert out["status"] == "error"
     assert out["result"]["code"] == "usage"
     assert out["result"]["exit_code"] == ExitCode.USAGE
+
+
+def test_the_error_envelope_names_the_command_never_its_option_values(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    secret_path = tmp_path / "no-such-dir" / "target.yaml"
+    code = main(["backup", "list", "--target", str(secret_path), "--output", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code != ExitCode.OK
+    assert out["command"] == "backup list"
+    assert str(secret_path) not in json.dumps(out["command"])

@@ -14,16 +14,14 @@ from recovery.engine.model import RunContext, StepOutputs
 from recovery.errors import ExitCode, ExternalFailure, PreconditionFailed, VerificationFailed
 from recovery.restore.catchup import (
     ForeignKey,
-    SequencePosition,
     SnapshotBound,
-    TableShape,
     delete_statement,
     needs_deletes,
     reference_refusal,
-    sequence_behind,
     table_unchanged,
     upsert_statement,
 )
+from recovery.restore.rows import SequencePosition, TableShape, sequence_behind
 from recovery.runbooks import restore as restore_runbook_module
 from recovery.runbooks.restore import restore_runbook
 

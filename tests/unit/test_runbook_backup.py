@@ -11,7 +11,7 @@ from target_files import unit_target as target
 from recovery.backup.daily import host_log_file
 from recovery.backup.prune import PrunePlan
 from recovery.backup.retention import RetentionDecision, RetentionPolicy, WalSeriesDecision
-from recovery.backup.sections import DUMP, MAGIC, SCHEMA, Part, SectionSource, SectionSplitter, frame
+from recovery.backup.sections import DUMP, MAGIC, SCHEMA, Collect, Part, SectionSource, SectionSplitter, frame
 from recovery.errors import IntegrityError, UsageError
 from recovery.runbooks.backup import backup_params, backup_runbook, prune_params, prune_runbook
 
@@ -21,15 +21,6 @@ def read_all(source: SectionSource, size: int) -> bytes:
     while chunk := source.read(size):
         out += chunk
     return bytes(out)
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes, /) -> int:
-        self.data += data
-        return len(data)
 
 
 def split(data: bytes, step: int) -> tuple[dict[str, bytes], SectionSplitter]:

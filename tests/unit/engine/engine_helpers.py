@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from recovery.cli.commands import CommandProperties
 from recovery.engine import Runbook, RunContext, Step, register_runbook
 from recovery.errors import ExternalFailure
 from recovery.targets import Target, load_target
@@ -112,6 +113,8 @@ def sample_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
 
 
 register_runbook(SAMPLE, sample_runbook)
+# How a command running the sample runbook is declared (the CLI's table holds the real commands).
+SAMPLE_COMMAND = CommandProperties(SAMPLE, SAMPLE, takes_lock=True, destructive=False, journaled=True)
 
 
 def read_only_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import typer
-from engine_helpers import calls, sample_runbook, start_child_run, wait_for_step
+from engine_helpers import SAMPLE_COMMAND, calls, sample_runbook, start_child_run, wait_for_step
 
 from recovery.cli.common import OutputFormat
 from recovery.cli.main import main
@@ -82,7 +82,7 @@ def test_show_of_a_failed_run_hides_the_traceback(
     target_path: Path, target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(typer.Exit) as exited:
-        run_runbook(target, sample_runbook(target, params(tmp_path, boom="apply")), command="sample",
+        run_runbook(target, sample_runbook(target, params(tmp_path, boom="apply")), command=SAMPLE_COMMAND,
                     output=OutputFormat.json)
     assert exited.value.exit_code == ExitCode.FAILED
     captured = capsys.readouterr()
@@ -103,7 +103,7 @@ def test_show_of_a_failed_run_hides_the_traceback(
 def test_run_runbook_text_mode_shows_progress_on_stderr(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_runbook(target, sample_runbook(target, params(tmp_path)), command="sample",
+    result = run_runbook(target, sample_runbook(target, params(tmp_path)), command=SAMPLE_COMMAND,
                          output=OutputFormat.text)
     assert result is not None and result.ok
     captured = capsys.readouterr()
@@ -115,7 +115,8 @@ def test_run_runbook_text_mode_shows_progress_on_stderr(
 def test_run_runbook_json_mode_is_quiet_on_stderr(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_runbook(target, sample_runbook(target, params(tmp_path)), command="sample", output=OutputFormat.json)
+    runbook = sample_runbook(target, params(tmp_path))
+    run_runbook(target, runbook, command=SAMPLE_COMMAND, output=OutputFormat.json)
     captured = capsys.readouterr()
     assert captured.err == ""
     assert json.loads(captured.out)["result"]["status"] == "ok"
@@ -125,7 +126,7 @@ def test_dry_run_through_the_cli_helper_creates_no_files(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = sorted(tmp_path.rglob("*"))
-    assert run_runbook(target, sample_runbook(target, params(tmp_path)), command="sample",
+    assert run_runbook(target, sample_runbook(target, params(tmp_path)), command=SAMPLE_COMMAND,
                        output=OutputFormat.text, dry_run=True) is None
     assert sorted(tmp_path.rglob("*")) == before
     out = capsys.readouterr().out
