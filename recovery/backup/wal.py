@@ -148,6 +148,7 @@ class WalManifest(StoredDocument):
             raise ValueError(f"{value!r} is not a WAL file name")
         return value
 
+
 class RestorePoint(StoredDocument):
     """A named restore point: where it is in the WAL and when it was taken."""
 

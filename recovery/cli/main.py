@@ -73,8 +73,9 @@ def command_name(argv: list[str]) -> str:
 
 def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
     if _wants_json(argv):
-        doc = envelope(command_name(argv), "error",
-                       {"code": code, "message": message, "exit_code": exit_code})
+        doc = envelope(
+            command_name(argv), "error", {"code": code, "message": message, "exit_code": exit_code}
+        )
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     sys.stderr.write(f"error[{code}]: {message}\n")
     return exit_code

@@ -87,5 +87,10 @@ def test_bad_parameters_are_refused_before_anything_runs() -> None:
     with pytest.raises(UsageError, match="unknown preflight check 'disks'"):
         upgrade_params("v2", skip_checks=["disks"])
     params = upgrade_params("v2", watch_seconds=3, skip_checks=["migration_dry_run"])
-    assert params == {"release": "v2", "watch_seconds": 3, "health_timeout": 20,
-                      "skip_checks": ["migration_dry_run"], "restore_ahead": True}
+    assert params == {
+        "release": "v2",
+        "watch_seconds": 3,
+        "health_timeout": 20,
+        "skip_checks": ["migration_dry_run"],
+        "restore_ahead": True,
+    }

@@ -24,12 +24,20 @@ SAMPLE = "engine-sample"
 
 def write_target(root: Path, name: str = "testsite") -> Path:
     """A minimal valid target.yaml whose state_dir is under `root`; returns its path."""
+
     def site(site: str, address: str) -> dict[str, Any]:
         return {
             "name": site,
             "region": "eu-west-1" if site == "primary" else "eu-central-1",
-            "hosts": [{"name": f"{site}-app", "address": address, "ssh_user": "orderlab",
-                       "base_dir": str(root / site), "service_port": 18080}],
+            "hosts": [
+                {
+                    "name": f"{site}-app",
+                    "address": address,
+                    "ssh_user": "orderlab",
+                    "base_dir": str(root / site),
+                    "service_port": 18080,
+                }
+            ],
             "database": {"address": address, "port": 15432},
         }
 
@@ -40,11 +48,16 @@ def write_target(root: Path, name: str = "testsite") -> Path:
         "inventory": str(root / "inventory" / "hosts.yml"),
         "primary": site("primary", "127.0.0.11"),
         "standby": site("standby", "127.0.0.12"),
-        "backup": {"local": {"bucket": "b-local", "region": "eu-west-1"},
-                   "remote": {"bucket": "b-remote", "region": "eu-central-1"}},
+        "backup": {
+            "local": {"bucket": "b-local", "region": "eu-west-1"},
+            "remote": {"bucket": "b-remote", "region": "eu-central-1"},
+        },
         "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
-        "traffic": {"hosted_zone_id": "Z1", "record_name": "orders.example.test",
-                    "front_door_url": "http://127.0.0.1:18000"},
+        "traffic": {
+            "hosted_zone_id": "Z1",
+            "record_name": "orders.example.test",
+            "front_door_url": "http://127.0.0.1:18000",
+        },
     }
     path = root / "target.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -67,8 +80,11 @@ def _prepare(ctx: RunContext) -> Mapping[str, Any]:
     _record_call(ctx)
     _maybe_fail(ctx)
     ctx.note("chose release", version=ctx.params["version"], token="tok-not-for-logs")
-    return {"version": ctx.params["version"], "password": "hunter2",
-            "dsn": "postgresql://orders:s3cret@127.0.0.1:15432/orders"}
+    return {
+        "version": ctx.params["version"],
+        "password": "hunter2",
+        "dsn": "postgresql://orders:s3cret@127.0.0.1:15432/orders",
+    }
 
 
 def _wait(ctx: RunContext) -> Mapping[str, Any]:
@@ -118,8 +134,11 @@ SAMPLE_COMMAND = CommandProperties(SAMPLE, SAMPLE, takes_lock=True, destructive=
 
 
 def read_only_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
-    return Runbook(name="engine-readonly", params=params,
-                   steps=(Step("look", "look at the target", _verify, mutating=False),))
+    return Runbook(
+        name="engine-readonly",
+        params=params,
+        steps=(Step("look", "look at the target", _verify, mutating=False),),
+    )
 
 
 register_runbook("engine-readonly", read_only_runbook)
@@ -146,7 +165,8 @@ def start_child_run(target_path: Path, params: Mapping[str, Any]) -> subprocess.
     """Run the sample runbook in a child process (so it can be killed for real)."""
     return subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(HERE), str(target_path), json.dumps(params)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
