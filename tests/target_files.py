@@ -55,42 +55,51 @@ def write_target_file(tmp_path: Path, name: str, primary: dict[str, Any], standb
     return path
 
 
-def unit_target(root: Path) -> Target:
-    """A lab-kind Target model under `root` (nothing listens at its addresses): for steps and plans."""
+def unit_target_doc(root: Path, name: str = "unit") -> dict[str, Any]:
+    """A lab-kind target document under `root` (nothing listens at its addresses): for steps and plans."""
 
-    def site(name: str, address: str) -> dict[str, Any]:
+    def site(site_name: str, address: str) -> dict[str, Any]:
         return {
-            "name": name,
-            "region": "eu-west-1",
+            "name": site_name,
+            "region": "eu-west-1" if site_name == "primary" else "eu-central-1",
             "hosts": [
                 {
-                    "name": f"{name}-app",
+                    "name": f"{site_name}-app",
                     "address": address,
                     "ssh_user": "orderlab",
-                    "base_dir": str(root / name),
+                    "base_dir": str(root / site_name),
                     "service_port": 18080,
                 }
             ],
             "database": {"address": address, "port": 15432},
         }
 
-    return Target.model_validate(
-        {
-            "name": "unit",
-            "kind": "lab",
-            "state_dir": str(root / "state"),
-            "inventory": str(root / "hosts.yml"),
-            "primary": site("primary", "127.0.0.11"),
-            "standby": site("standby", "127.0.0.12"),
-            "backup": {
-                "local": {"bucket": "b-local", "region": "eu-west-1"},
-                "remote": {"bucket": "b-remote", "region": "eu-central-1"},
-            },
-            "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
-            "traffic": {
-                "hosted_zone_id": "Z1",
-                "record_name": "orders.test",
-                "front_door_url": "http://127.0.0.1:1",
-            },
-        }
-    )
+    return {
+        "name": name,
+        "kind": "lab",
+        "state_dir": str(root / "state"),
+        "inventory": str(root / "inventory" / "hosts.yml"),
+        "primary": site("primary", "127.0.0.11"),
+        "standby": site("standby", "127.0.0.12"),
+        "backup": {
+            "local": {"bucket": "b-local", "region": "eu-west-1"},
+            "remote": {"bucket": "b-remote", "region": "eu-central-1"},
+        },
+        "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
+        "traffic": {
+            "hosted_zone_id": "Z1",
+            "record_name": "orders.example.test",
+            "front_door_url": "http://127.0.0.1:18000",
+        },
+    }
+
+
+def unit_target(root: Path, name: str = "unit") -> Target:
+    return Target.model_validate(unit_target_doc(root, name))
+
+
+def write_unit_target(root: Path, name: str = "unit") -> Path:
+    """The same target written as `root/target.yaml` (for CLI tests); returns its path."""
+    path = root / "target.yaml"
+    path.write_text(yaml.safe_dump(unit_target_doc(root, name)))
+    return path

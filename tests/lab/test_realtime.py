@@ -107,7 +107,10 @@ def _scratch_dirs(lab: Lab) -> list[Path]:
 def base(lab: Lab) -> BaseBackup:
     """The base backup the recovery tests recover from: taken once, by the first test that asks (the
     one checking its catalog entries), after the tests above set up archiving and shipped segments."""
-    return take_base_backup(lab.target, stores=_stores(lab), service_version="v1")
+    with pytest.MonkeyPatch.context() as env:  # set up before the autouse fixture above: set them here too
+        for name, value in LAB_AWS_ENV.items():
+            env.setenv(name, value)
+        return take_base_backup(lab.target, stores=_stores(lab), service_version="v1")
 
 
 def _realtime_choice(base: BaseBackup, copy: str = "local") -> DomainChoice:
