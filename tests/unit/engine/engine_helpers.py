@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from target_files import write_unit_target
 
 from recovery.cli.commands import CommandProperties
 from recovery.engine import Runbook, RunContext, Step, register_runbook
@@ -24,44 +24,7 @@ SAMPLE = "engine-sample"
 
 def write_target(root: Path, name: str = "testsite") -> Path:
     """A minimal valid target.yaml whose state_dir is under `root`; returns its path."""
-
-    def site(site: str, address: str) -> dict[str, Any]:
-        return {
-            "name": site,
-            "region": "eu-west-1" if site == "primary" else "eu-central-1",
-            "hosts": [
-                {
-                    "name": f"{site}-app",
-                    "address": address,
-                    "ssh_user": "orderlab",
-                    "base_dir": str(root / site),
-                    "service_port": 18080,
-                }
-            ],
-            "database": {"address": address, "port": 15432},
-        }
-
-    doc = {
-        "name": name,
-        "kind": "lab",
-        "state_dir": str(root / "state"),
-        "inventory": str(root / "inventory" / "hosts.yml"),
-        "primary": site("primary", "127.0.0.11"),
-        "standby": site("standby", "127.0.0.12"),
-        "backup": {
-            "local": {"bucket": "b-local", "region": "eu-west-1"},
-            "remote": {"bucket": "b-remote", "region": "eu-central-1"},
-        },
-        "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
-        "traffic": {
-            "hosted_zone_id": "Z1",
-            "record_name": "orders.example.test",
-            "front_door_url": "http://127.0.0.1:18000",
-        },
-    }
-    path = root / "target.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_unit_target(root, name)
 
 
 def _record_call(ctx: RunContext) -> None:
@@ -152,7 +115,8 @@ def calls(path: Path) -> list[tuple[str, int]]:
 
 _CHILD = """
 import sys
-sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+sys.path[:0] = [sys.argv[1], str(Path(sys.argv[1]).parents[1])]  # engine_helpers and tests/ (target_files)
 import json, engine_helpers
 from recovery.engine import Engine, build_runbook
 from recovery.targets import load_target
