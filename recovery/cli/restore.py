@@ -14,6 +14,7 @@ from recovery.cli.common import (
     OutputOpt,
     TargetOpt,
     YesOpt,
+    emit,
 )
 from recovery.cli.runs import run_runbook
 from recovery.restore.choose import new_restore_id
@@ -69,5 +70,9 @@ def prune_replaced(
     """Drop the databases restores replaced (the way back after a restore): needs --yes. A database a
     running or interrupted run still needs is kept."""
     loaded = load_target(target)
-    runbook = prune_replaced_runbook(loaded, prune_replaced_params(loaded))
+    params = prune_replaced_params(loaded)
+    if not params["restore_ids"]:  # nothing to drop: nothing to confirm, lock or journal
+        emit(output, "restore prune-replaced", {"dropped": []}, lambda _: typer.echo("no replaced databases"))
+        return
+    runbook = prune_replaced_runbook(loaded, params)
     run_runbook(loaded, runbook, command="restore prune-replaced", output=output, dry_run=dry_run, yes=yes)
