@@ -21,6 +21,7 @@ test: bootstrap
 
 lint: bootstrap
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/ansible-lint -q playbooks
 

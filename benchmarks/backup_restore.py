@@ -37,11 +37,11 @@ from typing import Any
 import psycopg
 
 from recovery.backup.catalog import catalog_for
+from recovery.backup.daily import backup_domains
 from recovery.backup.pgdump import tool_env
 from recovery.drivers import db as dbdriver
 from recovery.restore.database import discard_restored, restore_beside
 from recovery.restore.selection import select_backups
-from recovery.runbooks.backup import backup_domains
 from recovery.runbooks.restore import check_restored_copy, expected_fingerprints, sources_for
 from recovery.targets.load import load_target
 

@@ -91,14 +91,19 @@ def measure(target: Target, release: str, ledgers: Path, rate: float) -> dict[st
     generator = LoadGenerator(LoadSettings(target.traffic.front_door_url, rate=rate), ledger_path)
     generator.start()
     try:
-        params = upgrade_params(release, watch_seconds=5, health_timeout=10,
-                                skip_checks=SKIP_CHECKS.get(release, ()))
+        params = upgrade_params(
+            release, watch_seconds=5, health_timeout=10, skip_checks=SKIP_CHECKS.get(release, ())
+        )
         outcome = upgrade_with_rollback(target, params, auto_rollback=True)
         time.sleep(1)  # orders on the rolled-back release too
     finally:
         summary = generator.stop()
-    row: dict[str, Any] = {"release": release, "status": outcome.status, "reason": outcome.reason,
-                           "skipped_checks": list(SKIP_CHECKS.get(release, ()))}
+    row: dict[str, Any] = {
+        "release": release,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "skipped_checks": list(SKIP_CHECKS.get(release, ())),
+    }
     if outcome.status == "rolled_back" and outcome.rollback is not None:
         row.update(rollback_figures(outcome))
     else:
@@ -108,16 +113,18 @@ def measure(target: Target, release: str, ledgers: Path, rate: float) -> dict[st
     verdict = check_ledger(ledger, stored)
     listed = _listed(row)
     after = _state(target)
-    row.update({
-        "acknowledged": len(ledger.orders),
-        "load_failed": summary.failed,
-        "verify_ledger": verdict.summary(),
-        "lost": len(lost_orders(ledger, stored, listed)),
-        "listed": len(listed),
-        "state_before": before,
-        "state_after": after,
-        "unchanged": before == after,
-    })
+    row.update(
+        {
+            "acknowledged": len(ledger.orders),
+            "load_failed": summary.failed,
+            "verify_ledger": verdict.summary(),
+            "lost": len(lost_orders(ledger, stored, listed)),
+            "listed": len(listed),
+            "state_before": before,
+            "state_after": after,
+            "unchanged": before == after,
+        }
+    )
     return row
 
 
@@ -139,20 +146,26 @@ def _cell(value: Any, unit: str = "") -> str:
 
 def print_table(orders: int, rows: Sequence[Mapping[str, Any]], invariants: Mapping[str, Any]) -> None:
     print(f"\nfaulty releases from v1 at {orders} orders, under load (auto-rollback, watch 5 s)")
-    head = (f"{'release':<24} {'failed gate':<11} {'detect s':>8} {'->verified s':>12} {'db back':>7} "
-            f"{'acked':>6} {'lost':>5} {'listed':>6}  load after")
+    head = (
+        f"{'release':<24} {'failed gate':<11} {'detect s':>8} {'->verified s':>12} {'db back':>7} "
+        f"{'acked':>6} {'lost':>5} {'listed':>6}  load after"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         if r["status"] == "refused":
-            print(f"{r['release']:<24} {'preflight':<11} {'-':>8} {'-':>12} {'-':>7} {r['acknowledged']:>6} "
-                  f"{r['lost']:>5} {r['listed']:>6}  {r['load_after']}   refused, "
-                  f"{'nothing changed' if r['unchanged'] else 'CHANGED: ' + str(r['state_after'])}")
+            print(
+                f"{r['release']:<24} {'preflight':<11} {'-':>8} {'-':>12} {'-':>7} {r['acknowledged']:>6} "
+                f"{r['lost']:>5} {r['listed']:>6}  {r['load_after']}   refused, "
+                f"{'nothing changed' if r['unchanged'] else 'CHANGED: ' + str(r['state_after'])}"
+            )
             continue
         back = "yes" if r.get("database_restored") else "no"
-        print(f"{r['release']:<24} {_cell(r.get('failed_gate')):<11} {_cell(r.get('detection_s')):>8} "
-              f"{_cell(r.get('failed_gate_to_verified_s')):>12} {back:>7} {r['acknowledged']:>6} "
-              f"{r['lost']:>5} {r['listed']:>6}  {r['load_after']}")
+        print(
+            f"{r['release']:<24} {_cell(r.get('failed_gate')):<11} {_cell(r.get('detection_s')):>8} "
+            f"{_cell(r.get('failed_gate_to_verified_s')):>12} {back:>7} {r['acknowledged']:>6} "
+            f"{r['lost']:>5} {r['listed']:>6}  {r['load_after']}"
+        )
     print()
     for r in rows:
         print(f"{r['release']}: {r['status']}: {r['reason']}")
@@ -161,13 +174,16 @@ def print_table(orders: int, rows: Sequence[Mapping[str, Any]], invariants: Mapp
         if r.get("rollback_steps"):
             print(f"  upgrade steps: {r['upgrade_steps']}")
             print(f"  rollback steps: {r['rollback_steps']}")
-        print(f"  verify --ledger: {r['verify_ledger']}"
-              f" ({r['load_failed']} requests failed during the attempt)")
+        print(
+            f"  verify --ledger: {r['verify_ledger']} ({r['load_failed']} requests failed during the attempt)"
+        )
         print(f"  hosts and schema after: {r['state_after'][0]}, schema {r['state_after'][1]}")
     full, scoped = invariants["every_row"], invariants["since_deploy"]
-    print(f"\none round of the invariants on the primary afterwards: every row {full['seconds']:.2f} s "
-          f"(passed: {full['passed']}); rows written since the last attempt's deploy (with the gates' "
-          f"margin) {scoped['seconds']:.2f} s (passed: {scoped['passed']})")
+    print(
+        f"\none round of the invariants on the primary afterwards: every row {full['seconds']:.2f} s "
+        f"(passed: {full['passed']}); rows written since the last attempt's deploy (with the gates' "
+        f"margin) {scoped['seconds']:.2f} s (passed: {scoped['passed']})"
+    )
 
 
 def main_benchmark() -> int:

@@ -137,8 +137,12 @@ def main() -> None:
         ours = peak["ours_rss"] / 1024
         rows.append(("peak RSS, our processes (CLI, ansible, moto, front door)", f"{ours:8.0f} MiB"))
         rows.append(("peak PSS, our processes", f"{peak['ours_pss'] / 1024:8.0f} MiB"))
-        rows.append(("peak RSS, whole lab (sum, shared pages counted per process)",
-                     f"{peak['lab_rss'] / 1024:8.0f} MiB"))
+        rows.append(
+            (
+                "peak RSS, whole lab (sum, shared pages counted per process)",
+                f"{peak['lab_rss'] / 1024:8.0f} MiB",
+            )
+        )
         rows.append(("peak PSS, whole lab", f"{peak['lab_pss'] / 1024:8.0f} MiB"))
         again = time.monotonic()
         lab_up(first, args.base_port, None)

@@ -46,8 +46,9 @@ def main_benchmark() -> int:
     figures = []
     with lab(lab_dir, args.orders, args.base_port) as target:
         figures.append(measure(target, "database", "v2-unhealthy"))
-        upgraded = upgrade_with_rollback(target, upgrade_params("v2", watch_seconds=3, health_timeout=30),
-                                         auto_rollback=False)
+        upgraded = upgrade_with_rollback(
+            target, upgrade_params("v2", watch_seconds=3, health_timeout=30), auto_rollback=False
+        )
         if upgraded.status != "upgraded":
             raise SystemExit(f"v1 -> v2 did not succeed: {upgraded.reason}")
         figures.append(measure(target, "code-only", "v2-crash"))
@@ -55,16 +56,20 @@ def main_benchmark() -> int:
     print(f"\nrollback at {args.orders} orders (failed gate -> verified previous release)")
     for row in figures:
         goal = goals[row["case"]]
-        print(f"  {row['case']:<10} {row['release']:<14} gate {row['failed_gate']:<8} "
-              f"detected in {row['detection_s']:>6.2f} s   rolled back and verified in "
-              f"{row['failed_gate_to_verified_s']:>6.2f} s (goal <= {goal:.0f} s)")
+        print(
+            f"  {row['case']:<10} {row['release']:<14} gate {row['failed_gate']:<8} "
+            f"detected in {row['detection_s']:>6.2f} s   rolled back and verified in "
+            f"{row['failed_gate_to_verified_s']:>6.2f} s (goal <= {goal:.0f} s)"
+        )
         print(f"             steps: {row['rollback_steps']}")
         print(f"             upgrade: {row['upgrade_steps']}")
         if row["database_restored"]:
-            print(f"             copy restored ahead: {row['restored_ahead']} "
-                  f"(restore {row['copy_restore_s']} s, "
-                  f"verify {row['copy_verify_s']} s, the rollback waited {row['waited_for_copy_s']} s); "
-                  f"fence lifted {row['fence_lifted_after_s']} s into the switch")
+            print(
+                f"             copy restored ahead: {row['restored_ahead']} "
+                f"(restore {row['copy_restore_s']} s, "
+                f"verify {row['copy_verify_s']} s, the rollback waited {row['waited_for_copy_s']} s); "
+                f"fence lifted {row['fence_lifted_after_s']} s into the switch"
+            )
         print(f"             load average after: {row['load_after']}")
     print(f"load average at the end: {load_average()}")
     print(json.dumps(figures, indent=2), file=sys.stderr)

@@ -104,3 +104,9 @@ class RolledBack(RecoveryError):
 class RollbackFailed(RecoveryError):
     code = "rollback.failed"
     exit_code = ExitCode.ROLLBACK_FAILED
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's text (a driver's message can span lines), or its type."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from recovery.targets.model import Target
+
 
 def one_host_site(
     tmp_path: Path, name: str, *, ssh_port: int, service_port: int, db_port: int
@@ -50,4 +52,54 @@ def write_target_file(tmp_path: Path, name: str, primary: dict[str, Any], standb
     }
     path = tmp_path / "target.yaml"
     path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def unit_target_doc(root: Path, name: str = "unit") -> dict[str, Any]:
+    """A lab-kind target document under `root` (nothing listens at its addresses): for steps and plans."""
+
+    def site(site_name: str, address: str) -> dict[str, Any]:
+        return {
+            "name": site_name,
+            "region": "eu-west-1" if site_name == "primary" else "eu-central-1",
+            "hosts": [
+                {
+                    "name": f"{site_name}-app",
+                    "address": address,
+                    "ssh_user": "orderlab",
+                    "base_dir": str(root / site_name),
+                    "service_port": 18080,
+                }
+            ],
+            "database": {"address": address, "port": 15432},
+        }
+
+    return {
+        "name": name,
+        "kind": "lab",
+        "state_dir": str(root / "state"),
+        "inventory": str(root / "inventory" / "hosts.yml"),
+        "primary": site("primary", "127.0.0.11"),
+        "standby": site("standby", "127.0.0.12"),
+        "backup": {
+            "local": {"bucket": "b-local", "region": "eu-west-1"},
+            "remote": {"bucket": "b-remote", "region": "eu-central-1"},
+        },
+        "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
+        "traffic": {
+            "hosted_zone_id": "Z1",
+            "record_name": "orders.example.test",
+            "front_door_url": "http://127.0.0.1:18000",
+        },
+    }
+
+
+def unit_target(root: Path, name: str = "unit") -> Target:
+    return Target.model_validate(unit_target_doc(root, name))
+
+
+def write_unit_target(root: Path, name: str = "unit") -> Path:
+    """The same target written as `root/target.yaml` (for CLI tests); returns its path."""
+    path = root / "target.yaml"
+    path.write_text(yaml.safe_dump(unit_target_doc(root, name)))
     return path

@@ -24,10 +24,9 @@ refused up front (passwords live only in a pgpass file).
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,16 +35,13 @@ from typing import IO, Any, Literal, Protocol, cast
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
-from recovery.errors import EnvironmentProblem, ExternalFailure, UsageError
+from recovery.drivers.db import connect, first_error_line, tool_env, tool_path
+from recovery.errors import ExternalFailure, UsageError
 from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES, tables_for
 
 DumpKind = Literal["domains", "schema"]
 
-# Environment for every pg_* child: untranslated messages (the first line is quoted in our errors) and
-# never a prompt for a password (a missing pgpass entry must fail, not hang).
-_TOOL_ENV: Mapping[str, str] = {"LC_MESSAGES": "C", "PGCONNECT_TIMEOUT": "10"}
 _CHUNK = 1024 * 1024
 
 
@@ -77,59 +73,6 @@ class DumpInfo:
     # which transactions' rows the dump holds, so rows written after it can be found by their xmin
     # (recovery.restore.catchup). None before PostgreSQL 13, which has no pg_current_snapshot.
     snapshot: str | None = None
-
-
-def refuse_password(conninfo: str) -> None:
-    """Refuse a connection string that carries a password: passwords live only in the pgpass file."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        raise UsageError("the PostgreSQL connection string is malformed; give key=value pairs") from None
-    if params.get("password"):
-        raise UsageError(
-            "the PostgreSQL connection string contains a password; put it in a pgpass file and name "
-            "that file with passfile=... instead"
-        )
-
-
-def tool_path(bin_dir: Path, name: str) -> Path:
-    """The pg_* tool `name` in `bin_dir` (which must match the server's major version)."""
-    tool = bin_dir / name
-    if not tool.is_file() or not os.access(tool, os.X_OK):
-        raise EnvironmentProblem(
-            f"{name} not found in {bin_dir}; give the bin directory of the server's PostgreSQL version"
-        )
-    return tool
-
-
-def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(_TOOL_ENV)
-    env.update(extra or {})
-    return env
-
-
-def first_error_line(stderr: IO[bytes], *, fallback: str) -> str:
-    """The first meaningful line a pg_* tool wrote to stderr (its error), or `fallback` when silent."""
-    stderr.seek(0)
-    text = stderr.read(64 * 1024).decode("utf-8", "replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line or "FATAL:" in line or "ERROR:" in line]
-    chosen = (errors or lines or [fallback])[0]
-    return chosen if len(chosen) <= 300 else chosen[:297] + "..."
-
-
-def connect(conninfo: str, *, autocommit: bool = False, what: str) -> psycopg.Connection[Any]:
-    """Open a psycopg connection; failure becomes one ExternalFailure line naming `what`."""
-    refuse_password(conninfo)
-    try:
-        return psycopg.connect(conninfo, autocommit=autocommit, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise ExternalFailure(
-            f"cannot connect to {what}: {lines[-1] if lines else type(exc).__name__}; check that the "
-            "server runs and the pgpass file holds the role's password"
-        ) from None
 
 
 class DumpStream(io.RawIOBase):
@@ -213,7 +156,8 @@ def pg_dump_argv(pg_dump: Path, conninfo: str, snapshot: str, selection: Sequenc
     ]
 
 
-def _dump_args(kind: DumpKind, tables: Sequence[str]) -> list[str]:
+def dump_args(kind: DumpKind, tables: Sequence[str]) -> list[str]:
+    """pg_dump's selection for a schema dump or a dump of `tables`' rows."""
     if kind == "schema":
         # Definitions of everything, rows of everything outside a domain (schema_migrations).
         return [f"--exclude-table-data={table}" for table in ALL_TABLES]
@@ -280,7 +224,7 @@ def _dump(
     pg_dump = tool_path(bin_dir, "pg_dump")
     tables = tables_for(domains) if kind == "domains" else ()
     what = f"domain{'s' if len(domains) > 1 else ''} {', '.join(domains)}" if kind == "domains" else "schema"
-    with connect(conninfo, what=f"the database to dump ({what})") as conn:
+    with connect(conninfo, autocommit=False, what=f"the database to dump ({what})") as conn:
         # The snapshot lives as long as this transaction: it stays open until pg_dump is done.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -289,7 +233,7 @@ def _dump(
             # fingerprints) see exactly the same rows.
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         info, exported = _observe(conn, kind, domains, tables, what)
-        argv = pg_dump_argv(pg_dump, conninfo, exported, _dump_args(kind, tables))
+        argv = pg_dump_argv(pg_dump, conninfo, exported, dump_args(kind, tables))
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=tool_env()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import queue
 import re
 import shlex
@@ -78,7 +77,6 @@ from recovery.targets.model import Database, Host, Target
 
 SPOOL_DIR_NAME = "wal-spool"
 WAL_RANGE_SUFFIX = ".wal-range.json"
-REALTIME_DOMAINS: tuple[Domain, ...] = ("orders", "transactions")
 WAL_CHUNK_SIZE = 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
 
@@ -478,18 +476,11 @@ class _ProcessStream:
 
 def _db_facts(database: Database) -> tuple[datetime, str]:
     """The server's clock and its schema version (max applied migration) right now."""
-    with db.connect(database) as conn:
-        row = conn.execute(
-            "SELECT clock_timestamp(), to_regclass('schema_migrations') IS NOT NULL"
-        ).fetchone()
-        assert row is not None
-        now, has_migrations = row
-        version = ""
-        if has_migrations:
-            found = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            version = "" if found is None or found[0] is None else str(found[0])
-    assert isinstance(now, datetime)
-    return now.astimezone(UTC), version
+    with db.connect(database, autocommit=True) as conn:
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        found = db.schema_version(conn)
+    assert row is not None and isinstance(row[0], datetime)
+    return row[0].astimezone(UTC), "" if found is None else str(found)
 
 
 @dataclass(frozen=True)
@@ -551,9 +542,7 @@ def take_base_backup(
     orders_name = next_backup_name(chosen.both, today, "orders", "realtime")
     system_identifier = cluster_system_identifier(target)
     started_at, _ = _db_facts(database)
-    env = dict(os.environ, LC_MESSAGES="C", PGCONNECT_TIMEOUT="10")
-    if database.passfile is not None:
-        env["PGPASSFILE"] = str(database.passfile)
+    env = db.tool_env(database)
     argv = [
         str(pg_basebackup),
         "-h",
@@ -648,7 +637,7 @@ def switch_and_wait_archived(database: Database, *, timeout: float = 60) -> str:
     since, the no-op switch's LSN names the current, empty segment, which is never archived; the one
     to wait for is then the segment before it.
     """
-    with db.connect(database, dbname="postgres") as conn:
+    with db.connect(database, dbname="postgres", autocommit=True) as conn:
         row = conn.execute(
             "SELECT pg_walfile_name(pg_switch_wal()), pg_walfile_name(pg_current_wal_insert_lsn())"
         ).fetchone()
@@ -684,7 +673,7 @@ def create_restore_point(target: Target, name: str, *, stores: RealtimeStores | 
     if any(store.head(key) is not None for store in chosen.both):
         raise UsageError(f"restore point {name!r} already exists; choose another name")
     database = target.primary.database
-    with db.connect(database, dbname="postgres") as conn:
+    with db.connect(database, dbname="postgres", autocommit=True) as conn:
         row = conn.execute(
             "SELECT lsn::text, (SELECT timeline_id FROM pg_control_checkpoint()), clock_timestamp()"
             " FROM pg_create_restore_point(%s) AS lsn",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recovery.backup.codec import Readable, Sink
-from recovery.drivers.aws import AwsDriver, error_code, is_not_found, translate_error
+from recovery.drivers.aws import OBJECT_NOT_FOUND_CODES, AwsDriver, aws_call
 from recovery.errors import ExternalFailure, PreconditionFailed, UsageError
 
 if TYPE_CHECKING:
@@ -125,20 +125,18 @@ class _MultipartUpload:
             self._send(bytes(self._buffer))
             self._buffer.clear()
         parts = [future.result() for future in self._futures]
-        try:
-            self._s3.complete_multipart_upload(
+        aws_call(
+            lambda: self._s3.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                 IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise _already_exists(self._where) from exc
-            raise translate_error(exc, "complete the multipart upload", self._where) from exc
-        except BotoCoreError as exc:
-            raise translate_error(exc, "complete the multipart upload", self._where) from exc
+            ),
+            "complete the multipart upload",
+            self._where,
+            exists=lambda: _already_exists(self._where),
+        )
 
     def abort(self) -> None:
         for future in self._futures:
@@ -210,38 +208,30 @@ class S3Store:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         where = self.describe(key)
-        try:
-            self._s3.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data, IfNoneMatch="*")
-        except ClientError as exc:
-            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise _already_exists(where) from exc
-            raise translate_error(exc, "upload", where) from exc
-        except BotoCoreError as exc:
-            raise translate_error(exc, "upload", where) from exc
+        aws_call(
+            lambda: self._s3.put_object(
+                Bucket=self.bucket, Key=self.prefix + key, Body=data, IfNoneMatch="*"
+            ),
+            "upload",
+            where,
+            exists=lambda: _already_exists(where),
+        )
 
     def get_bytes(self, key: str) -> bytes | None:
-        where = self.describe(key)
-        try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
-            with body:
-                return body.read()
-        except ClientError as exc:
-            if is_not_found(exc) and error_code(exc) != "NoSuchBucket":
-                return None
-            raise translate_error(exc, "download", where) from exc
-        except BotoCoreError as exc:
-            raise translate_error(exc, "download", where) from exc
+        def download() -> bytes:
+            with self._s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"] as body:
+                data: bytes = body.read()
+            return data
+
+        return aws_call(download, "download", self.describe(key), absent=OBJECT_NOT_FOUND_CODES)
 
     def head(self, key: str) -> int | None:
-        where = self.describe(key)
-        try:
-            return self._s3.head_object(Bucket=self.bucket, Key=self.prefix + key)["ContentLength"]
-        except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise translate_error(exc, "look up", where) from exc
-        except BotoCoreError as exc:
-            raise translate_error(exc, "look up", where) from exc
+        return aws_call(
+            lambda: self._s3.head_object(Bucket=self.bucket, Key=self.prefix + key)["ContentLength"],
+            "look up",
+            self.describe(key),
+            absent=OBJECT_NOT_FOUND_CODES,
+        )
 
     def list_keys(self, under: str = "") -> list[str]:
         keys: list[str] = []

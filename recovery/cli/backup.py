@@ -12,8 +12,8 @@ import typer
 from recovery.backup.catalog import CatalogEntry, catalog_for
 from recovery.backup.freshness import stale_backups
 from recovery.backup.naming import DOMAINS, Domain, parse_domain, parse_kind
+from recovery.backup.prune import plan_prune
 from recovery.backup.retention import RetentionPolicy
-from recovery.backup.wal_command import ship
 from recovery.cli.common import (
     DryRunOpt,
     OutputFormat,
@@ -24,16 +24,11 @@ from recovery.cli.common import (
     envelope,
 )
 from recovery.cli.runs import run_runbook
+from recovery.cli.wal_ship import ship
 from recovery.errors import UsageError, VerificationFailed
-from recovery.runbooks.backup import (
-    backup_params,
-    backup_runbook,
-    deep_checker,
-    plan_prune,
-    prune_params,
-    prune_runbook,
-)
+from recovery.runbooks.backup import backup_params, backup_runbook, prune_params, prune_runbook
 from recovery.targets import load_target
+from recovery.verify.scratch import deep_checker
 
 app = typer.Typer(
     help="Encrypted two-copy backups: run, list, verify, prune, restore points.", no_args_is_help=True

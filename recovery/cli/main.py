@@ -6,6 +6,7 @@ import json
 import sys
 import traceback
 from types import TracebackType
+from typing import Any
 
 import typer
 
@@ -71,11 +72,28 @@ def _wants_json(argv: list[str]) -> bool:
     return False
 
 
+def command_name(argv: list[str]) -> str:
+    """The command argv names ("backup run"): its command words only, never an option or its value
+    (values can be paths or secrets)."""
+    group: Any = typer.main.get_command(app)
+    words: list[str] = []
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        commands = getattr(group, "commands", None)
+        if not commands or arg not in commands:
+            break
+        words.append(arg)
+        group = commands[arg]
+    return " ".join(words) or "recovery"
+
+
 def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
     message = redact_text(message)  # an error may quote a conninfo, a command line or a file's line
     if _wants_json(argv):
-        doc = envelope(" ".join(a for a in argv if not a.startswith("-"))[:80], "error",
-                       {"code": code, "message": message, "exit_code": exit_code})
+        doc = envelope(
+            command_name(argv), "error", {"code": code, "message": message, "exit_code": exit_code}
+        )
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     sys.stderr.write(f"error[{code}]: {message}\n")
     return exit_code

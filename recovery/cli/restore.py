@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -14,13 +14,16 @@ from recovery.cli.common import (
     OutputOpt,
     TargetOpt,
     YesOpt,
-    confirm_destructive,
     emit,
 )
 from recovery.cli.runs import run_runbook
-from recovery.drivers.db import conninfo
-from recovery.restore.database import drop_replaced
-from recovery.runbooks.restore import new_restore_id, replaced_databases, restore_params, restore_runbook
+from recovery.restore.choose import new_restore_id
+from recovery.runbooks.restore import (
+    prune_replaced_params,
+    prune_replaced_runbook,
+    restore_params,
+    restore_runbook,
+)
 from recovery.targets import load_target
 
 app = typer.Typer(
@@ -59,24 +62,17 @@ def restore(
 
 @app.command("prune-replaced")
 def prune_replaced(
-    target: TargetOpt = "lab", yes: YesOpt = False, output: OutputOpt = OutputFormat.text
+    target: TargetOpt = "lab",
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.text,
 ) -> None:
-    """Drop the databases restores replaced (the way back after a restore): needs --yes."""
+    """Drop the databases restores replaced (the way back after a restore): needs --yes. A database a
+    running or interrupted run still needs is kept."""
     loaded = load_target(target)
-    ids = replaced_databases(loaded)
-    live = loaded.primary.database.name
-    if ids:
-        confirm_destructive(f"dropping {len(ids)} replaced copies of {live} removes the way back", yes)
-    admin = conninfo(loaded.primary.database, dbname="postgres")
-    dropped = [
-        restore_id
-        for restore_id in ids
-        if drop_replaced(admin, live_db=live, restore_id=restore_id, confirmed=True)
-    ]
-
-    def text(_: Any) -> None:
-        typer.echo(
-            f"dropped {len(dropped)} replaced databases" + (f": {', '.join(dropped)}" if dropped else "")
-        )
-
-    emit(output, "restore prune-replaced", {"dropped": [f"{live}_replaced_{i}" for i in dropped]}, text)
+    params = prune_replaced_params(loaded)
+    if not params["restore_ids"]:  # nothing to drop: nothing to confirm, lock or journal
+        emit(output, "restore prune-replaced", {"dropped": []}, lambda _: typer.echo("no replaced databases"))
+        return
+    runbook = prune_replaced_runbook(loaded, params)
+    run_runbook(loaded, runbook, command="restore prune-replaced", output=output, dry_run=dry_run, yes=yes)

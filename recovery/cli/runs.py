@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
+from recovery.cli.commands import CommandProperties, check_runbook, confirm_command
 from recovery.cli.common import (
     OutputFormat,
     OutputOpt,
     TargetOpt,
     YesOpt,
-    confirm_destructive,
     emit,
     envelope,
 )
@@ -89,8 +89,10 @@ class ProgressDisplay:
         elif isinstance(event, StepFailed):
             self.close()
             why = escape(f"[{event.code}] {event.message}")
-            out.print(f"  [red]failed[/] {event.index}/{event.total} {event.step} "
-                      f"({_seconds(event.duration_s)}): {why}")
+            out.print(
+                f"  [red]failed[/] {event.index}/{event.total} {event.step} "
+                f"({_seconds(event.duration_s)}): {why}"
+            )
         elif isinstance(event, RunFinished):
             self.close()
             out.print(f"run {event.run_id} {event.status} in {_seconds(event.duration_s)}")
@@ -111,6 +113,7 @@ class ProgressDisplay:
 
 
 # Rendering ------------------------------------------------------------------------------------------
+
 
 def render_plan(plan: Plan) -> None:
     typer.echo(f"plan: {plan.runbook} on {plan.target} (dry run: nothing was changed)")
@@ -156,8 +159,10 @@ def render_journal(doc: dict[str, Any]) -> None:
     run = doc["run"]
     who = f"{run['user']}@{run['host']}"
     typer.echo(f"run {run['run_id']}: {run['runbook']} on {run['target']}: {run['status']}")
-    typer.echo(f"started {run['started_at']} by {who}; finished {run['finished_at'] or '-'}; "
-               f"resumed {run['resumes']} times")
+    typer.echo(
+        f"started {run['started_at']} by {who}; finished {run['finished_at'] or '-'}; "
+        f"resumed {run['resumes']} times"
+    )
     typer.echo(f"parameters: {json.dumps(run['params'])}")
     typer.echo("steps:")
     for index, step in enumerate(run["steps"], 1):
@@ -174,6 +179,7 @@ def render_journal(doc: dict[str, Any]) -> None:
 
 # Running --------------------------------------------------------------------------------------------
 
+
 def _finish(output: OutputFormat, command: str, run: Any) -> RunResult:
     """Run `run()` with the display wired; on failure report the run and exit with the error's code."""
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
@@ -184,12 +190,21 @@ def _finish(output: OutputFormat, command: str, run: Any) -> RunResult:
         if failed is None:
             raise
         if output is OutputFormat.text:
-            stderr_console.print(f"journal: `recovery runs show {failed.run_id} -t {failed.target}`",
-                                 markup=False)
+            stderr_console.print(
+                f"journal: `recovery runs show {failed.run_id} -t {failed.target}`", markup=False
+            )
             raise
         # One JSON document that carries the error and the run, so a pipeline keeps the run id.
-        doc = envelope(command, "error", {"code": exc.code, "message": exc.message,
-                                          "exit_code": int(exc.exit_code), "run": failed.to_json()})
+        doc = envelope(
+            command,
+            "error",
+            {
+                "code": exc.code,
+                "message": exc.message,
+                "exit_code": int(exc.exit_code),
+                "run": failed.to_json(),
+            },
+        )
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         sys.stderr.write(f"error[{exc.code}]: {exc.message}\n")
         raise typer.Exit(int(exc.exit_code)) from None
@@ -204,26 +219,28 @@ def run_runbook(
     target: Target,
     runbook: Runbook,
     *,
-    command: str,
+    command: str | CommandProperties,
     output: OutputFormat,
     dry_run: bool = False,
     yes: bool = False,
 ) -> RunResult | None:
     """Run a runbook from a command: the plan for --dry-run (returns None), else the run's result.
     A failed run raises its RecoveryError after reporting (JSON: exits with its code)."""
+    found = check_runbook(command, runbook)
     if dry_run:
         plan = Engine(target).plan(runbook)
-        emit(output, command, plan.to_json(), lambda _: render_plan(plan))
+        emit(output, found.command, plan.to_json(), lambda _: render_plan(plan))
         return None
-    if runbook.confirm:
-        confirm_destructive(runbook.confirm, yes)
+    confirm_command(found, runbook.confirm or f"{found.command} changes {target.name}", yes)
     return _finish(
-        output, command,
+        output,
+        found.command,
         lambda display: Engine(target, [display] if display else []).run(runbook),
     )
 
 
 # Commands -------------------------------------------------------------------------------------------
+
 
 @app.command("list")
 def list_runs(
@@ -242,17 +259,33 @@ def list_runs(
             records, running = read_journal(path), is_running(path)
             result = summarize(records, running=running)
         except NotAJournal:
-            rows.append({"run_id": run_id, "runbook": None, "status": "unreadable", "started_at": None,
-                         "finished_at": None, "steps_done": 0, "steps": 0, "failed_step": None})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "runbook": None,
+                    "status": "unreadable",
+                    "started_at": None,
+                    "finished_at": None,
+                    "steps_done": 0,
+                    "steps": 0,
+                    "failed_step": None,
+                }
+            )
             continue
-        rows.append({
-            "run_id": run_id, "runbook": result.runbook, "status": result.status,
-            "started_at": result.started_at, "finished_at": result.finished_at,
-            "steps_done": sum(step.status == "ok" for step in result.steps), "steps": len(result.steps),
-            "failed_step": result.failed_step,
-            "fenced_resume": fenced.resume_command(target)
-            if (fenced := interrupted_inside_fence(records, lock_held=running)) else None,
-        })
+        fenced = interrupted_inside_fence(records, lock_held=running)
+        rows.append(
+            {
+                "run_id": run_id,
+                "runbook": result.runbook,
+                "status": result.status,
+                "started_at": result.started_at,
+                "finished_at": result.finished_at,
+                "steps_done": sum(step.status == "ok" for step in result.steps),
+                "steps": len(result.steps),
+                "failed_step": result.failed_step,
+                "fenced_resume": fenced.resume_command(target) if fenced else None,
+            }
+        )
 
     def text(_: Any) -> None:
         if not rows:
@@ -261,8 +294,10 @@ def list_runs(
             failed = f"  failed at {row['failed_step']}" if row["failed_step"] else ""
             if row.get("fenced_resume"):
                 failed += f"  SERVICE FENCED (stopped): end it with `{row['fenced_resume']}`"
-            typer.echo(f"{row['run_id']:<44} {row['status']:<11} {row['runbook'] or '-':<12} "
-                       f"{row['steps_done']}/{row['steps']} steps  {row['started_at'] or '-'}{failed}")
+            typer.echo(
+                f"{row['run_id']:<44} {row['status']:<11} {row['runbook'] or '-':<12} "
+                f"{row['steps_done']}/{row['steps']} steps  {row['started_at'] or '-'}{failed}"
+            )
 
     emit(output, "runs list", {"target": loaded.name, "runs": rows}, text)
 
@@ -279,8 +314,9 @@ def show_run(run_id: RunIdArg, target: TargetOpt = "lab", output: OutputOpt = Ou
         result = summarize(records, running=is_running(path))
     except NotAJournal:
         raise UsageError(f"{path} has no run.started record; it is not a readable run journal") from None
-    emit(output, "runs show", {"run": result.to_json(), "path": str(path), "records": records},
-         render_journal)
+    emit(
+        output, "runs show", {"run": result.to_json(), "path": str(path), "records": records}, render_journal
+    )
 
 
 @app.command("resume")
@@ -295,7 +331,10 @@ def resume_run(
             what = runbook.confirm or (
                 f"resuming run {run_id} continues {runbook.name}, which changes {loaded.name}"
             )
-            confirm_destructive(what, yes)
+            confirm_command("runs resume", what, yes)
 
-    _finish(output, "runs resume",
-            lambda display: Engine(loaded, [display] if display else []).resume(run_id, approve))
+    _finish(
+        output,
+        "runs resume",
+        lambda display: Engine(loaded, [display] if display else []).resume(run_id, approve),
+    )

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 import typer
 
+from recovery.cli.commands import check_runbook, confirm_command
 from recovery.cli.common import (
     DryRunOpt,
     OutputFormat,
     OutputOpt,
     TargetOpt,
     YesOpt,
-    confirm_destructive,
     emit,
 )
 from recovery.cli.common import console as stderr_console
@@ -88,15 +88,18 @@ def _render(report: dict[str, Any]) -> None:
                 f"{carried['stock_updates']} stock levels"
             )
         for damaged in rollback["needs_a_person"]:
-            typer.echo(f"NEEDS A PERSON: order {damaged['order_id']}: {damaged['reason']} "
-                       f"(payments: {', '.join(damaged['payments']) or 'none'})")
+            typer.echo(
+                f"NEEDS A PERSON: order {damaged['order_id']}: {damaged['reason']} "
+                f"(payments: {', '.join(damaged['payments']) or 'none'})"
+            )
         count = rollback.get("needs_a_person_count", 0)
         if count > len(rollback["needs_a_person"]):
             typer.echo(f"... {count} orders need a person in all: {rollback['needs_a_person_file']}")
 
 
-def _finish(command: str, report: dict[str, Any], output: OutputFormat, junit: Path | None,
-            error_code: str | None) -> None:
+def _finish(
+    command: str, report: dict[str, Any], output: OutputFormat, junit: Path | None, error_code: str | None
+) -> None:
     if junit is not None:
         write_junit(junit, report)
     status = "ok" if report["exit_code"] == 0 else "error"
@@ -110,8 +113,10 @@ def upgrade_command(
     release: Annotated[str, typer.Option("--release", "-r", help="the release to deploy, e.g. v2")],
     auto_rollback: Annotated[
         bool | None,
-        typer.Option("--auto-rollback/--no-auto-rollback",
-                     help="roll back at once when a step or gate fails (default: on when CI=true)"),
+        typer.Option(
+            "--auto-rollback/--no-auto-rollback",
+            help="roll back at once when a step or gate fails (default: on when CI=true)",
+        ),
     ] = None,
     target: TargetOpt = "lab",
     watch: Annotated[
@@ -124,8 +129,10 @@ def upgrade_command(
     ] = None,
     restore_ahead: Annotated[
         bool,
-        typer.Option("--restore-ahead/--no-restore-ahead",
-                     help="restore the restore point beside live in the background for a fast rollback"),
+        typer.Option(
+            "--restore-ahead/--no-restore-ahead",
+            help="restore the restore point beside live in the background for a fast rollback",
+        ),
     ] = True,
     output: OutputOpt = OutputFormat.text,
     junit: JunitOpt = None,
@@ -134,19 +141,26 @@ def upgrade_command(
 ) -> None:
     """Upgrade every host to a release: preflight, restore point, deploy, gates; roll back on failure."""
     loaded = load_target(target)
-    params = upgrade_params(release, watch_seconds=watch, health_timeout=health_timeout,
-                            skip_checks=skip_check or (), restore_ahead=restore_ahead)
+    params = upgrade_params(
+        release,
+        watch_seconds=watch,
+        health_timeout=health_timeout,
+        skip_checks=skip_check or (),
+        restore_ahead=restore_ahead,
+    )
     if junit is not None:
         check_junit_path(junit)
     if dry_run:
         plan = Engine(loaded).plan(upgrade_runbook(loaded, params))
         emit(output, "upgrade", plan.to_json(), lambda _: render_plan(plan))
         return
-    confirm_destructive(f"upgrading {loaded.name} to {release} changes its hosts and database", yes)
+    confirm_command("upgrade", f"upgrading {loaded.name} to {release} changes its hosts and database", yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     try:
         outcome = upgrade_with_rollback(
-            loaded, params, auto_rollback=ci_default() if auto_rollback is None else auto_rollback,
+            loaded,
+            params,
+            auto_rollback=ci_default() if auto_rollback is None else auto_rollback,
             subscribers=[display] if display else [],
         )
     finally:
@@ -180,7 +194,9 @@ def rollback_command(
         plan = Engine(loaded).plan(runbook)
         emit(output, "rollback", plan.to_json(), lambda _: render_plan(plan))
         return
-    confirm_destructive(f"rolling back {loaded.name} changes its hosts and may swap its database", yes)
+    check_runbook("rollback", runbook)
+    what = f"rolling back {loaded.name} changes its hosts and may swap its database"
+    confirm_command("rollback", what, yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     try:
         result = Engine(loaded, [display] if display else []).run(runbook)
@@ -190,11 +206,14 @@ def rollback_command(
         failed = failed_run(exc)
         if failed is None:
             raise
-        report = rollback_report(failed, status="rollback_failed", exit_code=int(ExitCode.ROLLBACK_FAILED),
-                                 reason=f"{exc.message}; page a human")
+        report = rollback_report(
+            failed,
+            status="rollback_failed",
+            exit_code=int(ExitCode.ROLLBACK_FAILED),
+            reason=f"{exc.message}; page a human",
+        )
         code = "rollback.failed"
     finally:
         if display is not None:
             display.close()
     _finish("rollback", report, output, junit, code)
-

@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -89,6 +89,38 @@ def is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and error_code(exc) in NOT_FOUND_CODES
 
 
+# An object that is not there (a missing bucket is a misconfiguration, never "no object").
+OBJECT_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# A conditional write (If-None-Match: *) that found the object already there.
+ALREADY_EXISTS_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+T = TypeVar("T")
+
+
+def aws_call(
+    call: Callable[[], T],
+    action: str,
+    resource: str,
+    *,
+    absent: frozenset[str] = frozenset(),
+    exists: Callable[[], RecoveryError] | None = None,
+) -> T | None:
+    """Run one AWS call; its botocore failures become the toolkit's errors in one place. An error code in
+    `absent` means "not there" (None is returned); an already-exists code raises `exists()` when given;
+    everything else is `translate_error`'s one line (the cause chained)."""
+    try:
+        return call()
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in absent:
+            return None
+        if exists is not None and code in ALREADY_EXISTS_CODES:
+            raise exists() from exc
+        raise translate_error(exc, action, resource) from exc
+    except BotoCoreError as exc:
+        raise translate_error(exc, action, resource) from exc
+
+
 def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryError:
     """The toolkit's error for a botocore failure while doing `action` to `resource`."""
     if isinstance(exc, ClientError):
@@ -112,6 +144,28 @@ def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryE
             "check the endpoint and the network"
         )
     return ExternalFailure(f"failed to {action} on {resource}: {type(exc).__name__}")
+
+
+def new_session(endpoint_url: str | None, profile: str | None = None) -> boto3.session.Session:
+    """A boto3 session for an endpoint: the profile's credentials, or for a local endpoint without any
+    the fixed ones it accepts."""
+    session = boto3.session.Session(profile_name=profile)
+    if is_local_endpoint(endpoint_url) and session.get_credentials() is None:
+        session = boto3.session.Session(
+            aws_access_key_id=LOCAL_ENDPOINT_CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=LOCAL_ENDPOINT_CREDENTIALS["aws_secret_access_key"],
+        )
+    return session
+
+
+def new_client(service: str, region: str, *, endpoint_url: str | None, config: Config | None = None) -> Any:
+    """One boto3 client, made the one way every client is made (AwsDriver caches them per target)."""
+    return new_session(endpoint_url).client(
+        service,  # type: ignore[call-overload]
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=config or client_config(),
+    )
 
 
 class AwsDriver:
@@ -153,13 +207,7 @@ class AwsDriver:
             return cached
 
     def _new_session(self) -> boto3.session.Session:
-        session = boto3.session.Session(profile_name=self._profile)
-        if is_local_endpoint(self._endpoint_url) and session.get_credentials() is None:
-            session = boto3.session.Session(
-                aws_access_key_id=LOCAL_ENDPOINT_CREDENTIALS["aws_access_key_id"],
-                aws_secret_access_key=LOCAL_ENDPOINT_CREDENTIALS["aws_secret_access_key"],
-            )
-        return session
+        return new_session(self._endpoint_url, self._profile)
 
     def s3(self, region: str) -> S3Client:
         client: S3Client = self.client("s3", region)

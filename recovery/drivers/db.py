@@ -1,25 +1,37 @@
-"""PostgreSQL driver: connection strings with a passfile, psycopg 3 connections, pg_* tools of the
-server's major version, and replication status.
+"""PostgreSQL driver: the one place that connects to PostgreSQL, runs its pg_* tools and answers the
+catalog questions (does a database exist, its schema version, the server's role and lag).
 
 Passwords live only in the pgpass file a Database names; they never appear in a conninfo, a log line or
-an exception message.
+an exception message: a connection string that carries one is refused.
+
+The autocommit contract, the same for every connection: autocommit is on unless the caller asks for a
+transaction (`autocommit=False`: a held snapshot, writes that commit together, as in dumps, catch-up and
+carry-over). Catalog questions and CREATE/DROP DATABASE need it on.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Any, Literal
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from recovery.errors import EnvironmentProblem, ExternalFailure
+from recovery.errors import EnvironmentProblem, ExternalFailure, UsageError
 from recovery.targets.model import Database
 
 APPLICATION_NAME = "order-recovery"
 SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")
+# Environment for every pg_* child: untranslated messages (the first line is quoted in our errors) and
+# never a prompt for a password (a missing pgpass entry must fail, not hang).
+_TOOL_ENV: Mapping[str, str] = {"LC_MESSAGES": "C", "PGCONNECT_TIMEOUT": "10"}
+_CONNINFO_TIMEOUT = 10  # seconds, for connections given as a conninfo string
+
+Connection = psycopg.Connection[Any]
 
 
 def conninfo(
@@ -39,30 +51,85 @@ def conninfo(
     return make_conninfo(**params)  # type: ignore[arg-type]
 
 
+def refuse_password(conninfo: str) -> None:
+    """Refuse a connection string that carries a password: passwords live only in the pgpass file."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        raise UsageError("the PostgreSQL connection string is malformed; give key=value pairs") from None
+    if params.get("password"):
+        raise UsageError(
+            "the PostgreSQL connection string contains a password; put it in a pgpass file and name "
+            "that file with passfile=... instead"
+        )
+
+
 def connect(
-    db: Database,
+    where: Database | str,
     *,
+    autocommit: bool = True,
     dbname: str | None = None,
     user: str | None = None,
-    autocommit: bool = True,
-    connect_timeout: int = 5,
-) -> psycopg.Connection[tuple[object, ...]]:
-    """Open a psycopg connection; a failure becomes ExternalFailure naming the endpoint, not the secret."""
-    who = user or db.user
+    connect_timeout: int | None = None,
+    what: str | None = None,
+) -> Connection:
+    """Open a psycopg connection to a Database (optionally another `dbname`/`user` on it) or to a conninfo
+    string. A failure becomes one ExternalFailure line naming `what` (default: the endpoint), never the
+    secret."""
+    if isinstance(where, Database):
+        timeout = connect_timeout or 5
+        target = conninfo(where, dbname=dbname, user=user, connect_timeout=timeout)
+        what = what or f"PostgreSQL at {where.address}:{where.port} as {user or where.user}"
+    else:
+        refuse_password(where)
+        timeout = connect_timeout or _CONNINFO_TIMEOUT
+        target = where
+        what = what or "PostgreSQL"
     try:
-        return psycopg.connect(
-            conninfo(db, dbname=dbname, user=user, connect_timeout=connect_timeout), autocommit=autocommit
-        )
+        return psycopg.connect(target, autocommit=autocommit, connect_timeout=timeout)
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise ExternalFailure(
-            f"cannot connect to PostgreSQL at {db.address}:{db.port} as {who}: {first}; "
-            "check that the server runs and the passfile holds the role's password"
+            f"cannot connect to {what}: {lines[-1] if lines else type(exc).__name__}; check that the "
+            "server runs and the pgpass file holds the role's password"
         ) from None
 
 
+# --- pg_* tools ---------------------------------------------------------------------------------------
+
+
+def tool_env(db: Database | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a pg_* child: ours plus the database's pgpass file (PGPASSFILE) and `extra`."""
+    env = dict(os.environ)
+    env.update(_TOOL_ENV)
+    if db is not None and db.passfile is not None:
+        env["PGPASSFILE"] = str(db.passfile)
+    env.update(extra or {})
+    return env
+
+
+def tool_path(bin_dir: Path, name: str) -> Path:
+    """The pg_* tool `name` in `bin_dir` (which must match the server's major version)."""
+    tool = bin_dir / name
+    if not tool.is_file() or not os.access(tool, os.X_OK):
+        raise EnvironmentProblem(
+            f"{name} not found in {bin_dir}; give the bin directory of the server's PostgreSQL version"
+        )
+    return tool
+
+
+def first_error_line(stderr: IO[bytes], *, fallback: str) -> str:
+    """The first meaningful line a pg_* tool wrote to stderr (its error), or `fallback` when silent."""
+    stderr.seek(0)
+    text = stderr.read(64 * 1024).decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line or "FATAL:" in line or "ERROR:" in line]
+    chosen = (errors or lines or [fallback])[0]
+    return chosen if len(chosen) <= 300 else chosen[:297] + "..."
+
+
 def server_major(db: Database) -> int:
-    with connect(db, dbname="postgres") as conn:
+    with connect(db, dbname="postgres", autocommit=True) as conn:
         row = conn.execute("SHOW server_version_num").fetchone()
     assert row is not None  # SHOW always returns one row
     return int(str(row[0])) // 10000
@@ -84,6 +151,48 @@ def pg_tool(db: Database, name: str) -> Path:
         f"{name} for PostgreSQL {major} not found under {tool.parent}; install postgresql-client-{major} "
         "or set the database's bin_dir"
     )
+
+
+def pg_bin(db: Database) -> Path:
+    """The bin directory of the server's pg_* tools."""
+    return pg_tool(db, "pg_dump").parent
+
+
+# --- catalog questions --------------------------------------------------------------------------------
+
+
+def database_exists(conn: Connection, name: str) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def databases_with_prefix(conn: Connection, prefix: str) -> list[str]:
+    """Names of the databases starting with `prefix`, sorted."""
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", (prefix,)
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def database_owner(conn: Connection, name: str) -> str | None:
+    row = conn.execute(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def schema_version(conn: Connection) -> int | None:
+    """max(schema_migrations.version) of the connected database; None without that table or rows."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    return None if version is None or version[0] is None else int(version[0])
+
+
+def in_recovery(conn: Connection) -> bool:
+    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)
@@ -108,10 +217,8 @@ class ReplicationStatus:
 
 def replication_status(db: Database) -> ReplicationStatus:
     """Observe `db`: its role and, for a primary, the lag of every attached standby."""
-    with connect(db, dbname="postgres") as conn:
-        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-        in_recovery = bool(row and row[0])
-        if in_recovery:
+    with connect(db, dbname="postgres", autocommit=True) as conn:
+        if in_recovery(conn):
             row = conn.execute(
                 "SELECT pg_last_wal_replay_lsn()::text,"
                 " (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming') > 0,"
@@ -144,11 +251,11 @@ def replication_status(db: Database) -> ReplicationStatus:
 
 def lsn_caught_up(primary: Database, standby: Database) -> bool:
     """True when the standby has replayed everything the primary had written when asked."""
-    with connect(primary, dbname="postgres") as conn:
+    with connect(primary, dbname="postgres", autocommit=True) as conn:
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     target_lsn = str(row[0])
-    with connect(standby, dbname="postgres") as conn:
+    with connect(standby, dbname="postgres", autocommit=True) as conn:
         done = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target_lsn,)).fetchone()
     return bool(done and done[0])
 

@@ -18,7 +18,7 @@ from recovery.engine.events import (
 )
 from recovery.engine.journal import is_running, journal_path, read_journal, run_ids
 from recovery.engine.lock import LockHolder, TargetLock, lock_path, read_holder
-from recovery.engine.model import Runbook, RunContext, Step, StepOutput, StepOutputs
+from recovery.engine.model import Runbook, RunContext, Step, StepOutput, StepOutputs, TypedOutput
 from recovery.engine.plan import Plan
 from recovery.engine.redact import REDACTED, redact, redact_text
 from recovery.engine.registry import RunbookFactory, build_runbook, register_runbook, registered_runbooks
@@ -50,6 +50,7 @@ __all__ = [
     "StepStarted",
     "Subscriber",
     "TargetLock",
+    "TypedOutput",
     "build_runbook",
     "failed_run",
     "is_running",

@@ -32,7 +32,7 @@ from recovery.engine.events import (
 )
 from recovery.engine.journal import JournalWriter, is_running, journal_path, new_run_id, read_journal
 from recovery.engine.lock import LockHolder, target_lock
-from recovery.engine.model import Runbook, RunContext, Step, StepOutputs, utc_now
+from recovery.engine.model import Runbook, RunContext, Step, StepOutputs, TypedOutput, utc_now
 from recovery.engine.plan import Plan, make_plan
 from recovery.engine.redact import contains_redaction, redact, redact_text
 from recovery.engine.registry import build_runbook, factory_module
@@ -107,10 +107,21 @@ class Engine:
             journal = JournalWriter.create(self.target.state_dir, run_id)
             stack.callback(journal.close)
             bus = _Bus((journal, *self.subscribers))
-            bus(RunStarted(
-                run_id, started_at, runbook.name, factory_module(runbook.name), self.target.name,
-                redact(runbook.params), runbook.planned(), runbook.mutating, me.user, me.host, me.pid,
-            ))
+            bus(
+                RunStarted(
+                    run_id,
+                    started_at,
+                    runbook.name,
+                    factory_module(runbook.name),
+                    self.target.name,
+                    redact(runbook.params),
+                    runbook.planned(),
+                    runbook.mutating,
+                    me.user,
+                    me.host,
+                    me.pid,
+                )
+            )
             return self._execute(runbook, run_id, journal, bus, done={}, attempts={})
         raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
 
@@ -146,8 +157,11 @@ class Engine:
             done = {s.name: s.output or {} for s in summary.steps if s.status == "ok"}
             attempts = {s.name: s.attempts for s in summary.steps}
             bus = _Bus((journal, *self.subscribers))
-            bus(RunResumed(run_id, utc_now(), runbook.name, self.target.name, tuple(done), me.user, me.host,
-                           me.pid))
+            bus(
+                RunResumed(
+                    run_id, utc_now(), runbook.name, self.target.name, tuple(done), me.user, me.host, me.pid
+                )
+            )
             total = len(runbook.steps)
             for index, step in enumerate(runbook.steps, 1):
                 if step.name in done:
@@ -195,10 +209,20 @@ class Engine:
         for index, step in enumerate(runbook.steps, 1):
             if step.name in done:
                 continue
-            bus(StepStarted(run_id, utc_now(), step.name, index, total, step.description,
-                            attempts.get(step.name, 0) + 1))
-            context = RunContext(self.target, run_id, runbook.name, step.name, runbook.params,
-                                 StepOutputs(done), bus)
+            bus(
+                StepStarted(
+                    run_id,
+                    utc_now(),
+                    step.name,
+                    index,
+                    total,
+                    step.description,
+                    attempts.get(step.name, 0) + 1,
+                )
+            )
+            context = RunContext(
+                self.target, run_id, runbook.name, step.name, runbook.params, StepOutputs(done), bus
+            )
             step_began = time.monotonic()
             output, error, trace = self._call(step, context)
             duration = round(time.monotonic() - step_began, 6)
@@ -208,8 +232,17 @@ class Engine:
                 continue
             message = redact_text(error.message)
             bus(StepFailed(run_id, utc_now(), step.name, index, total, duration, error.code, message, trace))
-            bus(RunFinished(run_id, utc_now(), "failed", round(time.monotonic() - began, 6), step.name,
-                            error.code, message))
+            bus(
+                RunFinished(
+                    run_id,
+                    utc_now(),
+                    "failed",
+                    round(time.monotonic() - began, 6),
+                    step.name,
+                    error.code,
+                    message,
+                )
+            )
             setattr(error, _RESULT_ATTR, summarize(journal.records))
             raise error
         bus(RunFinished(run_id, utc_now(), "ok", round(time.monotonic() - began, 6)))
@@ -225,10 +258,12 @@ class Engine:
             return {}, exc, None
         except Exception as exc:
             error = RecoveryError(
-                redact_text(_one_line(
-                    f"step {step.name} failed unexpectedly ({type(exc).__name__}: {exc}); "
-                    f"the journal of run {context.run_id} has the traceback"
-                )),
+                redact_text(
+                    _one_line(
+                        f"step {step.name} failed unexpectedly ({type(exc).__name__}: {exc}); "
+                        f"the journal of run {context.run_id} has the traceback"
+                    )
+                ),
                 code=INTERNAL,
             )
             error.__cause__ = exc
@@ -243,6 +278,8 @@ def _recorded_output(step: str, raw: Any) -> dict[str, Any]:
     """The output as the journal keeps it: a redacted JSON object, at most MAX_OUTPUT_BYTES."""
     if raw is None:
         return {}
+    if isinstance(raw, TypedOutput):
+        raw = raw.model_dump(mode="json")
     if not isinstance(raw, Mapping):
         raise RecoveryError(f"step {step} returned a {type(raw).__name__}, not a mapping", code=INTERNAL)
     try:

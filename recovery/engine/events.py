@@ -141,12 +141,25 @@ class RunFinished:
 
 
 Event = (
-    RunStarted | RunResumed | StepReused | StepStarted | StepProgress | StepNote | StepFinished | StepFailed
+    RunStarted
+    | RunResumed
+    | StepReused
+    | StepStarted
+    | StepProgress
+    | StepNote
+    | StepFinished
+    | StepFailed
     | RunFinished
 )
 Subscriber = Callable[[Event], None]
 
 # Events that make up the audit record; the others only drive displays.
 JOURNALED: tuple[type[Event], ...] = (
-    RunStarted, RunResumed, StepStarted, StepNote, StepFinished, StepFailed, RunFinished,
+    RunStarted,
+    RunResumed,
+    StepStarted,
+    StepNote,
+    StepFinished,
+    StepFailed,
+    RunFinished,
 )

@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
 
 from recovery.engine.events import Event, PlannedStep, StepNote, StepProgress
 from recovery.engine.redact import redact
@@ -16,13 +18,31 @@ from recovery.targets.model import Target
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\Z")
 
-StepOutput = Mapping[str, Any]
+
+class TypedOutput(BaseModel):
+    """A step's result as a typed, frozen model: a step returns one, a later step reads it back with
+    `ctx.output(step, Model)`. The journal keeps its JSON form, so a resumed run reads the same."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+
+OutputT = TypeVar("OutputT", bound=TypedOutput)
+StepOutput = Mapping[str, Any] | TypedOutput
 StepFn = Callable[["RunContext"], StepOutput | None]
 
 
 def utc_now() -> str:
     """An ISO-8601 UTC timestamp with milliseconds, e.g. 2026-11-25T22:15:00.123Z."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def thaw(value: Any) -> Any:
+    """A plain JSON value from a frozen one (the inverse of `freeze`)."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(item) for item in value]
+    return value
 
 
 def freeze(value: Any) -> Any:
@@ -120,6 +140,10 @@ class RunContext:
     params: Mapping[str, Any]
     outputs: StepOutputs
     emit: Callable[[Event], None] = field(repr=False, compare=False)
+
+    def output(self, step: str, model: type[OutputT]) -> OutputT:
+        """The recorded result of an earlier step, read back as its typed model."""
+        return model.model_validate(thaw(self.outputs[step]))
 
     def progress(self, message: str, done: float | None = None, total: float | None = None) -> None:
         """Tell the display how far the step is (not journaled)."""

@@ -31,8 +31,18 @@ _SECRET_FRAGMENTS = (
 _SECRET_WORDS = frozenset({"pwd", "pw", "cookie"})
 # Word pairs that mark key material (a bare "key" word is too common: kms_key_id, ssh_key path).
 _SECRET_PAIRS = frozenset(
-    {("private", "key"), ("key", "material"), ("data", "key"), ("api", "key"), ("access", "key"),
-     ("secret", "key"), ("session", "key"), ("signing", "key"), ("encryption", "key"), ("master", "key")}
+    {
+        ("private", "key"),
+        ("key", "material"),
+        ("data", "key"),
+        ("api", "key"),
+        ("access", "key"),
+        ("secret", "key"),
+        ("session", "key"),
+        ("signing", "key"),
+        ("encryption", "key"),
+        ("master", "key"),
+    }
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # A name that says its value is secret, wherever it is embedded: PGPASSWORD, AWS_SECRET_ACCESS_KEY,
@@ -48,11 +58,15 @@ _NAME_START = r"(?<![A-Za-z0-9_.-])"
 _VALUE = r"""('[^']*'|"[^"]*"|[^\s;,)'"}\]]+)"""
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host -> scheme://user:<redacted>@host
-    (re.compile(r"(?<![a-zA-Z0-9+.-])([a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^:/@\s]*):([^@/\s]+)@"),
-     rf"\1:{REDACTED}@"),
+    (
+        re.compile(r"(?<![a-zA-Z0-9+.-])([a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^:/@\s]*):([^@/\s]+)@"),
+        rf"\1:{REDACTED}@",
+    ),
     # key=value, key: value, 'key': value, "key": value (conninfo, environment, JSON, Python reprs)
-    (re.compile(rf"""{_NAME_START}(["']?{_HIDDEN_NAME}["']?)(\s*[=:]\s*){_VALUE}""", re.IGNORECASE),
-     rf"\1\2{REDACTED}"),
+    (
+        re.compile(rf"""{_NAME_START}(["']?{_HIDDEN_NAME}["']?)(\s*[=:]\s*){_VALUE}""", re.IGNORECASE),
+        rf"\1\2{REDACTED}",
+    ),
     # --password VALUE (an option and its value as separate words)
     (re.compile(rf"{_NAME_START}(--?{_HIDDEN_NAME})(\s+){_VALUE}", re.IGNORECASE), rf"\1\2{REDACTED}"),
     # a pgpass line: host:port:database:user:password

@@ -68,8 +68,13 @@ def summarize(records: Sequence[Mapping[str, Any]], *, running: bool = False) ->
         raise NotAJournal("the journal does not begin with a run.started record")
     head = records[0]
     steps: dict[str, dict[str, Any]] = {
-        s["name"]: {"name": s["name"], "description": s["description"], "mutating": s["mutating"],
-                    "status": "not_run", "attempts": 0}
+        s["name"]: {
+            "name": s["name"],
+            "description": s["description"],
+            "mutating": s["mutating"],
+            "status": "not_run",
+            "attempts": 0,
+        }
         for s in head["steps"]
     }
     finish: Mapping[str, Any] | None = None
@@ -78,13 +83,23 @@ def summarize(records: Sequence[Mapping[str, Any]], *, running: bool = False) ->
         event = record["event"]
         step = steps.get(record.get("step", ""))
         if event == "step.started" and step is not None:
-            step.update(status="running", attempts=step["attempts"] + 1, duration_s=None, output=None,
-                        code=None, message=None)
+            step.update(
+                status="running",
+                attempts=step["attempts"] + 1,
+                duration_s=None,
+                output=None,
+                code=None,
+                message=None,
+            )
         elif event == "step.finished" and step is not None:
             step.update(status="ok", duration_s=record["duration_s"], output=record["output"])
         elif event == "step.failed" and step is not None:
-            step.update(status="failed", duration_s=record["duration_s"], code=record["code"],
-                        message=record["message"])
+            step.update(
+                status="failed",
+                duration_s=record["duration_s"],
+                code=record["code"],
+                message=record["message"],
+            )
         elif event == "run.resumed":
             resumes += 1
             finish = None

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recovery.backup.keys import DEFAULT_MANIFEST_MAC_KEY
+from recovery.drivers.aws import new_client
 from recovery.engine.lock import LAB_LOCK_TABLE
 from recovery.errors import EnvironmentProblem, ExternalFailure
 from recovery.lab.plan import (
@@ -40,16 +40,12 @@ from recovery.lab.plan import (
 from recovery.lab.processes import spawn_daemon, start_ticks, wait_port
 from recovery.lab.state import ProcessRecord
 
-# moto accepts any credentials; these fixed, non-secret ones keep boto3 from looking for real ones.
-LAB_CREDENTIALS = {"aws_access_key_id": "lab", "aws_secret_access_key": "lab"}
 RECORD_TTL = 10
 
 
 def client(service: str, endpoint_url: str, region: str = PRIMARY_REGION) -> Any:
     config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10)
-    return boto3.client(
-        service, endpoint_url=endpoint_url, region_name=region, config=config, **LAB_CREDENTIALS
-    )  # type: ignore[call-overload]
+    return new_client(service, region, endpoint_url=endpoint_url, config=config)
 
 
 def start_moto(plan: LabPlan, on_started: Callable[[ProcessRecord], None]) -> None:

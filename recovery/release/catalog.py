@@ -14,9 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recovery.errors import ConfigError, UsageError
+from recovery.paths import SERVICE_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICE_DIR = REPO_ROOT / "service"
 PACKAGE_DIR = SERVICE_DIR / "orderservice"
 RELEASES_DIR = SERVICE_DIR / "releases"
 PortName = Literal["service", "database"]

@@ -413,7 +413,14 @@ def watch_gates(
     check_window(window_s, interval_s)
     try:
         return _watch(
-            target, window_s, interval_s, probes_per_interval, deep_every_s, baseline, max_slowdown, release,
+            target,
+            window_s,
+            interval_s,
+            probes_per_interval,
+            deep_every_s,
+            baseline,
+            max_slowdown,
+            release,
             invariants_since(deploy_started),
         )
     finally:

@@ -22,12 +22,18 @@ def _suite(name: str, run: Mapping[str, Any]) -> ET.Element:
     for step in run["steps"]:
         seconds = float(step["duration_s"] or 0.0)
         total += seconds
-        case = ET.SubElement(suite, "testcase", classname=f"recovery.{run['runbook']}", name=step["name"],
-                             time=f"{seconds:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"recovery.{run['runbook']}",
+            name=step["name"],
+            time=f"{seconds:.3f}",
+        )
         if step["status"] == "failed":
             failures += 1
-            failure = ET.SubElement(case, "failure", type=str(step["code"] or "failed"),
-                                    message=str(step["message"] or ""))
+            failure = ET.SubElement(
+                case, "failure", type=str(step["code"] or "failed"), message=str(step["message"] or "")
+            )
             failure.text = str(step["message"] or "")
         elif step["status"] != "ok":
             skipped += 1
@@ -52,8 +58,9 @@ def junit_document(report: Mapping[str, Any]) -> ET.ElementTree[ET.Element]:
         assert suite is not None
         gate = f"gate {report['failed_gate']}"
         case = ET.SubElement(suite, "testcase", classname="recovery.gates", name=gate, time="0")
-        ET.SubElement(case, "failure", type=f"gate.{report['failed_gate']}",
-                      message=str(report.get("reason") or "")).text = str(report.get("reason") or "")
+        ET.SubElement(
+            case, "failure", type=f"gate.{report['failed_gate']}", message=str(report.get("reason") or "")
+        ).text = str(report.get("reason") or "")
         suite.set("tests", str(int(suite.get("tests", "0")) + 1))
         suite.set("failures", str(int(suite.get("failures", "0")) + 1))
     return ET.ElementTree(root)

@@ -32,8 +32,14 @@ def run_summary(result: RunResult) -> dict[str, Any]:
         "finished_at": result.finished_at,
         "failed_step": result.failed_step,
         "steps": [
-            {"name": s.name, "status": s.status, "duration_s": s.duration_s, "attempts": s.attempts,
-             "code": s.code, "message": s.message}
+            {
+                "name": s.name,
+                "status": s.status,
+                "duration_s": s.duration_s,
+                "attempts": s.attempts,
+                "code": s.code,
+                "message": s.message,
+            }
             for s in result.steps
         ],
     }

@@ -33,12 +33,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recovery.backup.pgdump import connect
-from recovery.errors import ExternalFailure, PreconditionFailed, VerificationFailed
+from recovery.drivers.db import connect
+from recovery.errors import ExternalFailure, PreconditionFailed, VerificationFailed, first_line
+from recovery.restore.rows import SCHEMA, TableShape, level_sequences, table_shape
 from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES
 from recovery.verify.fingerprint import fastest_algorithm, fingerprint_tables
 
-SCHEMA = "public"
 _XID_MODULUS = 2**32
 _XID_HALF = 2**31
 _SNAPSHOT_TEXT = re.compile(r"^(\d+):(\d+):((?:\d+(?:,\d+)*)?)\Z")
@@ -105,16 +105,6 @@ class SnapshotBound:
         )
 
 
-@dataclass(frozen=True)
-class TableShape:
-    """What the upsert needs to know about a table of the copy."""
-
-    table: str
-    columns: tuple[str, ...]  # insertable columns in table order (no generated columns)
-    key: tuple[str, ...]  # primary key columns, in key order
-    identity_always: bool  # a GENERATED ALWAYS AS IDENTITY column: the insert must override it
-
-
 def temp_name(table: str, what: str) -> str:
     return f"catch_up_{what}_{table}"
 
@@ -174,27 +164,6 @@ def needs_deletes(copy_rows_after_upsert: int, live_rows: int) -> bool:
     """After the upsert the copy holds every key of live (each live row was seen by the snapshot or
     taken since), so its keys equal live's exactly when the counts are equal. Pure."""
     return copy_rows_after_upsert != live_rows
-
-
-@dataclass(frozen=True)
-class SequencePosition:
-    last_value: int
-    is_called: bool  # False: last_value is the next value handed out, not one already handed out
-    increment: int
-
-    @property
-    def used(self) -> int:
-        """The last value handed out (or the one before the first, for a fresh sequence)."""
-        return self.last_value if self.is_called else self.last_value - self.increment
-
-
-def sequence_behind(copy: SequencePosition, live: SequencePosition) -> bool:
-    """True when the copy's sequence would hand out a value live already handed out. Pure.
-
-    Only ever moved forward: a value the copy handed out (a rolled-back insert) must not come again."""
-    if live.increment < 0:
-        return copy.used > live.used
-    return copy.used < live.used
 
 
 def domain_of(table: str) -> str:
@@ -296,8 +265,8 @@ def catch_up(live_conninfo: str, copy_conninfo: str, tables: Sequence[str], snap
         raise PreconditionFailed(f"cannot catch up table {unknown[0]!r}: it belongs to no data domain")
     started = time.perf_counter()
     with (
-        connect(live_conninfo, what="the live database") as live,
-        connect(copy_conninfo, what="the restored copy") as copy,
+        connect(live_conninfo, autocommit=False, what="the live database") as live,
+        connect(copy_conninfo, autocommit=False, what="the restored copy") as copy,
     ):
         try:
             # One snapshot of live for every read: counts, keys and fingerprints agree with each other.
@@ -306,8 +275,7 @@ def catch_up(live_conninfo: str, copy_conninfo: str, tables: Sequence[str], snap
             copy.commit()
         except psycopg.Error as exc:
             raise ExternalFailure(
-                f"catch-up of the restored copy failed: {_first_line(exc)}; the restored copy was not "
-                "changed",
+                f"catch-up of the restored copy failed: {first_line(exc)}; the restored copy was not changed",
                 code="restore.catch_up_failed",
             ) from None
         finally:
@@ -333,7 +301,7 @@ def _catch_up_tables(
     first (a row's children are gone before it), so a foreign key between two copied tables never
     fails on the way; only references into restored tables can."""
     try:
-        work = [_Progress(_shape(copy, table)) for table in tables]
+        work = [_Progress(table_shape(copy, table)) for table in tables]
         for item in work:
             began = time.perf_counter()
             _upsert_table(live, copy, item, bound)
@@ -350,7 +318,7 @@ def _catch_up_tables(
         results: list[TableCatchUp] = []
         for item in work:
             began = time.perf_counter()
-            moved = _level_sequences(live, copy, item.shape.table)
+            moved = level_sequences(live, copy, item.shape.table)
             seconds = round(item.seconds + time.perf_counter() - began, 3)
             results.append(
                 TableCatchUp(item.shape.table, item.new_rows, item.upserted, item.deleted, moved, seconds)
@@ -454,32 +422,6 @@ def _columns(names: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(name) for name in names)
 
 
-def _shape(copy: psycopg.Connection[Any], table: str) -> TableShape:
-    columns = copy.execute(
-        "SELECT attname, attidentity FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
-        " AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-        (f"{SCHEMA}.{table}",),
-    ).fetchall()
-    key = copy.execute(
-        "SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY"
-        " AS k(attnum, n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
-        " WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.n",
-        (f"{SCHEMA}.{table}",),
-    ).fetchall()
-    if not key:
-        raise PreconditionFailed(
-            f"table {table} of the restored copy has no primary key, so rows written to live cannot be "
-            "matched to its rows; restore its domain too",
-            code="restore.catch_up_no_key",
-        )
-    return TableShape(
-        table=table,
-        columns=tuple(str(row[0]) for row in columns),
-        key=tuple(str(row[0]) for row in key),
-        identity_always=any(row[1] == "a" for row in columns),
-    )
-
-
 def _foreign_key(copy: psycopg.Connection[Any], name: str) -> ForeignKey | None:
     row = copy.execute(
         "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text,"
@@ -556,47 +498,6 @@ def _check_fingerprints(
                 "really fenced? the restored copy was not changed",
                 code="restore.catch_up_mismatch",
             )
-
-
-def _owned_sequences(conn: psycopg.Connection[Any], table: str) -> list[str]:
-    """Sequences the table owns: serial columns (deptype 'a') and identity columns ('i')."""
-    rows = conn.execute(
-        "SELECT s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
-        " WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass"
-        " AND d.refobjid = %s::regclass AND d.deptype IN ('a', 'i') ORDER BY 1",
-        (f"{SCHEMA}.{table}",),
-    ).fetchall()
-    return [str(row[0]) for row in rows]
-
-
-def _position(conn: psycopg.Connection[Any], sequence: str) -> SequencePosition:
-    row = conn.execute(
-        sql.SQL("SELECT s.last_value, s.is_called, p.seqincrement FROM {} AS s, pg_sequence AS p").format(
-            sql.Identifier(SCHEMA, sequence)
-        )
-        + sql.SQL(" WHERE p.seqrelid = {}::regclass").format(sql.Literal(f"{SCHEMA}.{sequence}"))
-    ).fetchone()
-    assert row is not None  # a sequence relation always has its one row
-    return SequencePosition(int(row[0]), bool(row[1]), int(row[2]))
-
-
-def _level_sequences(live: psycopg.Connection[Any], copy: psycopg.Connection[Any], table: str) -> int:
-    moved = 0
-    for sequence in _owned_sequences(live, table):
-        position = _position(live, sequence)
-        if not sequence_behind(_position(copy, sequence), position):
-            continue
-        copy.execute(
-            "SELECT setval(%s::regclass, %s, %s)",
-            (f"{SCHEMA}.{sequence}", position.last_value, position.is_called),
-        )
-        moved += 1
-    return moved
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def report_lines(report: CatchUpReport) -> Mapping[str, str]:

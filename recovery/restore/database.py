@@ -33,16 +33,21 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from recovery.backup.naming import DOMAINS
 from recovery.backup.pgdump import (
     ByteSink,
     DumpInfo,
     ReadableStream,
-    connect,
     dump_domain,
     dump_domains,
     dump_schema,
+)
+from recovery.drivers.db import (
+    connect,
+    database_exists,
     first_error_line,
     refuse_password,
+    schema_version,
     tool_env,
     tool_path,
 )
@@ -51,8 +56,8 @@ from recovery.errors import (
     ExternalFailure,
     PreconditionFailed,
     UsageError,
+    first_line,
 )
-from recovery.verify.domains import DOMAINS
 
 StreamOpener = Callable[[], AbstractContextManager[ReadableStream]]
 
@@ -98,6 +103,19 @@ class RestoreNames:
     replaced: str  # the former live database after the swap, kept for rollback
 
 
+def restore_id_for(upgrade_run: str) -> str:
+    """The restore id of an upgrade's database rollback: one per upgrade, so the speculative copy, a
+    rollback and a second rollback run of the same upgrade all name the same databases."""
+    stamp, _, rest = upgrade_run.partition("-")
+    suffix = rest.rsplit("-", 1)[-1]
+    return re.sub(r"[^a-z0-9_]", "_", f"up{stamp.lower()}_{suffix}")
+
+
+def replaced_prefix(live_db: str) -> str:
+    """What every `<live>_replaced_<id>` name starts with (the one place that spells it)."""
+    return f"{live_db}_replaced_"
+
+
 def restore_names(live_db: str, restore_id: str) -> RestoreNames:
     """Validate the names of a restore. Pure."""
     if not _LIVE_NAME.match(live_db):
@@ -113,12 +131,12 @@ def restore_names(live_db: str, restore_id: str) -> RestoreNames:
         live=live_db,
         restore_id=restore_id,
         scratch=f"{live_db}_restore_{restore_id}",
-        replaced=f"{live_db}_replaced_{restore_id}",
+        replaced=f"{replaced_prefix(live_db)}{restore_id}",
     )
     if len(names.replaced) > _NAME_LIMIT:
         raise UsageError(
             f"restore id {restore_id!r} is too long: {names.replaced!r} exceeds {_NAME_LIMIT} characters; "
-            f"use at most {_NAME_LIMIT - len(live_db) - len('_replaced_')} characters"
+            f"use at most {_NAME_LIMIT - len(replaced_prefix(live_db))} characters"
         )
     return names
 
@@ -226,7 +244,7 @@ def restore_beside(
         live = _database_facts(admin, names.live)
         if live is None:
             raise PreconditionFailed(f"database {names.live!r} does not exist; name the live order database")
-        if _exists(admin, names.replaced):
+        if database_exists(admin, names.replaced):
             raise PreconditionFailed(
                 f"restore id {restore_id!r} was already swapped in ({names.replaced!r} exists); "
                 "use a new restore id"
@@ -251,7 +269,7 @@ def _database_errors(doing: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        raise ExternalFailure(f"{doing} failed: {_first_line(exc)}", code="restore.database_error") from None
+        raise ExternalFailure(f"{doing} failed: {first_line(exc)}", code="restore.database_error") from None
 
 
 @contextmanager
@@ -470,7 +488,7 @@ def _pipe_into(
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=tool_env({"PGOPTIONS": _LOAD_OPTIONS}),
+            env=tool_env(extra={"PGOPTIONS": _LOAD_OPTIONS}),
         )
         assert process.stdin is not None  # started with stdin=PIPE
         try:
@@ -510,7 +528,7 @@ def _restore_file(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=tool_env({"PGOPTIONS": options}),
+            env=tool_env(extra={"PGOPTIONS": options}),
             check=False,
         )
         if done.returncode != 0:
@@ -525,11 +543,7 @@ def _restore_file(
 def _schema_version(conninfo: str) -> int | None:
     name = conninfo_to_dict(conninfo).get("dbname", "?")
     with connect(conninfo, autocommit=True, what=f"database {name}") as conn:
-        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-        if not row or not row[0]:
-            return None
-        version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    return None if version is None or version[0] is None else int(version[0])
+        return schema_version(conn)
 
 
 # --- database-level operations on the maintenance connection -------------------------------------------
@@ -553,11 +567,6 @@ def _refuse_admin_on(conninfo_admin: str, names: RestoreNames) -> None:
             f"the admin connection must use a maintenance database (postgres), not {dbname!r}, because "
             "databases being created, dropped or renamed cannot be connected to"
         )
-
-
-def _exists(admin: psycopg.Connection[Any], name: str) -> bool:
-    row = admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    return bool(row and row[0])
 
 
 def _database_facts(admin: psycopg.Connection[Any], name: str) -> _DatabaseFacts | None:
@@ -600,7 +609,7 @@ def _create_like(admin: psycopg.Connection[Any], name: str, like: _DatabaseFacts
         admin.execute(sql.SQL(" ").join(parts))
     except psycopg.Error as exc:
         raise ExternalFailure(
-            f"cannot create the scratch database {name}: {_first_line(exc)}; check the admin role may "
+            f"cannot create the scratch database {name}: {first_line(exc)}; check the admin role may "
             "create databases",
             code="restore.create_failed",
         ) from None
@@ -608,7 +617,7 @@ def _create_like(admin: psycopg.Connection[Any], name: str, like: _DatabaseFacts
 
 def _drop(admin: psycopg.Connection[Any], name: str) -> bool:
     """Drop a database (its sessions are ended first). Only ever called with scratch or replaced names."""
-    if not _exists(admin, name):
+    if not database_exists(admin, name):
         return False
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     return True
@@ -621,11 +630,6 @@ def _drop_quietly(conninfo_admin: str, name: str) -> None:
         connect(conninfo_admin, autocommit=True, what="the maintenance database") as admin,
     ):
         _drop(admin, name)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _terminate(admin: psycopg.Connection[Any], databases: Sequence[str]) -> int:
@@ -685,7 +689,7 @@ def swap_in(
     names = restore_names(live_db, restored.restore_id)
     _refuse_admin_on(conninfo_admin, names)
     with _admin(conninfo_admin, f"swapping {names.scratch} in as {names.live}") as admin:
-        if _exists(admin, names.replaced):
+        if database_exists(admin, names.replaced):
             raise PreconditionFailed(
                 f"{names.replaced} already exists: this restore id was swapped in before; swap it back or "
                 "drop it (drop_replaced with confirmation) first"
@@ -724,7 +728,7 @@ def swap_back(
             admin, names.replaced, "there is nothing to swap back (it was never swapped in or was dropped)"
         )
         _require(admin, names.live, "name the live order database")
-        if _exists(admin, names.scratch):
+        if database_exists(admin, names.scratch):
             raise PreconditionFailed(
                 f"{names.scratch} exists, so {names.live} cannot take that name back; drop or rename it first"
             )
@@ -771,5 +775,5 @@ def discard_restored(conninfo_admin: str, *, live_db: str, restore_id: str) -> b
 
 
 def _require(admin: psycopg.Connection[Any], name: str, hint: str) -> None:
-    if not _exists(admin, name):
+    if not database_exists(admin, name):
         raise PreconditionFailed(f"database {name} does not exist: {hint}")

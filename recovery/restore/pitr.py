@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import psycopg
 from psycopg.conninfo import make_conninfo
 
 from recovery.backup.catalog import CatalogEntry
@@ -49,7 +48,7 @@ from recovery.backup.realtime import (
 from recovery.backup.repository import read_backup, read_manifest
 from recovery.backup.stores import ObjectStore
 from recovery.backup.wal import WalKey, check_restore_point_name
-from recovery.drivers import remote
+from recovery.drivers import db, remote
 from recovery.errors import ExternalFailure, IntegrityError, UsageError
 from recovery.restore.selection import DomainChoice, DomainRefusal, pick_copy
 from recovery.targets.model import Database, Host, Target
@@ -360,11 +359,10 @@ def _wait_promoted(conninfo: str, scratch: _Scratch, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-            if row is not None and row[0] is False:
-                return
-        except psycopg.OperationalError:
+            with db.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                if not db.in_recovery(conn):
+                    return
+        except ExternalFailure:
             pass  # still starting, or it stopped: told apart below
         if not scratch.alive():
             reason = scratch.log_reason()

@@ -17,231 +17,101 @@ recovery provides (a `FromDatabase` over a recovered scratch cluster) once it ex
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from pydantic import Field
 
-from recovery.backup.catalog import Catalog, CatalogEntry, CopyState, CopyStatus, catalog_for
-from recovery.backup.keys import KeyProvider
-from recovery.backup.manifest import Manifest
-from recovery.backup.naming import BackupName, Domain, parse_domain
-from recovery.backup.pgdump import ByteSink
-from recovery.backup.realtime import realtime_stores, with_coverage
-from recovery.backup.repository import read_backup
-from recovery.backup.stores import ObjectStore
+from recovery.backup.catalog import catalog_for
+from recovery.backup.naming import Domain, parse_domain
 from recovery.drivers import db as dbdriver
 from recovery.drivers.ansible import require_success, run_playbook
-from recovery.engine import Runbook, RunContext, Step, register_runbook
-from recovery.errors import (
-    ExternalFailure,
-    IntegrityError,
-    KeyUnavailable,
-    PreconditionFailed,
-    RecoveryError,
-    UsageError,
-    VerificationFailed,
-)
+from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_runbook
+from recovery.engine.model import thaw
+from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError, VerificationFailed
+from recovery.paths import PLAYBOOKS_DIR
+from recovery.restore.beside import restore_with_fallbacks
 from recovery.restore.catchup import catch_up, report_lines
+from recovery.restore.choose import (
+    RestoreRequest,
+    choose,
+    chosen_manifests,
+    parse_at,
+    refusal_error,
+    schema_versions_agree,
+)
 from recovery.restore.database import (
-    FromDatabase,
-    FromWriter,
     RestoredDatabase,
-    Source,
     discard_restored,
-    restore_beside,
+    drop_replaced,
     restore_names,
     swap_in,
 )
-from recovery.restore.pitr import choose_for_restore_point, recover_to
-from recovery.restore.selection import DomainChoice, Selection, select_backups
-from recovery.runbooks.backup import DUMP, FILE_PREFIX, SCHEMA, SectionSplitter
+from recovery.restore.replaced import needed_by_unfinished_runs, plan_replaced, replaced_databases
+from recovery.restore.selection import DomainChoice, Selection
 from recovery.targets.model import Database, Target
-from recovery.verify import fingerprint, invariants
-from recovery.verify.columns import INVARIANT_TABLES, resolve_columns
-from recovery.verify.domains import tables_for
-from recovery.verify.fingerprint import DEFAULT_ALGORITHM, FingerprintReport, TableFingerprint
 from recovery.verify.reports import failure_line
-from recovery.verify.session import Connection, require_tables
+from recovery.verify.restored import check_restored_copy, expectations_for
 from recovery.verify.smoke import smoke_test
 
-RESTORE_PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "restore.yml"
-MAX_FALLBACKS = 4
-# Checks of a restored copy run side by side; the totals check is the longest (a hash aggregate over
-# every order item: 6.6 of 12.5 s at 1,000,000 orders), so it starts first.
-VERIFY_WORKERS = 2
-_SLOW_INVARIANTS = ("order_total_matches_items",)
+RESTORE_PLAYBOOK = PLAYBOOKS_DIR / "restore.yml"
 
 
-class _SectionRead(Exception):
-    """Raised by the splitter's router once the wanted section is complete: stop decoding early."""
+# Step results ------------------------------------------------------------------------------------------
 
 
-def section_source(
-    store: ObjectStore, name: BackupName, keys: KeyProvider, manifest: Manifest, section: str
-) -> Source:
-    """A restore source streaming one section of a stored daily backup out of the codec."""
+class ChoiceRecord(TypedOutput):
+    domain: str
+    backup_id: str
+    kind: str
+    copy_label: str = Field(alias="copy")  # "copy" in JSON; the attribute name would hide BaseModel.copy
+    reason: str
 
-    def write_to(sink: ByteSink) -> None:
-        seen: list[str] = []
-
-        def route(found: str, size: int | None) -> ByteSink | None:
-            if seen and seen[-1] == section:
-                raise _SectionRead  # the wanted section is complete; the rest is not needed
-            seen.append(found)
-            return sink if found == section else None
-
-        splitter = SectionSplitter(route)
-        try:
-            read_backup(store, name, splitter, keys, manifest)
-        except _SectionRead:
-            return
-        splitter.finish()
-        if section not in seen:
-            raise IntegrityError(f"{name} has no {section} section; it is not a daily backup of this format")
-
-    return FromWriter(write_to)
-
-
-@dataclass(frozen=True)
-class Sources:
-    schema: Source
-    domains: Mapping[str, Source]
-
-
-def sources_for(
-    catalog: Catalog,
-    choices: Sequence[DomainChoice],
-    manifests: Mapping[str, Manifest],
-    recovered: Mapping[str, FromDatabase] | None = None,
-) -> Sources:
-    """One source per chosen domain plus the schema (from the first daily backup chosen, else from a
-    recovered cluster). A realtime choice's source is its recovered scratch cluster (`recovered`)."""
-    found = recovered or {}
-    if catalog.keys is None:
-        raise KeyUnavailable("restoring needs the target's keys; check its key source")
-    keys = catalog.keys
-    domains: dict[str, Source] = {}
-    for choice in choices:
-        if choice.kind == "realtime":
-            if choice.domain not in found:
-                raise PreconditionFailed(
-                    f"{choice.backup_id} is realtime: recover it to a scratch cluster first"
-                )
-            domains[choice.domain] = found[choice.domain]
-            continue
-        store = catalog.local if choice.copy == "local" else catalog.remote
-        name = BackupName.parse(choice.backup_id)
-        domains[choice.domain] = section_source(store, name, keys, manifests[choice.backup_id], DUMP)
-    daily = [choice for choice in choices if choice.kind == "daily"]
-    if not daily:
-        return Sources(found[choices[0].domain], domains)
-    first = daily[0]
-    store = catalog.local if first.copy == "local" else catalog.remote
-    schema = section_source(
-        store, BackupName.parse(first.backup_id), keys, manifests[first.backup_id], SCHEMA
-    )
-    return Sources(schema, domains)
-
-
-# Pure parts ------------------------------------------------------------------------------------------
-
-
-def refusal_error(selection: Selection) -> PreconditionFailed | IntegrityError:
-    """The one line for a selection that refused a domain (the first refusal; all are journaled).
-
-    Damaged backups (every candidate fails verification) are an integrity error, anything else (no
-    backup, no restore point, a time outside every backup) a refusal."""
-    first = selection.refusals[0]
-    if "fails verification" in first.reason:
-        return IntegrityError(
-            f"cannot restore {first.domain}: {first.reason}; nothing was changed",
-            code="restore.backups_damaged",
+    @classmethod
+    def of(cls, choice: DomainChoice) -> ChoiceRecord:
+        return cls(
+            domain=choice.domain,
+            backup_id=choice.backup_id,
+            kind=choice.kind,
+            copy=choice.copy,  # type: ignore[call-arg]  # the field's alias
+            reason=choice.reason,
         )
-    more = f" (and {len(selection.refusals) - 1} more domains refused)" if len(selection.refusals) > 1 else ""
-    return PreconditionFailed(
-        f"cannot restore {first.domain}: {first.reason}{more}; nothing was changed", code="restore.no_backup"
-    )
 
-
-def mark_damaged(
-    entries: Sequence[CatalogEntry], backup_id: str, copy: str, detail: str
-) -> list[CatalogEntry]:
-    """The entries with one copy of one backup marked damaged (it failed while being read). Pure."""
-    damaged = CopyStatus(CopyState.DAMAGED, detail)
-    return [
-        (replace(entry, local=damaged) if copy == "local" else replace(entry, remote=damaged))
-        if entry.backup_id == backup_id
-        else entry
-        for entry in entries
-    ]
-
-
-def with_choice(selection: Selection, choice: DomainChoice) -> Selection:
-    """The selection with `choice` replacing whatever was decided for its domain. Pure."""
-    return Selection(
-        (*(c for c in selection.choices if c.domain != choice.domain), choice),
-        tuple(r for r in selection.refusals if r.domain != choice.domain),
-    )
-
-
-def schema_versions_agree(manifests: Sequence[Manifest]) -> str | None:
-    """A sentence when the chosen backups were taken at different schema versions, else None. Pure."""
-    versions = sorted({manifest.schema_version for manifest in manifests})
-    if len(versions) > 1:
-        return (
-            f"the chosen backups were taken at different schema versions ({', '.join(versions)}); "
-            "restore them separately or choose a restore point"
+    def choice(self) -> DomainChoice:
+        return DomainChoice(
+            parse_domain(self.domain),
+            self.backup_id,
+            "realtime" if self.kind == "realtime" else "daily",
+            "remote" if self.copy_label == "remote" else "local",
+            self.reason,
         )
-    return None
 
 
-def expected_fingerprints(manifest: Manifest) -> dict[str, TableFingerprint]:
-    """The manifest's database tables as fingerprints (host file sections are not tables). Pure."""
-    return {
-        table.name: TableFingerprint(
-            table=table.name, rows=table.rows, content_hash=table.content_hash, algorithm=table.algorithm
-        )
-        for table in manifest.tables
-        if not table.name.startswith(FILE_PREFIX) and table.algorithm != "sha256"
-    }
+class Selected(TypedOutput):
+    choices: tuple[ChoiceRecord, ...]
 
 
-def recovered_expectations(recorded: Mapping[str, Any]) -> dict[str, TableFingerprint]:
-    """The recovered cluster's fingerprints, as recorded in the restore step's output. Pure."""
-    return {
-        str(name): TableFingerprint(
-            table=str(name),
-            rows=int(fp["rows"]),
-            content_hash=str(fp["content_hash"]),
-            algorithm=fp.get("algorithm", DEFAULT_ALGORITHM),
-        )
-        for name, fp in recorded.items()
-    }
+class RestoredBeside(TypedOutput):
+    """The restore-beside step's result. Defaults let a run journaled by an older release resume."""
+
+    scratch: str = ""
+    from_backup: tuple[str, ...] = ()
+    from_live: tuple[str, ...] = ()
+    # Where the domains copied from live were cut: `catch-up-live` carries over what came after.
+    live_tables: tuple[str, ...] = ()
+    live_snapshot: str | None = None
+    schema_version: int | None = None
+    choices: tuple[ChoiceRecord, ...] = ()
+    recovered_fingerprints: dict[str, dict[str, Any]] = {}
+    steps: dict[str, float] = {}
 
 
-def parse_at(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--at {text!r} is not a time; use ISO 8601 with a zone, e.g. 2026-11-25T10:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise UsageError("the --at time needs a time zone, e.g. 2026-11-25T10:00:00Z")
-    return moment.astimezone(UTC)
-
-
-def new_restore_id(now: datetime) -> str:
-    return f"{now:%Y%m%d%H%M%S}_{os.urandom(2).hex()}"
+class Swapped(TypedOutput):
+    live: str
+    replaced: str
+    swapped_at: str | None = None
 
 
 # Steps -----------------------------------------------------------------------------------------------
@@ -255,89 +125,42 @@ def _admin(target: Target) -> str:
     return dbdriver.conninfo(_db(target), dbname="postgres")
 
 
-def _domains(ctx: RunContext) -> list[Domain]:
-    return [parse_domain(str(domain)) for domain in ctx.params["domains"]]
+def _request(ctx: RunContext) -> RestoreRequest:
+    point = ctx.params.get("point")
+    return RestoreRequest(
+        domains=tuple(parse_domain(str(domain)) for domain in ctx.params["domains"]),
+        at=parse_at(ctx.params.get("at")),
+        point=str(point) if point else None,
+    )
 
 
 def _scope(ctx: RunContext) -> dict[str, object]:
     db = _db(ctx.target)
     try:
-        with dbdriver.connect(db, dbname="postgres") as conn:
-            row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db.name,)).fetchone()
+        with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
+            exists = dbdriver.database_exists(conn, db.name)
     except ExternalFailure as exc:
         raise PreconditionFailed(
             f"{exc.message}; nothing was changed", code="restore.database_unreachable"
         ) from None
-    if row is None or row[0] != 1:
+    if not exists:
         raise PreconditionFailed(f"the live database {db.name} does not exist on {db.address}:{db.port}")
     names = restore_names(db.name, str(ctx.params["restore_id"]))
     return {
         "live": names.live,
         "scratch": names.scratch,
         "replaced": names.replaced,
-        "domains": _domains(ctx),
+        "domains": list(_request(ctx).domains),
     }
 
 
-def _select(
-    ctx: RunContext, entries: Sequence[CatalogEntry] | None = None
-) -> tuple[Selection, list[CatalogEntry]]:
-    catalog = catalog_for(ctx.target)
-    if entries is None:
-        ctx.progress("checking both copies of the candidate backups")
-        entries = [
-            catalog.verify(entry.backup_id) for domain in _domains(ctx) for entry in catalog.entries(domain)
-        ]
-    at = parse_at(ctx.params.get("at"))
-    point = ctx.params.get("point")
-    realtime = any(entry.kind == "realtime" for entry in entries)
-    if realtime:
-        # A realtime backup reaches to the end of its shipped WAL, not just its objective.
-        entries = with_coverage(entries, realtime_stores(ctx.target))
-    selection = select_backups(
-        entries, _domains(ctx), at=at, restore_point=point, objectives=ctx.target.objectives
-    )
-    if realtime and point:
-        selection = _realtime_points(ctx, entries, selection, str(point))
-    return selection, list(entries)
-
-
-def _realtime_points(
-    ctx: RunContext, entries: Sequence[CatalogEntry], selection: Selection, point: str
-) -> Selection:
-    """Realtime restore points live beside the WAL, not in manifests: ask for them first per domain."""
-    stores = realtime_stores(ctx.target)
-    for domain in _domains(ctx):
-        if not any(entry.domain == domain and entry.kind == "realtime" for entry in entries):
-            continue
-        found = choose_for_restore_point(entries, domain, point, stores)
-        if isinstance(found, DomainChoice):
-            selection = with_choice(selection, found)
-        elif (daily := selection.choice(domain)) is not None:
-            why = f"{found.reason}; so {daily.reason}"
-            selection = with_choice(
-                selection, DomainChoice(daily.domain, daily.backup_id, daily.kind, daily.copy, why)
-            )
-    return selection
-
-
-def _choice_json(choice: DomainChoice) -> dict[str, str]:
-    return {
-        "domain": choice.domain,
-        "backup_id": choice.backup_id,
-        "kind": choice.kind,
-        "copy": choice.copy,
-        "reason": choice.reason,
-    }
-
-
-def _select_step(ctx: RunContext) -> dict[str, object]:
-    selection, entries = _select(ctx)
+def _select_step(ctx: RunContext) -> Selected:
+    selection, entries = choose(ctx.target, _request(ctx), progress=ctx.progress)
     for refusal in selection.refusals:
         ctx.note(f"{refusal.domain}: refused: {refusal.reason}")
     if selection.refused:
         raise refusal_error(selection)
-    manifests = _manifests(entries, selection)
+    manifests = chosen_manifests(entries, selection)
     problem = schema_versions_agree(list(manifests.values()))
     if problem:
         raise PreconditionFailed(problem, code="restore.schema_mismatch")
@@ -348,205 +171,54 @@ def _select_step(ctx: RunContext) -> dict[str, object]:
         manifest.unwrap_key(catalog.keys)
     for choice in selection.choices:
         ctx.note(f"{choice.domain}: {choice.backup_id} ({choice.kind}, {choice.copy} copy): {choice.reason}")
-    return {"choices": [_choice_json(choice) for choice in selection.choices]}
+    return Selected(choices=tuple(ChoiceRecord.of(choice) for choice in selection.choices))
 
 
-def _manifests(entries: Sequence[CatalogEntry], selection: Selection) -> dict[str, Manifest]:
-    chosen = {choice.backup_id for choice in selection.choices}
-    found = {entry.backup_id: entry.manifest for entry in entries if entry.backup_id in chosen}
-    return {backup_id: manifest for backup_id, manifest in found.items() if manifest is not None}
-
-
-def _restore_step(ctx: RunContext) -> dict[str, object]:
-    target = ctx.target
-    catalog = catalog_for(target)
-    selection, entries = _select(ctx)
-    if selection.refused:
-        raise refusal_error(selection)
-    for _attempt in range(MAX_FALLBACKS):
-        try:
-            done = _restore_once(ctx, catalog, selection, entries)
-        except IntegrityError as exc:
-            # A copy failed while being read or recovered (it changed after it was checked): mark the
-            # chosen copy the message names (else the first realtime, else the first choice) and choose
-            # again, which falls back to the other copy, an older backup or the daily kind.
-            culprit = next(
-                (c for c in selection.choices if c.backup_id in exc.message),
-                next((c for c in selection.choices if c.kind == "realtime"), selection.choices[0]),
-            )
-            ctx.note(
-                f"{culprit.backup_id} ({culprit.copy} copy) failed while being read: {exc.message}; "
-                "choosing again"
-            )
-            entries = mark_damaged(entries, culprit.backup_id, culprit.copy, exc.message)
-            selection, entries = _select(ctx, entries)
-            if selection.refused:
-                raise refusal_error(selection) from None
-            for choice in selection.choices:
-                ctx.note(f"{choice.domain}: now {choice.backup_id} ({choice.copy} copy): {choice.reason}")
-            continue
-        restored = done.restored
-        return {
-            "recovered_fingerprints": plain(done.recovered_fingerprints),
-            "scratch": restored.name,
-            "from_backup": list(restored.from_backup),
-            "from_live": list(restored.from_live),
-            # Where the domains copied from live were cut: `catch-up-live` carries over what came after.
-            "live_tables": list(restored.live_copy.tables) if restored.live_copy else [],
-            "live_snapshot": restored.live_copy.snapshot if restored.live_copy else None,
-            "schema_version": restored.schema_version,
-            "choices": [_choice_json(choice) for choice in selection.choices],
-            "steps": {step.step: step.seconds for step in restored.steps},
-        }
-    raise IntegrityError(
-        f"every candidate copy failed while being read ({MAX_FALLBACKS} tries); nothing was changed"
+def _restore_step(ctx: RunContext) -> RestoredBeside:
+    """Restore what the select step chose (and verified): its copies are not verified again here; one
+    that changed since fails while it is read, and the choice is made again then."""
+    chosen = ctx.output("select", Selected)
+    selection = Selection(tuple(record.choice() for record in chosen.choices), ())
+    done = restore_with_fallbacks(
+        ctx.target, _request(ctx), str(ctx.params["restore_id"]), selection, ctx.progress, ctx.note
     )
-
-
-def recovery_groups(
-    choices: Sequence[DomainChoice], manifests: Mapping[str, Manifest]
-) -> list[tuple[DomainChoice, tuple[str, ...]]]:
-    """The realtime choices grouped by the base backup they recover, with the domains each serves. Pure.
-
-    The orders and transactions realtime backups of one base backup hold the same cluster (same source
-    position): recovering it once serves both domains, instead of two scratch clusters replaying the same
-    WAL side by side. Choices from different copies still share one recovery (same bytes, both verified).
-    """
-    groups: dict[tuple[str, str], tuple[DomainChoice, list[str]]] = {}
-    for choice in choices:
-        if choice.kind != "realtime":
-            continue
-        manifest = manifests.get(choice.backup_id)
-        source = (str(manifest.source.at), manifest.source.lsn or "") if manifest else (choice.backup_id, "")
-        groups.setdefault(source, (choice, []))[1].append(choice.domain)
-    return [(first, tuple(domains)) for first, domains in groups.values()]
-
-
-def _recovered_fingerprints(conninfo: str, domains: Sequence[str]) -> dict[str, dict[str, object]]:
-    """Fingerprints of the recovered cluster's tables of these domains (nothing else writes to it)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        algorithm = fingerprint.fastest_algorithm(conn)
-        found = fingerprint.fingerprint_tables(conn, "public", tables_for(list(domains)), algorithm=algorithm)
-    return {
-        name: {"rows": fp.rows, "content_hash": fp.content_hash, "algorithm": fp.algorithm}
-        for name, fp in found.items()
-    }
-
-
-@dataclass(frozen=True)
-class _Restored:
-    restored: RestoredDatabase
-    recovered_fingerprints: Mapping[str, Mapping[str, object]]
-
-
-def _restore_once(
-    ctx: RunContext, catalog: Catalog, selection: Selection, entries: Sequence[CatalogEntry]
-) -> _Restored:
-    """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
-    target = ctx.target
-    db = _db(target)
-    at = parse_at(ctx.params.get("at"))
-    point = ctx.params.get("point")
-    bin_dir = dbdriver.pg_tool(db, "pg_restore").parent
-    manifests = _manifests(entries, selection)
-    with ExitStack() as clusters:
-        recovered: dict[str, FromDatabase] = {}
-        prints: dict[str, dict[str, object]] = {}
-        for choice, domains in recovery_groups(selection.choices, manifests):
-            ctx.progress(f"recovering {choice.backup_id} into a scratch cluster (for {', '.join(domains)})")
-            conninfo = clusters.enter_context(
-                recover_to(target, choice, at=at, restore_point=str(point) if point else None)
-            )
-            # The moment recovered to has no fingerprints in any manifest: take them from the recovered
-            # cluster itself, so the copy beside live can be checked table by table against it.
-            prints.update(_recovered_fingerprints(conninfo, domains))
-            recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
-        sources = sources_for(catalog, selection.choices, manifests, recovered)
-        ctx.progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
-        restored = restore_beside(
-            _admin(target),
-            bin_dir,
-            live_db=db.name,
-            restore_id=str(ctx.params["restore_id"]),
-            schema_stream=sources.schema,
-            domain_streams=sources.domains,
-        )
-        return _Restored(restored, prints)
-
-
-def check_restored_copy(
-    connect: Callable[[], AbstractContextManager[Connection]],
-    expected: Mapping[str, TableFingerprint],
-    *,
-    workers: int = VERIFY_WORKERS,
-) -> tuple[list[FingerprintReport], invariants.InvariantReport]:
-    """Fingerprints of the restored tables and every business invariant, side by side.
-
-    Each check runs on its own connection (`connect()` opens one to the restored copy): nothing writes
-    to the copy before the swap, so separate snapshots see the same rows as one would, and on 2 cores
-    the longest invariant (totals against items) no longer waits behind the others. Longest first.
-    """
-    with connect() as conn:
-        require_tables(conn, "public", INVARIANT_TABLES)
-        version, names = resolve_columns(conn, "public")
-        subject = f"schema public of database {conn.info.dbname}"
-    by_algorithm: dict[str, dict[str, TableFingerprint]] = {}
-    for name, expected_print in expected.items():
-        by_algorithm.setdefault(expected_print.algorithm, {})[name] = expected_print
-
-    def fingerprints(group: Mapping[str, TableFingerprint]) -> FingerprintReport:
-        with connect() as conn:
-            return fingerprint.verify_fingerprints(conn, "public", group)
-
-    def observe(invariant: invariants.Invariant) -> invariants.CheckObservation:
-        with connect() as conn:
-            return invariants.observe_invariant(conn, "public", names, invariant)
-
-    ordered = sorted(invariants.INVARIANTS, key=lambda item: item.name not in _SLOW_INVARIANTS)
-    with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="verify-restored") as pool:
-        observed = [pool.submit(observe, invariant) for invariant in ordered[:1]]
-        printed = [pool.submit(fingerprints, group) for group in by_algorithm.values()]
-        observed += [pool.submit(observe, invariant) for invariant in ordered[1:]]
-        reports = [future.result() for future in printed]
-        report = invariants.decide_invariants(subject, version, [future.result() for future in observed])
-    return reports, report
+    restored = done.restored
+    return RestoredBeside(
+        recovered_fingerprints=thaw(done.recovered_fingerprints),
+        scratch=restored.name,
+        from_backup=restored.from_backup,
+        from_live=restored.from_live,
+        live_tables=restored.live_copy.tables if restored.live_copy else (),
+        live_snapshot=restored.live_copy.snapshot if restored.live_copy else None,
+        schema_version=restored.schema_version,
+        choices=tuple(ChoiceRecord.of(choice) for choice in done.selection.choices),
+        steps={step.step: step.seconds for step in restored.steps},
+    )
 
 
 def _verify_step(ctx: RunContext) -> dict[str, object]:
     target = ctx.target
     db = _db(target)
-    scratch = str(ctx.outputs["restore-beside"]["scratch"])
-    catalog = catalog_for(target, with_keys=False)
-    problems: list[str] = []
-    expected: dict[str, TableFingerprint] = {}
-    recovered = recovered_expectations(ctx.outputs["restore-beside"].get("recovered_fingerprints", {}))
-    for choice in ctx.outputs["restore-beside"]["choices"]:
-        if choice["kind"] == "realtime":
-            # The manifest's fingerprints describe the base backup, not the moment recovered to:
-            # compare with the recovered cluster's own fingerprints, taken before it was dumped.
-            tables = tables_for([str(choice["domain"])])
-            if not all(name in recovered for name in tables):
-                problems.append(
-                    f"no fingerprints of the recovered cluster were recorded for {choice['domain']}"
-                )
-                continue
-            expected.update({name: recovered[name] for name in tables})
-            ctx.note(f"{choice['domain']}: compared with the fingerprints of the recovered cluster")
-        else:
-            manifest = catalog.entry(BackupName.parse(str(choice["backup_id"]))).manifest
-            if manifest is None:
-                problems.append(f"the manifest of {choice['backup_id']} can no longer be read")
-                continue
-            expected.update(expected_fingerprints(manifest))
+    beside = ctx.output("restore-beside", RestoredBeside)
+    expectations = expectations_for(
+        [record.choice() for record in beside.choices],
+        catalog_for(target, with_keys=False),
+        beside.recovered_fingerprints,
+    )
+    for line in expectations.notes:
+        ctx.note(line)
     reports, invariant_report = check_restored_copy(
-        lambda: dbdriver.connect(db, dbname=scratch, autocommit=True), expected
+        lambda: dbdriver.connect(db, dbname=beside.scratch, autocommit=True), expectations.fingerprints
     )
     lines = [failure_line(report) for report in reports] + [failure_line(invariant_report)]
-    problems += [line for line in lines if line]
+    problems = [*expectations.problems, *(line for line in lines if line)]
     if problems:
         discard_restored(_admin(target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
         raise VerificationFailed(f"{problems[0]}; the restored copy was dropped, live is unchanged")
-    return {"fingerprints": {name: fp.rows for name, fp in expected.items()}, "invariants": "passed"}
+    return {
+        "fingerprints": {name: fp.rows for name, fp in expectations.fingerprints.items()},
+        "invariants": "passed",
+    }
 
 
 def _service(ctx: RunContext, phase: str) -> None:
@@ -569,9 +241,9 @@ def _catch_up_step(ctx: RunContext) -> dict[str, object]:
     again on live (unchanged; the run is over: start a new restore) instead of being left stopped with
     no way forward."""
     db = _db(ctx.target)
-    out = ctx.outputs["restore-beside"]
-    tables = [str(table) for table in out.get("live_tables", [])]
-    snapshot = out.get("live_snapshot")
+    beside = ctx.output("restore-beside", RestoredBeside)
+    tables = list(beside.live_tables)
+    snapshot = beside.live_snapshot
     if not tables:
         return {"skipped": "nothing was copied from live: every domain came from its backup"}
     if snapshot is None:
@@ -582,13 +254,11 @@ def _catch_up_step(ctx: RunContext) -> dict[str, object]:
         ctx.note(reason)
         return {"skipped": reason}
     names = restore_names(db.name, str(ctx.params["restore_id"]))
-    with dbdriver.connect(db, dbname="postgres") as conn:
-        found = conn.execute(
-            "SELECT count(*) FILTER (WHERE datname = %s), count(*) FILTER (WHERE datname = %s)"
-            " FROM pg_database",
-            (names.scratch, names.replaced),
-        ).fetchone()
-    if found is not None and found[0] == 0 and found[1] == 1:
+    with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
+        swapped = not dbdriver.database_exists(conn, names.scratch) and dbdriver.database_exists(
+            conn, names.replaced
+        )
+    if swapped:
         ctx.note(f"{names.replaced} exists: the copy was swapped in after an earlier catch-up")
         return {"skipped": "the restored copy was already swapped in"}
     ctx.progress(f"carrying rows written to {', '.join(tables)} since the copy over into {names.scratch}")
@@ -627,29 +297,27 @@ def _restart_after_catch_up(ctx: RunContext) -> str:
     return f"{dropped}; the order service was started again on live, which is unchanged"
 
 
-def _swap_step(ctx: RunContext) -> dict[str, object]:
+def _swap_step(ctx: RunContext) -> Swapped:
     db = _db(ctx.target)
     names = restore_names(db.name, str(ctx.params["restore_id"]))
-    with dbdriver.connect(db, dbname="postgres") as conn:
-        done = conn.execute(
-            "SELECT count(*) FROM pg_database WHERE datname = %s", (names.replaced,)
-        ).fetchone()
-    if done is not None and done[0] == 1:
+    with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
+        done = dbdriver.database_exists(conn, names.replaced)
+    if done:
         ctx.note(f"{names.replaced} exists: the swap was done before this attempt")
-        return {"live": names.live, "replaced": names.replaced}
-    out = ctx.outputs["restore-beside"]
+        return Swapped(live=names.live, replaced=names.replaced)
+    beside = ctx.output("restore-beside", RestoredBeside)
     restored = RestoredDatabase(
         name=names.scratch,
         live_db=names.live,
         restore_id=names.restore_id,
-        from_backup=tuple(out["from_backup"]),
-        from_live=tuple(out["from_live"]),
-        schema_version=out["schema_version"],
+        from_backup=beside.from_backup,
+        from_live=beside.from_live,
+        schema_version=beside.schema_version,
         live_copy=None,
         steps=(),
     )
     result = swap_in(_admin(ctx.target), live_db=names.live, restored=restored)
-    return {"live": names.live, "replaced": result.set_aside_as, "swapped_at": result.swapped_at.isoformat()}
+    return Swapped(live=names.live, replaced=result.set_aside_as, swapped_at=result.swapped_at.isoformat())
 
 
 def _start_step(ctx: RunContext) -> dict[str, object]:
@@ -665,27 +333,22 @@ def _start_step(ctx: RunContext) -> dict[str, object]:
     return {"smoke_test": "passed", "service": f"{host.address}:{host.service_port}"}
 
 
-def plain(value: Any) -> Any:
-    """A recorded output (read-only mappings and tuples) as plain JSON values."""
-    if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    return value
-
-
 def record_path(target: Target, restore_id: str) -> Path:
     return target.state_dir / "restores" / f"{restore_id}.json"
 
 
 def _record_step(ctx: RunContext) -> dict[str, object]:
     restore_id = str(ctx.params["restore_id"])
+    swapped = ctx.output("swap-in", Swapped)
     record = {
         "restore_id": restore_id,
         "run_id": ctx.run_id,
-        "live": ctx.outputs["swap-in"]["live"],
-        "replaced": ctx.outputs["swap-in"]["replaced"],
-        "choices": plain(ctx.outputs["restore-beside"]["choices"]),
+        "live": swapped.live,
+        "replaced": swapped.replaced,
+        "choices": [
+            choice.model_dump(by_alias=True)
+            for choice in ctx.output("restore-beside", RestoredBeside).choices
+        ],
         "recorded_at": datetime.now(UTC).isoformat(),
     }
     path = record_path(ctx.target, restore_id)
@@ -766,15 +429,74 @@ def restore_params(
     return {"domains": list(dict.fromkeys(domains)), "at": at, "point": point, "restore_id": restore_id}
 
 
-def replaced_databases(target: Target) -> list[str]:
-    """Restore ids whose replaced database is still kept (`<live>_replaced_<id>`)."""
-    db = _db(target)
-    prefix = f"{db.name}_replaced_"
-    with dbdriver.connect(db, dbname="postgres") as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1", (prefix,)
-        ).fetchall()
-    return [str(row[0])[len(prefix) :] for row in rows]
-
-
 register_runbook("restore", restore_runbook)
+
+
+# `recovery restore prune-replaced` ----------------------------------------------------------------------
+
+
+class ReplacedDecided(TypedOutput):
+    drop: tuple[str, ...]
+    keep: dict[str, str]
+
+
+def _replaced_decide(ctx: RunContext) -> ReplacedDecided:
+    """Decide again at run time: only what the operator confirmed, still exists, and no running or
+    interrupted run needs (its journal says which replaced database it works on)."""
+    plan = plan_replaced(
+        replaced_databases(ctx.target), list(ctx.params["restore_ids"]), needed_by_unfinished_runs(ctx.target)
+    )
+    for restore_id, reason in plan.keep.items():
+        ctx.note(f"{restore_id}: kept: {reason}")
+    return ReplacedDecided(drop=plan.drop, keep=dict(plan.keep))
+
+
+def _replaced_drop(ctx: RunContext) -> dict[str, object]:
+    db = _db(ctx.target)
+    dropped = []
+    for restore_id in ctx.output("decide", ReplacedDecided).drop:
+        ctx.progress(f"dropping {restore_names(db.name, restore_id).replaced}")
+        if drop_replaced(_admin(ctx.target), live_db=db.name, restore_id=restore_id, confirmed=True):
+            dropped.append(restore_names(db.name, restore_id).replaced)
+    return {"dropped": dropped}
+
+
+def _replaced_check(ctx: RunContext) -> dict[str, object]:
+    left = set(replaced_databases(ctx.target)) & set(ctx.output("decide", ReplacedDecided).drop)
+    if left:
+        raise VerificationFailed(f"after pruning: {sorted(left)[0]} is still there; run the prune again")
+    return {"remaining": replaced_databases(ctx.target)}
+
+
+def prune_replaced_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
+    """params: restore_ids (the replaced databases the operator confirmed, by restore id)."""
+    db = target.primary.database
+    ids = list(params["restore_ids"])
+    return Runbook(
+        name="restore-prune-replaced",
+        params=dict(params),
+        confirm=f"dropping {len(ids)} replaced copies of {db.name} removes the way back",
+        steps=(
+            Step(
+                "decide",
+                "list the replaced databases and keep those an unfinished run still needs",
+                _replaced_decide,
+                mutating=False,
+            ),
+            Step(
+                "drop-replaced",
+                f"drop up to {len(ids)} replaced copies of {db.name}",
+                _replaced_drop,
+                acts_on=tuple(f"database {restore_names(db.name, i).replaced}" for i in ids),
+            ),
+            Step("check-after", "check that the dropped databases are gone", _replaced_check, mutating=False),
+        ),
+    )
+
+
+def prune_replaced_params(target: Target) -> dict[str, object]:
+    """The replaced databases that exist now: what the operator confirms."""
+    return {"restore_ids": replaced_databases(target)}
+
+
+register_runbook("restore-prune-replaced", prune_replaced_runbook)

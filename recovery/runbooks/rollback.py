@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from recovery.backup.naming import DOMAINS
 from recovery.drivers import db as db_driver
 from recovery.drivers.ansible import PlaybookResult, run_playbook
 from recovery.engine import (
@@ -47,22 +48,19 @@ from recovery.errors import (
     UsageError,
     VerificationFailed,
 )
+from recovery.paths import PLAYBOOKS_DIR
 from recovery.release.catalog import get_release
 from recovery.release.gates import observe_host_health
 from recovery.restore import fence
-from recovery.restore.database import RestoredDatabase, restore_names, swap_in
+from recovery.restore.carryover import LOOKBACK, carry_over
+from recovery.restore.database import RestoredDatabase, restore_id_for, restore_names, swap_in
 from recovery.runbooks import speculative
-from recovery.runbooks.carryover import LOOKBACK, carry_over
-from recovery.runbooks.speculative import restore_id_for
-from recovery.runbooks.upgrade import PLAYBOOKS_DIR, RestorePoint, upgrade_runbook
 from recovery.runbooks.upgrade import RUNBOOK as UPGRADE_RUNBOOK
+from recovery.runbooks.upgrade import RestorePoint, upgrade_runbook
 from recovery.targets.model import Target
-from recovery.verify.domains import DOMAINS
 from recovery.verify.invariants import run_invariants
 from recovery.verify.reports import failure_line
 from recovery.verify.smoke import smoke_test
-
-__all__ = ["restore_id_for"]
 
 RUNBOOK = "rollback"
 NEEDS_A_PERSON_SHOWN = 20
@@ -182,7 +180,7 @@ def _names(ctx: RunContext) -> Any:
 
 
 def _database_exists(target: Target, name: str) -> bool:
-    with db_driver.connect(target.primary.database, dbname="postgres") as conn:
+    with db_driver.connect(target.primary.database, dbname="postgres", autocommit=True) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
@@ -224,7 +222,7 @@ def _decide(ctx: RunContext) -> dict[str, Any]:
     swapped = _database_exists(ctx.target, names.replaced)
     live_schema, damaged = None, 0
     if not swapped:
-        with db_driver.connect(ctx.target.primary.database) as conn:
+        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
             row = conn.execute(_LIVE_FACTS, (RestorePoint.from_json(point).taken_at,)).fetchone()
         assert row is not None
         live_schema = None if row[0] is None else int(str(row[0]))
@@ -428,7 +426,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
     restored = ctx.outputs.get("restore-beside") or {}
     if point is None or (_restores(ctx) and "database" not in restored):
         # No restore point, or a rerun after the swap whose copy this run did not verify: check it all.
-        with db_driver.connect(ctx.target.primary.database) as conn:
+        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
             report = run_invariants(conn, "public")
         line = failure_line(report)
         if line is not None:
@@ -437,7 +435,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
     elif _restores(ctx):
         # The copy's every invariant held before the swap; since then only the carry-over wrote.
         since = datetime.fromisoformat(RestorePoint.from_json(point).taken_at) - LOOKBACK
-        with db_driver.connect(ctx.target.primary.database) as conn:
+        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
             row = conn.execute(_SINCE_FACTS, {"since": since}).fetchone()
         assert row is not None
         facts = SinceFacts(
@@ -450,7 +448,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
     else:
         # Code only: the rollback did not touch the database, so recheck only what was written since the
         # restore point (the whole-table invariants take about 15 s at a million orders).
-        with db_driver.connect(ctx.target.primary.database) as conn:
+        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
             row = conn.execute(_LIVE_FACTS, (RestorePoint.from_json(point).taken_at,)).fetchone()
         assert row is not None
         if int(str(row[1])):

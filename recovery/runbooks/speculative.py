@@ -14,7 +14,6 @@ A successful upgrade drops the copy (its `discard-copy` step). The live database
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,25 +22,17 @@ from typing import Any
 from psycopg import sql
 
 from recovery.backup.keys import key_provider
+from recovery.backup.naming import DOMAINS
 from recovery.drivers import db as db_driver
 from recovery.drivers.aws import AwsDriver
 from recovery.errors import RecoveryError, VerificationFailed
 from recovery.restore.database import FromWriter, restore_beside, restore_names
 from recovery.runbooks.upgrade_point import RestorePoint
 from recovery.targets.model import Target
-from recovery.verify.domains import DOMAINS
 from recovery.verify.invariants import run_invariants
 from recovery.verify.reports import failure_line
 
 MARKER = "speculative.json"
-
-
-def restore_id_for(upgrade_run: str) -> str:
-    """The restore id of an upgrade's database rollback: one per upgrade, so the speculative copy, a
-    rollback and a second rollback run of the same upgrade all name the same databases."""
-    stamp, _, rest = upgrade_run.partition("-")
-    suffix = rest.rsplit("-", 1)[-1]
-    return re.sub(r"[^a-z0-9_]", "_", f"up{stamp.lower()}_{suffix}")
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ def build_verified_copy(target: Target, point: RestorePoint, restore_id: str) ->
         },
     )
     restored_at = time.monotonic()
-    with db_driver.connect(db, dbname=restored.name) as conn:
+    with db_driver.connect(db, dbname=restored.name, autocommit=True) as conn:
         report = run_invariants(conn, "public")
     line = failure_line(report)
     if line is not None:
@@ -118,7 +109,7 @@ def drop_copy(target: Target, restore_id: str) -> bool:
     """Drop the scratch copy of `restore_id` (never live, never a replaced database). True if it existed."""
     db = target.primary.database
     name = restore_names(db.name, restore_id).scratch
-    with db_driver.connect(db, dbname="postgres") as conn:
+    with db_driver.connect(db, dbname="postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             return False
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -195,7 +186,7 @@ def read_marker(target: Target, point: RestorePoint, restore_id: str) -> Verifie
     if copy.restore_id != restore_id:
         return None
     db = target.primary.database
-    with db_driver.connect(db, dbname="postgres") as conn:
+    with db_driver.connect(db, dbname="postgres", autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (copy.database,)).fetchone()
     return copy if found else None
 

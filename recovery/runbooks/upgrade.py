@@ -27,11 +27,13 @@ from recovery.drivers.ansible import PlaybookResult, run_playbook
 from recovery.drivers.aws import AwsDriver
 from recovery.engine import Runbook, RunContext, Step, register_runbook
 from recovery.errors import PreconditionFailed, RecoveryError, UsageError
+from recovery.paths import PLAYBOOKS_DIR
 from recovery.release import gates
 from recovery.release.artifacts import build_release_artifact
-from recovery.release.catalog import REPO_ROOT, get_release
+from recovery.release.catalog import get_release
 from recovery.release.installed import read_target_releases
 from recovery.release.preflight import CHECK_NAMES, PreflightOptions, ensure_passed, run_preflight
+from recovery.restore.database import restore_id_for
 from recovery.runbooks import speculative
 from recovery.runbooks.upgrade_point import (
     RestorePoint,
@@ -49,7 +51,6 @@ __all__ = [
 ]
 
 RUNBOOK = "upgrade"
-PLAYBOOKS_DIR = REPO_ROOT / "playbooks"
 DEFAULT_WATCH_SECONDS = 10.0
 DEFAULT_HEALTH_TIMEOUT = 20  # seconds the deploy waits for /health: a release that never answers fails fast
 GATE_INTERVAL_SECONDS = 1.0
@@ -140,7 +141,7 @@ def _restore_point(ctx: RunContext) -> dict[str, Any]:
     point = take_restore_point(ctx.target.primary.database, directory, previous, keys)
     ctx.note(f"restore point at {point.taken_at} (schema {point.schema_version}, {point.size_bytes} bytes)")
     if ctx.params.get("restore_ahead", True):
-        started = speculative.start_copy(ctx.target, point, speculative.restore_id_for(ctx.run_id))
+        started = speculative.start_copy(ctx.target, point, restore_id_for(ctx.run_id))
         ctx.note(f"restoring the point beside live ahead of a rollback: {started}")
     return point.to_json()
 
@@ -215,14 +216,14 @@ def _wait_for_copy(ctx: RunContext) -> float:
     if not ctx.params.get("restore_ahead", True):
         return 0.0
     state = speculative.wait_for_copy(
-        ctx.target, _point(ctx), speculative.restore_id_for(ctx.run_id), timeout=COPY_WAIT_SECONDS
+        ctx.target, _point(ctx), restore_id_for(ctx.run_id), timeout=COPY_WAIT_SECONDS
     )
     ctx.note(f"copy restored ahead: {state.copy.database if state.copy else 'none'} ({state.reason})")
     return round(state.waited_s, 3)
 
 
 def _discard_copy(ctx: RunContext) -> dict[str, Any]:
-    restore_id = speculative.restore_id_for(ctx.run_id)
+    restore_id = restore_id_for(ctx.run_id)
     dropped = speculative.discard_copy(ctx.target, _point(ctx), restore_id)
     if dropped:
         ctx.note(f"the upgrade held: dropped the copy restored ahead ({restore_id})")

@@ -22,11 +22,13 @@ import psycopg
 
 from recovery.backup.codec import decode, encode
 from recovery.backup.keys import DataKey, KeyProvider, backup_context
-from recovery.backup.pgdump import first_error_line, pg_dump_argv, tool_env
+from recovery.backup.naming import DOMAINS
+from recovery.backup.pgdump import dump_args, pg_dump_argv
 from recovery.drivers import db as db_driver
+from recovery.drivers.db import first_error_line, tool_env
 from recovery.errors import ExternalFailure
 from recovery.targets.model import Database, Target
-from recovery.verify.domains import ALL_TABLES, DOMAINS, tables_for
+from recovery.verify.domains import tables_for
 
 # Restore point -----------------------------------------------------------------------------------
 
@@ -134,9 +136,9 @@ def take_restore_point(db: Database, directory: Path, release: str, keys: KeyPro
         row = conn.execute(_SNAPSHOT).fetchone()
         assert row is not None
         snapshot, position, taken_at, schema_version = row
-        jobs: dict[str, list[str]] = {"schema": [f"--exclude-table-data={t}" for t in ALL_TABLES]}
+        jobs: dict[str, list[str]] = {"schema": dump_args("schema", ())}
         for domain in DOMAINS:
-            jobs[domain] = ["--data-only", "--strict-names", *(f"--table={t}" for t in tables_for([domain]))]
+            jobs[domain] = dump_args("domains", tables_for([domain]))
 
         def dump(name: str) -> None:
             out = directory / f"{name}.dump"

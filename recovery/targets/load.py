@@ -10,10 +10,10 @@ import yaml
 from pydantic import ValidationError
 
 from recovery.errors import ConfigError, TargetNotFound
+from recovery.paths import INVENTORIES_DIR
 from recovery.targets.model import Target
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INVENTORIES = REPO_ROOT / "inventories"
+INVENTORIES = INVENTORIES_DIR
 # Not under the invoking user's home: the lab's unprivileged user must be able to traverse it. A target
 # read from here (or anywhere) is checked first: another local user must not be able to write it
 # (`check_target_owner`), since its `bin_dir` and paths are executed and read as the invoking user.

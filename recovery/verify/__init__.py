@@ -7,7 +7,8 @@
 - `reports.ensure_passed`: a failed report becomes one VerificationFailed line.
 """
 
-from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES, DOMAINS, tables_for
+from recovery.backup.naming import DOMAINS
+from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES, tables_for
 from recovery.verify.fingerprint import (
     FingerprintReport,
     TableFingerprint,

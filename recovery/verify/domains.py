@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from recovery.backup.naming import DOMAINS, Domain
 from recovery.errors import UsageError
 
-DOMAIN_TABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+DOMAIN_TABLES: Mapping[Domain, tuple[str, ...]] = MappingProxyType(
     {
         "orders": ("orders", "order_items"),
         "users": ("users",),
@@ -22,7 +23,8 @@ DOMAIN_TABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
-DOMAINS: tuple[str, ...] = tuple(DOMAIN_TABLES)
+# The domains themselves are named once, in recovery.backup.naming; every one has its tables here.
+assert tuple(DOMAIN_TABLES) == DOMAINS, "DOMAIN_TABLES must list every domain of recovery.backup.naming"
 
 # Every data table, in an order where each table comes after the tables it references.
 ALL_TABLES: tuple[str, ...] = ("users", "products", "orders", "order_items", "transactions", "events")
@@ -36,5 +38,5 @@ def tables_for(domains: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             f"unknown data domain {unknown[0]!r}: choose from {', '.join(DOMAINS)}",
             code="verify.unknown_domain",
         )
-    wanted = {table for domain in domains for table in DOMAIN_TABLES[domain]}
+    wanted = {table for domain in domains for table in DOMAIN_TABLES[domain]}  # type: ignore[index]
     return tuple(table for table in ALL_TABLES if table in wanted)

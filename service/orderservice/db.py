@@ -51,9 +51,7 @@ class Database:
                 )
             return self._pool
 
-    def _live_connection(
-        self, pool: psycopg2.pool.ThreadedConnectionPool
-    ) -> psycopg2.extensions.connection:
+    def _live_connection(self, pool: psycopg2.pool.ThreadedConnectionPool) -> psycopg2.extensions.connection:
         """A pooled connection that answers; dead ones (database restarted, backend terminated) are dropped.
 
         A restart of PostgreSQL kills every idle pooled connection at once. Without this check each of

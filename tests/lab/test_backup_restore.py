@@ -231,7 +231,8 @@ def test_prune_replaced_needs_yes(lab: Lab, capsys: pytest.CaptureFixture[str]) 
     assert any("_replaced_" in name for name in _databases(lab))
     code, doc, err = _cli(capsys, "restore", "prune-replaced", "--yes", "-o", "json", *_target_args(lab))
     assert code == ExitCode.OK, err
-    assert doc["result"]["dropped"]
+    assert doc["command"] == "restore prune-replaced"
+    assert _step_output(doc, "drop-replaced")["dropped"]
     assert not any("_replaced_" in name for name in _databases(lab))
 
 
@@ -420,7 +421,9 @@ def test_prune_keeps_the_newest_verified_backup_of_each_domain(
     )
     assert code == ExitCode.OK, err
     planned = doc["result"]["decisions"]
-    assert any(not d["keep"] for d in planned)
+    doomed = {d["backup_id"] for d in planned if not d["keep"]}
+    kept = {d["backup_id"] for d in planned if d["keep"]}
+    assert doomed and kept  # the newest verified backup of each domain stays, older ones go
     code, _, err = _cli(
         capsys, "backup", "prune", "--keep-daily", "1", "--keep-weekly", "0", *_target_args(lab)
     )
@@ -443,6 +446,9 @@ def test_prune_keeps_the_newest_verified_backup_of_each_domain(
     remaining = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
     for domain in ("orders", "products", "transactions", "logs"):
         assert any(e.domain == domain and e.counts for e in remaining), domain
+    names = {entry.backup_id for entry in remaining}
+    assert not doomed & names  # what the plan said goes is gone from both copies
+    assert kept <= names  # and what it kept is still there
 
 
 def test_rows_written_to_the_copied_domains_while_a_restore_runs_stay_in_live(

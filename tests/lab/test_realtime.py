@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from recovery.backup.catalog import catalog_for
 from recovery.backup.naming import BackupName
 from recovery.backup.realtime import (
+    BaseBackup,
     RealtimeStores,
     coverage,
     create_restore_point,
@@ -35,7 +36,7 @@ from recovery.backup.realtime import (
     wal_archive_extravars,
 )
 from recovery.backup.wal import parse_wal_keys
-from recovery.backup.wal_command import ship as ship_command
+from recovery.cli.wal_ship import ship as ship_command
 from recovery.drivers import db
 from recovery.drivers.ansible import require_success, run_playbook
 from recovery.drivers.aws import AwsDriver
@@ -48,7 +49,6 @@ from recovery.targets.model import Target
 pytestmark = pytest.mark.lab
 
 PLAYBOOK = Path(__file__).resolve().parents[2] / "playbooks" / "wal-archive.yml"
-_state: dict[str, str] = {}
 LAB_AWS_ENV = {"AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab"}  # moto takes any credentials
 
 
@@ -104,8 +104,19 @@ def _scratch_dirs(lab: Lab) -> list[Path]:
     return sorted(lab.plan.primary.pg_dir.glob("pitr-*"))
 
 
-def _realtime_choice(lab: Lab, copy: str = "local") -> DomainChoice:
-    return DomainChoice("orders", _state["backup_id"], "realtime", copy, "chosen by the test")  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def base(lab: Lab) -> BaseBackup:
+    """The base backup the recovery tests recover from: taken once, by the first test that asks (the
+    one checking its catalog entries), after the tests above set up archiving and shipped segments."""
+    with pytest.MonkeyPatch.context() as env:  # set up before the autouse fixture above: set them here too
+        for name, value in LAB_AWS_ENV.items():
+            env.setenv(name, value)
+        return take_base_backup(lab.target, stores=_stores(lab), service_version="v1")
+
+
+def _realtime_choice(base: BaseBackup, copy: str = "local") -> DomainChoice:
+    backup_id = base.manifest("orders").backup_id
+    return DomainChoice("orders", backup_id, "realtime", copy, "chosen by the test")  # type: ignore[arg-type]
 
 
 def test_the_role_sets_up_archiving_in_check_mode_first_then_for_real(lab: Lab, tmp_path: Path) -> None:
@@ -156,11 +167,9 @@ def test_archived_segments_are_shipped_to_both_copies_and_leave_the_spool(lab: L
     assert all(not item.uploaded_to for item in again.files)
 
 
-def test_a_base_backup_is_cataloged_for_orders_and_transactions(lab: Lab) -> None:
+def test_a_base_backup_is_cataloged_for_orders_and_transactions(lab: Lab, base: BaseBackup) -> None:
     stores = _stores(lab)
-    base = take_base_backup(lab.target, stores=stores, service_version="v1")
     orders = base.manifest("orders")
-    _state["backup_id"] = orders.backup_id
     assert orders.backup_id.endswith("-orders-realtime") or "-orders-realtime-" in orders.backup_id
     assert base.manifest("transactions").source == orders.source
     assert orders.source.lsn == base.wal_range.end_lsn
@@ -174,7 +183,7 @@ def test_a_base_backup_is_cataloged_for_orders_and_transactions(lab: Lab) -> Non
     assert covered.segments and covered.segments[0].file_name == base.wal_range.first_segment.name()
 
 
-def test_recovery_to_a_noted_time_holds_exactly_what_was_committed_before(lab: Lab) -> None:
+def test_recovery_to_a_noted_time_holds_exactly_what_was_committed_before(lab: Lab, base: BaseBackup) -> None:
     first = _insert_orders(lab, 5)
     time.sleep(0.5)
     noted = _db_now(lab)
@@ -182,14 +191,14 @@ def test_recovery_to_a_noted_time_holds_exactly_what_was_committed_before(lab: L
     second = _insert_orders(lab, 5)
     switch_and_wait_archived(lab.target.primary.database)
     ship_wal(lab.target)
-    with recover_to(lab.target, _realtime_choice(lab), at=noted) as conninfo:
+    with recover_to(lab.target, _realtime_choice(base), at=noted) as conninfo:
         assert _present(conninfo, first + second) == set(first)
         scratch = _scratch_dirs(lab)
         assert len(scratch) == 1
     assert _scratch_dirs(lab) == [], "the scratch cluster's directory is removed on exit"
 
 
-def test_recovery_to_a_time_whose_next_commit_is_in_a_later_segment(lab: Lab) -> None:
+def test_recovery_to_a_time_whose_next_commit_is_in_a_later_segment(lab: Lab, base: BaseBackup) -> None:
     # The segment holding the noted time is closed before the next commit: the segments chosen by
     # their last write time end before any commit after the time, so the server is given more.
     first = _insert_orders(lab, 3)
@@ -199,11 +208,11 @@ def test_recovery_to_a_time_whose_next_commit_is_in_a_later_segment(lab: Lab) ->
     second = _insert_orders(lab, 3)
     switch_and_wait_archived(lab.target.primary.database)
     ship_wal(lab.target)
-    with recover_to(lab.target, _realtime_choice(lab), at=noted) as conninfo:
+    with recover_to(lab.target, _realtime_choice(base), at=noted) as conninfo:
         assert _present(conninfo, first + second) == set(first)
 
 
-def test_recovery_to_a_time_after_the_last_commit_recovers_to_the_end(lab: Lab) -> None:
+def test_recovery_to_a_time_after_the_last_commit_recovers_to_the_end(lab: Lab, base: BaseBackup) -> None:
     # No commit after the noted time anywhere in the shipped WAL: the state at that time is its end.
     last = _insert_orders(lab, 3)
     time.sleep(0.5)
@@ -211,11 +220,11 @@ def test_recovery_to_a_time_after_the_last_commit_recovers_to_the_end(lab: Lab) 
     time.sleep(0.5)
     switch_and_wait_archived(lab.target.primary.database)
     ship_wal(lab.target)
-    with recover_to(lab.target, _realtime_choice(lab), at=noted) as conninfo:
+    with recover_to(lab.target, _realtime_choice(base), at=noted) as conninfo:
         assert _present(conninfo, last) == set(last)
 
 
-def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab) -> None:
+def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab, base: BaseBackup) -> None:
     before = _insert_orders(lab, 4)
     point = create_restore_point(lab.target, "before-batch-d")
     after = _insert_orders(lab, 4)
@@ -224,14 +233,14 @@ def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab) -> Non
     assert point.name == "before-batch-d"
     entries = [catalog_for(lab.target).verify(entry.backup_id) for entry in catalog_for(lab.target).entries()]
     chosen = choose_for_restore_point(entries, "orders", "before-batch-d", _stores(lab))
-    assert isinstance(chosen, DomainChoice) and chosen.backup_id == _state["backup_id"], chosen
-    with recover_to(lab.target, _realtime_choice(lab, "remote"), restore_point="before-batch-d") as conninfo:
+    assert isinstance(chosen, DomainChoice) and chosen.backup_id == base.manifest("orders").backup_id, chosen
+    with recover_to(lab.target, _realtime_choice(base, "remote"), restore_point="before-batch-d") as conninfo:
         assert _present(conninfo, before + after) == set(before)
     with pytest.raises(UsageError, match="already exists"):
         create_restore_point(lab.target, "before-batch-d")
     with (
         pytest.raises(UsageError, match="no restore point named"),
-        recover_to(lab.target, _realtime_choice(lab), restore_point="never-made"),
+        recover_to(lab.target, _realtime_choice(base), restore_point="never-made"),
     ):
         pass
 
@@ -251,13 +260,13 @@ def test_the_ship_command_ships_and_reports_in_json(lab: Lab) -> None:
     assert not (spool_dir(lab.target.primary.database) / segment).exists()
 
 
-def test_a_time_outside_the_covered_range_is_refused(lab: Lab) -> None:
+def test_a_time_outside_the_covered_range_is_refused(lab: Lab, base: BaseBackup) -> None:
     stores = _stores(lab)
-    covered = coverage(stores.local, BackupName.parse(_state["backup_id"]))
+    covered = coverage(stores.local, BackupName.parse(base.manifest("orders").backup_id))
     for moment in (covered.starts_at - timedelta(minutes=5), covered.ends_at + timedelta(hours=1)):
         with (
             pytest.raises(UsageError, match="is outside what realtime backup") as caught,
-            recover_to(lab.target, _realtime_choice(lab), at=moment),
+            recover_to(lab.target, _realtime_choice(base), at=moment),
         ):
             pass
         assert "\n" not in str(caught.value)
@@ -273,20 +282,20 @@ def _tamper(lab: Lab, copy: str, key: str) -> None:
     s3.put_object(Bucket=address.bucket, Key=address.prefix + key, Body=bytes(body))
 
 
-def test_a_tampered_wal_segment_is_refused(lab: Lab) -> None:
+def test_a_tampered_wal_segment_is_refused(lab: Lab, base: BaseBackup) -> None:
     stores = _stores(lab)
-    covered = coverage(stores.local, BackupName.parse(_state["backup_id"]))
+    covered = coverage(stores.local, BackupName.parse(base.manifest("orders").backup_id))
     segment = covered.segments[0]
     _tamper(lab, "local", segment.object_key)
-    with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(lab, "local")):
+    with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(base, "local")):
         pass
     assert _scratch_dirs(lab) == []
 
 
-def test_a_tampered_base_backup_is_refused(lab: Lab) -> None:
-    name = BackupName.parse(_state["backup_id"])
+def test_a_tampered_base_backup_is_refused(lab: Lab, base: BaseBackup) -> None:
+    name = BackupName.parse(base.manifest("orders").backup_id)
     _tamper(lab, "remote", f"orders/{name.file_name}")
-    with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(lab, "remote")):
+    with pytest.raises(IntegrityError), recover_to(lab.target, _realtime_choice(base, "remote")):
         pass
     assert _scratch_dirs(lab) == []
 

@@ -61,8 +61,9 @@ class OrderLoad:
 
     def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read() or b"{}")
@@ -101,8 +102,10 @@ class OrderLoad:
 def _load(lab: Lab) -> OrderLoad:
     with db_driver.connect(lab.target.primary.database) as conn:
         users = [int(str(r[0])) for r in conn.execute("SELECT id FROM users ORDER BY id LIMIT 50")]
-        products = [int(str(r[0])) for r in conn.execute(
-            "SELECT id FROM products WHERE stock > 1000 ORDER BY id LIMIT 20")]
+        products = [
+            int(str(r[0]))
+            for r in conn.execute("SELECT id FROM products WHERE stock > 1000 ORDER BY id LIMIT 20")
+        ]
     assert len(users) >= 5 and len(products) >= 5, "the lab was not seeded"
     return OrderLoad(lab.target.traffic.front_door_url, users, products)
 
@@ -120,8 +123,9 @@ def _check_ledger(target: Target, load: OrderLoad, left_for_a_person: frozenset[
     person (damaged by a corrupting release), and the invariants hold."""
     assert load.placed, "no order was acknowledged during the attempt"
     with db_driver.connect(target.primary.database) as conn:
-        rows = conn.execute("SELECT id::text, status FROM orders WHERE id = ANY(%s::uuid[])",
-                            (sorted(load.placed),)).fetchall()
+        rows = conn.execute(
+            "SELECT id::text, status FROM orders WHERE id = ANY(%s::uuid[])", (sorted(load.placed),)
+        ).fetchall()
         status = {str(r[0]): str(r[1]) for r in rows}
         report = run_invariants(conn, "public")
     missing = load.placed - set(status) - left_for_a_person
@@ -141,15 +145,20 @@ def _on_v1(target: Target) -> bool:
 def _leftover_copies(target: Target) -> list[str]:
     """Scratch copies of restore points left beside live (restored ahead, never dropped)."""
     with db_driver.connect(target.primary.database, dbname="postgres") as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                            (f"{target.primary.database.name}_restore_%",)).fetchall()
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (f"{target.primary.database.name}_restore_%",),
+        ).fetchall()
     return [str(r[0]) for r in rows]
 
 
 def _service_role_can_log_in(target: Target) -> bool:
     with db_driver.connect(target.primary.database, dbname="postgres") as conn:
-        row = conn.execute("SELECT r.rolcanlogin FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
-                           " WHERE d.datname = %s", (target.primary.database.name,)).fetchone()
+        row = conn.execute(
+            "SELECT r.rolcanlogin FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
+            " WHERE d.datname = %s",
+            (target.primary.database.name,),
+        ).fetchone()
     return row is not None and bool(row[0])
 
 
@@ -189,8 +198,18 @@ def test_needs_newer_postgres_is_refused_with_nothing_changed(
 ) -> None:
     target = lab.target
     before = _state(target)
-    code, doc = _json_run(["upgrade", "--release", "v2-needs-newer-postgres", "-t",
-                           str(lab.dir / "target.yaml"), "--auto-rollback", *FAST], capsys)
+    code, doc = _json_run(
+        [
+            "upgrade",
+            "--release",
+            "v2-needs-newer-postgres",
+            "-t",
+            str(lab.dir / "target.yaml"),
+            "--auto-rollback",
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == ExitCode.REFUSED
     result = doc["result"]
     assert result["status"] == "refused" and result["failed_gate"] == "preflight"
@@ -205,8 +224,18 @@ def test_bad_migration_is_refused_by_the_dry_run_with_nothing_changed(
     target = lab.target
     with db_driver.connect(target.primary.database, dbname="postgres") as conn:
         databases = {str(r[0]) for r in conn.execute("SELECT datname FROM pg_database")}
-    code, doc = _json_run(["upgrade", "--release", "v2-bad-migration", "-t", str(lab.dir / "target.yaml"),
-                           "--auto-rollback", *FAST], capsys)
+    code, doc = _json_run(
+        [
+            "upgrade",
+            "--release",
+            "v2-bad-migration",
+            "-t",
+            str(lab.dir / "target.yaml"),
+            "--auto-rollback",
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == ExitCode.REFUSED, doc
     assert "migration_dry_run" in doc["result"]["reason"]
     assert _state(target) == ({"v1"}, 1)
@@ -226,15 +255,32 @@ def test_bad_migration_is_refused_by_the_dry_run_with_nothing_changed(
     ],
 )
 def test_faulty_release_is_rolled_back_with_every_order_kept(
-    lab: Lab, capsys: pytest.CaptureFixture[str], tmp_path: Path, release: str, gates: set[str],
+    lab: Lab,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    release: str,
+    gates: set[str],
 ) -> None:
     target = lab.target
     assert _state(target) == ({"v1"}, 1)
     junit = tmp_path / "report.xml"
     skip = ["--skip-check", "migration_dry_run"] if release == "v2-bad-migration" else []
     with _load(lab) as load:
-        code, doc = _json_run(["upgrade", "--release", release, "-t", str(lab.dir / "target.yaml"),
-                               "--auto-rollback", "--junit", str(junit), *skip, *FAST], capsys)
+        code, doc = _json_run(
+            [
+                "upgrade",
+                "--release",
+                release,
+                "-t",
+                str(lab.dir / "target.yaml"),
+                "--auto-rollback",
+                "--junit",
+                str(junit),
+                *skip,
+                *FAST,
+            ],
+            capsys,
+        )
         time.sleep(1)  # orders on the rolled-back release too
     result = doc["result"]
     assert code == ExitCode.ROLLED_BACK, result
@@ -260,27 +306,37 @@ def test_faulty_release_is_rolled_back_with_every_order_kept(
     assert f'name="gate {result["failed_gate"]}"' in xml and "<failure" in xml
 
 
-def test_v2_upgrade_succeeds_with_its_data_migration(
-    lab: Lab, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_v2_upgrade_succeeds_with_its_data_migration(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     target = lab.target
     with _load(lab) as load:
-        code, doc = _json_run(["upgrade", "--release", "v2", "-t", str(lab.dir / "target.yaml"),
-                               *FAST], capsys)
+        code, doc = _json_run(
+            ["upgrade", "--release", "v2", "-t", str(lab.dir / "target.yaml"), *FAST], capsys
+        )
     assert code == ExitCode.OK, doc
     assert _state(target) == ({"v2"}, 4)
     assert _leftover_copies(target) == []  # the copy restored ahead was dropped when the upgrade held
     with db_driver.connect(target.primary.database) as conn:
         row = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE line_total_cents = quantity * unit_price_cents)"
-            " FROM order_items").fetchone()
+            " FROM order_items"
+        ).fetchone()
     assert row is not None and int(str(row[0])) > 0 and row[0] == row[1]
     _check_ledger(target, load)
     v2_upgrade = doc["result"]["upgrade"]["run_id"]
     # v2 -> v2-crash: same schema, clean data: the rollback switches code only.
     with _load(lab) as load:
-        code, doc = _json_run(["upgrade", "--release", "v2-crash", "-t", str(lab.dir / "target.yaml"),
-                               "--auto-rollback", *FAST], capsys)
+        code, doc = _json_run(
+            [
+                "upgrade",
+                "--release",
+                "v2-crash",
+                "-t",
+                str(lab.dir / "target.yaml"),
+                "--auto-rollback",
+                *FAST,
+            ],
+            capsys,
+        )
     assert code == ExitCode.ROLLED_BACK, doc
     assert doc["result"]["rollback"]["database_restored"] is False
     assert _state(target) == ({"v2"}, 4)
@@ -297,9 +353,22 @@ def test_killed_mid_migration_then_rollback_restores_v1(lab: Lab) -> None:
     target = lab.target
     target_file = str(lab.dir / "target.yaml")
     process = subprocess.Popen(
-        [sys.executable, "-m", "recovery.cli.main", "upgrade", "--release", "v2", "-t", target_file,
-         "--no-auto-rollback", "--yes", *FAST],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "recovery.cli.main",
+            "upgrade",
+            "--release",
+            "v2",
+            "-t",
+            target_file,
+            "--no-auto-rollback",
+            "--yes",
+            *FAST,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 240
@@ -329,9 +398,22 @@ def test_lock_refuses_a_second_upgrade(lab: Lab, capsys: pytest.CaptureFixture[s
     target_file = str(lab.dir / "target.yaml")
     before = set(run_ids(lab.target.state_dir))
     first = subprocess.Popen(
-        [sys.executable, "-m", "recovery.cli.main", "upgrade", "--release", "v2-unhealthy", "-t", target_file,
-         "--auto-rollback", "--yes", *FAST],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "recovery.cli.main",
+            "upgrade",
+            "--release",
+            "v2-unhealthy",
+            "-t",
+            target_file,
+            "--auto-rollback",
+            "--yes",
+            *FAST,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         state = lab.target.state_dir
@@ -371,15 +453,29 @@ def test_pipeline_files_hold_the_same_commands() -> None:
 def test_pipeline_command_lines_run_against_the_lab(lab: Lab, tmp_path: Path) -> None:
     commands = _pipeline_commands()[:4]
     assert any("recovery upgrade" in c for c in commands) and any("--junit" in c for c in commands)
-    env = {**os.environ, "CI": "true", "RECOVERY_TARGET": str(lab.dir / "target.yaml"),
-           "AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab",  # moto takes any credentials
-           "RELEASE": "v2-crash", "WATCH_SECONDS": "3", "HEALTH_TIMEOUT": "8",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "CI": "true",
+        "RECOVERY_TARGET": str(lab.dir / "target.yaml"),
+        "AWS_ACCESS_KEY_ID": "lab",
+        "AWS_SECRET_ACCESS_KEY": "lab",  # moto takes any credentials
+        "RELEASE": "v2-crash",
+        "WATCH_SECONDS": "3",
+        "HEALTH_TIMEOUT": "8",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     env.pop("AWS_PROFILE", None)
     codes = []
     for command in commands:
-        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600, check=False)
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         codes.append(done.returncode)
         assert "Traceback" not in done.stderr, done.stderr
     # Preflight passes, the plan changes nothing, the faulty release is rolled back (6), the journal

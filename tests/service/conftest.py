@@ -30,6 +30,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from restore_helpers import drop_family
 from worker_ports import ports
 
 from recovery.lab.seed import seed_lab_data
@@ -351,3 +352,24 @@ def serve_release(postgres: Postgres, deploy) -> object:
         return run
 
     return serve
+
+
+# --- the order database the restore tests restore beside (tests/service/test_pgdump_restore.py, ...) ---
+
+RESTORE_TEST_ORDERS = 3000
+
+
+@pytest.fixture
+def live(postgres: Postgres) -> Iterator[str]:
+    """A seeded v1 order database owned by `orders` (dropped with its restore copies afterwards)."""
+    name = postgres.create_database("rdb")
+    try:
+        seed_lab_data(postgres.conninfo(name, user="orders"), orders=RESTORE_TEST_ORDERS)
+        yield name
+    finally:
+        drop_family(postgres, name)
+
+
+@pytest.fixture
+def admin(postgres: Postgres) -> str:
+    return postgres.conninfo()

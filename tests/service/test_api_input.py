@@ -10,9 +10,7 @@ import uuid
 
 import pytest
 
-PRODUCTS = (
-    "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 10)"
-)
+PRODUCTS = "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 10)"
 
 
 @pytest.fixture(params=["v1", "v2"])

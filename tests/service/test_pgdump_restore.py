@@ -6,7 +6,6 @@ and the subprocess of the interruption test is killed by its own process group w
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
@@ -15,16 +14,16 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from restore_helpers import drop_family, dump_bytes, fingerprints, opener, restore_from_dumps, restore_id
 
 from recovery.backup.codec import decode, encode
 from recovery.backup.keys import DataKey
-from recovery.backup.pgdump import DumpInfo, dump_domain, dump_domains, dump_schema
+from recovery.backup.pgdump import dump_domain, dump_domains, dump_schema
 from recovery.errors import (
     ConfirmationRequired,
     ExitCode,
@@ -47,53 +46,17 @@ from recovery.restore.database import (
     swap_back,
     swap_in,
 )
-from recovery.verify import ALL_TABLES, TableFingerprint, fingerprint_tables
 
 if TYPE_CHECKING:  # the fixture's type; conftest is not importable as a module of a package here
     from conftest import Postgres
-
-ORDERS = 3000
 
 
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def fingerprints(
-    postgres: Postgres, dbname: str, tables: tuple[str, ...] = ALL_TABLES
-) -> dict[str, TableFingerprint]:
-    with psycopg.connect(postgres.conninfo(dbname)) as conn:
-        return fingerprint_tables(conn, "public", tables)
-
-
-def dump_bytes(opened: contextlib.AbstractContextManager) -> tuple[bytes, DumpInfo]:  # type: ignore[type-arg]
-    with opened as stream:
-        data = bytearray()
-        while chunk := stream.read(256 * 1024):
-            data += chunk
-        return bytes(data), stream.info
-
-
-def opener(data: bytes) -> Callable[[], contextlib.AbstractContextManager[io.BytesIO]]:
-    return lambda: contextlib.nullcontext(io.BytesIO(data))
-
-
 def database_exists(postgres: Postgres, name: str) -> bool:
     with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone() == (1,)
-
-
-def drop_family(postgres: Postgres, live_db: str) -> None:
-    """Drop the live database and every scratch or replaced copy named after it."""
-    with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-        names = [
-            row[0]
-            for row in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s OR datname LIKE %s",
-                (live_db, f"{live_db}\\_restore\\_%", f"{live_db}\\_replaced\\_%"),
-            ).fetchall()
-        ]
-        for name in names:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def one_line(error: RecoveryError, *secrets: str) -> str:
@@ -102,26 +65,6 @@ def one_line(error: RecoveryError, *secrets: str) -> str:
     for secret in secrets:
         assert secret not in text
     return text
-
-
-@pytest.fixture
-def live(postgres: Postgres) -> Iterator[str]:
-    """A seeded v1 order database owned by `orders` (dropped with its restore copies afterwards)."""
-    name = postgres.create_database("rdb")
-    try:
-        seed_lab_data(postgres.conninfo(name, user="orders"), orders=ORDERS)
-        yield name
-    finally:
-        drop_family(postgres, name)
-
-
-@pytest.fixture
-def admin(postgres: Postgres) -> str:
-    return postgres.conninfo()
-
-
-def restore_id() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 # --- pure planning -----------------------------------------------------------------------------------
@@ -502,25 +445,6 @@ def test_restore_from_encrypted_backups_through_the_codec(postgres: Postgres, li
 
 
 # --- swap ------------------------------------------------------------------------------------------------
-
-
-def restore_from_dumps(
-    postgres: Postgres, live: str, admin: str, domains: tuple[str, ...]
-) -> RestoredDatabase:
-    """`domains` from dumps taken now, every other domain copied from live by restore_beside."""
-    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
-    backup = {
-        domain: dump_bytes(dump_domain(postgres.conninfo(live), postgres.bin_dir, domain))[0]
-        for domain in domains
-    }
-    return restore_beside(
-        admin,
-        postgres.bin_dir,
-        live_db=live,
-        restore_id=restore_id(),
-        schema_stream=opener(schema),
-        domain_streams={domain: opener(data) for domain, data in backup.items()},
-    )
 
 
 def restore_orders(postgres: Postgres, live: str, admin: str) -> RestoredDatabase:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 from psycopg import sql
-from test_pgdump_restore import admin, dump_bytes, fingerprints, live, restore_from_dumps
+from restore_helpers import dump_bytes, fingerprints, restore_from_dumps
 
 from recovery.backup.pgdump import dump_domain
 from recovery.errors import ExitCode, VerificationFailed
@@ -23,8 +23,6 @@ from recovery.restore.database import RestoredDatabase
 
 if TYPE_CHECKING:
     from conftest import Postgres
-
-__all__ = ["admin", "live"]  # fixtures used by name below
 
 COPIED = ("users", "products", "events")
 

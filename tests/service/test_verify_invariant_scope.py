@@ -68,18 +68,30 @@ def _failed(report: InvariantReport) -> dict[str, tuple[str, ...]]:
     return {check.name: check.examples for check in report.checks if not check.passed}
 
 
-def _new_order(conn: psycopg.Connection, s: sql.Identifier, at: datetime, *, total: int, quantity: int = 2,
-               status: str = "placed", items: bool = True) -> str:
+def _new_order(
+    conn: psycopg.Connection,
+    s: sql.Identifier,
+    at: datetime,
+    *,
+    total: int,
+    quantity: int = 2,
+    status: str = "placed",
+    items: bool = True,
+) -> str:
     order_id = str(uuid.uuid4())
     conn.execute(
-        sql.SQL("INSERT INTO {}.orders (id, user_id, status, total_cents, created_at, updated_at)"
-                " VALUES (%s, 1, %s, %s, %s, %s)").format(s),
+        sql.SQL(
+            "INSERT INTO {}.orders (id, user_id, status, total_cents, created_at, updated_at)"
+            " VALUES (%s, 1, %s, %s, %s, %s)"
+        ).format(s),
         (order_id, status, total, at, at),
     )
     if items:
         conn.execute(
-            sql.SQL("INSERT INTO {}.order_items (order_id, line_no, product_id, quantity, unit_price_cents)"
-                    " VALUES (%s, 1, 1, %s, 500)").format(s),
+            sql.SQL(
+                "INSERT INTO {}.order_items (order_id, line_no, product_id, quantity, unit_price_cents)"
+                " VALUES (%s, 1, 1, %s, 500)"
+            ).format(s),
             (order_id, quantity),
         )
     return order_id
@@ -123,17 +135,23 @@ def test_rows_written_since_break_each_rule_they_can_and_are_found(
     row = conn.execute(placed).fetchone()
     assert row is not None
     paid = str(row[0])
-    conn.execute(sql.SQL("UPDATE {}.orders SET status = 'paid', updated_at = %s WHERE id = %s").format(s),
-                 (later, paid))
+    conn.execute(
+        sql.SQL("UPDATE {}.orders SET status = 'paid', updated_at = %s WHERE id = %s").format(s),
+        (later, paid),
+    )
     stray = str(uuid.uuid4())
     conn.execute(
-        sql.SQL("INSERT INTO {}.transactions (id, order_id, amount_cents, status, created_at)"
-                " VALUES (%s, %s, 100, 'captured', %s)").format(s),
+        sql.SQL(
+            "INSERT INTO {}.transactions (id, order_id, amount_cents, status, created_at)"
+            " VALUES (%s, %s, 100, 'captured', %s)"
+        ).format(s),
         (stray, str(uuid.uuid4()), later),
     )
     unknown_product = _new_order(conn, s, later, total=1000)
-    conn.execute(sql.SQL("UPDATE {}.order_items SET product_id = 999999 WHERE order_id = %s").format(s),
-                 (unknown_product,))
+    conn.execute(
+        sql.SQL("UPDATE {}.order_items SET product_id = 999999 WHERE order_id = %s").format(s),
+        (unknown_product,),
+    )
     # Stock is judged on every product, whenever it was written: products record no time.
     conn.execute(sql.SQL("UPDATE {}.products SET stock = -1 WHERE id = 7").format(s))
     assert _failed(run_invariants(conn, copy, since)) == {

@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recovery.backup.pgdump import tool_env
 from recovery.drivers import db
+from recovery.drivers.db import tool_env
 from recovery.errors import RecoveryError
 from recovery.release.artifacts import build_release_artifact
 from recovery.release.catalog import Release
@@ -217,15 +217,13 @@ def dry_run_migrations(
     started = time.monotonic()
     counts: dict[str, int] = {}
     try:
-        with db.connect(database, dbname="postgres") as admin:
-            row = admin.execute(
-                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database.name,)
-            ).fetchone()
-            if row is None:
+        with db.connect(database, dbname="postgres", autocommit=True) as admin:
+            found_owner = db.database_owner(admin, database.name)
+            if found_owner is None:
                 return DryRunFacts(
                     False, False, (), None, None, {}, 0.0, f"database {database.name!r} does not exist"
                 )
-            owner = str(row[0])
+            owner = found_owner
             admin.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
                     sql.Identifier(scratch), sql.Identifier(owner)
@@ -261,5 +259,5 @@ def dry_run_migrations(
 
 
 def _drop(target: Target, scratch: str) -> None:
-    with db.connect(target.primary.database, dbname="postgres") as admin:
+    with db.connect(target.primary.database, dbname="postgres", autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))

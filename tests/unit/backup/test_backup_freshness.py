@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backup_builders import DAMAGED, entry
+from catalog_builders import DAMAGED, entry
 
 from recovery.backup.catalog import CatalogEntry
 from recovery.backup.freshness import stale_backups

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from backup_builders import DAMAGED, MISSING, OK, UNVERIFIED, entry
+from catalog_builders import DAMAGED, MISSING, OK, UNVERIFIED, entry
 
 from recovery.backup.catalog import CatalogEntry, CopyStatus
 from recovery.backup.naming import BackupName

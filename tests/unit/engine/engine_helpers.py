@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from target_files import write_unit_target
 
+from recovery.cli.commands import CommandProperties
 from recovery.engine import Runbook, RunContext, Step, register_runbook
 from recovery.errors import ExternalFailure
 from recovery.targets import Target, load_target
@@ -23,31 +24,7 @@ SAMPLE = "engine-sample"
 
 def write_target(root: Path, name: str = "testsite") -> Path:
     """A minimal valid target.yaml whose state_dir is under `root`; returns its path."""
-    def site(site: str, address: str) -> dict[str, Any]:
-        return {
-            "name": site,
-            "region": "eu-west-1" if site == "primary" else "eu-central-1",
-            "hosts": [{"name": f"{site}-app", "address": address, "ssh_user": "orderlab",
-                       "base_dir": str(root / site), "service_port": 18080}],
-            "database": {"address": address, "port": 15432},
-        }
-
-    doc = {
-        "name": name,
-        "kind": "lab",
-        "state_dir": str(root / "state"),
-        "inventory": str(root / "inventory" / "hosts.yml"),
-        "primary": site("primary", "127.0.0.11"),
-        "standby": site("standby", "127.0.0.12"),
-        "backup": {"local": {"bucket": "b-local", "region": "eu-west-1"},
-                   "remote": {"bucket": "b-remote", "region": "eu-central-1"}},
-        "keys": {"kind": "keyring", "keyring": str(root / "keyring")},
-        "traffic": {"hosted_zone_id": "Z1", "record_name": "orders.example.test",
-                    "front_door_url": "http://127.0.0.1:18000"},
-    }
-    path = root / "target.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_unit_target(root, name)
 
 
 def _record_call(ctx: RunContext) -> None:
@@ -66,8 +43,11 @@ def _prepare(ctx: RunContext) -> Mapping[str, Any]:
     _record_call(ctx)
     _maybe_fail(ctx)
     ctx.note("chose release", version=ctx.params["version"], token="tok-not-for-logs")
-    return {"version": ctx.params["version"], "password": "hunter2",
-            "dsn": "postgresql://orders:s3cret@127.0.0.1:15432/orders"}
+    return {
+        "version": ctx.params["version"],
+        "password": "hunter2",
+        "dsn": "postgresql://orders:s3cret@127.0.0.1:15432/orders",
+    }
 
 
 def _wait(ctx: RunContext) -> Mapping[str, Any]:
@@ -112,11 +92,16 @@ def sample_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
 
 
 register_runbook(SAMPLE, sample_runbook)
+# How a command running the sample runbook is declared (the CLI's table holds the real commands).
+SAMPLE_COMMAND = CommandProperties(SAMPLE, SAMPLE, takes_lock=True, destructive=False, journaled=True)
 
 
 def read_only_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
-    return Runbook(name="engine-readonly", params=params,
-                   steps=(Step("look", "look at the target", _verify, mutating=False),))
+    return Runbook(
+        name="engine-readonly",
+        params=params,
+        steps=(Step("look", "look at the target", _verify, mutating=False),),
+    )
 
 
 register_runbook("engine-readonly", read_only_runbook)
@@ -130,7 +115,8 @@ def calls(path: Path) -> list[tuple[str, int]]:
 
 _CHILD = """
 import sys
-sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+sys.path[:0] = [sys.argv[1], str(Path(sys.argv[1]).parents[1])]  # engine_helpers and tests/ (target_files)
 import json, engine_helpers
 from recovery.engine import Engine, build_runbook
 from recovery.targets import load_target
@@ -143,7 +129,8 @@ def start_child_run(target_path: Path, params: Mapping[str, Any]) -> subprocess.
     """Run the sample runbook in a child process (so it can be killed for real)."""
     return subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(HERE), str(target_path), json.dumps(params)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import typer
-from engine_helpers import calls, sample_runbook, start_child_run, wait_for_step
+from engine_helpers import SAMPLE_COMMAND, calls, sample_runbook, start_child_run, wait_for_step
 
 from recovery.cli.common import OutputFormat
 from recovery.cli.main import main
@@ -47,7 +47,8 @@ def test_list_show_resume_of_an_interrupted_run(
     code, listed = run_json(capsys, "runs", "list", "-t", t)
     assert code == ExitCode.OK and listed["schema"] == "order-recovery/v1"
     assert [(r["run_id"], r["status"], r["steps_done"], r["steps"]) for r in listed["result"]["runs"]] == [
-        (run_id, "interrupted", 1, 4)]
+        (run_id, "interrupted", 1, 4)
+    ]
 
     assert main(["runs", "show", run_id, "-t", t]) == ExitCode.OK
     shown = capsys.readouterr().out
@@ -82,8 +83,12 @@ def test_show_of_a_failed_run_hides_the_traceback(
     target_path: Path, target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(typer.Exit) as exited:
-        run_runbook(target, sample_runbook(target, params(tmp_path, boom="apply")), command="sample",
-                    output=OutputFormat.json)
+        run_runbook(
+            target,
+            sample_runbook(target, params(tmp_path, boom="apply")),
+            command=SAMPLE_COMMAND,
+            output=OutputFormat.json,
+        )
     assert exited.value.exit_code == ExitCode.FAILED
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
@@ -103,8 +108,9 @@ def test_show_of_a_failed_run_hides_the_traceback(
 def test_run_runbook_text_mode_shows_progress_on_stderr(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_runbook(target, sample_runbook(target, params(tmp_path)), command="sample",
-                         output=OutputFormat.text)
+    result = run_runbook(
+        target, sample_runbook(target, params(tmp_path)), command=SAMPLE_COMMAND, output=OutputFormat.text
+    )
     assert result is not None and result.ok
     captured = capsys.readouterr()
     assert f"run {result.run_id}: engine-sample on testsite, 4 steps" in captured.err
@@ -115,7 +121,8 @@ def test_run_runbook_text_mode_shows_progress_on_stderr(
 def test_run_runbook_json_mode_is_quiet_on_stderr(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_runbook(target, sample_runbook(target, params(tmp_path)), command="sample", output=OutputFormat.json)
+    runbook = sample_runbook(target, params(tmp_path))
+    run_runbook(target, runbook, command=SAMPLE_COMMAND, output=OutputFormat.json)
     captured = capsys.readouterr()
     assert captured.err == ""
     assert json.loads(captured.out)["result"]["status"] == "ok"
@@ -125,8 +132,16 @@ def test_dry_run_through_the_cli_helper_creates_no_files(
     target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = sorted(tmp_path.rglob("*"))
-    assert run_runbook(target, sample_runbook(target, params(tmp_path)), command="sample",
-                       output=OutputFormat.text, dry_run=True) is None
+    assert (
+        run_runbook(
+            target,
+            sample_runbook(target, params(tmp_path)),
+            command=SAMPLE_COMMAND,
+            output=OutputFormat.text,
+            dry_run=True,
+        )
+        is None
+    )
     assert sorted(tmp_path.rglob("*")) == before
     out = capsys.readouterr().out
     assert "plan: engine-sample on testsite (dry run: nothing was changed)" in out

@@ -92,11 +92,18 @@ def test_resume_after_sigkill_skips_finished_steps(
 
     assert result.run_id == run_id and result.status == "ok" and result.resumes == 1
     assert calls(tmp_path / "calls.txt") == [
-        ("prepare", child.pid), ("wait", child.pid),  # before the kill
-        ("wait", os.getpid()), ("apply", os.getpid()), ("verify", os.getpid()),  # the resume
+        ("prepare", child.pid),
+        ("wait", child.pid),  # before the kill
+        ("wait", os.getpid()),
+        ("apply", os.getpid()),
+        ("verify", os.getpid()),  # the resume
     ]
-    assert [(s.name, s.attempts) for s in result.steps] == [("prepare", 1), ("wait", 2), ("apply", 1),
-                                                            ("verify", 1)]
+    assert [(s.name, s.attempts) for s in result.steps] == [
+        ("prepare", 1),
+        ("wait", 2),
+        ("apply", 1),
+        ("verify", 1),
+    ]
     assert result.step("apply").output == {"applied": "v2", "after": "v2"}  # prepare's recorded output
 
     after = journal.read_bytes()

@@ -32,7 +32,11 @@ def test_steps_run_once_in_order_and_see_earlier_outputs(target: Target, tmp_pat
     assert [name for name, _ in calls(tmp_path / "calls.txt")] == ["prepare", "wait", "apply", "verify"]
     assert result.status == "ok" and result.ok
     assert [(s.name, s.status, s.attempts) for s in result.steps] == [
-        ("prepare", "ok", 1), ("wait", "ok", 1), ("apply", "ok", 1), ("verify", "ok", 1)]
+        ("prepare", "ok", 1),
+        ("wait", "ok", 1),
+        ("apply", "ok", 1),
+        ("verify", "ok", 1),
+    ]
     assert result.step("apply").output == {"applied": "v2", "after": "v2"}
     assert all(s.duration_s is not None and s.duration_s >= 0 for s in result.steps)
     assert RUN_ID_PATTERN.match(result.run_id) and f"-{SAMPLE}-" in result.run_id
@@ -40,8 +44,11 @@ def test_steps_run_once_in_order_and_see_earlier_outputs(target: Target, tmp_pat
 
 def test_run_ids_sort_by_start_time() -> None:
     now = datetime(2026, 11, 25, 22, 15, tzinfo=UTC)
-    ids = [new_run_id("zz", now), new_run_id("aa", now + timedelta(seconds=1)),
-           new_run_id("mm", now + timedelta(hours=3))]
+    ids = [
+        new_run_id("zz", now),
+        new_run_id("aa", now + timedelta(seconds=1)),
+        new_run_id("mm", now + timedelta(hours=3)),
+    ]
     assert sorted(ids) == ids
     assert ids[0].startswith("20261125T221500Z-zz-")
 
@@ -52,10 +59,15 @@ def test_journal_records_every_event_in_order(target: Target, tmp_path: Path) ->
 
     assert [(r["event"], r.get("step")) for r in records] == [
         ("run.started", None),
-        ("step.started", "prepare"), ("step.note", "prepare"), ("step.finished", "prepare"),
-        ("step.started", "wait"), ("step.finished", "wait"),
-        ("step.started", "apply"), ("step.finished", "apply"),
-        ("step.started", "verify"), ("step.finished", "verify"),
+        ("step.started", "prepare"),
+        ("step.note", "prepare"),
+        ("step.finished", "prepare"),
+        ("step.started", "wait"),
+        ("step.finished", "wait"),
+        ("step.started", "apply"),
+        ("step.finished", "apply"),
+        ("step.started", "verify"),
+        ("step.finished", "verify"),
         ("run.finished", None),
     ]
     assert [r["seq"] for r in records] == list(range(len(records)))
@@ -114,8 +126,11 @@ def test_secrets_never_reach_the_journal(target: Target, tmp_path: Path) -> None
     assert records[0]["params"]["db"]["url"] == "postgresql://orders:<redacted>@db/orders"
     assert records[0]["params"]["version"] == "v2"  # only secrets are replaced
     prepare = result.step("prepare").output
-    assert prepare == {"version": "v2", "password": "<redacted>",
-                       "dsn": "postgresql://orders:<redacted>@127.0.0.1:15432/orders"}
+    assert prepare == {
+        "version": "v2",
+        "password": "<redacted>",
+        "dsn": "postgresql://orders:<redacted>@127.0.0.1:15432/orders",
+    }
     note = next(r for r in records if r["event"] == "step.note")
     assert note["data"] == {"version": "v2", "token": "<redacted>"}
 
@@ -133,8 +148,13 @@ def test_a_failing_step_fails_the_run_with_its_code(target: Target, tmp_path: Pa
     records = journal_records(target, result.run_id)
     failed = next(r for r in records if r["event"] == "step.failed")
     assert failed["step"] == "apply" and failed["code"] == "external.failed" and failed["traceback"] is None
-    assert records[-1] == {**records[-1], "event": "run.finished", "status": "failed", "failed_step": "apply",
-                           "code": "external.failed"}
+    assert records[-1] == {
+        **records[-1],
+        "event": "run.finished",
+        "status": "failed",
+        "failed_step": "apply",
+        "code": "external.failed",
+    }
     assert "verify" not in [r.get("step") for r in records]
 
 

@@ -16,32 +16,70 @@ from recovery.runbooks.rollback import UpgradeOutcome
 
 def _upgrade() -> RunResult:
     return RunResult(
-        "20261125T221500Z-upgrade-3f2a", "upgrade", "lab", "failed", {"release": "v2-crash"}, "u", "h",
-        "t0", "t1", 0,
-        (StepResult("preflight", "p", False, "ok", 1, 0.5),
-         StepResult("restore-point", "r", True, "ok", 1, 1.0),
-         StepResult("deploy", "d", True, "failed", 1, 12.0, code="gate.health", message="no answer"),
-         StepResult("gates", "g", False, "not_run")),
-        "deploy", "gate.health", "no answer",
+        "20261125T221500Z-upgrade-3f2a",
+        "upgrade",
+        "lab",
+        "failed",
+        {"release": "v2-crash"},
+        "u",
+        "h",
+        "t0",
+        "t1",
+        0,
+        (
+            StepResult("preflight", "p", False, "ok", 1, 0.5),
+            StepResult("restore-point", "r", True, "ok", 1, 1.0),
+            StepResult("deploy", "d", True, "failed", 1, 12.0, code="gate.health", message="no answer"),
+            StepResult("gates", "g", False, "not_run"),
+        ),
+        "deploy",
+        "gate.health",
+        "no answer",
     )
 
 
 def _rollback() -> RunResult:
-    damaged = {"order_id": "o-1", "status": "paid", "total_cents": 100, "items_cents": 300,
-               "payments": ["t-1"], "reason": "total 100 does not match its lines (300)"}
+    damaged = {
+        "order_id": "o-1",
+        "status": "paid",
+        "total_cents": 100,
+        "items_cents": 300,
+        "payments": ["t-1"],
+        "reason": "total 100 does not match its lines (300)",
+    }
     return RunResult(
-        "20261125T221530Z-rollback-aaaa", "rollback", "lab", "ok", {}, "u", "h", "t1", "t2", 0,
-        (StepResult("decide", "d", False, "ok", 1, 0.1,
-                    {"restore_database": True, "reason": "schema changed"}),
-         StepResult("carry-over", "c", True, "ok", 1, 0.4, {"orders_inserted": 3, "needs_a_person": [damaged],
-                                                          "needs_a_person_count": 1}),
-         StepResult("verify", "v", False, "ok", 1, 0.2)),
+        "20261125T221530Z-rollback-aaaa",
+        "rollback",
+        "lab",
+        "ok",
+        {},
+        "u",
+        "h",
+        "t1",
+        "t2",
+        0,
+        (
+            StepResult(
+                "decide", "d", False, "ok", 1, 0.1, {"restore_database": True, "reason": "schema changed"}
+            ),
+            StepResult(
+                "carry-over",
+                "c",
+                True,
+                "ok",
+                1,
+                0.4,
+                {"orders_inserted": 3, "needs_a_person": [damaged], "needs_a_person_count": 1},
+            ),
+            StepResult("verify", "v", False, "ok", 1, 0.2),
+        ),
     )
 
 
 def test_report_names_the_gate_the_detection_time_and_what_needs_a_person() -> None:
-    outcome = UpgradeOutcome("rolled_back", ExitCode.ROLLED_BACK, _upgrade(), _rollback(),
-                             failed_gate="health", reason="no answer")
+    outcome = UpgradeOutcome(
+        "rolled_back", ExitCode.ROLLED_BACK, _upgrade(), _rollback(), failed_gate="health", reason="no answer"
+    )
     report = outcome_report(outcome)
     assert report["status"] == "rolled_back" and report["exit_code"] == 6
     assert report["failed_gate"] == "health"
@@ -54,8 +92,16 @@ def test_report_names_the_gate_the_detection_time_and_what_needs_a_person() -> N
 
 
 def test_junit_has_one_case_per_step_plus_the_failed_gate(tmp_path: Path) -> None:
-    report = outcome_report(UpgradeOutcome("rolled_back", ExitCode.ROLLED_BACK, _upgrade(), _rollback(),
-                                           failed_gate="health", reason="no answer"))
+    report = outcome_report(
+        UpgradeOutcome(
+            "rolled_back",
+            ExitCode.ROLLED_BACK,
+            _upgrade(),
+            _rollback(),
+            failed_gate="health",
+            reason="no answer",
+        )
+    )
     path = write_junit(tmp_path / "report.xml", report)
     root = ET.parse(path).getroot()
     suites = root.findall("testsuite")
@@ -69,8 +115,19 @@ def test_junit_has_one_case_per_step_plus_the_failed_gate(tmp_path: Path) -> Non
 
 
 def test_a_clean_upgrade_has_no_failures() -> None:
-    run = RunResult("20261125T221500Z-upgrade-3f2a", "upgrade", "lab", "ok", {}, "u", "h", "t0", "t1", 0,
-                    (StepResult("preflight", "p", False, "ok", 1, 0.5),))
+    run = RunResult(
+        "20261125T221500Z-upgrade-3f2a",
+        "upgrade",
+        "lab",
+        "ok",
+        {},
+        "u",
+        "h",
+        "t0",
+        "t1",
+        0,
+        (StepResult("preflight", "p", False, "ok", 1, 0.5),),
+    )
     report = outcome_report(UpgradeOutcome("upgraded", ExitCode.OK, run))
     assert report["detection_seconds"] is None and report["rollback"] is None
     suite = junit_document(report).getroot().find("testsuite")

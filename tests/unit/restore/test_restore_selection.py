@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from backup_builders import DAMAGED, MISSING, UNVERIFIED, entry
+from catalog_builders import DAMAGED, MISSING, UNVERIFIED, entry
 
 from recovery.errors import UsageError
 from recovery.restore.selection import select_backups

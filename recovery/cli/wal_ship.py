@@ -1,6 +1,6 @@
 """`recovery backup ship`: ship the primary's spooled WAL to both copies, once or until interrupted.
 
-A command function for `recovery/cli/backup.py` to register (`app.command("ship")(ship)`); it only
+A command function `recovery/cli/backup.py` registers (`app.command("ship")(ship)`); it only
 parses, calls `ship_wal`/`follow_wal` and renders.
 """
 

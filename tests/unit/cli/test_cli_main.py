@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,14 @@ def test_error_messages_and_debug_tracebacks_are_redacted(capsys: pytest.Capture
     assert "Traceback" in err and "error[target.not_found]" in err
     assert "hunter2" not in err
     assert "PGPASSWORD=<redacted>" in err
+
+
+def test_the_error_envelope_names_the_command_never_its_option_values(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    secret_path = tmp_path / "no-such-dir" / "target.yaml"
+    code = main(["backup", "list", "--target", str(secret_path), "--output", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code != ExitCode.OK
+    assert out["command"] == "backup list"
+    assert str(secret_path) not in json.dumps(out["command"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from recovery.backup.wal_command import ship
+from recovery.cli.wal_ship import ship
 from recovery.errors import UsageError
 
 

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROLES_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
+from recovery.paths import PLAYBOOKS_DIR
+
+ROLES_DIR = PLAYBOOKS_DIR / "roles"
 ROLES = sorted(path.name for path in ROLES_DIR.iterdir() if (path / "tasks").is_dir())
 
 # A top-level key of a YAML mapping, as written at column 0 of defaults/main.yml.

@@ -6,14 +6,12 @@ import pytest
 
 from recovery.engine import RunResult, StepResult
 from recovery.errors import UsageError
-from recovery.restore.database import restore_names
-from recovery.runbooks import speculative
+from recovery.restore.database import restore_id_for, restore_names
 from recovery.runbooks.rollback import (
     SinceFacts,
     decide_rollback,
     failed_gate_of,
     judge_after_restore,
-    restore_id_for,
     rollback_params,
 )
 
@@ -50,8 +48,22 @@ def test_restore_id_is_valid_and_one_per_upgrade() -> None:
 
 
 def _run(code: str | None, failed_step: str | None) -> RunResult:
-    return RunResult("r", "upgrade", "lab", "failed", {}, "u", "h", "t", "t", 0,
-                     (StepResult("deploy", "d", True, "failed"),), failed_step, code, "m")
+    return RunResult(
+        "r",
+        "upgrade",
+        "lab",
+        "failed",
+        {},
+        "u",
+        "h",
+        "t",
+        "t",
+        0,
+        (StepResult("deploy", "d", True, "failed"),),
+        failed_step,
+        code,
+        "m",
+    )
 
 
 def test_failed_gate_comes_from_the_error_code_else_the_step() -> None:
@@ -77,8 +89,3 @@ def test_after_a_restore_only_the_carried_over_rows_are_judged() -> None:
     assert str(judge_after_restore(_since(bad_orders=3), 1)).startswith("3 orders")
     assert "no captured payment" in str(judge_after_restore(_since(paid_without_capture=1), 1))
     assert "negative stock" in str(judge_after_restore(_since(negative_stock=2), 1))
-
-
-def test_the_speculative_copy_and_the_rollback_name_the_same_databases() -> None:
-    run = "20261125T221500Z-upgrade-3f2a"
-    assert speculative.restore_id_for(run) == restore_id_for(run)

@@ -208,6 +208,8 @@ def stack_outputs(site: str) -> dict[str, Any]:
         "recordName": "orders.example.com",
         "frontDoorUrl": "https://orders.example.com/",
         "loadBalancerDnsName": f"{site}-alb.{region}.elb.amazonaws.com",
+        "lockTableName": "order-recovery-locks",
+        "lockTableRegion": region,
         "objectives": {
             "rtoSeconds": 900,
             "rpoSeconds": 60,

@@ -34,7 +34,7 @@ def test_the_full_scope_reads_every_table_whole() -> None:
 
 def test_orders_are_judged_when_created_or_updated_since_and_references_are_looked_up_whole() -> None:
     have_items = query("orders_have_items", SINCE)
-    assert f"FROM {RECENT_ORDERS} o WHERE NOT EXISTS (SELECT 1 FROM \"s\".\"order_items\" i" in have_items
+    assert f'FROM {RECENT_ORDERS} o WHERE NOT EXISTS (SELECT 1 FROM "s"."order_items" i' in have_items
     paid = query("paid_orders_have_captured_payment", SINCE)
     assert f"FROM {RECENT_ORDERS} o WHERE o.\"status\" = 'paid'" in paid
     assert 'SELECT 1 FROM "s"."transactions" t WHERE' in paid  # a capture may predate the scope
@@ -42,7 +42,7 @@ def test_orders_are_judged_when_created_or_updated_since_and_references_are_look
 
 def test_totals_sum_only_the_items_of_the_judged_orders() -> None:
     totals = query("order_total_matches_items", SINCE)
-    assert f'FROM {RECENT_ORDERS} o JOIN (' in totals
+    assert f"FROM {RECENT_ORDERS} o JOIN (" in totals
     assert f'FROM (SELECT * FROM "s"."order_items" WHERE "order_id" IN ({RECENT_IDS})) i GROUP BY' in totals
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from recovery.runbooks.carryover import ItemRow, OrderRow, split_orders
+from recovery.restore.carryover import ItemRow, OrderRow, split_orders
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -7,25 +7,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runbook_backup import target
+from target_files import unit_target as target
 
 from recovery.engine.events import Event
 from recovery.engine.model import RunContext, StepOutputs
 from recovery.errors import ExitCode, ExternalFailure, PreconditionFailed, VerificationFailed
 from recovery.restore.catchup import (
     ForeignKey,
-    SequencePosition,
     SnapshotBound,
-    TableShape,
     delete_statement,
     needs_deletes,
     reference_refusal,
-    sequence_behind,
     table_unchanged,
     upsert_statement,
 )
+from recovery.restore.rows import SequencePosition, TableShape, sequence_behind
 from recovery.runbooks import restore as restore_runbook_module
-from recovery.runbooks.restore import _catch_up_step as catchup_step
+from recovery.runbooks.restore import restore_runbook
+
+
+def catchup_step(ctx: RunContext) -> Any:
+    """The restore runbook's catch-up step, run on its own (the public way in: the runbook's steps)."""
+    runbook = restore_runbook(ctx.target, ctx.params)
+    return next(step for step in runbook.steps if step.name == "catch-up-live").run(ctx)
+
 
 TWO_32 = 2**32
 

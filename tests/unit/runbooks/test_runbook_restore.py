@@ -7,27 +7,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_runbook_backup import target
+from target_files import unit_target as target
 
 from recovery.backup.catalog import CatalogEntry, CopyState, CopyStatus
 from recovery.backup.manifest import KeyInfo, Manifest, Sizes, SourcePosition, TableSummary
 from recovery.backup.naming import BackupName
 from recovery.errors import IntegrityError, PreconditionFailed, UsageError
-from recovery.restore.selection import DomainChoice, select_backups
-from recovery.runbooks.restore import (
-    expected_fingerprints,
+from recovery.restore.choose import (
     mark_damaged,
     new_restore_id,
     parse_at,
-    plain,
-    recovered_expectations,
     recovery_groups,
     refusal_error,
-    restore_params,
-    restore_runbook,
     schema_versions_agree,
+    with_choice,
 )
+from recovery.restore.selection import DomainChoice, select_backups
+from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.verify.fingerprint import fastest_algorithm
+from recovery.verify.restored import expected_fingerprints, recovered_expectations
 
 NOW = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 OK = CopyStatus(CopyState.VERIFIED, "sha256 matches the manifest")
@@ -128,15 +126,17 @@ def test_the_runbook_asks_first_and_swaps_only_after_verifying(tmp_path: Path) -
     assert book.confirm is not None and f"orders_replaced_{restore_id}" in book.confirm
 
 
-def test_plain_turns_recorded_outputs_into_json_values() -> None:
+def test_thaw_turns_recorded_outputs_into_json_values() -> None:
     from types import MappingProxyType
 
-    assert plain(MappingProxyType({"a": (1, MappingProxyType({"b": 2}))})) == {"a": [1, {"b": 2}]}
+    from recovery.engine.model import freeze, thaw
+
+    assert thaw(MappingProxyType({"a": (1, MappingProxyType({"b": 2}))})) == {"a": [1, {"b": 2}]}
+    assert thaw(freeze({"a": [1, {"b": [2]}]})) == {"a": [1, {"b": [2]}]}
 
 
 def test_with_choice_replaces_a_domains_decision() -> None:
     from recovery.restore.selection import DomainChoice, DomainRefusal, Selection
-    from recovery.runbooks.restore import with_choice
 
     daily = DomainChoice("orders", "20261125-orders-daily", "daily", "local", "daily")
     users = DomainChoice("users", "20261125-users-daily", "daily", "local", "daily")

@@ -1,0 +1,127 @@
+"""Restoring chosen backups beside live: realtime choices recovered into scratch clusters first, then
+every domain loaded into the copy (`restore_beside`). A chosen copy that fails while it is read is
+marked damaged and the choice is made again (the other copy, an older backup, the daily kind)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from recovery.backup.catalog import Catalog, CatalogEntry, catalog_for
+from recovery.backup.manifest import Manifest
+from recovery.drivers import db as dbdriver
+from recovery.errors import IntegrityError, KeyUnavailable
+from recovery.restore.choose import (
+    RestoreRequest,
+    choose,
+    manifests_of,
+    mark_damaged,
+    recovery_groups,
+    refusal_error,
+)
+from recovery.restore.database import FromDatabase, RestoredDatabase, restore_beside
+from recovery.restore.pitr import recover_to
+from recovery.restore.selection import DomainChoice, Selection
+from recovery.restore.sources import CopyReadFailed, sources_for
+from recovery.targets.model import Target
+from recovery.verify.restored import recovered_fingerprints
+
+MAX_FALLBACKS = 4
+
+
+@dataclass(frozen=True)
+class Restored:
+    """The copy beside live, the choices it was made from, and the recovered clusters' fingerprints."""
+
+    restored: RestoredDatabase
+    selection: Selection
+    recovered_fingerprints: Mapping[str, Mapping[str, object]]
+
+
+def restore_with_fallbacks(
+    target: Target,
+    request: RestoreRequest,
+    restore_id: str,
+    selection: Selection,
+    progress: Callable[[str], None],
+    note: Callable[[str], None],
+) -> Restored:
+    """Restore `selection` (made and verified by the caller) beside live; on a copy that fails while it
+    is read, verify the candidates again, mark that copy damaged, choose again and retry."""
+    catalog = catalog_for(target)
+    entries: list[CatalogEntry] | None = None
+    for _attempt in range(MAX_FALLBACKS):
+        try:
+            return _restore_once(target, request, restore_id, catalog, selection, progress)
+        except IntegrityError as exc:
+            # The chosen copy the error names (else the first realtime, else the first choice).
+            culprit = _culprit(exc, selection)
+            note(
+                f"{culprit.backup_id} ({culprit.copy} copy) failed while being read: {exc.message}; "
+                "choosing again"
+            )
+            if entries is None:
+                _, entries = choose(target, request, progress=progress)
+            entries = mark_damaged(entries, culprit.backup_id, culprit.copy, exc.message)
+            selection, entries = choose(target, request, entries)
+            if selection.refused:
+                raise refusal_error(selection) from None
+            for choice in selection.choices:
+                note(f"{choice.domain}: now {choice.backup_id} ({choice.copy} copy): {choice.reason}")
+    raise IntegrityError(
+        f"every candidate copy failed while being read ({MAX_FALLBACKS} tries); nothing was changed"
+    )
+
+
+def _culprit(exc: IntegrityError, selection: Selection) -> DomainChoice:
+    if isinstance(exc, CopyReadFailed):
+        named = next(
+            (c for c in selection.choices if c.backup_id == exc.backup_id and c.copy == exc.copy),
+            None,
+        )
+        if named is not None:
+            return named
+    return next((c for c in selection.choices if c.kind == "realtime"), selection.choices[0])
+
+
+def _restore_once(
+    target: Target,
+    request: RestoreRequest,
+    restore_id: str,
+    catalog: Catalog,
+    selection: Selection,
+    progress: Callable[[str], None],
+) -> Restored:
+    """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
+    db = target.primary.database
+    bin_dir = dbdriver.pg_bin(db)
+    manifests: dict[str, Manifest] = manifests_of(catalog, selection.choices)
+    with ExitStack() as clusters:
+        recovered: dict[str, FromDatabase] = {}
+        prints: dict[str, dict[str, object]] = {}
+        for choice, domains in recovery_groups(selection.choices, manifests):
+            progress(f"recovering {choice.backup_id} into a scratch cluster (for {', '.join(domains)})")
+            try:
+                conninfo = clusters.enter_context(
+                    recover_to(target, choice, at=request.at, restore_point=request.point)
+                )
+            except KeyUnavailable:
+                raise
+            except IntegrityError as exc:
+                raise CopyReadFailed(exc, choice) from exc
+            # The moment recovered to has no fingerprints in any manifest: take them from the recovered
+            # cluster itself, so the copy beside live can be checked table by table against it.
+            prints.update(recovered_fingerprints(conninfo, domains))
+            recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
+        sources = sources_for(catalog, selection.choices, manifests, recovered)
+        progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
+        restored = restore_beside(
+            dbdriver.conninfo(db, dbname="postgres"),
+            bin_dir,
+            live_db=db.name,
+            restore_id=restore_id,
+            schema_stream=sources.schema,
+            domain_streams=sources.domains,
+        )
+        return Restored(restored, selection, prints)

@@ -1,0 +1,301 @@
+"""Carry the changes accepted after a restore point from the failed database into the restored one.
+
+After a database rollback the live database is the restore point (the previous release's schema) and
+the failed database is kept aside as `<live>_replaced_<id>`. Every user, order, order line, payment,
+event and stock level written after the restore point is read from the failed database and written into
+live in the previous schema, idempotently (a rerun changes nothing). An order whose total does not match
+its lines (what a corrupting release leaves) is never written: it is listed, with its payments, for a
+person to decide. Reads use whichever column names the failed schema has (v1 `name`, v2 `full_name`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from recovery.drivers import db as db_driver
+from recovery.errors import PreconditionFailed
+from recovery.restore.rows import (
+    SCHEMA,
+    TableShape,
+    advance_sequences_past_rows,
+    column_names,
+    insert_statement,
+    table_shape,
+)
+from recovery.targets.model import Database
+
+# A transaction that began before the snapshot but committed after it is not in the restore point, yet
+# carries a created_at (now() is the transaction's start) from before it: look back this far.
+LOOKBACK = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    id: str
+    user_id: int
+    status: str
+    total_cents: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    order_id: str
+    line_no: int
+    product_id: int
+    quantity: int
+    unit_price_cents: int
+
+
+@dataclass(frozen=True)
+class DamagedOrder:
+    """An order left for a person: what it says, what its lines add up to, and its payments."""
+
+    order_id: str
+    status: str
+    total_cents: int
+    items_cents: int
+    payments: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class CarryOverReport:
+    cutoff: str
+    users: int = 0
+    orders_inserted: int = 0
+    orders_updated: int = 0
+    items: int = 0
+    transactions: int = 0
+    events: int = 0
+    stock_updates: int = 0
+    damaged: tuple[DamagedOrder, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_orders(
+    orders: Sequence[OrderRow], items: Sequence[ItemRow]
+) -> tuple[tuple[OrderRow, ...], tuple[tuple[OrderRow, int, str], ...]]:
+    """Orders safe to carry over, and damaged ones (order, its lines' sum, why). Pure."""
+    sums: dict[str, int] = {}
+    for item in items:
+        sums[item.order_id] = sums.get(item.order_id, 0) + item.quantity * item.unit_price_cents
+    good: list[OrderRow] = []
+    damaged: list[tuple[OrderRow, int, str]] = []
+    for order in orders:
+        if order.id not in sums:
+            damaged.append((order, 0, "the order has no lines"))
+        elif sums[order.id] != order.total_cents:
+            damaged.append(
+                (
+                    order,
+                    sums[order.id],
+                    f"total {order.total_cents} does not match its lines ({sums[order.id]})",
+                )
+            )
+        else:
+            good.append(order)
+    return tuple(good), tuple(damaged)
+
+
+# Columns a release renamed: (table, name in the restored, previous schema) -> name in the failed schema.
+RENAMED: dict[tuple[str, str], str] = {("users", "name"): "full_name"}
+
+# What is read from the failed database, per table (parameters: the cutoff, twice, or the carried
+# orders' ids), in the order the rows are written. Columns come from live's own catalog.
+_READ: dict[str, tuple[str, str]] = {
+    "users": ("created_at >= %(cutoff)s", ""),
+    "orders": ("created_at >= %(cutoff)s OR updated_at >= %(cutoff)s", ""),
+    "order_items": ("order_id = ANY(%(ids)s::uuid[])", ""),
+    "transactions": ("created_at >= %(cutoff)s OR order_id = ANY(%(ids)s::uuid[])", ""),
+    "events": ("at >= %(cutoff)s", ""),
+}
+
+
+@dataclass(frozen=True)
+class WriteRule:
+    """How a carried row meets a live row with the same key: kept (no `update`), or those columns set
+    from the carried row when `when` holds."""
+
+    update: tuple[str, ...] = ()
+    when: str | None = None
+
+
+_WRITE: dict[str, WriteRule] = {
+    "users": WriteRule(),
+    "orders": WriteRule(("status", "updated_at"), "target.updated_at < excluded.updated_at"),
+    "order_items": WriteRule(),
+    "transactions": WriteRule(("status",), "target.status <> excluded.status"),
+    "events": WriteRule(),
+}
+
+
+@dataclass(frozen=True)
+class _Table:
+    shape: TableShape  # live's shape: the rows are written in its columns
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.shape.columns, row, strict=True)) for row in self.rows]
+
+
+def _select(
+    failed: psycopg.Connection[Any], shape: TableShape, where: str, params: Mapping[str, Any]
+) -> _Table:
+    """Rows of the failed database's table in live's columns (a renamed column read by its new name)."""
+    present = column_names(failed, shape.table)
+    columns: list[sql.Composable] = []
+    for name in shape.columns:
+        found = name if name in present else RENAMED.get((shape.table, name))
+        if found is None or found not in present:
+            raise PreconditionFailed(
+                f"the failed database's {shape.table} has no column {name} (nor a known rename of it); "
+                "carry the rows over by hand",
+                code="rollback.carry_over_schema",
+            )
+        columns.append(sql.Identifier(found))
+    query = sql.SQL("SELECT {} FROM {} WHERE ").format(
+        sql.SQL(", ").join(columns), sql.Identifier(SCHEMA, shape.table)
+    ) + sql.SQL(where)  # type: ignore[arg-type]  # constants of this module
+    return _Table(shape, [tuple(row) for row in failed.execute(query, params)])
+
+
+def _read(
+    failed: psycopg.Connection[Any], live: psycopg.Connection[Any], cutoff: datetime
+) -> dict[str, _Table]:
+    tables: dict[str, _Table] = {}
+    params: dict[str, Any] = {"cutoff": cutoff, "ids": []}
+    for table, (where, _) in _READ.items():
+        tables[table] = _select(failed, table_shape(live, table), where, params)
+        if table == "orders":
+            params["ids"] = [str(row["id"]) for row in tables[table].dicts()]
+    stock = failed.execute("SELECT id, stock FROM products").fetchall()
+    tables["products"] = _Table(
+        TableShape("products", ("id", "stock"), ("id",), False), [tuple(r) for r in stock]
+    )
+    return tables
+
+
+def _orders(table: _Table) -> list[OrderRow]:
+    return [
+        OrderRow(
+            str(r["id"]),
+            int(r["user_id"]),
+            str(r["status"]),
+            int(r["total_cents"]),
+            r["created_at"],
+            r["updated_at"],
+        )
+        for r in table.dicts()
+    ]
+
+
+def _items(table: _Table) -> list[ItemRow]:
+    return [
+        ItemRow(
+            str(r["order_id"]),
+            int(r["line_no"]),
+            int(r["product_id"]),
+            int(r["quantity"]),
+            int(r["unit_price_cents"]),
+        )
+        for r in table.dicts()
+    ]
+
+
+def carry_over(db: Database, *, failed_db: str, restore_point_at: str) -> CarryOverReport:
+    """Copy what the failed database accepted after `restore_point_at` into `db` (the live database)."""
+    cutoff = datetime.fromisoformat(restore_point_at) - LOOKBACK
+    with (
+        db_driver.connect(db, dbname=failed_db, autocommit=False) as failed,
+        db_driver.connect(db, autocommit=False) as live,
+    ):
+        failed.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        failed.read_only = True
+        tables = _read(failed, live, cutoff)
+        failed.rollback()
+        live.rollback()  # the catalog reads' transaction; the writes get their own below
+        good, damaged = split_orders(_orders(tables["orders"]), _items(tables["order_items"]))
+        good_ids = {o.id for o in good}
+        payments_of: dict[str, list[str]] = {}
+        for payment in tables["transactions"].dicts():
+            payments_of.setdefault(str(payment["order_id"]), []).append(str(payment["id"]))
+        with live.transaction():
+            report = _write(live, tables, good_ids)
+    return CarryOverReport(
+        cutoff=cutoff.isoformat(),
+        **report,
+        damaged=tuple(
+            DamagedOrder(o.id, o.status, o.total_cents, items_sum, tuple(payments_of.get(o.id, ())), why)
+            for o, items_sum, why in damaged
+        ),
+    )
+
+
+def _carried(table: _Table, good_ids: set[str]) -> list[tuple[Any, ...]]:
+    """The rows to write: an order's rows only when the order is carried (not damaged)."""
+    if table.shape.table in ("orders", "order_items", "transactions"):
+        key = "id" if table.shape.table == "orders" else "order_id"
+        return [
+            row for row, named in zip(table.rows, table.dicts(), strict=True) if str(named[key]) in good_ids
+        ]
+    return table.rows
+
+
+def _write(live: psycopg.Connection[Any], tables: Mapping[str, _Table], good_ids: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with live.cursor() as cur:
+        for name, rule in _WRITE.items():
+            table = tables[name]
+            rows = [
+                tuple(Jsonb(v) if isinstance(v, dict | list) else v for v in row)
+                for row in _carried(table, good_ids)
+            ]
+            statement = insert_statement(
+                table.shape, update=rule.update, when=rule.when, report_inserted=name == "orders"
+            )
+            if name != "orders":
+                cur.executemany(statement, rows)
+                counts[name] = _count(cur)
+                continue
+            inserted = updated = 0
+            for row in rows:
+                cur.execute(statement, row)
+                result = cur.fetchone()
+                if result is not None:
+                    inserted += bool(result[0])
+                    updated += not result[0]
+            counts["orders_inserted"], counts["orders_updated"] = inserted, updated
+        # Stock levels after every accepted sale (and restock): the failed database's are the truth.
+        cur.executemany(
+            "UPDATE products SET stock = %s WHERE id = %s AND stock <> %s",
+            [(stock, product, stock) for product, stock in tables["products"].rows],
+        )
+        counts["stock_updates"] = _count(cur)
+        # Explicit ids were inserted: move the id generators past them.
+        for name in _WRITE:
+            advance_sequences_past_rows(live, name)
+    return {
+        "users": counts["users"],
+        "orders_inserted": counts["orders_inserted"],
+        "orders_updated": counts["orders_updated"],
+        "items": counts["order_items"],
+        "transactions": counts["transactions"],
+        "events": counts["events"],
+        "stock_updates": counts["stock_updates"],
+    }
+
+
+def _count(cur: psycopg.Cursor[Any]) -> int:
+    # executemany sums rowcount over its statements in psycopg 3.
+    return max(cur.rowcount, 0)
