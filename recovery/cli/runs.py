@@ -47,9 +47,11 @@ from recovery.engine import (
     run_ids,
     summarize,
 )
+from recovery.engine.events import Subscriber
 from recovery.engine.interrupted import interrupted_inside_fence
 from recovery.engine.result import NotAJournal
 from recovery.errors import RecoveryError, UsageError
+from recovery.notify import Notifier
 from recovery.targets import Target, load_target
 
 app = typer.Typer(help="List, show and resume runbook runs (the audit journal).", no_args_is_help=True)
@@ -215,6 +217,12 @@ def _finish(output: OutputFormat, command: str, run: Any) -> RunResult:
     return result
 
 
+def subscribers(target: Target, display: ProgressDisplay | None) -> list[Subscriber]:
+    """Who hears a run's events besides its journal: the progress display (text output) and the notifier
+    that tells the target's team when the run starts and how it ends (docs/notifications.md)."""
+    return [*([display] if display else []), Notifier(target)]
+
+
 def run_runbook(
     target: Target,
     runbook: Runbook,
@@ -235,7 +243,7 @@ def run_runbook(
     return _finish(
         output,
         found.command,
-        lambda display: Engine(target, [display] if display else []).run(runbook),
+        lambda display: Engine(target, subscribers(target, display)).run(runbook),
     )
 
 
@@ -336,5 +344,5 @@ def resume_run(
     _finish(
         output,
         "runs resume",
-        lambda display: Engine(loaded, [display] if display else []).resume(run_id, approve),
+        lambda display: Engine(loaded, subscribers(loaded, display)).resume(run_id, approve),
     )

@@ -24,9 +24,10 @@ from recovery.cli.common import (
     emit,
 )
 from recovery.cli.common import console as stderr_console
-from recovery.cli.runs import ProgressDisplay, render_plan
+from recovery.cli.runs import ProgressDisplay, render_plan, subscribers
 from recovery.engine import Engine, failed_run
 from recovery.errors import ExitCode, RecoveryError
+from recovery.notify import Notifier
 from recovery.release.preflight import CHECK_NAMES
 from recovery.report.junit import check_junit_path, write_junit
 from recovery.report.upgrade import outcome_report, rollback_report
@@ -156,16 +157,32 @@ def upgrade_command(
         return
     confirm_command("upgrade", f"upgrading {loaded.name} to {release} changes its hosts and database", yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
+    listeners = subscribers(loaded, display)
     try:
         outcome = upgrade_with_rollback(
             loaded,
             params,
             auto_rollback=ci_default() if auto_rollback is None else auto_rollback,
-            subscribers=[display] if display else [],
+            subscribers=listeners,
         )
     finally:
         if display is not None:
             display.close()
+    if outcome.status == "rolled_back" and outcome.rollback is not None:
+        # The runs announced themselves; this says what they came to, in one message.
+        notifier = next(s for s in listeners if isinstance(s, Notifier))
+        notifier.send(
+            "team/rolled-back",
+            {
+                "target": loaded.name,
+                "runbook": "rollback",
+                "run_id": outcome.rollback.run_id,
+                "at": outcome.rollback.finished_at or "-",
+                "release": release,
+                "failed_gate": outcome.failed_gate or "-",
+            },
+            {"run_id": outcome.rollback.run_id},
+        )
     _finish("upgrade", outcome_report(outcome), output, junit, outcome.error_code)
 
 
@@ -199,7 +216,7 @@ def rollback_command(
     confirm_command("rollback", what, yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     try:
-        result = Engine(loaded, [display] if display else []).run(runbook)
+        result = Engine(loaded, subscribers(loaded, display)).run(runbook)
         report = rollback_report(result, status="rolled_back", exit_code=0, reason=None)
         code = None
     except RecoveryError as exc:

@@ -159,3 +159,22 @@ def test_list_with_no_runs_and_show_of_unknown_runs(
     assert err.startswith("error[usage]: no run 20261125T221500Z-upgrade-3f2a") and err.count("\n") == 1
     assert main(["runs", "show", "../../etc/passwd", "-t", str(target_path)]) == ExitCode.USAGE
     assert "is not a run id" in capsys.readouterr().err
+
+
+def test_a_run_from_the_cli_tells_the_team_how_it_went(
+    target: Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The target names no topic here: the notifier records each message in its outbox as not sent.
+    result = run_runbook(
+        target, sample_runbook(target, params(tmp_path)), command=SAMPLE_COMMAND, output=OutputFormat.json
+    )
+    assert result is not None
+    outbox = [
+        json.loads(line)
+        for line in (target.state_dir / "notifications" / "outbox.jsonl").read_text().splitlines()
+    ]
+    assert [(m["event"], m["status"]) for m in outbox] == [
+        ("team/run-started", "no-topic"),
+        ("team/run-succeeded", "no-topic"),
+    ]
+    assert outbox[1]["subject"] == f"[testsite] engine-sample done (run {result.run_id})"
