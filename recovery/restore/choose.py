@@ -100,7 +100,7 @@ def refusal_error(selection: Selection) -> PreconditionFailed | IntegrityError:
     Damaged backups (every candidate fails verification) are an integrity error, anything else (no
     backup, no restore point, a time outside every backup) a refusal."""
     first = selection.refusals[0]
-    if "fails verification" in first.reason:
+    if first.damaged:
         return IntegrityError(
             f"cannot restore {first.domain}: {first.reason}; nothing was changed",
             code="restore.backups_damaged",

@@ -42,6 +42,9 @@ class DomainChoice:
 class DomainRefusal:
     domain: Domain
     reason: str
+    # True when backups exist but every candidate failed verification (damaged, tampered with, or not
+    # trusted): an integrity problem, not a missing backup. Callers decide on this, never on `reason`.
+    damaged: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,27 +140,32 @@ def _by_restore_point(
             prefix = f"{'; '.join(failures)}; so " if failures else ""
             return _choose(entry, f"{prefix}{kind} backup {entry.backup_id} carries restore point {point!r}")
     return DomainRefusal(
-        domain, f"no backup of {domain} with restore point {point!r} verifies: {'; '.join(failures)}"
+        domain,
+        f"no backup of {domain} with restore point {point!r} verifies: {'; '.join(failures)}",
+        damaged=True,
     )
 
 
 def _realtime_problem(
     domain: Domain, entries: Sequence[CatalogEntry], at: datetime | None, objectives: Objectives
-) -> tuple[CatalogEntry | None, str]:
-    """The realtime backup to use, or None and the sentence saying why the daily one is used instead."""
+) -> tuple[CatalogEntry | None, str, bool]:
+    """The realtime backup to use, or None and the sentence saying why the daily one is used instead;
+    the flag says the reason is a damaged backup."""
     candidates = _newest_first([entry for entry in entries if entry.kind == "realtime"])
     scope = f" at or before {_when(at)}" if at else ""
     if not candidates:
-        return None, f"no realtime backup of {domain} exists{scope}"
+        return None, f"no realtime backup of {domain} exists{scope}", False
     newest = candidates[0]
     if at is not None and not _reaches(newest, at, objectives):
-        return None, (
+        return (
+            None,
             f"the newest realtime backup of {domain}{scope}, {newest.backup_id} "
-            f"at {_when(_position(newest))}, cannot reach {_when(at)}"
+            f"at {_when(_position(newest))}, cannot reach {_when(at)}",
+            False,
         )
     if pick_copy(newest) is None:
-        return None, f"realtime backup {_failing(newest)}"
-    return newest, f"realtime backup {newest.backup_id} is the newest verified realtime backup{scope}"
+        return None, f"realtime backup {_failing(newest)}", True
+    return newest, f"realtime backup {newest.backup_id} is the newest verified realtime backup{scope}", False
 
 
 def _by_time(
@@ -170,7 +178,9 @@ def _by_time(
         # No copy's manifest was readable and trusted: every backup fails verification (the reasons say
         # why, e.g. a manifest that does not authenticate with the target's keys).
         newest = max(entries, key=lambda entry: entry.name)
-        return DomainRefusal(domain, f"no backup of {domain} has a trusted manifest: {_failing(newest)}")
+        return DomainRefusal(
+            domain, f"no backup of {domain} has a trusted manifest: {_failing(newest)}", damaged=True
+        )
     reachable = [entry for entry in known if at is None or _position(entry) <= at]
     if at is not None and not any(_reaches(entry, at, objectives) for entry in reachable):
         earliest = min(_position(entry) for entry in known)
@@ -179,9 +189,9 @@ def _by_time(
             f"{_when(at)} is outside every backup of {domain}: the earliest is at {_when(earliest)}, and no "
             "backup is at or shortly before that time",
         )
-    why = ""
+    why, realtime_damaged = "", False
     if "realtime" in kinds_of(domain):
-        realtime, why = _realtime_problem(domain, reachable, at, objectives)
+        realtime, why, realtime_damaged = _realtime_problem(domain, reachable, at, objectives)
         if realtime is not None:
             return _choose(realtime, why)
     failures: list[str] = []
@@ -197,7 +207,9 @@ def _by_time(
     reasons = (
         "; ".join([why, *failures] if why else failures) or f"no daily backup of {domain} reaches the time"
     )
-    return DomainRefusal(domain, f"no usable backup of {domain}: {reasons}")
+    return DomainRefusal(
+        domain, f"no usable backup of {domain}: {reasons}", damaged=realtime_damaged or bool(failures)
+    )
 
 
 def select_backups(

@@ -116,6 +116,7 @@ def test_refused_when_a_domain_has_no_backup() -> None:
     assert selection.refused
     refusal = selection.refusal("products")
     assert refusal is not None and refusal.reason == "no backup of products exists in either copy"
+    assert not refusal.damaged  # missing, not damaged: a refusal, not an integrity error
     assert selection.choice("orders") is not None
 
 
@@ -131,6 +132,7 @@ def test_refused_when_the_time_is_beyond_every_backups_reach() -> None:
     far = T0 + timedelta(days=3)
     refusal = select_backups([DAILY, REALTIME], ["orders"], at=far, objectives=Objectives()).refusal("orders")
     assert refusal is not None and "is outside every backup of orders" in refusal.reason
+    assert not refusal.damaged
 
 
 def test_refused_when_no_backup_verifies() -> None:
@@ -138,6 +140,21 @@ def test_refused_when_no_backup_verifies() -> None:
     refusal = select_backups([broken_daily], ["users"]).refusal("users")
     assert refusal is not None
     assert refusal.reason.startswith("no usable backup of users: daily backup 20261125-users-daily fails")
+    assert refusal.damaged
+
+
+def test_a_damaged_realtime_backup_with_no_daily_one_is_a_damaged_refusal() -> None:
+    broken = entry("20261125-orders-realtime-3", T0, DAMAGED, DAMAGED)
+    refusal = select_backups([broken], ["orders"]).refusal("orders")
+    assert refusal is not None and refusal.damaged
+
+
+def test_a_restore_point_whose_backups_all_fail_is_a_damaged_refusal() -> None:
+    broken = entry("20261125-orders-daily-2", T0, DAMAGED, DAMAGED, restore_point="before-v2")
+    refusal = select_backups([broken], ["orders"], restore_point="before-v2").refusal("orders")
+    assert refusal is not None and refusal.damaged
+    missing = select_backups([DAILY], ["orders"], restore_point="before-v2").refusal("orders")
+    assert missing is not None and not missing.damaged
 
 
 def test_restore_point_is_chosen_realtime_first() -> None:
@@ -163,6 +180,7 @@ def test_restore_point_falls_back_to_daily_when_the_realtime_one_fails() -> None
 def test_refused_when_no_backup_carries_the_restore_point() -> None:
     refusal = select_backups([DAILY], ["orders"], restore_point="before-v3").refusal("orders")
     assert refusal is not None and refusal.reason == "no backup of orders carries restore point 'before-v3'"
+    assert not refusal.damaged
 
 
 def test_time_and_restore_point_together_are_refused() -> None:
