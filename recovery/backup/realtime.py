@@ -173,7 +173,7 @@ def _sha256_of(store: ObjectStore, key: str) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _verified_copy(store: ObjectStore, series: str, file_name: str) -> WalManifest | None:
+def verified_wal_copy(store: ObjectStore, series: str, file_name: str) -> WalManifest | None:
     """The copy's manifest when object and manifest exist and the object matches it; else None."""
     data = store.get_bytes(wal_manifest_key(series, file_name))
     if data is None or store.head(wal_object_key(series, file_name)) is None:
@@ -207,7 +207,7 @@ def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, key
     agree too. Decrypting the object under its own name and comparing the plaintext's digest with the
     spooled file's is what lets the spool forget the file.
     """
-    if _verified_copy(store, series, file_name) is None:
+    if verified_wal_copy(store, series, file_name) is None:
         return False
     sink = _Digest()
     try:
@@ -218,14 +218,14 @@ def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, key
 
 
 @dataclass(frozen=True)
-class _Sealed:
+class SealedWal:
     """One WAL file encrypted once; the same bytes and manifest go to every copy that lacks it."""
 
     data: bytes
     manifest: WalManifest
 
 
-def _seal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: KeyProvider) -> _Sealed:
+def seal_wal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: KeyProvider) -> SealedWal:
     data_key = keys.new_data_key(context=wal_key_context(series, file_name))
     sealed = io.BytesIO()
     result = encode(io.BytesIO(raw), sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
@@ -241,10 +241,10 @@ def _seal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: K
         key=key_info(data_key),
         system_identifier=series_system(series),
     )
-    return _Sealed(sealed.getvalue(), manifest)
+    return SealedWal(sealed.getvalue(), manifest)
 
 
-def _store_wal(store: ObjectStore, sealed: _Sealed) -> WalManifest:
+def store_wal(store: ObjectStore, sealed: SealedWal) -> WalManifest:
     """Write one sealed WAL file and its manifest to `store`, read it back, return the verified manifest."""
     series, file_name = sealed.manifest.series, sealed.manifest.file_name
     key = wal_object_key(series, file_name)
@@ -253,7 +253,7 @@ def _store_wal(store: ObjectStore, sealed: _Sealed) -> WalManifest:
         store.delete(key)
     store.put_bytes(key, sealed.data)
     store.put_bytes(wal_manifest_key(series, file_name), sealed.manifest.to_json())
-    verified = _verified_copy(store, series, file_name)
+    verified = verified_wal_copy(store, series, file_name)
     if verified is None or verified.sha256 != sealed.manifest.sha256:
         raise IntegrityError(f"{store.describe(key)} does not verify after upload; retry the shipment")
     return verified
@@ -340,12 +340,12 @@ def ship_wal(
         ]
         stored_bytes = 0
         if missing:
-            sealed = _seal(series, entry.filename, raw, written_at, chosen.keys)
+            sealed = seal_wal(series, entry.filename, raw, written_at, chosen.keys)
             for store in missing:
                 # Write-once: a different object already under this name (planted, or another cluster's
                 # segment) refuses the write, and the file stays in the spool for a person to look at.
-                # Read back by `_store_wal`: the stored object is our own encoding of these bytes.
-                stored_bytes = _store_wal(store, sealed).sizes.stored
+                # Read back by `store_wal`: the stored object is our own encoding of these bytes.
+                stored_bytes = store_wal(store, sealed).sizes.stored
         # Both copies proven to hold these very bytes: only now may the host forget the file.
         sftp.remove(path)
         shipped.append(

@@ -12,7 +12,14 @@ from recovery.backup.catalog import Catalog
 from recovery.backup.keys import Keyring, write_keyring
 from recovery.backup.manifest import SourcePosition
 from recovery.backup.naming import BackupName
-from recovery.backup.realtime import RealtimeStores, WalRange, _seal, _store_wal, wal_range_key, with_coverage
+from recovery.backup.realtime import (
+    RealtimeStores,
+    WalRange,
+    seal_wal,
+    store_wal,
+    wal_range_key,
+    with_coverage,
+)
 from recovery.backup.repository import BackupMetadata, write_backup
 from recovery.backup.stores import FilesystemStore
 from recovery.backup.wal import (
@@ -58,7 +65,9 @@ def test_a_realtime_backup_reaches_the_end_of_its_shipped_wal(tmp_path: Path) ->
         store.put_bytes(wal_range_key(name), wal_range.to_json())
         for number, written in ((4, T0 + timedelta(minutes=10)), (5, late)):
             file_name = Segment(1, number).name()
-            _store_wal(store, _seal(series_id(written.date()), file_name, b"wal" * 100, written, stores.keys))
+            store_wal(
+                store, seal_wal(series_id(written.date()), file_name, b"wal" * 100, written, stores.keys)
+            )
     catalog = Catalog(stores.local, stores.remote, stores.keys)
     entries = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
     objectives = Objectives(realtime_backup_max_age_seconds=120)
@@ -99,7 +108,9 @@ def test_a_realtime_restore_point_is_found_through_the_wal_that_holds_it(tmp_pat
         for number in (4, 5):
             written = T0 + timedelta(minutes=number - 3)
             file_name = Segment(1, number).name()
-            _store_wal(store, _seal(series_id(written.date()), file_name, b"wal" * 100, written, stores.keys))
+            store_wal(
+                store, seal_wal(series_id(written.date()), file_name, b"wal" * 100, written, stores.keys)
+            )
     catalog = Catalog(stores.local, stores.remote, stores.keys)
     entries = [catalog.verify(entry.backup_id) for entry in catalog.entries()]
     chosen = choose_for_restore_point(entries, "orders", "before-d", stores)

@@ -11,7 +11,7 @@ from pathlib import Path
 from recovery.backup.keys import Keyring
 from recovery.backup.manifest import SourcePosition
 from recovery.backup.naming import BackupName
-from recovery.backup.realtime import WalRange, _seal, _store_wal, coverage, wal_range_key
+from recovery.backup.realtime import WalRange, coverage, seal_wal, store_wal, wal_range_key
 from recovery.backup.repository import BackupMetadata, write_backup
 from recovery.backup.stores import FilesystemStore
 from recovery.backup.wal import Segment, segment_system_identifier, series_id, series_system
@@ -30,7 +30,9 @@ def _segment(system: str, number: int) -> bytes:
 def _ship(store: FilesystemStore, keyring: Keyring, system: str, number: int, seconds: int) -> None:
     raw = _segment(system, number)
     series = series_id(T0.date(), segment_system_identifier(raw))
-    _store_wal(store, _seal(series, Segment(1, number).name(), raw, T0 + timedelta(seconds=seconds), keyring))
+    store_wal(
+        store, seal_wal(series, Segment(1, number).name(), raw, T0 + timedelta(seconds=seconds), keyring)
+    )
 
 
 def _base(store: FilesystemStore, keyring: Keyring, system: str, seq: int) -> BackupName:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from recovery.backup.keys import Keyring, write_keyring
-from recovery.backup.realtime import _seal, _store_wal, _verified_copy, holds_bytes
+from recovery.backup.realtime import holds_bytes, seal_wal, store_wal, verified_wal_copy
 from recovery.backup.stores import FilesystemStore
 from recovery.backup.wal import Segment, series_id
 
@@ -32,9 +32,9 @@ def test_another_clusters_segment_of_the_same_name_does_not_count(
     store: FilesystemStore, keyring: Keyring
 ) -> None:
     old_cluster, new_cluster = b"old cluster's first segment" * 100, b"new cluster's first segment" * 100
-    _store_wal(store, _seal(SERIES, NAME, old_cluster, AT, keyring))
+    store_wal(store, seal_wal(SERIES, NAME, old_cluster, AT, keyring))
     # The stored pair agrees with itself (what the old check looked at) ...
-    assert _verified_copy(store, SERIES, NAME) is not None
+    assert verified_wal_copy(store, SERIES, NAME) is not None
     # ... but does not hold the spooled bytes: the spool must keep the new cluster's segment.
     assert holds_bytes(store, SERIES, NAME, new_cluster, keyring) is False
     assert holds_bytes(store, SERIES, NAME, old_cluster, keyring) is True
@@ -47,6 +47,6 @@ def test_a_planted_object_with_its_own_manifest_does_not_count(
     write_keyring(stranger_path, {"kek-2026": os.urandom(32)}, active="kek-2026")
     future = Segment(1, 7).name()
     # Planted under a future name by a writer of the store, sealed with a key of its own.
-    _store_wal(store, _seal(SERIES, future, b"whatever", AT, Keyring.load(stranger_path)))
-    assert _verified_copy(store, SERIES, future) is not None
+    store_wal(store, seal_wal(SERIES, future, b"whatever", AT, Keyring.load(stranger_path)))
+    assert verified_wal_copy(store, SERIES, future) is not None
     assert holds_bytes(store, SERIES, future, b"the real segment", keyring) is False

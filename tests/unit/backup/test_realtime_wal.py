@@ -15,12 +15,12 @@ from recovery.backup.manifest import SourcePosition
 from recovery.backup.naming import BackupName
 from recovery.backup.realtime import (
     WalRange,
-    _seal,
-    _store_wal,
-    _verified_copy,
     coverage,
     fetch_wal,
     parse_basebackup_log,
+    seal_wal,
+    store_wal,
+    verified_wal_copy,
     wal_range_key,
 )
 from recovery.backup.repository import BackupMetadata, write_backup
@@ -104,7 +104,7 @@ def _segment_bytes(number: int) -> bytes:
 def _ship(store: FilesystemStore, keyring: Keyring, number: int, written_at: datetime) -> WalKey:
     name = Segment(1, number).name()
     series = series_id(written_at.date())
-    _store_wal(store, _seal(series, name, _segment_bytes(number), written_at, keyring))
+    store_wal(store, seal_wal(series, name, _segment_bytes(number), written_at, keyring))
     return WalKey(series, name)
 
 
@@ -155,7 +155,7 @@ def test_a_shipped_segment_decrypts_to_its_bytes_and_a_tampered_one_is_refused(
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    assert _verified_copy(store, key.series, key.file_name) is None
+    assert verified_wal_copy(store, key.series, key.file_name) is None
     with pytest.raises(IntegrityError):
         fetch_wal(store, key, io.BytesIO(), keyring)
 
@@ -171,11 +171,11 @@ def test_a_segment_cannot_be_passed_off_as_another(store: FilesystemStore, keyri
 
 def test_shipping_twice_keeps_the_first_copy(store: FilesystemStore, keyring: Keyring) -> None:
     key = _ship(store, keyring, 4, T0)
-    first = _verified_copy(store, key.series, key.file_name)
+    first = verified_wal_copy(store, key.series, key.file_name)
     assert first is not None
     with pytest.raises(PreconditionFailed, match="already exists"):
         _ship(store, keyring, 4, T0)
-    assert _verified_copy(store, key.series, key.file_name) == first
+    assert verified_wal_copy(store, key.series, key.file_name) == first
 
 
 def test_a_damaged_wal_manifest_is_an_integrity_error() -> None:
