@@ -12,16 +12,35 @@ from recovery.cli.common import OutputFormat, OutputOpt, TargetOpt
 from recovery.cli.preflight import emit_or_fail
 from recovery.errors import RecoveryError, VerificationFailed
 from recovery.load.ledger import read_ledger
-from recovery.load.ledger_check import check_ledger, ledger_order_ids, observe_orders
+from recovery.load.ledger_check import (
+    MAX_EXAMPLES,
+    check_ledger,
+    ledger_order_ids,
+    ledger_started,
+    observe_orders,
+)
+from recovery.restore.handover import handed_over_since
 from recovery.targets import load_target
+
+FINDINGS = ("set_aside", "lost", "duplicated", "mismatched", "unpaid", "conflicting_acks")
 
 
 def _render(doc: dict[str, Any]) -> None:
     typer.echo(doc["summary"])
-    for label in ("missing", "duplicated", "mismatched", "unpaid", "conflicting_acks"):
+    typer.echo(
+        f"  present: {doc['present']}  set aside for a person: {doc['set_aside']['count']}  "
+        f"lost: {doc['lost']['count']}"
+    )
+    for label in FINDINGS:
         finding = doc[label]
         if finding["count"]:
-            typer.echo(f"  {label}: {finding['count']} (e.g. {', '.join(finding['examples'])})")
+            shown = ", ".join(finding["examples"][:MAX_EXAMPLES])
+            more = (
+                f" and {finding['count'] - MAX_EXAMPLES} more (--output json lists all)"
+                if finding["count"] > MAX_EXAMPLES
+                else ""
+            )
+            typer.echo(f"  {label}: {finding['count']}: {shown}{more}")
     if doc["torn_last_line"]:
         typer.echo("  note: the ledger's last line was torn (the writer stopped mid-line) and was skipped")
 
@@ -34,20 +53,21 @@ def verify_command(
     """Prove each acknowledged order exists exactly once in the primary database with its acked total."""
     read = read_ledger(ledger)
     loaded = load_target(target)
-    verdict = check_ledger(read, observe_orders(loaded.primary.database, ledger_order_ids(read)))
+    started = ledger_started(read)
+    # Orders a rollback since the ledger started handed to a person are set aside, not lost.
+    handed = handed_over_since(loaded.state_dir, started) if started else {}
+    verdict = check_ledger(read, observe_orders(loaded.primary.database, ledger_order_ids(read)), handed)
     doc = {
         "ledger": str(ledger),
         "target": loaded.name,
         "passed": verdict.passed,
         "summary": verdict.summary(),
         "acknowledged": verdict.acknowledged,
+        "present": verdict.present,
         "payments": verdict.payments,
         "failures_in_ledger": len(read.failures),
         "torn_last_line": read.torn_last_line,
-        **{
-            label: asdict(getattr(verdict, label))
-            for label in ("missing", "duplicated", "mismatched", "unpaid", "conflicting_acks")
-        },
+        **{label: asdict(getattr(verdict, label)) for label in FINDINGS},
     }
     failure: RecoveryError | None = None
     if not verdict.passed:

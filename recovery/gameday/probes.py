@@ -15,7 +15,8 @@ from recovery.engine.journal import is_running, read_journal, run_ids, runs_dir
 from recovery.engine.result import summarize
 from recovery.errors import ExternalFailure
 from recovery.load.ledger import read_ledger
-from recovery.load.ledger_check import check_ledger, ledger_order_ids, observe_orders
+from recovery.load.ledger_check import check_ledger, ledger_order_ids, ledger_started, observe_orders
+from recovery.restore.handover import handed_over_since
 from recovery.targets import load_target
 
 
@@ -43,13 +44,23 @@ def ledger_intact(ledger: str, target: str = "lab") -> dict[str, Any]:
     Before the load has written anything (the steady state before the fault) no order was acknowledged,
     so none can be missing: an absent ledger passes with 0 acknowledged."""
     if not Path(ledger).exists():
-        return {"passed": True, "acknowledged": 0, "missing": 0, "summary": "no order acknowledged yet"}
+        return {
+            "passed": True,
+            "acknowledged": 0,
+            "lost": 0,
+            "set_aside": 0,
+            "summary": "no order acknowledged yet",
+        }
     read = read_ledger(Path(ledger))
-    verdict = check_ledger(read, observe_orders(load_target(target).primary.database, ledger_order_ids(read)))
+    loaded = load_target(target)
+    started = ledger_started(read)
+    handed = handed_over_since(loaded.state_dir, started) if started else {}
+    verdict = check_ledger(read, observe_orders(loaded.primary.database, ledger_order_ids(read)), handed)
     return {
         "passed": verdict.passed,
         "acknowledged": verdict.acknowledged,
-        "missing": verdict.missing.count,
+        "lost": verdict.lost.count,
+        "set_aside": verdict.set_aside.count,
         "summary": verdict.summary(),
     }
 

@@ -29,6 +29,7 @@ from recovery.gameday.timeline import build_timeline, moment
 from recovery.load.ledger import Ledger, read_ledger
 from recovery.load.ledger_check import check_ledger, ledger_order_ids, observe_orders
 from recovery.notify.publish import read_outbox
+from recovery.restore.handover import handed_over_since
 from recovery.targets.model import Target
 
 RUN_FILE = "run.json"
@@ -90,7 +91,8 @@ def run_game_day(
     timeline = build_timeline(started, chaos_journal, _journals_since(target, started), scenario.recovery)
     ledger = read_ledger(ledger_path) if ledger_path.is_file() else Ledger((), (), ())
     buckets = load_buckets(ledger, started.timestamp())
-    verdict = check_ledger(ledger, observe_orders(target.primary.database, ledger_order_ids(ledger)))
+    handed = handed_over_since(target.state_dir, started)
+    verdict = check_ledger(ledger, observe_orders(target.primary.database, ledger_order_ids(ledger)), handed)
     notifications = tuple(
         str(record["event"]) for record in read_outbox(target) if moment(str(record["at"])) >= started
     )
@@ -98,8 +100,8 @@ def run_game_day(
         time_to_detect_s=timeline.time_to_detect_s,
         rto_s=timeline.rto_s,
         orders_acknowledged=verdict.acknowledged,
-        orders_lost=verdict.missing.count,
-        orders_set_aside=0,
+        orders_lost=verdict.lost.count,
+        orders_set_aside=verdict.set_aside.count,
         orders_queued=0,
         orders_replayed=0,
         error_rate=error_rate_between(buckets, timeline.fault_at_s, timeline.recovered_at_s),

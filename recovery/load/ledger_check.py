@@ -1,15 +1,19 @@
 """Prove every acknowledged order of a ledger exists exactly once in the database with its total.
 
 `observe_orders` reads the orders the ledger names from the primary database (I/O); `check_ledger`
-decides (pure): an acknowledged order is missing (no row), duplicated (more than one row with its id:
-only possible when a restore or carry-over broke the primary key), mismatched (its total differs from
-the acknowledged one) or, for an acknowledged payment, unpaid (the order is not `paid`).
+decides (pure): an acknowledged order is present, set aside for a person (absent from the books but
+listed in a rollback's hand-over file: not lost, a person decides), lost (no row and in no list),
+duplicated (more than one row with its id: only possible when a restore or carry-over broke the primary
+key), mismatched (its total differs from the acknowledged one) or, for an acknowledged payment, unpaid
+(the order is not `paid`). The check fails on lost orders and on damaged ones, never on hand-overs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 from recovery.drivers import db
 from recovery.load.ledger import Ledger
@@ -28,17 +32,19 @@ class StoredOrder:
 
 @dataclass(frozen=True)
 class Finding:
-    """One kind of problem: how many orders have it and the first few, each with what was seen."""
+    """One kind of finding: how many orders have it and every one of them, each with what was seen."""
 
     count: int
-    examples: tuple[str, ...]
+    examples: tuple[str, ...]  # all of them (the text summary shows the first MAX_EXAMPLES)
 
 
 @dataclass(frozen=True)
 class LedgerVerdict:
     acknowledged: int
     payments: int
-    missing: Finding
+    present: int
+    set_aside: Finding  # "<order id> (<hand-over file>)"
+    lost: Finding  # in the books under no id and in no hand-over file
     duplicated: Finding
     mismatched: Finding
     unpaid: Finding
@@ -46,41 +52,54 @@ class LedgerVerdict:
 
     @property
     def passed(self) -> bool:
-        findings = (self.missing, self.duplicated, self.mismatched, self.unpaid, self.conflicting_acks)
+        findings = (self.lost, self.duplicated, self.mismatched, self.unpaid, self.conflicting_acks)
         return not any(finding.count for finding in findings)
 
     def summary(self) -> str:
         if self.passed:
+            aside = (
+                f"; {self.set_aside.count} set aside for a person, none lost" if self.set_aside.count else ""
+            )
             return (
-                f"all {self.acknowledged} acknowledged orders exist exactly once with their acknowledged "
-                f"totals ({self.payments} acknowledged payments are paid)"
+                f"{self.present} of {self.acknowledged} acknowledged orders exist exactly once with their "
+                f"acknowledged totals ({self.payments} acknowledged payments are paid){aside}"
             )
         parts = []
         for label, finding in (
-            ("missing", self.missing),
+            ("lost", self.lost),
             ("duplicated", self.duplicated),
             ("with another total", self.mismatched),
             ("acknowledged as paid but not paid", self.unpaid),
             ("acknowledged twice with different totals", self.conflicting_acks),
         ):
             if finding.count:
-                parts.append(f"{finding.count} {label} (e.g. {', '.join(finding.examples)})")
-        return f"of {self.acknowledged} acknowledged orders: " + "; ".join(parts)
+                parts.append(f"{finding.count} {label} (e.g. {', '.join(finding.examples[:MAX_EXAMPLES])})")
+        if self.set_aside.count:
+            parts.append(f"{self.set_aside.count} set aside for a person (not lost)")
+        return f"of {self.acknowledged} acknowledged orders: {self.present} present; " + "; ".join(parts)
 
 
 def _finding(examples: Sequence[str]) -> Finding:
-    return Finding(len(examples), tuple(examples[:MAX_EXAMPLES]))
+    return Finding(len(examples), tuple(examples))
 
 
-def check_ledger(ledger: Ledger, stored: Mapping[str, Sequence[StoredOrder]]) -> LedgerVerdict:
-    """Compare the ledger with the rows found for its order ids. Pure."""
-    missing: list[str] = []
+def check_ledger(
+    ledger: Ledger, stored: Mapping[str, Sequence[StoredOrder]], handed_over: Mapping[str, Path] | None = None
+) -> LedgerVerdict:
+    """Compare the ledger with the rows found for its order ids and the orders handed over to a person
+    (order id -> the file listing it). Pure."""
+    handed_over = handed_over or {}
+    set_aside: list[str] = []
+    lost: list[str] = []
     duplicated: list[str] = []
     mismatched: list[str] = []
     for order in sorted(ledger.orders, key=lambda o: o.at):
         rows = stored.get(order.order_id, ())
         if not rows:
-            missing.append(order.order_id)
+            if order.order_id in handed_over:
+                set_aside.append(f"{order.order_id} ({handed_over[order.order_id]})")
+            else:
+                lost.append(order.order_id)
             continue
         if len(rows) > 1:
             duplicated.append(f"{order.order_id} ({len(rows)} rows)")
@@ -96,11 +115,16 @@ def check_ledger(ledger: Ledger, stored: Mapping[str, Sequence[StoredOrder]]) ->
         elif not rows and ledger.order(payment.order_id) is None:
             # A payment whose order was not in the ledger (its order ack was lost to a timeout) still
             # proves the order was accepted.
-            missing.append(payment.order_id)
+            if payment.order_id in handed_over:
+                set_aside.append(f"{payment.order_id} ({handed_over[payment.order_id]})")
+            else:
+                lost.append(payment.order_id)
     return LedgerVerdict(
         acknowledged=len(ledger.orders),
         payments=len(ledger.payments),
-        missing=_finding(missing),
+        present=sum(1 for order in ledger.orders if stored.get(order.order_id)),
+        set_aside=_finding(set_aside),
+        lost=_finding(lost),
         duplicated=_finding(duplicated),
         mismatched=_finding(mismatched),
         unpaid=_finding(unpaid),
@@ -127,3 +151,12 @@ def observe_orders(database: Database, order_ids: Sequence[str]) -> dict[str, li
                 found.setdefault(stored.order_id, []).append(stored)
         conn.rollback()
     return found
+
+
+def ledger_started(ledger: Ledger) -> datetime | None:
+    """When the ledger's first request was made (None for an empty ledger): hand-overs of runs that
+    started since then can hold its orders."""
+    moments = (
+        [o.at for o in ledger.orders] + [p.at for p in ledger.payments] + [f.at for f in ledger.failures]
+    )
+    return datetime.fromtimestamp(min(moments), UTC) if moments else None

@@ -15,7 +15,6 @@ an interrupted rollback stopped. docs/upgrade-rollback.md.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -54,6 +53,7 @@ from recovery.release.gates import observe_host_health
 from recovery.restore import fence
 from recovery.restore.carryover import LOOKBACK, carry_over
 from recovery.restore.database import RestoredDatabase, restore_id_for, restore_names, swap_in
+from recovery.restore.handover import write_handover
 from recovery.runbooks import speculative
 from recovery.runbooks.upgrade import RUNBOOK as UPGRADE_RUNBOOK
 from recovery.runbooks.upgrade import RestorePoint, upgrade_runbook
@@ -360,9 +360,7 @@ def _carry(ctx: RunContext) -> dict[str, Any]:
     damaged = doc.pop("damaged")
     if damaged:
         # The whole list goes to a file (the journal keeps small outputs); the output keeps the first few.
-        path = ctx.target.state_dir / "rollbacks" / ctx.run_id / "needs-a-person.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(damaged, indent=2, default=str) + "\n")
+        path = write_handover(ctx.target.state_dir, ctx.run_id, damaged)
         doc["needs_a_person_file"] = str(path)
         ctx.note(f"{len(damaged)} damaged orders left for a person, listed in {path}")
     doc["needs_a_person_count"] = len(damaged)

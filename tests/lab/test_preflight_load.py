@@ -113,7 +113,7 @@ def test_load_then_verify_ledger_passes_and_a_deleted_order_is_named(
 
     code, out, _ = _cli(capsys, "verify", "--ledger", str(ledger), "--target", target)
     assert code == ExitCode.OK, out
-    assert f"all {summary['acked']} acknowledged orders exist exactly once" in out
+    assert f"{summary['acked']} of {summary['acked']} acknowledged orders exist exactly once" in out
 
     victim = read_ledger(ledger).orders[5].order_id
     with db.connect(lab.target.primary.database) as conn, conn.transaction():
@@ -122,7 +122,7 @@ def test_load_then_verify_ledger_passes_and_a_deleted_order_is_named(
         conn.execute("DELETE FROM orders WHERE id = %s", (victim,))
     code, out, err = _cli(capsys, "verify", "--ledger", str(ledger), "--target", target)
     assert code == ExitCode.VERIFY_FAILED
-    assert f"1 missing (e.g. {victim})" in out
+    assert f"1 lost (e.g. {victim})" in out
     assert err.startswith("error[verify.ledger]: ledger check failed") and victim in err
 
 

@@ -114,7 +114,7 @@ def test_the_ledger_check_passes_when_every_ack_is_stored_once_with_its_total() 
     verdict = check_ledger(ledger, {A: [stored(A, 100)], B: [stored(B, 200, "paid")]})
     assert verdict.passed
     assert verdict.summary() == (
-        "all 2 acknowledged orders exist exactly once with their acknowledged totals "
+        "2 of 2 acknowledged orders exist exactly once with their acknowledged totals "
         "(1 acknowledged payments are paid)"
     )
     assert ledger_order_ids(ledger) == sorted([A, B])
@@ -124,16 +124,35 @@ def test_the_ledger_check_counts_and_names_missing_duplicated_mismatched_and_unp
     ledger = parse_ledger([order(A, 100, at=1), order(B, 200, at=2), order(C, 300, at=3), payment(C, 300)])
     verdict = check_ledger(ledger, {B: [stored(B, 200), stored(B, 200)], C: [stored(C, 299)]})
     assert not verdict.passed
-    assert (verdict.missing.count, verdict.missing.examples) == (1, (A,))
+    assert (verdict.lost.count, verdict.lost.examples) == (1, (A,))
+    assert verdict.present == 2
     assert verdict.duplicated.examples == (f"{B} (2 rows)",)
     assert verdict.mismatched.examples == (f"{C} (acknowledged 300, stored 299)",)
     assert verdict.unpaid.examples == (f"{C} (status placed)",)
-    assert verdict.summary().startswith(f"of 3 acknowledged orders: 1 missing (e.g. {A}); 1 duplicated")
+    assert verdict.summary().startswith(
+        f"of 3 acknowledged orders: 2 present; 1 lost (e.g. {A}); 1 duplicated"
+    )
 
 
 def test_a_paid_order_whose_order_ack_was_lost_must_still_exist() -> None:
     verdict = check_ledger(parse_ledger([payment(A, 100)]), {})
-    assert verdict.missing.examples == (A,)
+    assert verdict.lost.examples == (A,)
+
+
+def test_orders_handed_to_a_person_are_set_aside_not_lost_and_every_id_is_listed(tmp_path: Path) -> None:
+    ids = [f"{n:08d}-7a53-4a0b-9d31-3f0a9d3c2c11" for n in range(8)]
+    ledger = parse_ledger([order(i, 100, at=float(n)) for n, i in enumerate(ids)])
+    handed = {i: tmp_path / "needs-a-person.json" for i in ids[:6]}
+    verdict = check_ledger(ledger, {ids[6]: [stored(ids[6], 100)]}, handed)
+    assert not verdict.passed  # ids[7] is in the books under no id and in no list: lost
+    assert verdict.present == 1 and verdict.lost.examples == (ids[7],)
+    assert verdict.set_aside.count == 6 and len(verdict.set_aside.examples) == 6  # all, not five
+    assert verdict.set_aside.examples[0] == f"{ids[0]} ({tmp_path / 'needs-a-person.json'})"
+    assert "6 set aside for a person (not lost)" in verdict.summary()
+    handed[ids[7]] = tmp_path / "needs-a-person.json"
+    passed = check_ledger(ledger, {ids[6]: [stored(ids[6], 100)]}, handed)
+    assert passed.passed
+    assert passed.summary().endswith("7 set aside for a person, none lost")
 
 
 def test_pending_orders_and_refusals_round_trip_with_their_status(tmp_path: Path) -> None:
