@@ -62,6 +62,8 @@ def _entry_json(entry: CatalogEntry) -> dict[str, Any]:
 def _render_entries(rows: list[dict[str, Any]]) -> None:
     if not rows:
         typer.echo("no backups")
+        return
+    typer.echo(f"{'BACKUP':<34} {'TAKEN AT':<33} {'LOCAL COPY':<15} REMOTE COPY")
     for row in rows:
         point = f"  point {row['restore_point']}" if row["restore_point"] else ""
         typer.echo(
@@ -126,6 +128,13 @@ def verify(
         raise UsageError("give one backup id or --all")
     loaded = load_target(target)
     catalog = catalog_for(loaded, with_keys=deep)
+    if backup_id is not None and backup_id not in {entry.backup_id for entry in catalog.entries()}:
+        # An id that names no backup is a typo, not a failed verification.
+        raise UsageError(
+            f"no backup {backup_id} in either copy of {loaded.name}; `recovery backup list --target "
+            f"{target}` lists the backup ids",
+            code="backup.unknown_id",
+        )
     checker = deep_checker(loaded) if deep else None
     try:
         if backup_id is not None:
@@ -142,6 +151,11 @@ def verify(
 
     def text(_: Any) -> None:
         _render_entries(rows)
+        if deep:
+            typer.echo(
+                f"deep: {len(rows)} backups decrypted and decompressed whole: each dump loaded into a "
+                "throw-away database and its tables fingerprinted against the manifest, host files hashed"
+            )
         for finding in stale:
             typer.echo(f"stale: {finding.reason}")
 

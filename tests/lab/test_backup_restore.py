@@ -170,6 +170,29 @@ def test_list_and_deep_verify_report_both_copies(lab: Lab, capsys: pytest.Captur
         row["local"]["state"] == row["remote"]["state"] == "verified" for row in doc["result"]["backups"]
     )
     assert not [name for name in _databases(lab) if "_verify_" in name]
+    # In text, a header names the columns and the deep check says what it did.
+    capsys.readouterr()
+    assert main(["backup", "list", *_target_args(lab)]) == ExitCode.OK
+    assert capsys.readouterr().out.splitlines()[0].split() == [
+        "BACKUP",
+        "TAKEN",
+        "AT",
+        "LOCAL",
+        "COPY",
+        "REMOTE",
+        "COPY",
+    ]
+    assert main(["backup", "verify", "--all", "--deep", *_target_args(lab)]) == ExitCode.OK
+    assert "deep: 5 backups decrypted and decompressed whole" in capsys.readouterr().out
+
+
+def test_an_unknown_backup_id_is_bad_input_naming_the_command_that_lists_ids(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _doc, err = _cli(capsys, "backup", "verify", "20990101-orders-daily", *_target_args(lab))
+    assert code == ExitCode.USAGE
+    assert err.startswith("error[backup.unknown_id]: no backup 20990101-orders-daily in either copy of lab")
+    assert "`recovery backup list --target" in err and err.count("\n") == 1
 
 
 def test_verify_fails_when_the_newest_backup_is_older_than_the_objective(
