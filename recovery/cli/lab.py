@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from recovery.cli.common import OutputFormat, OutputOpt, console, emit
-from recovery.errors import ExitCode
+from recovery.errors import ExitCode, UsageError
 from recovery.lab import build, status, teardown
 from recovery.lab.plan import DEFAULT_BASE_PORT
-from recovery.targets.load import DEFAULT_LAB_DIR, resolve_target_path
+from recovery.targets.load import DEFAULT_LAB_DIR, load_target, resolve_target_path
 
 app = typer.Typer(help="The single-machine lab: build it, check it, stop it.", no_args_is_help=True)
 
@@ -64,10 +64,16 @@ def status_command(
 ) -> None:
     """Report every part of the lab; exit 0 when all are healthy, 1 when not."""
     if target is not None:
-        lab_dir = resolve_target_path(target).parent
-        from recovery.targets.load import load_target
-
-        load_target(lab_dir / "target.yaml")  # a malformed target is a usage error before any probe
+        path = resolve_target_path(target)
+        # A lab is a directory whose target is named target.yaml: any other file is not a lab's.
+        if path.name != "target.yaml":
+            raise UsageError(
+                f"{path} is not a lab's target (a lab keeps target.yaml in its lab dir); give `lab`, the "
+                "lab's target.yaml or --lab-dir DIR",
+                code="lab.not_a_lab_target",
+            )
+        load_target(path)  # a missing or malformed target is a usage error before any probe
+        lab_dir = path.parent
     doc = status.observe(lab_dir).to_dict()
     emit(output, "lab status", doc, _render_status, status="ok" if doc["healthy"] else "failed")
     if not doc["healthy"]:

@@ -64,6 +64,10 @@ def check_target_owner(path: Path, uid: int | None = None) -> None:
 
 def load_target(target: str | Path) -> Target:
     path = Path(target) if isinstance(target, Path) else resolve_target_path(target)
+    if not path.is_file():
+        raise TargetNotFound(
+            f"no target description at {path}; give `lab`, a name under inventories/ or a target.yaml path"
+        )
     check_target_owner(path)
     try:
         data = yaml.safe_load(path.read_text())
