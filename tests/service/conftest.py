@@ -373,3 +373,29 @@ def live(postgres: Postgres) -> Iterator[str]:
 @pytest.fixture
 def admin(postgres: Postgres) -> str:
     return postgres.conninfo()
+
+
+# --- the intake queue (moto's SQS in process) the intake tests replay from --------------------------
+
+INTAKE_REGION = "us-east-1"
+
+
+@pytest.fixture
+def intake_queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An SQS intake queue with its dead-letter queue (redrive policy), as the stacks and the lab make."""
+    from moto import mock_aws
+
+    from recovery.drivers.aws import AwsDriver
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": INTAKE_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        sqs = AwsDriver().client("sqs", INTAKE_REGION)
+        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
+        yield sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]

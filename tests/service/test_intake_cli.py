@@ -9,35 +9,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from moto import mock_aws
 from target_files import one_host_site, write_target_file
 
 from recovery.cli.main import main
-from recovery.drivers.aws import AwsDriver
 from recovery.errors import ExitCode
 
-REGION = "us-east-1"
 HEADER = "order_ref,channel,user_email,sku,quantity,unit_price_cents,received_at\n"
 
 
 @pytest.fixture
-def aws_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        sqs = AwsDriver().client("sqs", REGION)
-        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
-        yield sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
-
-
-@pytest.fixture
-def shop_target(postgres, deploy, tmp_path: Path, aws_queue: str) -> Iterator[tuple[Path, object, str]]:  # type: ignore[no-untyped-def]
+def shop_target(
+    postgres, deploy, tmp_path: Path, intake_queue_url: str
+) -> Iterator[tuple[Path, object, str]]:  # type: ignore[no-untyped-def]
     db = postgres.create_database("intake_cli")
     run = deploy("v1", db)
     assert run.migrate().returncode == 0
@@ -55,7 +38,7 @@ def shop_target(postgres, deploy, tmp_path: Path, aws_queue: str) -> Iterator[tu
         tmp_path, "shop", site, one_host_site(tmp_path, "standby", ssh_port=22, service_port=1, db_port=1)
     )
     doc = yaml.safe_load(path.read_text())
-    doc["intake_queue_url"] = aws_queue
+    doc["intake_queue_url"] = intake_queue_url
     doc["traffic"]["front_door_url"] = run.url
     path.write_text(yaml.safe_dump(doc))
     yield path, run, db

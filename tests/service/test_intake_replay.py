@@ -3,13 +3,11 @@ exactly once across a crash, poison set aside with its reason, nothing taken whi
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from moto import mock_aws
+from conftest import INTAKE_REGION
 
 from recovery.drivers.aws import AwsDriver
 from recovery.drivers.orderservice import call
@@ -17,27 +15,10 @@ from recovery.intake.queue import IntakeQueue
 from recovery.intake.record import IntakeItem, IntakeOrder
 from recovery.intake.replay import replay
 
-REGION = "eu-west-1"
-
 
 @pytest.fixture
-def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[IntakeQueue]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        aws = AwsDriver()
-        sqs = aws.client("sqs", REGION)
-        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-        url = sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
-        yield IntakeQueue(aws, url, REGION)
+def queue(intake_queue_url: str) -> IntakeQueue:
+    return IntakeQueue(AwsDriver(), intake_queue_url, INTAKE_REGION)
 
 
 @pytest.fixture
@@ -102,7 +83,7 @@ def test_a_poison_message_goes_to_the_dead_letter_queue_with_its_reason(queue, s
     good, unknown_user = order(shop), order(shop, user_id=999_999)
     queue.send(good)
     queue.send(unknown_user)
-    queue.aws.client("sqs", REGION).send_message(QueueUrl=queue.url, MessageBody="{not json")
+    queue.aws.client("sqs", INTAKE_REGION).send_message(QueueUrl=queue.url, MessageBody="{not json")
     outcome = replay(queue, poster(shop.url))
     assert outcome.created == 1
     reasons = sorted(aside.reason for aside in outcome.set_aside)
