@@ -364,8 +364,24 @@ def test_every_copy_damaged_stops_with_an_integrity_error(
 def test_domains_restored_from_backups_of_different_times_fail_verification(
     lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The newest orders backup (taken alone, after a smoke test paid an order) is newer than the newest
-    # transactions backup (the restore point): together they hold a paid order without its payment.
+    # A transactions backup, then an order paid, then an orders backup: the newest orders backup holds a
+    # paid order whose payment the newest transactions backup lacks. (Probe orders leave no trace, so
+    # the test pays an order of its own.)
+    code, _, err = _cli(capsys, "backup", "run", "-d", "transactions", *_target_args(lab))
+    assert code == ExitCode.OK, err
+    with _connect(lab) as conn:
+        row = conn.execute(
+            "UPDATE orders SET status = 'paid' WHERE id = (SELECT id FROM orders WHERE status = 'placed' "
+            "ORDER BY id LIMIT 1) RETURNING id, total_cents"
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO transactions (id, order_id, amount_cents, status, created_at) "
+            "VALUES (gen_random_uuid(), %s, %s, 'captured', now())",
+            (row[0], row[1]),
+        )
+    code, _, err = _cli(capsys, "backup", "run", "-d", "orders", *_target_args(lab))
+    assert code == ExitCode.OK, err
     before = _fingerprints(lab, "orders", "order_items", "transactions")
     code, result = _refused(
         lab, capsys, str(lab.dir / "target.yaml"), "--domains", "orders,transactions", "--yes"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,12 +40,12 @@ from recovery.backup.repository import object_key
 from recovery.cli.main import main
 from recovery.drivers import db
 from recovery.drivers.ansible import require_success, run_playbook
+from recovery.drivers.orderservice import call
 from recovery.engine import journal_path, read_journal
 from recovery.errors import ExitCode
 from recovery.lab.plan import LabPlan
 from recovery.targets.model import Target
 from recovery.verify import invariants
-from recovery.verify.smoke import smoke_test
 
 pytestmark = pytest.mark.lab
 
@@ -83,13 +84,25 @@ def _step_output(doc: dict[str, Any], step: str) -> dict[str, Any]:
 
 
 def _paid_orders(lab: Lab, count: int) -> list[str]:
-    """Orders placed and paid through the service (items, totals and payments as in production)."""
+    """Orders placed and paid through the service's API (items, totals, stock and payments as in
+    production), as a customer would: not the smoke test's, whose probe orders are removed at once."""
     host = lab.target.primary.hosts[0]
+    url = f"http://{host.address}:{host.service_port}"
+    with db.connect(lab.target.primary.database) as conn:
+        user = conn.execute("SELECT min(id) FROM users").fetchone()
+        product = conn.execute("SELECT min(id) FROM products WHERE stock >= %s", (count,)).fetchone()
+    assert user is not None and product is not None and product[0] is not None
     placed = []
     for _ in range(count):
-        report = smoke_test(f"http://{host.address}:{host.service_port}")
-        assert report.passed, report
-        placed.append(report.order_id)
+        order_id = str(uuid.uuid4())
+        body = {
+            "order_id": order_id,
+            "user_id": user[0],
+            "items": [{"product_id": product[0], "quantity": 1}],
+        }
+        assert call(url, "POST", "/orders", body)[0] == 201
+        assert call(url, "POST", f"/orders/{order_id}/pay")[0] == 201
+        placed.append(order_id)
     return placed
 
 
