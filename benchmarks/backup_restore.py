@@ -38,12 +38,13 @@ import psycopg
 
 from recovery.backup.catalog import catalog_for
 from recovery.backup.daily import backup_domains
-from recovery.backup.pgdump import tool_env
 from recovery.drivers import db as dbdriver
+from recovery.drivers.db import tool_env
 from recovery.restore.database import discard_restored, restore_beside
 from recovery.restore.selection import select_backups
-from recovery.runbooks.restore import check_restored_copy, expected_fingerprints, sources_for
+from recovery.restore.sources import sources_for
 from recovery.targets.load import load_target
+from recovery.verify.restored import check_restored_copy, expected_fingerprints
 
 RECOVERY = str(Path(sys.executable).parent / "recovery")
 MIB = 1024 * 1024
