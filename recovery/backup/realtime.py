@@ -636,8 +636,13 @@ def switch_and_wait_archived(database: Database, *, timeout: float = 60) -> str:
     Measured on PostgreSQL 18: right after a switch (a base backup's end, say) with nothing written
     since, the no-op switch's LSN names the current, empty segment, which is never archived; the one
     to wait for is then the segment before it.
+    A logical message (a WAL record that commits nothing) is written first, so the switch always closes
+    a segment written now: the shipped WAL then provably reaches this moment. Without it, a segment that
+    archive_timeout closed just before left the WAL's known end earlier than "now", and a recovery to a
+    time between the two was refused as outside the backup's coverage although nothing was written.
     """
     with db.connect(database, dbname="postgres", autocommit=True) as conn:
+        conn.execute("SELECT pg_logical_emit_message(false, 'order-recovery', 'wal switch')")
         row = conn.execute(
             "SELECT pg_walfile_name(pg_switch_wal()), pg_walfile_name(pg_current_wal_insert_lsn())"
         ).fetchone()

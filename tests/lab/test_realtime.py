@@ -245,6 +245,16 @@ def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab, base: 
         pass
 
 
+def test_a_switch_with_nothing_written_since_the_last_still_ships_up_to_now(
+    lab: Lab, base: BaseBackup
+) -> None:
+    # Two switches in a row (as after archive_timeout closed a segment a moment ago): the second must
+    # still close and archive a segment of its own, or the shipped WAL would end before "now".
+    first = switch_and_wait_archived(lab.target.primary.database)
+    second = switch_and_wait_archived(lab.target.primary.database)
+    assert second > first
+
+
 def test_the_ship_command_ships_and_reports_in_json(lab: Lab) -> None:
     _insert_orders(lab, 1)
     segment = switch_and_wait_archived(lab.target.primary.database)
