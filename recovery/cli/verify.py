@@ -12,14 +12,7 @@ from recovery.cli.common import OutputFormat, OutputOpt, TargetOpt
 from recovery.cli.preflight import emit_or_fail
 from recovery.errors import RecoveryError, VerificationFailed
 from recovery.load.ledger import read_ledger
-from recovery.load.ledger_check import (
-    MAX_EXAMPLES,
-    check_ledger,
-    ledger_order_ids,
-    ledger_started,
-    observe_orders,
-)
-from recovery.restore.handover import handed_over_since
+from recovery.load.ledger_check import MAX_EXAMPLES, verify_ledger
 from recovery.targets import load_target
 
 FINDINGS = ("set_aside", "lost", "duplicated", "mismatched", "unpaid", "conflicting_acks")
@@ -53,10 +46,8 @@ def verify_command(
     """Prove each acknowledged order exists exactly once in the primary database with its acked total."""
     read = read_ledger(ledger)
     loaded = load_target(target)
-    started = ledger_started(read)
     # Orders a rollback since the ledger started handed to a person are set aside, not lost.
-    handed = handed_over_since(loaded.state_dir, started) if started else {}
-    verdict = check_ledger(read, observe_orders(loaded.primary.database, ledger_order_ids(read)), handed)
+    verdict = verify_ledger(loaded, read)
     doc = {
         "ledger": str(ledger),
         "target": loaded.name,

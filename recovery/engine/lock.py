@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -68,14 +69,14 @@ def read_holder(path: Path) -> LockHolder | None:
         return None
 
 
-class _HeldInBlock:
+class _HeldInBlock(ABC):
     """`with lock:` acquires on entry and releases on exit, also after an error."""
 
-    def acquire(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def acquire(self) -> None: ...
 
-    def release(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def release(self) -> None: ...
 
     def __enter__(self) -> Self:
         self.acquire()

@@ -15,8 +15,7 @@ from recovery.engine.journal import is_running, read_journal, run_ids, runs_dir
 from recovery.engine.result import summarize
 from recovery.errors import ExternalFailure
 from recovery.load.ledger import read_ledger
-from recovery.load.ledger_check import check_ledger, ledger_order_ids, ledger_started, observe_orders
-from recovery.restore.handover import handed_over_since
+from recovery.load.ledger_check import verify_ledger
 from recovery.targets import load_target
 
 
@@ -52,10 +51,7 @@ def ledger_intact(ledger: str, target: str = "lab") -> dict[str, Any]:
             "summary": "no order acknowledged yet",
         }
     read = read_ledger(Path(ledger))
-    loaded = load_target(target)
-    started = ledger_started(read)
-    handed = handed_over_since(loaded.state_dir, started) if started else {}
-    verdict = check_ledger(read, observe_orders(loaded.primary.database, ledger_order_ids(read)), handed)
+    verdict = verify_ledger(load_target(target), read)
     return {
         "passed": verdict.passed,
         "acknowledged": verdict.acknowledged,

@@ -21,18 +21,16 @@ from typing import Any
 
 from recovery.engine.journal import read_journal, run_ids, runs_dir
 from recovery.errors import PreconditionFailed
+from recovery.gameday.history import RUN_FILE
 from recovery.gameday.measure import error_rate_between, evaluate, load_buckets
 from recovery.gameday.model import GameDayRun, Measured, to_json
 from recovery.gameday.report import html_report, junit_report, markdown_report
 from recovery.gameday.scenario import Scenario
 from recovery.gameday.timeline import build_timeline, moment
 from recovery.load.ledger import Ledger, read_ledger
-from recovery.load.ledger_check import check_ledger, ledger_order_ids, observe_orders
+from recovery.load.ledger_check import verify_ledger
 from recovery.notify.publish import read_outbox
-from recovery.restore.handover import handed_over_since
 from recovery.targets.model import Target
-
-RUN_FILE = "run.json"
 
 
 @contextmanager
@@ -91,8 +89,7 @@ def run_game_day(
     timeline = build_timeline(started, chaos_journal, _journals_since(target, started), scenario.recovery)
     ledger = read_ledger(ledger_path) if ledger_path.is_file() else Ledger((), (), ())
     buckets = load_buckets(ledger, started.timestamp())
-    handed = handed_over_since(target.state_dir, started)
-    verdict = check_ledger(ledger, observe_orders(target.primary.database, ledger_order_ids(ledger)), handed)
+    verdict = verify_ledger(target, ledger)
     notifications = tuple(
         str(record["event"]) for record in read_outbox(target) if moment(str(record["at"])) >= started
     )

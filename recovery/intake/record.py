@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -77,7 +76,3 @@ def from_message(body: str) -> IntakeOrder:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "message"
         raise PoisonMessage(f"{where}: {first['msg']}") from None
-
-
-def received_now() -> datetime:
-    return datetime.now(UTC)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from recovery.drivers import db
 from recovery.load.ledger import Ledger
-from recovery.targets.model import Database
+from recovery.restore.handover import handed_over_since
+from recovery.targets.model import Database, Target
 
 MAX_EXAMPLES = 5
 _BATCH = 5000
@@ -160,3 +161,11 @@ def ledger_started(ledger: Ledger) -> datetime | None:
         [o.at for o in ledger.orders] + [p.at for p in ledger.payments] + [f.at for f in ledger.failures]
     )
     return datetime.fromtimestamp(min(moments), UTC) if moments else None
+
+
+def verify_ledger(target: Target, ledger: Ledger) -> LedgerVerdict:
+    """The ledger against the target's writer database and the hand-over files of the runs since the
+    ledger's first request (I/O, then `check_ledger`)."""
+    started = ledger_started(ledger)
+    handed = handed_over_since(target.state_dir, started) if started else {}
+    return check_ledger(ledger, observe_orders(target.primary.database, ledger_order_ids(ledger)), handed)

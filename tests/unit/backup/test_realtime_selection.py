@@ -47,8 +47,8 @@ def _stores(tmp_path: Path) -> RealtimeStores:
     )
 
 
-def test_a_realtime_backup_reaches_the_end_of_its_shipped_wal(tmp_path: Path) -> None:
-    stores = _stores(tmp_path)
+def _realtime_backup(stores: RealtimeStores) -> tuple[BackupName, WalRange]:
+    """A realtime orders backup at T0 in both copies, and the WAL range its base backup spans."""
     name = BackupName(date(2026, 11, 25), "orders", "realtime")
     metadata = BackupMetadata(SourcePosition(at=T0, lsn="0/4000120"), "3", "v1", ())
     write_backup(io.BytesIO(b"base"), name, metadata, stores.both, stores.keys)
@@ -60,6 +60,12 @@ def test_a_realtime_backup_reaches_the_end_of_its_shipped_wal(tmp_path: Path) ->
         started_at=T0,
         ended_at=T0,
     )
+    return name, wal_range
+
+
+def test_a_realtime_backup_reaches_the_end_of_its_shipped_wal(tmp_path: Path) -> None:
+    stores = _stores(tmp_path)
+    name, wal_range = _realtime_backup(stores)
     late = T0 + timedelta(minutes=30)
     for store in stores.both:
         store.put_bytes(wal_range_key(name), wal_range.to_json())
@@ -84,17 +90,7 @@ def test_a_realtime_backup_reaches_the_end_of_its_shipped_wal(tmp_path: Path) ->
 
 def test_a_realtime_restore_point_is_found_through_the_wal_that_holds_it(tmp_path: Path) -> None:
     stores = _stores(tmp_path)
-    name = BackupName(date(2026, 11, 25), "orders", "realtime")
-    metadata = BackupMetadata(SourcePosition(at=T0, lsn="0/4000120"), "3", "v1", ())
-    write_backup(io.BytesIO(b"base"), name, metadata, stores.both, stores.keys)
-    wal_range = WalRange(
-        backup_id=name.backup_id,
-        timeline=1,
-        start_lsn="0/4000028",
-        end_lsn="0/4000120",
-        started_at=T0,
-        ended_at=T0,
-    )
+    name, wal_range = _realtime_backup(stores)
     point = RestorePoint(
         name="before-d",
         lsn="0/5000100",
