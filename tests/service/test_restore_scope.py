@@ -1,0 +1,213 @@
+"""The scope of a restore against the real PostgreSQL of tests/service: for each domain that others depend
+on, a backup is taken, live moves on the way a shop does (rows of the other domains referencing rows newer
+than the backup), and the scope step must see it before any work.
+
+For each case the single-domain restore really fails in pg_restore on the foreign key (what an operator
+hit before the scope step existed), the scope step counts exactly the rows that break it, refuses with
+the scope that works (strict) or widens to it (widen), and the widened restore goes through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+from restore_helpers import dump_bytes, opener, restore_id
+
+from recovery.backup.naming import Domain
+from recovery.backup.pgdump import dump_domains, dump_schema
+from recovery.errors import RecoveryError
+from recovery.restore.database import restore_beside
+from recovery.restore.scope import Cut, LiveRows, ScopeFindings, find_scope
+from recovery.verify import tables_for
+
+if TYPE_CHECKING:
+    from conftest import Postgres
+
+
+@dataclass(frozen=True)
+class Backup:
+    """Dumps of some domains and the schema, taken in one snapshot, and their cut."""
+
+    schema: bytes
+    domains: Mapping[str, bytes]
+    cuts: Mapping[Domain, Cut]
+
+
+def take_backup(postgres: Postgres, live: str, domains: tuple[Domain, ...]) -> Backup:
+    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
+    data: dict[str, bytes] = {}
+    cuts: dict[Domain, Cut] = {}
+    for domain in domains:
+        dumped, info = dump_bytes(dump_domains(postgres.conninfo(live), postgres.bin_dir, [domain]))
+        counted = {
+            table: int(postgres.query(live, f"SELECT count(*) FROM {table}")[0][0])
+            for table in tables_for([domain])
+        }
+        data[domain] = dumped
+        # What a daily backup's manifest says: its position and the rows per table.
+        cuts[domain] = Cut(domain, f"test-{domain}", info.taken_at, counted)
+    return Backup(schema, data, cuts)
+
+
+def restore(postgres: Postgres, live: str, backup: Backup, domains: tuple[str, ...]) -> str:
+    restored = restore_beside(
+        postgres.conninfo(),
+        postgres.bin_dir,
+        live_db=live,
+        restore_id=restore_id(),
+        schema_stream=opener(backup.schema),
+        domain_streams={domain: opener(backup.domains[domain]) for domain in domains},
+    )
+    return restored.name
+
+
+def scope(
+    postgres: Postgres, live: str, backup: Backup, requested: tuple[Domain, ...], policy: str
+) -> ScopeFindings:
+    with psycopg.connect(postgres.conninfo(live), autocommit=True) as conn:
+        return find_scope(
+            LiveRows(conn),
+            requested,
+            lambda domains: {domain: backup.cuts[domain] for domain in domains},
+            "widen" if policy == "widen" else "strict",
+        )
+
+
+def place_order(
+    conn: psycopg.Connection, user: int, product: int, *, paid: bool, total: int | None = None
+) -> str:
+    """An order with one line (and a payment), as the service writes them; `total` other than the line's
+    sum is what a corrupting release leaves."""
+    order = str(uuid.uuid4())
+    price = 250
+    conn.execute(
+        "INSERT INTO orders (id, user_id, status, total_cents) VALUES (%s, %s, %s, %s)",
+        (order, user, "paid" if paid else "placed", price if total is None else total),
+    )
+    conn.execute(
+        "INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price_cents)"
+        " VALUES (%s, 1, %s, 1, %s)",
+        (order, product, price),
+    )
+    if paid:
+        conn.execute(
+            "INSERT INTO transactions (id, order_id, amount_cents, status) VALUES (%s, %s, %s, 'captured')",
+            (str(uuid.uuid4()), order, price),
+        )
+    return order
+
+
+def first_ids(conn: psycopg.Connection) -> tuple[int, int]:
+    row = conn.execute("SELECT (SELECT min(id) FROM users), (SELECT min(id) FROM products)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def fails_on_foreign_key(
+    postgres: Postgres, live: str, backup: Backup, domains: tuple[str, ...], key: str
+) -> None:
+    before = postgres.query(live, "SELECT count(*) FROM orders")
+    with pytest.raises(RecoveryError) as failed:
+        restore(postgres, live, backup, domains)
+    assert failed.value.code == "restore.load_failed" and key in failed.value.message
+    assert postgres.query(live, "SELECT count(*) FROM orders") == before, "live is untouched"
+
+
+def test_orders_alone_with_payments_for_newer_orders(postgres: Postgres, live: str) -> None:
+    backup = take_backup(postgres, live, ("orders", "transactions"))
+    with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
+        user, product = first_ids(conn)
+        for _ in range(3):
+            place_order(conn, user, product, paid=True)
+        place_order(conn, user, product, paid=False)  # placed, not paid: nothing references it
+        old = conn.execute(
+            "SELECT id FROM orders WHERE status = 'placed' ORDER BY created_at LIMIT 1"
+        ).fetchone()
+        assert old is not None
+        # A payment for an order the backup has orphans nothing.
+        conn.execute(
+            "INSERT INTO transactions (id, order_id, amount_cents, status) VALUES (%s, %s, 1, 'captured')",
+            (str(uuid.uuid4()), old[0]),
+        )
+    fails_on_foreign_key(postgres, live, backup, ("orders",), "transactions_order_id_fkey")
+
+    strict = scope(postgres, live, backup, ("orders",), "strict")
+    assert strict.decision.action == "refuse"
+    assert strict.decision.reason == (
+        "restoring orders without transactions would orphan 3 rows of transactions "
+        "(transactions_order_id_fkey: they reference orders newer than the orders backup); "
+        "restore --domains orders,transactions instead, or pass --scope widen; nothing was changed"
+    )
+    widened = scope(postgres, live, backup, ("orders",), "widen")
+    assert (widened.decision.action, widened.decision.domains) == ("widen", ("orders", "transactions"))
+    after = {item.domain: dict(item.tables) for item in widened.after}
+    assert after == {"orders": {"orders": 4, "order_items": 4}, "transactions": {"transactions": 4}}
+    assert restore(postgres, live, backup, widened.decision.domains)
+
+
+def test_users_alone_with_orders_of_newer_users(postgres: Postgres, live: str) -> None:
+    backup = take_backup(postgres, live, ("users", "orders", "transactions"))
+    with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
+        _, product = first_ids(conn)
+        row = conn.execute(
+            "INSERT INTO users (email, name) VALUES ('new@shop.example', 'New Customer') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        place_order(conn, int(row[0]), product, paid=True)
+        place_order(conn, int(row[0]), product, paid=False)
+    fails_on_foreign_key(postgres, live, backup, ("users",), "orders_user_id_fkey")
+
+    strict = scope(postgres, live, backup, ("users",), "strict")
+    # The orders of the new user go back too, and with them the payment of one of them.
+    assert strict.decision.reason == (
+        "restoring users without orders, transactions would orphan 2 rows of orders "
+        "(orders_user_id_fkey: they reference users newer than the users backup); 1 row of transactions "
+        "(transactions_order_id_fkey: they reference orders newer than the orders backup); "
+        "restore --domains orders,users,transactions instead, or pass --scope widen; nothing was changed"
+    )
+    widened = scope(postgres, live, backup, ("users",), "widen")
+    assert widened.decision.domains == ("orders", "users", "transactions")
+    assert restore(postgres, live, backup, widened.decision.domains)
+
+
+def test_products_alone_with_order_lines_of_newer_products(postgres: Postgres, live: str) -> None:
+    backup = take_backup(postgres, live, ("products", "orders", "transactions"))
+    with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
+        user, _ = first_ids(conn)
+        row = conn.execute(
+            "INSERT INTO products (sku, name, price_cents, stock) VALUES ('NEW-1', 'New', 250, 9)"
+            " RETURNING id"
+        ).fetchone()
+        assert row is not None
+        place_order(conn, user, int(row[0]), paid=False)
+    fails_on_foreign_key(postgres, live, backup, ("products",), "order_items_product_id_fkey")
+
+    strict = scope(postgres, live, backup, ("products",), "strict")
+    assert strict.decision.reason == (
+        "restoring products without orders would orphan 1 row of order_items "
+        "(order_items_product_id_fkey: they reference products newer than the products backup); "
+        "restore --domains orders,products instead, or pass --scope widen; nothing was changed"
+    )
+    widened = scope(postgres, live, backup, ("products",), "widen")
+    assert widened.decision.domains == ("orders", "products")
+    # Products carry no creation time: the rows past the backup's count, in key order, are the new ones.
+    assert {item.domain: dict(item.tables) for item in widened.after}["products"] == {"products": 1}
+    assert restore(postgres, live, backup, widened.decision.domains)
+
+
+def test_nothing_newer_referenced_restores_the_domain_alone(postgres: Postgres, live: str) -> None:
+    backup = take_backup(postgres, live, ("orders",))
+    with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
+        user, product = first_ids(conn)
+        place_order(conn, user, product, paid=False)
+        place_order(conn, user, product, paid=False, total=1)  # a total its line does not add up to
+    findings = scope(postgres, live, backup, ("orders",), "strict")
+    assert findings.decision.action == "as-asked"
+    # Two orders and their two lines written after the backup; one of them would go to a person.
+    assert findings.after_rows == 4 and findings.to_person == 1
+    assert restore(postgres, live, backup, ("orders",))
