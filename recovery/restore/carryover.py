@@ -142,6 +142,9 @@ _WRITE: dict[str, WriteRule] = {
 
 # What a rollback carries: every table above, and the stock levels of products.
 ALL_CARRIED = frozenset({*_WRITE, "products"})
+# What a restore carries of the tables it restored: the rows written after its moment, never stock levels
+# (a restore of products means the backup's products).
+RESTORE_CARRIES = frozenset(_WRITE)
 
 
 @dataclass(frozen=True)

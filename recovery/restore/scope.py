@@ -30,7 +30,7 @@ from psycopg import sql
 from recovery.backup.naming import DOMAINS, Domain
 from recovery.drivers import db as dbdriver
 from recovery.drivers.db import ForeignKeyInfo
-from recovery.restore.carryover import damaged_since
+from recovery.restore.carryover import RESTORE_CARRIES, damaged_since
 from recovery.verify.domains import DOMAIN_TABLES, tables_for
 
 ScopePolicy = Literal["strict", "widen"]
@@ -331,6 +331,12 @@ class AfterCut:
     def rows(self) -> int:
         return sum(count or 0 for count in self.tables.values())
 
+    @property
+    def carried_rows(self) -> int:
+        """The rows a carry-over brings back: new rows of the tables it writes (not products, which it
+        never writes: a restore of products puts stock and prices back to the backup's)."""
+        return sum(count or 0 for table, count in self.tables.items() if table in RESTORE_CARRIES)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
@@ -355,21 +361,20 @@ def after_cut_sentence(found: Sequence[AfterCut], *, carry: bool, to_person: int
         unknown = any(count is None for item in found for count in item.tables.values())
         told = "no row that can be told apart was" if unknown else "no rows were"
         return f"{told} written after the restore's moment ({where})"
-    if carry:
+    carried = sum(item.carried_rows for item in found) if carry else 0
+    aside = total - carried
+    said = []
+    if carried:
         person = (
             f", except {_plural(to_person, 'order')} whose total does not match its lines "
             "(listed for a person)"
             if to_person
             else ""
         )
-        return (
-            f"{_plural(total, 'row')} written after the restore's moment will be carried over from {replaced}"
-            f"{person} ({where})"
-        )
-    return (
-        f"{_plural(total, 'row')} written after the restore's moment will be set aside in {replaced}, not "
-        f"carried over ({where})"
-    )
+        said.append(f"{_plural(carried, 'row')} will be carried over from {replaced}{person}")
+    if aside:
+        said.append(f"{_plural(aside, 'row')} will be set aside in {replaced}, not carried over")
+    return f"of the rows written after the restore's moment, {' and '.join(said)} ({where})"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from recovery.engine.model import thaw
 from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError, VerificationFailed
 from recovery.paths import PLAYBOOKS_DIR
 from recovery.restore.beside import restore_with_fallbacks
-from recovery.restore.carryover import carry_over
+from recovery.restore.carryover import RESTORE_CARRIES, carry_over
 from recovery.restore.catchup import catch_up, report_lines
 from recovery.restore.choose import (
     RestoreRequest,
@@ -415,9 +415,12 @@ def _carry_step(ctx: RunContext) -> dict[str, object]:
         return {"skipped": f"set aside: {scoped.after_target_plan}"}
     if not scoped.cuts:
         return {"skipped": "a run journaled before the scope step recorded the restore's moment"}
-    restored = tables_for(list(scoped.domains))
+    restored = tuple(table for table in tables_for(list(scoped.domains)) if table in RESTORE_CARRIES)
+    if not restored:
+        return {"skipped": f"a restore carries no rows of {', '.join(scoped.domains)} over"}
     swapped = ctx.output("swap-in", Swapped)
-    since = min(datetime.fromisoformat(at) for at in scoped.cuts.values())
+    carried = [at for domain, at in scoped.cuts.items() if set(tables_for([domain])) & RESTORE_CARRIES]
+    since = min(datetime.fromisoformat(at) for at in carried)
     ctx.progress(f"carrying rows written after {since.isoformat()} over from {swapped.replaced}")
     report = carry_over(
         _db(ctx.target), failed_db=swapped.replaced, restore_point_at=since.isoformat(), tables=restored

@@ -10,60 +10,18 @@ the scope that works (strict) or widens to it (widen), and the widened restore g
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from restore_helpers import dump_bytes, opener, restore_id
+from restore_helpers import Backup, first_ids, place_order, restore_copy, take_backup
 
 from recovery.backup.naming import Domain
-from recovery.backup.pgdump import dump_domains, dump_schema
 from recovery.errors import RecoveryError
-from recovery.restore.database import restore_beside
-from recovery.restore.scope import Cut, LiveRows, ScopeFindings, find_scope
-from recovery.verify import tables_for
+from recovery.restore.scope import LiveRows, ScopeFindings, find_scope
 
 if TYPE_CHECKING:
     from conftest import Postgres
-
-
-@dataclass(frozen=True)
-class Backup:
-    """Dumps of some domains and the schema, taken in one snapshot, and their cut."""
-
-    schema: bytes
-    domains: Mapping[str, bytes]
-    cuts: Mapping[Domain, Cut]
-
-
-def take_backup(postgres: Postgres, live: str, domains: tuple[Domain, ...]) -> Backup:
-    schema, _ = dump_bytes(dump_schema(postgres.conninfo(live), postgres.bin_dir))
-    data: dict[str, bytes] = {}
-    cuts: dict[Domain, Cut] = {}
-    for domain in domains:
-        dumped, info = dump_bytes(dump_domains(postgres.conninfo(live), postgres.bin_dir, [domain]))
-        counted = {
-            table: int(postgres.query(live, f"SELECT count(*) FROM {table}")[0][0])
-            for table in tables_for([domain])
-        }
-        data[domain] = dumped
-        # What a daily backup's manifest says: its position and the rows per table.
-        cuts[domain] = Cut(domain, f"test-{domain}", info.taken_at, counted)
-    return Backup(schema, data, cuts)
-
-
-def restore(postgres: Postgres, live: str, backup: Backup, domains: tuple[str, ...]) -> str:
-    restored = restore_beside(
-        postgres.conninfo(),
-        postgres.bin_dir,
-        live_db=live,
-        restore_id=restore_id(),
-        schema_stream=opener(backup.schema),
-        domain_streams={domain: opener(backup.domains[domain]) for domain in domains},
-    )
-    return restored.name
 
 
 def scope(
@@ -78,42 +36,12 @@ def scope(
         )
 
 
-def place_order(
-    conn: psycopg.Connection, user: int, product: int, *, paid: bool, total: int | None = None
-) -> str:
-    """An order with one line (and a payment), as the service writes them; `total` other than the line's
-    sum is what a corrupting release leaves."""
-    order = str(uuid.uuid4())
-    price = 250
-    conn.execute(
-        "INSERT INTO orders (id, user_id, status, total_cents) VALUES (%s, %s, %s, %s)",
-        (order, user, "paid" if paid else "placed", price if total is None else total),
-    )
-    conn.execute(
-        "INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price_cents)"
-        " VALUES (%s, 1, %s, 1, %s)",
-        (order, product, price),
-    )
-    if paid:
-        conn.execute(
-            "INSERT INTO transactions (id, order_id, amount_cents, status) VALUES (%s, %s, %s, 'captured')",
-            (str(uuid.uuid4()), order, price),
-        )
-    return order
-
-
-def first_ids(conn: psycopg.Connection) -> tuple[int, int]:
-    row = conn.execute("SELECT (SELECT min(id) FROM users), (SELECT min(id) FROM products)").fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def fails_on_foreign_key(
     postgres: Postgres, live: str, backup: Backup, domains: tuple[str, ...], key: str
 ) -> None:
     before = postgres.query(live, "SELECT count(*) FROM orders")
     with pytest.raises(RecoveryError) as failed:
-        restore(postgres, live, backup, domains)
+        restore_copy(postgres, live, backup, domains)
     assert failed.value.code == "restore.load_failed" and key in failed.value.message
     assert postgres.query(live, "SELECT count(*) FROM orders") == before, "live is untouched"
 
@@ -147,7 +75,7 @@ def test_orders_alone_with_payments_for_newer_orders(postgres: Postgres, live: s
     assert (widened.decision.action, widened.decision.domains) == ("widen", ("orders", "transactions"))
     after = {item.domain: dict(item.tables) for item in widened.after}
     assert after == {"orders": {"orders": 4, "order_items": 4}, "transactions": {"transactions": 4}}
-    assert restore(postgres, live, backup, widened.decision.domains)
+    assert restore_copy(postgres, live, backup, widened.decision.domains)
 
 
 def test_users_alone_with_orders_of_newer_users(postgres: Postgres, live: str) -> None:
@@ -172,7 +100,7 @@ def test_users_alone_with_orders_of_newer_users(postgres: Postgres, live: str) -
     )
     widened = scope(postgres, live, backup, ("users",), "widen")
     assert widened.decision.domains == ("orders", "users", "transactions")
-    assert restore(postgres, live, backup, widened.decision.domains)
+    assert restore_copy(postgres, live, backup, widened.decision.domains)
 
 
 def test_products_alone_with_order_lines_of_newer_products(postgres: Postgres, live: str) -> None:
@@ -197,7 +125,7 @@ def test_products_alone_with_order_lines_of_newer_products(postgres: Postgres, l
     assert widened.decision.domains == ("orders", "products")
     # Products carry no creation time: the rows past the backup's count, in key order, are the new ones.
     assert {item.domain: dict(item.tables) for item in widened.after}["products"] == {"products": 1}
-    assert restore(postgres, live, backup, widened.decision.domains)
+    assert restore_copy(postgres, live, backup, widened.decision.domains)
 
 
 def test_nothing_newer_referenced_restores_the_domain_alone(postgres: Postgres, live: str) -> None:
@@ -210,4 +138,4 @@ def test_nothing_newer_referenced_restores_the_domain_alone(postgres: Postgres, 
     assert findings.decision.action == "as-asked"
     # Two orders and their two lines written after the backup; one of them would go to a person.
     assert findings.after_rows == 4 and findings.to_person == 1
-    assert restore(postgres, live, backup, ("orders",))
+    assert restore_copy(postgres, live, backup, ("orders",))

@@ -191,14 +191,22 @@ def test_the_sentence_about_rows_written_after_the_moment() -> None:
     found = [AfterCut("orders", "20261206-orders-realtime", CUT, {"orders": 30, "order_items": 45})]
     replaced = "orders_replaced_20261206_ab12"
     assert after_cut_sentence(found, carry=True, to_person=2, replaced=replaced) == (
-        "75 rows written after the restore's moment will be carried over from orders_replaced_20261206_ab12, "
-        "except 2 orders whose total does not match its lines (listed for a person) "
-        "(orders after 2026-12-06T02:00:00Z (20261206-orders-realtime): orders 30, order_items 45)"
+        "of the rows written after the restore's moment, 75 rows will be carried over from "
+        "orders_replaced_20261206_ab12, except 2 orders whose total does not match its lines "
+        "(listed for a person) (orders after 2026-12-06T02:00:00Z (20261206-orders-realtime): orders 30, "
+        "order_items 45)"
     )
     assert after_cut_sentence(found, carry=False, to_person=2, replaced=replaced) == (
-        "75 rows written after the restore's moment will be set aside in orders_replaced_20261206_ab12, "
-        "not carried over (orders after 2026-12-06T02:00:00Z (20261206-orders-realtime): orders 30, "
-        "order_items 45)"
+        "of the rows written after the restore's moment, 75 rows will be set aside in "
+        "orders_replaced_20261206_ab12, not carried over (orders after 2026-12-06T02:00:00Z "
+        "(20261206-orders-realtime): orders 30, order_items 45)"
+    )
+    products = [AfterCut("products", "20261206-products-daily", CUT, {"products": 1})]
+    assert after_cut_sentence([*found, *products], carry=True, to_person=0, replaced=replaced) == (
+        "of the rows written after the restore's moment, 75 rows will be carried over from "
+        "orders_replaced_20261206_ab12 and 1 row will be set aside in orders_replaced_20261206_ab12, not "
+        "carried over (orders after 2026-12-06T02:00:00Z (20261206-orders-realtime): orders 30, "
+        "order_items 45; products after 2026-12-06T02:00:00Z (20261206-products-daily): products 1)"
     )
     none = [AfterCut("products", "20261206-products-daily", CUT, {"products": None})]
     assert after_cut_sentence(none, carry=True, to_person=0, replaced=replaced) == (
