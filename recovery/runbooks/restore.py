@@ -464,6 +464,7 @@ def _record_step(ctx: RunContext) -> dict[str, object]:
         "run_id": ctx.run_id,
         "live": swapped.live,
         "replaced": swapped.replaced,
+        "scope": ctx.output("scope", Scoped).decision,
         "choices": [
             choice.model_dump(by_alias=True)
             for choice in ctx.output("restore-beside", RestoredBeside).choices
@@ -490,7 +491,11 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     return Runbook(
         name="restore",
         params=dict(params),
-        confirm=f"restoring {what} replaces them in database {db.name} (kept as {names.replaced})",
+        confirm=(
+            f"restoring {what}"
+            + (" (and the domains that depend on them, if --scope widen must)" if policy == "widen" else "")
+            + f" replaces them in database {db.name} (kept as {names.replaced})"
+        ),
         steps=(
             Step(
                 "scope",
