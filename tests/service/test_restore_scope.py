@@ -46,6 +46,20 @@ def fails_on_foreign_key(
     assert postgres.query(live, "SELECT count(*) FROM orders") == before, "live is untouched"
 
 
+def refused_then_widened(
+    postgres: Postgres, live: str, backup: Backup, domain: Domain, key: str, reason: str
+) -> ScopeFindings:
+    """The single-domain restore fails on `key` in pg_restore; the scope step refuses it with `reason`,
+    or widens; the widened restore goes through. Returns the widened findings."""
+    fails_on_foreign_key(postgres, live, backup, (domain,), key)
+    strict = scope(postgres, live, backup, (domain,), "strict")
+    assert (strict.decision.action, strict.decision.reason) == ("refuse", reason)
+    widened = scope(postgres, live, backup, (domain,), "widen")
+    assert widened.decision.action == "widen"
+    assert restore_copy(postgres, live, backup, widened.decision.domains)
+    return widened
+
+
 def test_orders_alone_with_payments_for_newer_orders(postgres: Postgres, live: str) -> None:
     backup = take_backup(postgres, live, ("orders", "transactions"))
     with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
@@ -62,20 +76,15 @@ def test_orders_alone_with_payments_for_newer_orders(postgres: Postgres, live: s
             "INSERT INTO transactions (id, order_id, amount_cents, status) VALUES (%s, %s, 1, 'captured')",
             (str(uuid.uuid4()), old[0]),
         )
-    fails_on_foreign_key(postgres, live, backup, ("orders",), "transactions_order_id_fkey")
-
-    strict = scope(postgres, live, backup, ("orders",), "strict")
-    assert strict.decision.action == "refuse"
-    assert strict.decision.reason == (
+    reason = (
         "restoring orders without transactions would orphan 3 rows of transactions "
         "(transactions_order_id_fkey: they reference orders newer than the orders backup); "
         "restore --domains orders,transactions instead, or pass --scope widen; nothing was changed"
     )
-    widened = scope(postgres, live, backup, ("orders",), "widen")
-    assert (widened.decision.action, widened.decision.domains) == ("widen", ("orders", "transactions"))
+    widened = refused_then_widened(postgres, live, backup, "orders", "transactions_order_id_fkey", reason)
+    assert widened.decision.domains == ("orders", "transactions")
     after = {item.domain: dict(item.tables) for item in widened.after}
     assert after == {"orders": {"orders": 4, "order_items": 4}, "transactions": {"transactions": 4}}
-    assert restore_copy(postgres, live, backup, widened.decision.domains)
 
 
 def test_users_alone_with_orders_of_newer_users(postgres: Postgres, live: str) -> None:
@@ -88,19 +97,15 @@ def test_users_alone_with_orders_of_newer_users(postgres: Postgres, live: str) -
         assert row is not None
         place_order(conn, int(row[0]), product, paid=True)
         place_order(conn, int(row[0]), product, paid=False)
-    fails_on_foreign_key(postgres, live, backup, ("users",), "orders_user_id_fkey")
-
-    strict = scope(postgres, live, backup, ("users",), "strict")
     # The orders of the new user go back too, and with them the payment of one of them.
-    assert strict.decision.reason == (
+    reason = (
         "restoring users without orders, transactions would orphan 2 rows of orders "
         "(orders_user_id_fkey: they reference users newer than the users backup); 1 row of transactions "
         "(transactions_order_id_fkey: they reference orders newer than the orders backup); "
         "restore --domains orders,users,transactions instead, or pass --scope widen; nothing was changed"
     )
-    widened = scope(postgres, live, backup, ("users",), "widen")
+    widened = refused_then_widened(postgres, live, backup, "users", "orders_user_id_fkey", reason)
     assert widened.decision.domains == ("orders", "users", "transactions")
-    assert restore_copy(postgres, live, backup, widened.decision.domains)
 
 
 def test_products_alone_with_order_lines_of_newer_products(postgres: Postgres, live: str) -> None:
@@ -113,19 +118,15 @@ def test_products_alone_with_order_lines_of_newer_products(postgres: Postgres, l
         ).fetchone()
         assert row is not None
         place_order(conn, user, int(row[0]), paid=False)
-    fails_on_foreign_key(postgres, live, backup, ("products",), "order_items_product_id_fkey")
-
-    strict = scope(postgres, live, backup, ("products",), "strict")
-    assert strict.decision.reason == (
+    reason = (
         "restoring products without orders would orphan 1 row of order_items "
         "(order_items_product_id_fkey: they reference products newer than the products backup); "
         "restore --domains orders,products instead, or pass --scope widen; nothing was changed"
     )
-    widened = scope(postgres, live, backup, ("products",), "widen")
+    widened = refused_then_widened(postgres, live, backup, "products", "order_items_product_id_fkey", reason)
     assert widened.decision.domains == ("orders", "products")
     # Products carry no creation time: the rows past the backup's count, in key order, are the new ones.
     assert {item.domain: dict(item.tables) for item in widened.after}["products"] == {"products": 1}
-    assert restore_copy(postgres, live, backup, widened.decision.domains)
 
 
 def test_nothing_newer_referenced_restores_the_domain_alone(postgres: Postgres, live: str) -> None:

@@ -4,13 +4,13 @@ saying what happens to rows written after it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from catalog_builders import entry
 
-from recovery.backup.catalog import CatalogEntry, CopyState, CopyStatus
-from recovery.backup.manifest import KeyInfo, Manifest, Sizes, SourcePosition, TableSummary
-from recovery.backup.naming import BackupName
+from recovery.backup.manifest import TableSummary
 from recovery.drivers.db import ForeignKeyInfo
 from recovery.errors import ExitCode, UsageError
 from recovery.restore.choose import cut_of
@@ -145,42 +145,16 @@ def test_how_newer_rows_are_told_apart() -> None:
     assert not unknown.known
 
 
-def _manifest(backup_id: str, at: datetime) -> Manifest:
-    name = BackupName.parse(backup_id)
-    return Manifest(
-        format_version=1,
-        backup_id=backup_id,
-        domain=name.domain,
-        kind=name.kind,
-        created_at=at,
-        source=SourcePosition(at=at, lsn="0/16B3748"),
-        schema_version="1",
-        service_version="v1",
-        tables=(
-            TableSummary(name="products", rows=1000, content_hash="ab"),
-            TableSummary(name="file:primary-app", rows=3, content_hash="cd"),
-        ),
-        sizes=Sizes(raw=1, compressed=1, stored=1),
-        sha256="0" * 64,
-        chunk_size=4096,
-        key=KeyInfo(source="keyring", key_id="kek-1", wrapped_data_key=b"w" * 40),
-    )
-
-
 def test_the_cut_of_a_daily_backup_is_its_position_and_a_realtime_one_the_time_asked() -> None:
-    ok = CopyStatus(CopyState.VERIFIED, "sha256 matches the manifest")
-    daily = CatalogEntry(
-        BackupName.parse("20261206-products-daily"), _manifest("20261206-products-daily", CUT), ok, ok
-    )
+    daily = entry("20261206-products-daily", CUT)
+    assert daily.manifest is not None
+    host_files = TableSummary(name="file:primary-app", rows=3, content_hash="cd")
+    tables = (*daily.manifest.tables, host_files)
+    with_files = replace(daily, manifest=daily.manifest.model_copy(update={"tables": tables}))
     choice = DomainChoice("products", daily.backup_id, "daily", "local", "newest")
-    assert cut_of(choice, [daily], None) == Cut("products", daily.backup_id, CUT, {"products": 1000})
-    realtime = CatalogEntry(
-        BackupName.parse("20261206-orders-realtime"),
-        _manifest("20261206-orders-realtime", CUT),
-        ok,
-        ok,
-        covered_until=CUT + timedelta(hours=3),
-    )
+    # Host files (the logs domain's) are no table: only tables count as rows at the cut.
+    assert cut_of(choice, [with_files], None) == Cut("products", daily.backup_id, CUT, {"products": 10})
+    realtime = replace(entry("20261206-orders-realtime", CUT), covered_until=CUT + timedelta(hours=3))
     picked = DomainChoice("orders", realtime.backup_id, "realtime", "local", "newest")
     asked = CUT + timedelta(hours=1)
     assert cut_of(picked, [realtime], asked).at == asked
