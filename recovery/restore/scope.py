@@ -31,6 +31,7 @@ from recovery.backup.naming import DOMAINS, Domain
 from recovery.drivers import db as dbdriver
 from recovery.drivers.db import ForeignKeyInfo
 from recovery.restore.carryover import RESTORE_CARRIES, damaged_since
+from recovery.restore.rows import table_shape
 from recovery.verify.domains import DOMAIN_TABLES, tables_for
 
 ScopePolicy = Literal["strict", "widen"]
@@ -212,10 +213,11 @@ def newness(
     table: str,
     times: Mapping[str, Sequence[str]],
     keys: Sequence[ForeignKeyInfo],
-    primary_key: Sequence[str],
     cut: Cut,
+    primary_key: Sequence[str] = (),
 ) -> TableNewness:
-    """How rows of `table` newer than `cut` are found, from the catalog's answers. Pure."""
+    """How rows of `table` newer than `cut` are found, from the catalog's answers (the primary key is
+    needed only for a table with neither a creation column nor a parent). Pure."""
     own = creation_column(times.get(table, ()))
     if own is not None:
         return TableNewness(table, column=own)
@@ -249,16 +251,6 @@ def _newer_keys(item: TableNewness, columns: Sequence[str]) -> sql.Composable:
     return sql.SQL("SELECT {} FROM {} ORDER BY {} OFFSET %(rows)s").format(wanted, table, order)
 
 
-def _primary_key(conn: dbdriver.Connection, table: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
-        " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = to_regclass(%s) AND i.indisprimary"
-        " ORDER BY array_position(i.indkey::int2[], a.attnum)",
-        (f"{SCHEMA}.{table}",),
-    ).fetchall()
-    return [str(row[0]) for row in rows]
-
-
 class LiveRows:
     """Questions about live's rows relative to cuts, on one connection (read only)."""
 
@@ -270,7 +262,10 @@ class LiveRows:
         self.times = {table: dbdriver.timestamp_columns(conn, table, SCHEMA) for table in tables}
 
     def newness(self, table: str, cut: Cut) -> TableNewness:
-        return newness(table, self.times, self.keys, _primary_key(self.conn, table), cut)
+        found = newness(table, self.times, self.keys, cut)
+        if found.column or found.parent or table not in cut.rows:
+            return found
+        return newness(table, self.times, self.keys, cut, table_shape(self.conn, table).key)
 
     def _params(self, item: TableNewness, cut: Cut) -> dict[str, object]:
         return {"cut": cut.at, "rows": item.rows_at_cut or 0}

@@ -128,12 +128,12 @@ def test_a_dependant_already_requested_changes_nothing() -> None:
 def test_how_newer_rows_are_told_apart() -> None:
     times = {"orders": ["created_at", "updated_at"], "events": ["at"], "users": ["created_at"]}
     cut = Cut("products", "20261206-products-daily", CUT, {"products": 1000})
-    assert newness("orders", times, V1_KEYS, ["id"], cut).column == "created_at"
-    assert newness("events", times, V1_KEYS, ["id"], cut).column == "at"
-    lines = newness("order_items", times, V1_KEYS, ["order_id", "line_no"], cut)
+    assert newness("orders", times, V1_KEYS, cut).column == "created_at"
+    assert newness("events", times, V1_KEYS, cut).column == "at"
+    lines = newness("order_items", times, V1_KEYS, cut)
     assert lines.parent is not None and lines.parent.name == "order_items_order_id_fkey"
     assert lines.parent_column == "created_at"
-    products = newness("products", times, V1_KEYS, ["id"], cut)
+    products = newness("products", times, V1_KEYS, cut, ["id"])
     assert (products.column, products.parent, products.key, products.rows_at_cut) == (
         None,
         None,
@@ -141,7 +141,7 @@ def test_how_newer_rows_are_told_apart() -> None:
         1000,
     )
     assert products.known
-    unknown = newness("products", times, V1_KEYS, ["id"], Cut("products", "x", CUT))
+    unknown = newness("products", times, V1_KEYS, Cut("products", "x", CUT), ["id"])
     assert not unknown.known
 
 
