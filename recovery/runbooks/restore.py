@@ -1,9 +1,9 @@
 """The restore runbook: chosen domains back from their backups, beside live, verified, then swapped in.
 
 Steps: 1 scope (the live database answers; which domains); 2 select (catalog, both copies checked
-against their manifests, `select_backups` chooses per domain with a reason; keys are unwrapped here so a
-wrong or missing key refuses before anything changes); 3 restore beside live (`restore_beside`; a copy
-that turns out damaged while it is read is marked so and the selection falls back to the next
+against their manifests, `select_backups` chooses per domain with a reason); 3 restore beside live
+(`restore_beside`; each chosen copy is opened with its own manifest and data key first, and a copy that
+fails then or while it is read is marked damaged and the selection falls back to the next
 candidate); 4 verify the restored copy (fingerprints against the manifests, business invariants); 5 fence
 the service (playbooks/restore.yml), 6 catch up: rows written to the domains copied from live since the
 copy was cut are carried over (recovery.restore.catchup), 7 swap in, 8 start the service and run the smoke
@@ -164,11 +164,6 @@ def _select_step(ctx: RunContext) -> Selected:
     problem = schema_versions_agree(list(manifests.values()))
     if problem:
         raise PreconditionFailed(problem, code="restore.schema_mismatch")
-    catalog = catalog_for(ctx.target)
-    assert catalog.keys is not None
-    for manifest in manifests.values():
-        # A wrong or missing key refuses here, before anything is created.
-        manifest.unwrap_key(catalog.keys)
     for choice in selection.choices:
         ctx.note(f"{choice.domain}: {choice.backup_id} ({choice.kind}, {choice.copy} copy): {choice.reason}")
     return Selected(choices=tuple(ChoiceRecord.of(choice) for choice in selection.choices))
