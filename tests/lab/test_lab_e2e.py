@@ -31,9 +31,9 @@ from recovery.drivers import db, remote
 from recovery.drivers.ansible import require_success, run_playbook
 from recovery.engine.events import PlannedStep, RunStarted, StepStarted
 from recovery.engine.journal import JournalWriter, new_run_id
-from recovery.errors import ExitCode, ExternalFailure
+from recovery.errors import EnvironmentProblem, ExitCode, ExternalFailure
 from recovery.lab import aws, postgres, render, service
-from recovery.lab.plan import DB_OWNER, DB_SUPERUSER, LabPlan, plan_lab
+from recovery.lab.plan import DB_OWNER, DB_REPLICATOR, DB_SUPERUSER, LabPlan, plan_lab
 from recovery.lab.processes import is_alive, lab_user, port_free, run_as
 from recovery.lab.state import LabState, ProcessRecord, read_state
 from recovery.targets.load import load_target
@@ -128,6 +128,35 @@ def test_status_reports_every_part_healthy(lab: Lab, capsys: pytest.CaptureFixtu
     }
     assert doc["active_site"] == "primary"
     assert doc["front_door"]["backend"] == f"127.0.0.11:{lab.plan.primary.service_port}"
+
+
+def test_the_standby_streams_as_the_replication_role_and_the_lab_user_cannot_read_the_superuser(
+    lab: Lab,
+) -> None:
+    # The controller's passfile (the superuser's password) is the controller's own.
+    info = lab.plan.pgpass.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (os.geteuid(), 0o600)
+    user = lab_user()
+    if user.switch:  # as root, the lab's servers run as another account
+        with pytest.raises(EnvironmentProblem, match="Permission denied"):
+            run_as(user, ["cat", str(lab.plan.pgpass)], cwd=lab.dir)
+    # The standby streams as the replication role, with its own passfile.
+    with db.connect(lab.target.primary.database, dbname="postgres") as conn:
+        role = conn.execute(
+            "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = %s", (DB_REPLICATOR,)
+        ).fetchone()
+        streams = conn.execute(
+            "SELECT usename, state FROM pg_stat_replication WHERE application_name = 'standby'"
+        ).fetchall()
+    assert role == (False, True)
+    assert streams == [(DB_REPLICATOR, "streaming")]
+    with db.connect(lab.target.standby.database, dbname="postgres") as conn:
+        found = conn.execute("SHOW primary_conninfo").fetchone()
+    assert found is not None
+    assert (
+        f"user={DB_REPLICATOR}" in found[0] and f"passfile={lab.plan.standby.replication_pgpass}" in found[0]
+    )
+    assert str(lab.plan.pgpass) not in found[0]
 
 
 def test_the_lab_is_seeded_and_the_pgpass_is_private(lab: Lab) -> None:
