@@ -69,8 +69,8 @@ def cut_of(choice: DomainChoice, entries: Sequence[CatalogEntry], moment: dateti
     A daily backup: its position (and the rows per table its manifest counted). A realtime one: the
     requested time or restore point's time (`moment`), else the end of its shipped WAL."""
     entry = next(entry for entry in entries if entry.backup_id == choice.backup_id)
-    manifest = entry.manifest
-    assert manifest is not None, "a chosen backup has a trusted manifest"
+    manifest = entry.manifest_of(choice.copy)
+    assert manifest is not None, "a chosen copy has a trusted manifest"
     if choice.kind == "daily":
         rows = {table.name: table.rows for table in manifest.tables if not table.name.startswith("file:")}
         return Cut(choice.domain, choice.backup_id, manifest.source.at, rows)
@@ -110,8 +110,12 @@ def _realtime_points(
 
 def chosen_manifests(entries: Sequence[CatalogEntry], selection: Selection) -> dict[str, Manifest]:
     """The manifests of the chosen backups, by backup id. Pure."""
-    chosen = {choice.backup_id for choice in selection.choices}
-    found = {entry.backup_id: entry.manifest for entry in entries if entry.backup_id in chosen}
+    by_id = {entry.backup_id: entry for entry in entries}
+    found = {
+        choice.backup_id: by_id[choice.backup_id].manifest_of(choice.copy)
+        for choice in selection.choices
+        if choice.backup_id in by_id
+    }
     return {backup_id: manifest for backup_id, manifest in found.items() if manifest is not None}
 
 
@@ -120,7 +124,8 @@ def manifests_of(catalog: Catalog, choices: Sequence[DomainChoice]) -> dict[str,
     since fails while it is read, and the restore chooses again then)."""
     found: dict[str, Manifest] = {}
     for choice in choices:
-        manifest = catalog.entry(BackupName.parse(choice.backup_id)).manifest
+        # The chosen copy's own manifest: that copy is read with it and no other.
+        manifest = catalog.entry(BackupName.parse(choice.backup_id)).manifest_of(choice.copy)
         if manifest is None:
             raise IntegrityError(
                 f"the manifest of {choice.backup_id} can no longer be read; nothing was changed"

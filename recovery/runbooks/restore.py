@@ -4,9 +4,9 @@ Steps: 1 scope, before any work (the live database answers; backups chosen for t
 both copies checked; the rows of domains kept from live that would reference rows newer than a restored
 domain's backup are counted and the scope widened or the restore refused, `recovery.restore.scope`; the
 rows written after the backups' moment are counted); 2 select (the manifests of the chosen backups read
-again, schema versions compared, keys unwrapped here so a wrong or missing key refuses before anything
-changes); 3 restore beside live (`restore_beside`; a copy that turns out damaged while it is read is
-marked so and the selection falls back to the next candidate); 4 verify the restored copy (fingerprints
+again, schema versions compared); 3 restore beside live (`restore_beside`; each chosen copy is opened
+with its own manifest and data key first, and a copy that fails then or while it is read is marked
+damaged and the selection falls back to the next candidate); 4 verify the restored copy (fingerprints
 against the manifests, business invariants); 5 fence the service (playbooks/restore.yml), 6 catch up:
 rows written to the domains copied from live since the copy was cut are carried over
 (recovery.restore.catchup), 7 swap in, 8 carry over the rows of the restored domains written after the
@@ -247,10 +247,6 @@ def _select_step(ctx: RunContext) -> Selected:
     problem = schema_versions_agree(list(manifests.values()))
     if problem:
         raise PreconditionFailed(problem, code="restore.schema_mismatch")
-    assert catalog.keys is not None
-    for manifest in manifests.values():
-        # A wrong or missing key refuses here, before anything is created.
-        manifest.unwrap_key(catalog.keys)
     for choice in selection.choices:
         ctx.note(f"{choice.domain}: {choice.backup_id} ({choice.kind}, {choice.copy} copy): {choice.reason}")
     return Selected(choices=tuple(ChoiceRecord.of(choice) for choice in selection.choices))

@@ -150,7 +150,8 @@ def test_the_cut_of_a_daily_backup_is_its_position_and_a_realtime_one_the_time_a
     assert daily.manifest is not None
     host_files = TableSummary(name="file:primary-app", rows=3, content_hash="cd")
     tables = (*daily.manifest.tables, host_files)
-    with_files = replace(daily, manifest=daily.manifest.model_copy(update={"tables": tables}))
+    files_manifest = daily.manifest.model_copy(update={"tables": tables})
+    with_files = replace(daily, local_manifest=files_manifest, remote_manifest=files_manifest)
     choice = DomainChoice("products", daily.backup_id, "daily", "local", "newest")
     # Host files (the logs domain's) are no table: only tables count as rows at the cut.
     assert cut_of(choice, [with_files], None) == Cut("products", daily.backup_id, CUT, {"products": 10})
