@@ -113,9 +113,10 @@ class JobRunner:
         self.shipped_at: datetime | None = None  # start of the last round that left the spool shipped
         self.segment_at: datetime | None = None  # the newest closed segment this watch saw shipped
         self.first_round_done = threading.Event()
-        self.running: str | None = None
+        self.running: str | None = None  # the job in hand, shipping aside
         self._stores: RealtimeStores | None = None
         self._lock = threading.Lock()
+        self._ship_lock = threading.Lock()
 
     # -- the facts a restarted watch starts from --------------------------------------------------------
     def seed(self) -> None:
@@ -141,23 +142,42 @@ class JobRunner:
 
     # -- running ----------------------------------------------------------------------------------------
     def run(self, stop: threading.Event, tick: float = 0.5) -> None:
+        """The jobs one after the other in this thread; shipping in a thread of its own, so that a daily
+        backup taking minutes never stops the WAL from leaving the host."""
         self.seed()
-        first = {due.job for due in due_jobs(self.jobs, self.snapshot(), self.clock())}
+        shipper = threading.Thread(target=self._ship_loop, args=(stop, tick), name="watch-ship", daemon=True)
+        shipper.start()
+        first = {due.job for due in due_jobs(self.jobs, self.snapshot(), self.clock())} - {SHIP_WAL}
         while not stop.is_set():
-            due = due_jobs(self.jobs, self.snapshot(), self.clock())
-            for item in due:
+            for item in due_jobs(self.jobs, self.snapshot(), self.clock()):
                 if stop.is_set():
                     break
-                self.run_job(item.job)
+                if item.job == SHIP_WAL:
+                    continue
+                if item.job == REALTIME_BACKUP:
+                    # The base backup ships its own end: the shipper waits, so two never share a spool.
+                    with self._ship_lock:
+                        self.run_job(item.job)
+                else:
+                    self.run_job(item.job)
                 first.discard(item.job)
-            if not first - {SHIP_WAL}:
+            if not first:
                 self.first_round_done.set()
+            stop.wait(tick)
+        shipper.join(timeout=30)
+
+    def _ship_loop(self, stop: threading.Event, tick: float) -> None:
+        while not stop.is_set():
+            if any(item.job == SHIP_WAL for item in due_jobs(self.jobs, self.snapshot(), self.clock())):
+                with self._ship_lock:
+                    self.run_job(SHIP_WAL)
             stop.wait(tick)
 
     def run_job(self, job: str) -> None:
         started = self.clock()
         self._set(job, last_attempt=started)
-        self.running = job
+        if job != SHIP_WAL:
+            self.running = job
         try:
             self._do(job, started)
         except RecoveryError as error:
@@ -167,7 +187,8 @@ class JobRunner:
         else:
             self._set(job, last_success=started, last_error=None)
         finally:
-            self.running = None
+            if job != SHIP_WAL:
+                self.running = None
 
     def _ship(self, started: datetime) -> None:
         """Ship the spool; when no segment was closed for half the realtime objective (an idle primary:
