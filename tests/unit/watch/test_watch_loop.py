@@ -24,6 +24,7 @@ def _target(tmp_path: Path, **watch: object) -> Target:
     doc: dict[str, Any] = unit_target_doc(tmp_path, "shop")
     doc["aws"] = {"endpoint_url": CLOSED}
     doc["watch"] = {"failures_to_act": 2, "seconds_to_act": 0, **watch}
+    doc["primary"]["database"]["data_dir"] = str(tmp_path / "pg" / "data")  # its spool: over SSH, closed
     return Target.model_validate(doc)
 
 
@@ -61,6 +62,9 @@ def test_with_automatic_failover_off_a_dead_writer_pages_once_and_nothing_else(t
     assert status is not None and status["decision"]["action"] == "page" and status["cycles"] == 4
     assert any("PostgreSQL at 127.0.0.11:15432" in p for p in status["problems"])
     assert any(p.startswith("backups: ") for p in status["problems"]), "the AWS outage is reported"
+    assert any(p.startswith("cannot list the WAL spool on primary-app") for p in status["problems"]), (
+        "the SSH outage is reported"
+    )
 
 
 def test_with_automatic_failover_on_the_watch_starts_the_failover_command_once(tmp_path: Path) -> None:
