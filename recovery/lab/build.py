@@ -41,6 +41,7 @@ from recovery.lab.processes import (
 from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
 from recovery.lab.teardown import stop_records
 from recovery.targets.load import write_target
+from recovery.watch.act import recovery_argv
 
 DEFAULT_ORDERS = 10_000
 
@@ -310,10 +311,7 @@ def _start_watch(plan: LabPlan, recorder: _Recorder) -> None:
     is done, so a preflight right after `lab up` finds fresh backups."""
     record = recorder.state.process("watch")
     if record is None or not is_alive(record.pid, record.start_ticks):
-        argv = [
-            sys.executable,
-            "-m",
-            "recovery.cli.main",
+        argv = recovery_argv(
             "watch",
             "--target",
             str(plan.target_file),
@@ -323,7 +321,7 @@ def _start_watch(plan: LabPlan, recorder: _Recorder) -> None:
             str(LAB_PUBLISH_EVERY),
             "--freshness-every",
             str(LAB_FRESHNESS_EVERY),
-        ]
+        )
         plan.watch_dir.mkdir(parents=True, exist_ok=True)
         pid = spawn_daemon(argv, log=plan.watch_dir / "watch.log", cwd=plan.watch_dir)
         record = ProcessRecord(name="watch", kind="watch", pid=pid, start_ticks=start_ticks(pid))

@@ -21,9 +21,15 @@ class Started:
     log: Path
 
 
+def recovery_argv(*words: str) -> tuple[str, ...]:
+    """A `recovery` command line run by this very interpreter (no PATH lookup): the failover runbook
+    here, the watch itself where the lab starts it."""
+    return (sys.executable, "-m", "recovery.cli.main", *words)
+
+
 def failover_argv(target_ref: str) -> tuple[str, ...]:
     """The command line of the failover runbook for the target a person names `target_ref`."""
-    return (sys.executable, "-m", "recovery.cli.main", "failover", "--yes", "--target", target_ref)
+    return recovery_argv("failover", "--yes", "--target", target_ref)
 
 
 def failover_command(target_ref: str) -> str:

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -43,6 +42,7 @@ from recovery.release.preflight_checks.backups import observe_backups
 from recovery.targets.load import load_target
 from recovery.targets.model import Target
 from recovery.watch import metrics_contract as contract
+from recovery.watch.act import recovery_argv
 from recovery.watch.loop import read_status
 
 pytestmark = pytest.mark.lab
@@ -163,16 +163,7 @@ def tight(lab: Lab) -> Iterator[tuple[Target, Path, Inbox]]:
     path.write_text(yaml.safe_dump(doc))
     inbox = Inbox(lab)
     runs_before = set(run_ids(lab.target.state_dir))
-    argv = [
-        sys.executable,
-        "-m",
-        "recovery.cli.main",
-        "watch",
-        "--target",
-        str(path),
-        "--freshness-every",
-        "2",
-    ]
+    argv = recovery_argv("watch", "--target", str(path), "--freshness-every", "2")
     with (path.parent / "watch.log").open("ab") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
