@@ -78,7 +78,9 @@ def test_each_broken_part_is_named() -> None:
 
 def test_a_watch_lab_up_started_that_is_gone_is_a_problem_and_one_never_started_is_not() -> None:
     assert problems(_healthy()) == []  # lab up --no-watch
-    running = WatchStatus(True, True, 4242, "nothing: every check is within its threshold", "http://x/metrics")
+    running = WatchStatus(
+        True, True, 4242, "nothing: every check is within its threshold", "http://x/metrics"
+    )
     assert problems(replace(_healthy(), watch=running)) == []
     gone = replace(running, running=False)
     assert problems(replace(_healthy(), watch=gone)) == [

@@ -86,7 +86,10 @@ def test_the_failover_command_is_the_failover_runbooks() -> None:
 def test_a_restore_killed_inside_its_fence_is_paged_at_once_with_the_resume_command(tmp_path: Path) -> None:
     target, recorder = _target(tmp_path, automatic_failover=True), Recorder()
     steps = tuple(
-        step.name for step in restore_runbook(target, restore_params(["orders"], at=None, point=None, restore_id="r1")).steps
+        step.name
+        for step in restore_runbook(
+            target, restore_params(["orders"], at=None, point=None, restore_id="r1")
+        ).steps
     )
     run_id = new_run_id("restore")
     journal = JournalWriter.create(target.state_dir, run_id)
