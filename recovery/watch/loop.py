@@ -151,6 +151,7 @@ class Watch:
             (self.notifier,),
         )
         self._catalog: Catalog | None = None
+        self._slow_in_background = False
 
     # -- observing ------------------------------------------------------------------------------------
     def _http(self) -> tuple[HttpProbe, ...]:
@@ -177,7 +178,7 @@ class Watch:
             for found in target_open_fences(self.target.state_dir)
         )
 
-    def _catalog_backups(self, now: datetime) -> tuple[tuple[Domain, Kind, datetime | None, str | None], ...]:
+    def _catalog_backups(self) -> tuple[tuple[Domain, Kind, datetime | None, str | None], ...]:
         """The newest backup that counts of each domain and kind (each verified once: sha256 of both copies
         against the manifest), listed again every `freshness_every` seconds."""
         if self._catalog is None:
@@ -242,16 +243,11 @@ class Watch:
                     tracked.positions.popleft()
         front = next(probe for probe in http if probe.probe == "front-door")
         tracked.front_door.append((front.ok, front.latency_ms))
-        if mono - tracked.spool_at >= self.options.spool_every:
-            tracked.spool_at = mono
-            tracked.spool = probe_spool(self.target)
-            self._guard("runs", lambda: setattr(tracked, "fences", self._fences()))
+        if not self._slow_in_background:
+            self.slow_probes()
         shipped = self.jobs.shipped_at
         if shipped is not None and not writer.archiver_failing and writer.ok:
             tracked.covered_at = max(tracked.covered_at or shipped, shipped)
-        if mono - tracked.backups_at >= self.options.freshness_every:
-            tracked.backups_at = mono
-            self._guard("backups", lambda: setattr(tracked, "backups", self._catalog_backups(now)))
         ok = [latency for passed, latency in tracked.front_door if passed]
         failed = sum(1 for passed, _ in tracked.front_door if not passed)
         p95 = sorted(ok)[int(0.95 * (len(ok) - 1))] if ok else 0.0
@@ -272,6 +268,24 @@ class Watch:
             latency_ms=p95,
             problems=tuple(problems),
         )
+
+    def slow_probes(self) -> None:
+        """The probes that may take seconds (SSH to the spool, the runs' journals, the backup catalog over
+        S3), each when its interval is up. `run` calls this from a thread of its own, so an SSH or AWS
+        outage never delays the database probes the failover decision rests on."""
+        tracked, mono = self.tracked, time.monotonic()
+        if mono - tracked.spool_at >= self.options.spool_every:
+            tracked.spool_at = mono
+            tracked.spool = probe_spool(self.target)
+            self._guard("runs", lambda: setattr(tracked, "fences", self._fences()))
+        if mono - tracked.backups_at >= self.options.freshness_every:
+            tracked.backups_at = mono
+            self._guard("backups", lambda: setattr(tracked, "backups", self._catalog_backups()))
+
+    def _slow_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.slow_probes()
+            stop.wait(0.5)
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         """Run one probe that may meet an outage; its failure is a reported problem, not a crash."""
@@ -364,6 +378,9 @@ class Watch:
         """Cycle until `stop` is set (or `cycles` cycles ran); the schedule runs in a thread beside."""
         if self.options.prometheus is not None:
             self.prometheus_port = self.prometheus.start(*self.options.prometheus)
+        self._slow_in_background = True
+        slow = threading.Thread(target=self._slow_loop, args=(stop,), name="watch-slow-probes", daemon=True)
+        slow.start()
         worker: threading.Thread | None = None
         if self.options.schedule:
             worker = threading.Thread(target=self.jobs.run, args=(stop,), name="watch-schedule", daemon=True)

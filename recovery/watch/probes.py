@@ -117,14 +117,14 @@ def probe_spool(target: Target, now: datetime | None = None) -> SpoolProbe:
     host = database_host(target)
     try:
         spool = spool_dir(target.primary.database)
-        listing = remote.connection(host).sftp().listdir_attr(str(spool))
-    except (RecoveryError, OSError, EOFError) as error:
-        remote.close_all()  # a broken connection is dropped so the next cycle reconnects
-        message = error.message if isinstance(error, RecoveryError) else f"{type(error).__name__}: {error}"
-        return SpoolProbe(False, problem=f"cannot list the WAL spool on {host.name}: {message}")
-    except Exception as error:  # paramiko raises its own types when the host goes away
-        remote.close_all()
-        return SpoolProbe(False, problem=f"cannot list the WAL spool on {host.name}: {type(error).__name__}")
+        # A channel of its own on the shared connection: the shipper uses its own SFTP session meanwhile.
+        with remote.connection(host).client.open_sftp() as sftp:
+            listing = sftp.listdir_attr(str(spool))
+    except RecoveryError as error:
+        return SpoolProbe(False, problem=f"cannot list the WAL spool on {host.name}: {error.message}")
+    except Exception as error:  # paramiko raises its own types when the host goes away mid-call
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        return SpoolProbe(False, problem=f"cannot list the WAL spool on {host.name}: {reason}")
     moment = (now or datetime.now(UTC)).timestamp()
     times = [entry.st_mtime or moment for entry in listing if is_wal_file_name(entry.filename)]
     oldest = max((moment - t for t in times), default=0.0)
