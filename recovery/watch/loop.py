@@ -327,7 +327,8 @@ class Watch:
             failover_command=act.failover_command(self.options.target_ref),
         )
         for notice in owed:
-            self.notifier.send(notice.event, {"target": self.options.target_ref, **notice.fields})
+            # The subject names the target as the runbooks' messages do; commands name it as it was given.
+            self.notifier.send(notice.event, {"target": self.target.name, **notice.fields})
         if decision.action == "failover":
             if tracked.failover_started is None:
                 started = self.start_failover(self.options.target_ref, self.target.state_dir / FAILOVER_LOG)

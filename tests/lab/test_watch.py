@@ -201,7 +201,7 @@ def test_broken_archiving_alarms_the_team_naming_the_domain_and_the_command(
         alarm = inbox.wait_for("ALARM backup age orders/realtime")
     finally:
         spool.chmod(mode)
-    assert alarm["Subject"] == "[" + str(path) + "] ALARM backup age orders/realtime"
+    assert alarm["Subject"] == f"[{target.name}] ALARM backup age orders/realtime"
     assert "beyond its threshold of 10 s" in alarm["Message"]
     assert f"run `recovery backup setup-archiving --target {path} --yes`" in alarm["Message"]
 
