@@ -94,7 +94,7 @@ def _restore_once(
     progress: Callable[[str], None],
 ) -> Restored:
     """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
-    db = target.primary.database
+    db = target.writable.database
     bin_dir = dbdriver.pg_bin(db)
     manifests: dict[str, Manifest] = manifests_of(catalog, selection.choices)
     with ExitStack() as clusters:
