@@ -75,6 +75,18 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def standby_auto_conf(text: str, source: str, slot: str) -> str:
+    """The site's own postgresql.auto.conf, without the fence or an earlier upstream, following `source`
+    through `slot`."""
+    lines = [
+        line
+        for line in text.splitlines()
+        if MARK not in line and line.split("=")[0].strip() not in DROPPED_AUTO_SETTINGS
+    ]
+    lines += [f"primary_conninfo = {quote(source)}", f"primary_slot_name = {quote(slot)}"]
+    return "\n".join(lines) + "\n"
+
+
 def rebuild(args: dict[str, str]) -> dict[str, object]:
     data, bin_dir = Path(args["data_dir"]), Path(args["bin_dir"])
     source = args["source"]
@@ -101,13 +113,7 @@ def rebuild(args: dict[str, str]) -> dict[str, object]:
         result = {"method": "base-backup", "detail": f"pg_rewind: {why}", "set_aside": str(aside)}
     for name, text in kept.items():
         if name == "postgresql.auto.conf":
-            lines = [
-                line
-                for line in text.splitlines()
-                if MARK not in line and line.split("=")[0].strip() not in DROPPED_AUTO_SETTINGS
-            ]
-            lines += [f"primary_conninfo = {quote(source)}", f"primary_slot_name = {quote(args['slot'])}"]
-            text = "\n".join(lines) + "\n"
+            text = standby_auto_conf(text, source, args["slot"])
         (data / name).write_text(without_fence(text))
     (data / "recovery.signal").unlink(missing_ok=True)
     (data / "standby.signal").touch()

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from conftest import Lab
-from site_processes import restart_site, stop_site
 
 from recovery.cli.main import main
 from recovery.drivers import db
@@ -24,6 +23,7 @@ from recovery.engine import LockHolder, journal_path, read_journal, run_ids
 from recovery.engine.lock import target_lock
 from recovery.errors import ExitCode
 from recovery.failover.service import host_health
+from recovery.lab.outage import restart_site, stop_site
 from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.load.ledger import Ledger, read_ledger
 from recovery.load.ledger_check import verify_ledger

@@ -1,7 +1,8 @@
-"""Stop every process of one lab site at once (kill -9, as a site lost to a power cut), and start them
-again as they were: the same sshd, the same PostgreSQL data directory, the same order service command
-line, environment and user. lab.json and the service's pidfile are updated, so `lab down` stops the
-restarted processes too."""
+"""A site outage in the lab: stop every process of one site at once (kill -9, as a site lost to a power
+cut), and start them again as they were: the same sshd, the same PostgreSQL data directory, the same
+order service command line, environment and user, as machines that come back by themselves. lab.json
+and the service's pidfile are updated, so `lab down` stops the restarted processes too. Used by the
+failover tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from recovery.errors import EnvironmentProblem
 from recovery.lab import postgres, service, sshd
 from recovery.lab.plan import LabPlan, SitePlan
 from recovery.lab.processes import descendants, lab_user
-from recovery.lab.state import ProcessRecord, read_state, write_state
+from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class ServiceCommand:
 
 def _service_command(site: SitePlan) -> ServiceCommand:
     pidfile = service.find_pidfile(site)
-    assert pidfile is not None, f"no service pidfile on the {site.site} site"
+    if pidfile is None:
+        raise EnvironmentProblem(f"the {site.site} site runs no order service (no pidfile); run `lab up`")
     pid = int(pidfile.read_text().split()[0])
     proc = Path(f"/proc/{pid}")
     argv = [part for part in (proc / "cmdline").read_bytes().decode().split("\0") if part]
@@ -38,7 +41,7 @@ def _service_command(site: SitePlan) -> ServiceCommand:
         line.split("=", 1) for line in (proc / "environ").read_bytes().decode().split("\0") if "=" in line
     )
     info = proc.stat()
-    return ServiceCommand(argv, os.readlink(proc / "cwd"), env, info.st_uid, info.st_gid, pidfile)
+    return ServiceCommand(argv, str((proc / "cwd").readlink()), env, info.st_uid, info.st_gid, pidfile)
 
 
 def _kill_tree(pid: int | None) -> None:
@@ -52,26 +55,29 @@ def _kill_tree(pid: int | None) -> None:
 def stop_site(plan: LabPlan, site: SitePlan) -> ServiceCommand:
     """kill -9 the site's order service, PostgreSQL (postmaster and backends) and sshd."""
     command = _service_command(site)
-    state = read_state(plan.lab_dir / "lab.json")
-    assert state is not None
-    record = state.process(f"sshd-{site.site}")
+    record = _state(plan).process(f"sshd-{site.site}")
     _kill_tree(int(command.pidfile.read_text().split()[0]))
     _kill_tree(postgres.running_postmaster(site.pg_data))
     _kill_tree(record.pid if record else None)
     return command
 
 
+def _state(plan: LabPlan) -> LabState:
+    state = read_state(plan.lab_dir / "lab.json")
+    if state is None:
+        raise EnvironmentProblem(f"no lab at {plan.lab_dir}; run `recovery lab up` first")
+    return state
+
+
 def _record(plan: LabPlan, process: ProcessRecord) -> None:
-    path = plan.lab_dir / "lab.json"
-    state = read_state(path)
-    assert state is not None
-    write_state(state.with_process(process), path)
+    write_state(_state(plan).with_process(process), plan.lab_dir / "lab.json")
 
 
 def restart_site(plan: LabPlan, site: SitePlan, command: ServiceCommand) -> None:
     """Start the site's processes again as they were, as if its machines came back by themselves."""
-    state = read_state(plan.lab_dir / "lab.json")
-    assert state is not None and state.pg_bin is not None
+    state = _state(plan)
+    if state.pg_bin is None:
+        raise EnvironmentProblem(f"{plan.lab_dir / 'lab.json'} names no PostgreSQL binaries; run `lab up`")
     user = lab_user()
     sshd.start(user, site, lambda r: _record(plan, r))
     postgres.start(user, plan, site, state.pg_bin, lambda r: _record(plan, r))
