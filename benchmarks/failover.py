@@ -30,10 +30,9 @@ from typing import Any
 from rollback_lab import lab, lab_dir_for, load_average
 
 from recovery.cli.main import main
-from recovery.drivers import db
 from recovery.engine import journal_path, read_journal, run_ids
 from recovery.errors import ExitCode
-from recovery.lab.outage import restart_site, stop_site
+from recovery.lab.outage import restart_site, stop_site, walsender_pid
 from recovery.lab.plan import plan_lab
 from recovery.lab.state import read_state
 from recovery.load.generator import LoadGenerator, LoadSettings
@@ -55,14 +54,6 @@ def _output(target: Target, runbook: str, step: str) -> dict[str, Any]:
         if record.get("event") == "step.finished" and record.get("step") == step:
             return dict(record["output"])
     raise SystemExit(f"run {run_id} has no finished step {step}")
-
-
-def _walreceiver(target: Target) -> int:
-    with db.connect(target.replica.database, dbname="postgres") as conn:
-        row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
-    if row is None:
-        raise SystemExit("the standby has no walreceiver")
-    return int(row[0])
 
 
 def one_round(target_file: Path, rate: float, ledger_dir: Path, n: int) -> dict[str, float]:
@@ -89,11 +80,11 @@ def one_round(target_file: Path, rate: float, ledger_dir: Path, n: int) -> dict[
     ledger_path = ledger_dir / f"site-loss-{n}.jsonl"
     with LoadGenerator(LoadSettings(front_door, rate=rate), ledger_path):
         time.sleep(1.0)
-        receiver = _walreceiver(target)
-        os.kill(receiver, signal.SIGSTOP)
+        # The writer stops sending WAL a second before its site is lost (its walsender frozen), so it
+        # acknowledges orders the standby never gets.
+        os.kill(walsender_pid(target), signal.SIGSTOP)
         time.sleep(1.0)
         command = stop_site(plan, lost)
-        os.kill(receiver, signal.SIGCONT)
         _run(target_file, "failover")
         time.sleep(1.0)
     target = load_target(target_file)

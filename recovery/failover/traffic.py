@@ -108,11 +108,14 @@ def _record(target: Target, role: str, address: str, health_check: str | None) -
     return {"Action": "UPSERT", "ResourceRecordSet": record}
 
 
-def point_traffic(target: Target, writer: SiteName, *, standby_healthy: bool) -> Records:
-    """PRIMARY -> the writer (with its health check); SECONDARY -> the other site when it is a healthy
-    standby, else the writer as well. Returns the records as read back."""
+def point_traffic(
+    target: Target, writer: SiteName, *, standby_healthy: bool, health_check: str | None = None
+) -> Records:
+    """PRIMARY -> the writer (with its health check, `health_check` when already known); SECONDARY ->
+    the other site when it is a healthy standby, else the writer as well. Returns the records as read
+    back."""
     other: SiteName = "standby" if writer == "primary" else "primary"
-    check = ensure_health_check(target, writer)
+    check = health_check or ensure_health_check(target, writer)
     secondary = site_address(target, other if standby_healthy else writer)
     with AwsDriver.translate("change the failover records", target.traffic.record_name):
         _route53(target).change_resource_record_sets(

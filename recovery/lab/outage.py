@@ -13,11 +13,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from recovery.drivers import db
 from recovery.errors import EnvironmentProblem
 from recovery.lab import postgres, service, sshd
 from recovery.lab.plan import LabPlan, SitePlan
 from recovery.lab.processes import descendants, lab_user
 from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
+from recovery.targets.model import Target
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,15 @@ def restart_site(plan: LabPlan, site: SitePlan, command: ServiceCommand) -> None
             start_new_session=True,
         )
     command.pidfile.write_text(f"{started.pid}\n")
+
+
+def walsender_pid(target: Target) -> int:
+    """The writer's walsender that streams to the other site (freeze it to hold WAL back from the
+    standby, as a stalled network would)."""
+    with db.connect(target.writable.database, dbname="postgres") as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_replication WHERE application_name = %s", (target.replica.name,)
+        ).fetchone()
+    if row is None:
+        raise EnvironmentProblem(f"the {target.replica.name} site does not stream from the writer")
+    return int(row[0])

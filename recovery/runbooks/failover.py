@@ -26,7 +26,7 @@ from recovery.failover.platform import DatabasePlatform, FenceMeans
 from recovery.failover.selfmanaged import SelfManaged
 from recovery.failover.service import confirm_no_writes, host_health, wait_writable
 from recovery.failover.state import ClusterState, SiteName, other
-from recovery.failover.traffic import TRAFFIC_TTL_SECONDS, point_traffic
+from recovery.failover.traffic import TRAFFIC_TTL_SECONDS, ensure_health_check, point_traffic
 from recovery.targets.model import Target
 from recovery.targets.sites import SiteRecord, read_site_record, write_site_record
 from recovery.verify.invariants import run_invariants
@@ -69,6 +69,7 @@ class Fenced(TypedOutput):
     started_at: float
     means: tuple[dict[str, Any], ...]
     unconfirmed: tuple[str, ...]
+    health_check: str  # the new writer's Route53 health check, made ready before anything is fenced
 
 
 class Replayed(TypedOutput):
@@ -151,6 +152,7 @@ def _fence_planned(ctx: RunContext) -> Fenced:
             "site is lost)",
             code="switchover.fence_unconfirmable",
         )
+    check = ensure_health_check(ctx.target, decided.to)  # ready, so moving traffic is one call later
     started = time.time()
     means = (*platform.fence(source), confirm_no_writes(source))
     unconfirmed = tuple(f"{m.means}: {m.detail}" for m in means if not m.confirmed)
@@ -161,15 +163,16 @@ def _fence_planned(ctx: RunContext) -> Fenced:
             "it was lifted again and nothing was promoted",
             code="switchover.fence_unconfirmable",
         )
-    return _fenced(decided.source, started, means)
+    return _fenced(decided.source, started, means, check)
 
 
-def _fenced(site: SiteName, started: float, means: tuple[FenceMeans, ...]) -> Fenced:
+def _fenced(site: SiteName, started: float, means: tuple[FenceMeans, ...], health_check: str) -> Fenced:
     return Fenced(
         site=site,
         started_at=started,
         means=tuple({"means": m.means, "confirmed": m.confirmed, "detail": m.detail} for m in means),
         unconfirmed=tuple(f"{m.means}: {m.detail}" for m in means if not m.confirmed),
+        health_check=health_check,
     )
 
 
@@ -235,8 +238,9 @@ def _open_for_writes(ctx: RunContext) -> Opened:
 
 def _move_traffic(ctx: RunContext) -> dict[str, Any]:
     decided = ctx.output("observe", Decided)
-    records = point_traffic(ctx.target, decided.to, standby_healthy=False)
-    return {"primary_record": records.primary, "secondary_record": records.secondary}
+    check = ctx.output("fence", Fenced).health_check
+    records = point_traffic(ctx.target, decided.to, standby_healthy=False, health_check=check)
+    return {"primary_record": records.primary, "secondary_record": records.secondary, "moved_at": time.time()}
 
 
 def _smoke_through_front_door(ctx: RunContext) -> SmokeReport:
@@ -300,11 +304,13 @@ def _record(ctx: RunContext) -> dict[str, Any]:
     opened = ctx.output("open-for-writes", Opened)
     verified = ctx.output("verify", Verified)
     promoted = ctx.output("promote", Promoted)
+    # Writes are refused from the fence until the new writer is open AND the record points at it.
+    moved_at = float(ctx.outputs["move-traffic"]["moved_at"])
     result = {
         "from": decided.source,
         "to": decided.to,
         "epoch": opened.epoch,
-        "writes_refused_seconds": round(opened.writable_at - fenced.started_at, 3),
+        "writes_refused_seconds": round(max(opened.writable_at, moved_at) - fenced.started_at, 3),
         "decision_to_verified_seconds": round(verified.verified_at - decided.decided_at, 3),
         "lag_at_promotion_bytes": promoted.lag_bytes,
         "lag_at_promotion_seconds": promoted.lag_seconds,
@@ -383,11 +389,12 @@ def _fence_lost(ctx: RunContext) -> Fenced:
     way (the writer is lost); what was not confirmed is in the record for a person."""
     decided = ctx.output("observe", Decided)
     platform, source = platform_for(ctx.target), ctx.target.site(decided.source)
+    check = ensure_health_check(ctx.target, decided.to)
     started = time.time()
     means = [*platform.fence(source), confirm_no_writes(source, timeout=3)]
     if not any(m.confirmed and m.means in ("database", "data-dir") for m in means):
         means.append(fence_infrastructure(ctx.target, source, SelfManaged().role))
-    fenced = _fenced(decided.source, started, tuple(means))
+    fenced = _fenced(decided.source, started, tuple(means), check)
     for line in fenced.unconfirmed:
         ctx.note(f"fence not confirmed: {line}")
     return fenced

@@ -23,13 +23,13 @@ from recovery.engine.interrupted import (
     target_open_fences,
 )
 from recovery.engine.journal import JournalWriter, new_run_id, read_journal
-from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.runbooks.failover import (
     failover_params,
     failover_runbook,
     switchover_params,
     switchover_runbook,
 )
+from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.runbooks.rollback import rollback_runbook
 from recovery.targets import load_target
 
