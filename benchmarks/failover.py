@@ -18,6 +18,7 @@ Uses a lab dir under /var/tmp and ports B..B+432; the lab is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -82,9 +83,14 @@ def one_round(target_file: Path, rate: float, ledger_dir: Path, n: int) -> dict[
         time.sleep(1.0)
         # The writer stops sending WAL a second before its site is lost (its walsender frozen), so it
         # acknowledges orders the standby never gets.
-        os.kill(walsender_pid(target), signal.SIGSTOP)
-        time.sleep(1.0)
-        command = stop_site(plan, lost)
+        sender = walsender_pid(target)
+        os.kill(sender, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+            command = stop_site(plan, lost)
+        finally:  # never leave a frozen process behind, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sender, signal.SIGCONT)
         _run(target_file, "failover")
         time.sleep(1.0)
     target = load_target(target_file)

@@ -5,6 +5,7 @@ in file order and each starts from where the previous one left the sites."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,9 +163,14 @@ def test_site_loss_failover_return_and_failback_lose_nothing(
         time.sleep(1.0)
         # The writer stops sending WAL a moment before its site is lost, so it acknowledges orders the
         # standby never gets: what a failback must carry over.
-        os.kill(walsender_pid(_target(lab)), signal.SIGSTOP)
-        time.sleep(1.0)
-        command = stop_site(lab.plan, lost_site)
+        sender = walsender_pid(_target(lab))
+        os.kill(sender, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+            command = stop_site(lab.plan, lost_site)
+        finally:  # never leave a frozen process behind, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sender, signal.SIGCONT)
         code, _, err = _cli(capsys, lab, "failover")
         assert code == ExitCode.OK, err
         failed_over_at = time.time()
