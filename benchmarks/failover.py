@@ -31,7 +31,7 @@ from typing import Any
 from rollback_lab import lab, lab_dir_for, load_average
 
 from recovery.cli.main import main
-from recovery.engine import journal_path, read_journal, run_ids
+from recovery.engine import journal_path, read_journal, run_ids, summarize
 from recovery.errors import ExitCode
 from recovery.lab.outage import restart_site, stop_site, walsender_pid
 from recovery.lab.plan import plan_lab
@@ -50,11 +50,9 @@ def _run(target_file: Path, *args: str) -> None:
 
 
 def _output(target: Target, runbook: str, step: str) -> dict[str, Any]:
+    """The output of `step` in the target's last run of `runbook`."""
     run_id = next(r for r in run_ids(target.state_dir) if f"-{runbook}-" in r)
-    for record in read_journal(journal_path(target.state_dir, run_id)):
-        if record.get("event") == "step.finished" and record.get("step") == step:
-            return dict(record["output"])
-    raise SystemExit(f"run {run_id} has no finished step {step}")
+    return dict(summarize(read_journal(journal_path(target.state_dir, run_id))).step(step).output or {})
 
 
 def one_round(target_file: Path, rate: float, ledger_dir: Path, n: int) -> dict[str, float]:

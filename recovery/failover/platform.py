@@ -8,9 +8,11 @@ operation is idempotent: a resumed run calls it again after an interruption.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from recovery.errors import RecoveryError
 from recovery.failover.state import DatabaseState
 from recovery.targets.model import Site
 
@@ -69,3 +71,20 @@ class DatabasePlatform(Protocol):
     def rebuild_as_standby(self, site: Site, source: Site, run_id: str) -> Rebuild:
         """Turn the old writer `site` into a streaming standby of `source` (rewind, else a fresh copy)."""
         ...
+
+
+def wait_replayed(
+    platform: DatabasePlatform, site: Site, position: str, *, timeout: float, poll: float = 0.02
+) -> float | None:
+    """Wait until the standby `site` has replayed up to `position`; the seconds waited, or None when
+    `timeout` passed first. A database that does not answer yet (starting) is waited for too."""
+    started = time.monotonic()
+    while True:
+        try:
+            if platform.replayed(site, position):
+                return time.monotonic() - started
+        except RecoveryError:
+            pass  # not accepting connections yet
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(poll)

@@ -11,7 +11,6 @@ the current generation -> let the SECONDARY failover record point at it -> verif
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_run
 from recovery.errors import PreconditionFailed, VerificationFailed
 from recovery.failover.decide import decide_failback
 from recovery.failover.observe import observe
+from recovery.failover.platform import wait_replayed
 from recovery.failover.service import confirm_no_writes
 from recovery.failover.state import SiteName
 from recovery.failover.traffic import point_traffic
@@ -142,18 +142,12 @@ def _rebuild(ctx: RunContext) -> dict[str, Any]:
     rebuilt = platform.rebuild_as_standby(old, writer, ctx.run_id)
     ctx.note(f"the {decided.old} site was rebuilt by {rebuilt.method}: {rebuilt.detail}")
     position = platform.write_position(writer)
-    started = time.monotonic()
-    while True:
-        state = platform.observe(old, writer)
-        if state.reachable and state.in_recovery and platform.replayed(old, position):
-            break
-        if time.monotonic() - started > STREAM_TIMEOUT_SECONDS:
-            raise VerificationFailed(
-                f"the rebuilt {decided.old} site did not catch up with the writer within "
-                f"{STREAM_TIMEOUT_SECONDS} s; see its server log, then resume this run",
-                code="failback.not_streaming",
-            )
-        time.sleep(0.2)
+    if wait_replayed(platform, old, position, timeout=STREAM_TIMEOUT_SECONDS, poll=0.2) is None:
+        raise VerificationFailed(
+            f"the rebuilt {decided.old} site did not catch up with the writer within "
+            f"{STREAM_TIMEOUT_SECONDS} s; see its server log, then resume this run",
+            code="failback.not_streaming",
+        )
     return {"method": rebuilt.method, "detail": rebuilt.detail, "set_aside": rebuilt.set_aside}
 
 

@@ -22,7 +22,7 @@ from recovery.errors import PreconditionFailed, UsageError, VerificationFailed
 from recovery.failover.decide import Decision, decide_failover, decide_switchover
 from recovery.failover.infrastructure import fence_infrastructure
 from recovery.failover.observe import observe
-from recovery.failover.platform import DatabasePlatform, FenceMeans
+from recovery.failover.platform import DatabasePlatform, FenceMeans, wait_replayed
 from recovery.failover.selfmanaged import SelfManaged
 from recovery.failover.service import confirm_no_writes, host_health, wait_writable
 from recovery.failover.state import ClusterState, SiteName, other
@@ -181,16 +181,14 @@ def _wait_replay(ctx: RunContext) -> Replayed:
     platform = platform_for(ctx.target)
     source, standby = ctx.target.site(decided.source), ctx.target.site(decided.to)
     position = platform.write_position(source)
-    started = time.monotonic()
-    while not platform.replayed(standby, position):
-        if time.monotonic() - started > REPLAY_TIMEOUT_SECONDS:
-            raise PreconditionFailed(
-                f"the {decided.to} site did not replay up to {position} within {REPLAY_TIMEOUT_SECONDS} s; "
-                f"the {decided.source} site stays fenced: resume this run once replication works",
-                code="switchover.replay_timeout",
-            )
-        time.sleep(0.02)
-    return Replayed(position=position, waited_seconds=round(time.monotonic() - started, 3))
+    waited = wait_replayed(platform, standby, position, timeout=REPLAY_TIMEOUT_SECONDS)
+    if waited is None:
+        raise PreconditionFailed(
+            f"the {decided.to} site did not replay up to {position} within {REPLAY_TIMEOUT_SECONDS} s; "
+            f"the {decided.source} site stays fenced: resume this run once replication works",
+            code="switchover.replay_timeout",
+        )
+    return Replayed(position=position, waited_seconds=round(waited, 3))
 
 
 def _promote(ctx: RunContext) -> Promoted:
@@ -324,6 +322,24 @@ def _record(ctx: RunContext) -> dict[str, Any]:
     return result
 
 
+# What a switchover and a failover share once the old writer is fenced (and, planned, replayed).
+_MOVE_STEPS = (
+    Step("promote", "Promote the standby's database", _promote),
+    Step(
+        "open-for-writes",
+        "Record the new generation and open the new writer to its service",
+        _open_for_writes,
+    ),
+    Step("move-traffic", "Point the Route53 failover records at the new writer", _move_traffic),
+    Step(
+        "verify",
+        "Check one writer, the traffic record, invariants and a smoke order",
+        _verify,
+        mutating=False,
+    ),
+)
+
+
 def switchover_params(to: str | None) -> dict[str, Any]:
     return {"to": _site(to) if to else None}
 
@@ -340,19 +356,7 @@ def switchover_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             "fence", "Fence the writer: its database refuses writes, its service reports so", _fence_planned
         ),
         Step("wait-replay", "Wait until the standby replayed everything the writer wrote", _wait_replay),
-        Step("promote", "Promote the standby's database", _promote),
-        Step(
-            "open-for-writes",
-            "Record the new generation and open the new writer to its service",
-            _open_for_writes,
-        ),
-        Step("move-traffic", "Point the Route53 failover records at the new writer", _move_traffic),
-        Step(
-            "verify",
-            "Check one writer, the traffic record, invariants and a smoke order",
-            _verify,
-            mutating=False,
-        ),
+        *_MOVE_STEPS,
         Step("rejoin", "Rewind the old writer into a standby of the new one", _rejoin),
         Step("record", "Record the window of refused writes and what was lost", _record, mutating=False),
     )
@@ -416,19 +420,7 @@ def failover_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             "Fence the lost writer by every means there is; record what was not confirmed",
             _fence_lost,
         ),
-        Step("promote", "Promote the standby's database", _promote),
-        Step(
-            "open-for-writes",
-            "Record the new generation and open the new writer to its service",
-            _open_for_writes,
-        ),
-        Step("move-traffic", "Point the Route53 failover records at the new writer", _move_traffic),
-        Step(
-            "verify",
-            "Check one writer, the traffic record, invariants and a smoke order",
-            _verify,
-            mutating=False,
-        ),
+        *_MOVE_STEPS,
         Step("record", "Record the lag at promotion and the fences not confirmed", _record, mutating=False),
     )
     return Runbook(

@@ -20,7 +20,7 @@ from conftest import Lab
 
 from recovery.cli.main import main
 from recovery.drivers import db
-from recovery.engine import LockHolder, journal_path, read_journal, run_ids
+from recovery.engine import LockHolder, journal_path, read_journal, run_ids, summarize
 from recovery.engine.lock import target_lock
 from recovery.errors import ExitCode
 from recovery.failover.service import host_health
@@ -65,11 +65,9 @@ def front_door_site(lab: Lab) -> str | None:
 
 
 def last_output(target: Target, runbook: str, step: str) -> dict[str, Any]:
+    """The output of `step` in the target's last run of `runbook`."""
     run_id = next(r for r in run_ids(target.state_dir) if f"-{runbook}-" in r)
-    for record in read_journal(journal_path(target.state_dir, run_id)):
-        if record.get("event") == "step.finished" and record.get("step") == step:
-            return dict(record["output"])
-    raise AssertionError(f"run {run_id} has no finished step {step}")
+    return dict(summarize(read_journal(journal_path(target.state_dir, run_id))).step(step).output or {})
 
 
 def _lost(target: Target, ledger: Ledger) -> int:
