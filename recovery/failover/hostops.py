@@ -36,7 +36,16 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def server_running(bin_dir: Path, data: Path) -> bool:
-    return run([str(bin_dir / "pg_ctl"), "-D", str(data), "status"]).returncode == 0
+    """pg_ctl status, except that a killed postmaster nobody has reaped yet (a zombie: its pid still
+    answers kill 0, which is all pg_ctl asks) is not running."""
+    if run([str(bin_dir / "pg_ctl"), "-D", str(data), "status"]).returncode != 0:
+        return False
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError, IndexError):
+        return True  # no /proc to ask (not Linux): trust pg_ctl
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 def stop(bin_dir: Path, data: Path) -> None:

@@ -283,11 +283,8 @@ def run_hostops(site: Site, action: str, args: dict[str, Any], *, timeout: float
     payload = {**args, "data_dir": str(database.data_dir), "bin_dir": str(database.bin_dir)}
     script = base64.b64encode(HOSTOPS.read_bytes()).decode()
     encoded = base64.b64encode(json.dumps(payload).encode()).decode()
-    command = (
-        f"echo {script} | base64 -d > /tmp/.recovery-hostops-$$.py && "
-        f"{shlex.quote(host.python)} /tmp/.recovery-hostops-$$.py {action} {encoded}; "
-        "rc=$?; rm -f /tmp/.recovery-hostops-$$.py; exit $rc"
-    )
+    # The script travels inside the command (no file on the host to race for or leave behind).
+    command = f'{shlex.quote(host.python)} -c "$(echo {script} | base64 -d)" {action} {encoded}'
     result = remote.run(host, command, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     if not result.ok or not lines:

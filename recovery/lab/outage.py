@@ -17,7 +17,7 @@ from recovery.drivers import db
 from recovery.errors import EnvironmentProblem
 from recovery.lab import postgres, service, sshd
 from recovery.lab.plan import LabPlan, SitePlan
-from recovery.lab.processes import descendants, lab_user
+from recovery.lab.processes import descendants, lab_user, start_ticks, wait_gone
 from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
 from recovery.targets.model import Target
 
@@ -49,9 +49,12 @@ def _service_command(site: SitePlan) -> ServiceCommand:
 def _kill_tree(pid: int | None) -> None:
     if pid is None:
         return
-    for victim in [pid, *descendants(pid)]:
+    victims = [(p, start_ticks(p)) for p in [pid, *descendants(pid)]]
+    for victim, _ in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
+    for victim, ticks in victims:
+        wait_gone(victim, ticks, 10)  # gone or a zombie: nothing of it runs any more
 
 
 def stop_site(plan: LabPlan, site: SitePlan) -> ServiceCommand:

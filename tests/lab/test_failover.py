@@ -177,7 +177,7 @@ def test_site_loss_failover_return_and_failback_lose_nothing(
     assert target.writer == "primary" and writable_sites(target) == ["primary"]
     assert front_door_site(lab) == "primary"
     fence = last_output(target, "failover", "fence")
-    assert any(m["means"] == "lab-disk" and m["confirmed"] for m in fence["means"])
+    assert any(m["means"] == "lab-disk" and m["confirmed"] for m in fence["means"]), fence
     ledger = read_ledger(ledger_path)
     assert any(o.at > failed_over_at for o in ledger.orders)  # acknowledged by the new writer
     stranded = _lost(target, ledger)
