@@ -35,17 +35,21 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[-1].strip() if lines else f"exit {done.returncode}"
 
 
-def server_running(bin_dir: Path, data: Path) -> bool:
-    """pg_ctl status, except that a killed postmaster nobody has reaped yet (a zombie: its pid still
-    answers kill 0, which is all pg_ctl asks) is not running."""
-    if run([str(bin_dir / "pg_ctl"), "-D", str(data), "status"]).returncode != 0:
-        return False
+def postmaster_alive(data: Path) -> bool:
+    """Whether the pid in postmaster.pid runs: a killed postmaster nobody has reaped yet is a zombie,
+    whose pid still answers kill(pid, 0), which is all `pg_ctl status` asks."""
     try:
         pid = int((data / "postmaster.pid").read_text().split()[0])
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError, IndexError):
-        return True  # no /proc to ask (not Linux): trust pg_ctl
+        # No pid file, or no such process; without /proc at all (not Linux) the pid file is all we have.
+        return (data / "postmaster.pid").is_file() and not Path("/proc/self").exists()
     return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def server_running(bin_dir: Path, data: Path) -> bool:
+    ok = run([str(bin_dir / "pg_ctl"), "-D", str(data), "status"]).returncode == 0
+    return ok and postmaster_alive(data)
 
 
 def stop(bin_dir: Path, data: Path) -> None:

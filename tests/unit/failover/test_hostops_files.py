@@ -1,11 +1,14 @@
 """The on-disk fence and the rebuilt standby's settings, as hostops.py writes them on a database host
-(here on a data directory of files, with the real pg_ctl saying no server runs there)."""
+(here on a data directory of files where no server runs), and how it tells a dead postmaster."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from pathlib import Path
 
-from recovery.failover.hostops import MARK, fence, standby_auto_conf, without_fence
+from recovery.failover.hostops import MARK, fence, postmaster_alive, standby_auto_conf, without_fence
 from recovery.lab.pgbin import embedded_install
 
 HBA = "local all all peer\nhost all all 127.0.0.0/8 scram-sha-256\n"
@@ -50,3 +53,21 @@ def test_a_rebuilt_standby_follows_the_new_writer_without_the_fence_or_its_old_u
         "primary_conninfo = 'host=127.0.0.12 port=5432 user=postgres passfile=/var/tmp/it''s'\n"
         "primary_slot_name = 'primary_slot'\n"
     )
+
+
+def test_a_killed_postmaster_not_yet_reaped_is_not_alive(tmp_path: Path) -> None:
+    """`pg_ctl status` only asks kill(pid, 0), which a zombie answers: the fence of a killed site must
+    not wait for a server that is already dead."""
+    data = _data_dir(tmp_path)
+    dead = subprocess.Popen(["true"])  # exits at once; not waited for, so a zombie
+    try:
+        while Path(f"/proc/{dead.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            time.sleep(0.01)
+        (data / "postmaster.pid").write_text(f"{dead.pid}\n{data}\n")
+        assert not postmaster_alive(data)
+        (data / "postmaster.pid").write_text(f"{os.getpid()}\n{data}\n")
+        assert postmaster_alive(data)
+    finally:
+        dead.wait()
+    (data / "postmaster.pid").write_text(f"{dead.pid}\n{data}\n")  # reaped: gone
+    assert not postmaster_alive(data)
