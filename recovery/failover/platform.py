@@ -43,6 +43,11 @@ class Rebuild:
 class DatabasePlatform(Protocol):
     """What the runbooks may do to a site's database."""
 
+    @property
+    def service_role(self) -> str:
+        """The database role the order service logs in as (what a fence keeps out)."""
+        ...
+
     def observe(self, site: Site, writer: Site | None) -> DatabaseState:
         """The site's database as probed now; `writer` (when known and not `site`) gives its lag."""
         ...

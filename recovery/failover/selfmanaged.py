@@ -24,6 +24,7 @@ from recovery.drivers import remote
 from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, first_line
 from recovery.failover.platform import FenceMeans, Promotion, Rebuild
 from recovery.failover.state import DatabaseState
+from recovery.restore.fence import service_role
 from recovery.targets.model import Database, Host, Site
 
 HOSTOPS = Path(__file__).with_name("hostops.py")
@@ -47,35 +48,35 @@ def slot_name(site: Site) -> str:
     return f"{site.name}_slot"
 
 
-def service_role(database: Database) -> str:
-    """The role the order service logs in as: the owner of the orders database (never a superuser)."""
-    with db_driver.connect(database, dbname="postgres") as conn:
-        row = conn.execute(
-            "SELECT r.rolname, r.rolsuper FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
-            " WHERE d.datname = %s",
-            (database.name,),
-        ).fetchone()
-    if row is None:
-        raise PreconditionFailed(f"database {database.name!r} does not exist on {database.address}")
-    if bool(row[1]) or str(row[0]) == database.user:
-        raise PreconditionFailed(
-            f"database {database.name!r} is owned by {row[0]!r}, a superuser or the toolkit's own role: "
-            "it cannot be fenced; give the service its own owner role"
-        )
-    return str(row[0])
-
-
 def db_host(site: Site) -> Host:
     """The host the site's database runs on: the one at its address, else the site's first host."""
     return next((h for h in site.hosts if h.address == site.database.address), site.hosts[0])
 
 
 class SelfManaged:
-    """The self-managed platform. `service_role_name` is the service's database role (the owner of the
-    orders database); it is read from the writer when not given."""
+    """The self-managed platform of a target's two sites. The role it fences is the service's own, the
+    owner of the orders database (restore/fence.py's rule), read from whichever site's database answers
+    first (a standby has the same catalog), once."""
 
-    def __init__(self, service_role_name: str = "orders") -> None:
-        self.role = service_role_name
+    def __init__(self, sites: tuple[Site, ...]) -> None:
+        self._sites = sites
+        self._role: str | None = None
+
+    @property
+    def service_role(self) -> str:
+        if self._role is None:
+            problems = []
+            for site in self._sites:
+                try:
+                    self._role = service_role(site.database)
+                    break
+                except ExternalFailure as exc:
+                    problems.append(f"{site.name}: {first_line(exc)}")
+            else:
+                raise ExternalFailure(
+                    f"no database answers, so the service's role cannot be read ({'; '.join(problems)})"
+                )
+        return self._role
 
     # --- observe -------------------------------------------------------------------------------------
 
@@ -152,8 +153,8 @@ class SelfManaged:
     def _fence_sql(self, database: Database) -> FenceMeans:
         with db_driver.connect(database, dbname="postgres", connect_timeout=3) as conn:
             conn.execute("SET default_transaction_read_only = off")  # our own session only
-            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(self.role)))
-            conn.execute(_TERMINATE, (self.role,))
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(self.service_role)))
+            conn.execute(_TERMINATE, (self.service_role,))
             conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
             conn.execute("SELECT pg_reload_conf()")
         return self._confirm_sql(database)
@@ -168,25 +169,28 @@ class SelfManaged:
                     "SELECT current_setting('default_transaction_read_only') = 'on',"
                     " (SELECT NOT rolcanlogin FROM pg_roles WHERE rolname = %s),"
                     " (SELECT count(*) FROM pg_stat_activity WHERE usename = %s)",
-                    (self.role, self.role),
+                    (self.service_role, self.service_role),
                 ).fetchone()
             assert row is not None
             read_only, locked, sessions = bool(row[0]), bool(row[1]), int(row[2])
             if read_only and locked and sessions == 0:
                 return FenceMeans(
-                    "database", True, f"read-only by default, role {self.role} may not log in, no sessions"
+                    "database",
+                    True,
+                    f"read-only by default, role {self.service_role} may not log in, no sessions",
                 )
             if time.monotonic() > deadline:
                 return FenceMeans(
                     "database",
                     False,
-                    f"read-only={read_only}, role {self.role} locked={locked}, {sessions} sessions left",
+                    f"read-only={read_only}, role {self.service_role} locked={locked}, "
+                    f"{sessions} sessions left",
                 )
             time.sleep(0.1)
 
     def _fence_over_ssh(self, site: Site) -> FenceMeans:
         try:
-            result = run_hostops(site, "fence", {"role": self.role})
+            result = run_hostops(site, "fence", {"role": self.service_role})
         except RecoveryError as exc:
             return FenceMeans("data-dir", False, f"host did not answer: {first_line(exc)}")
         return FenceMeans("data-dir", True, str(result.get("detail", "fenced on disk")))
@@ -236,7 +240,7 @@ class SelfManaged:
             )
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
-            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(self.role)))
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(self.service_role)))
 
     # --- rebuild -------------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def platform_for(target: Target) -> DatabasePlatform:
             f"target {target.name}: failover of {', '.join(sorted(kinds))} databases is not supported yet; "
             "only self-managed PostgreSQL"
         )
-    return SelfManaged()
+    return SelfManaged((target.writable, target.replica))
 
 
 def _site(value: Any) -> SiteName:
@@ -397,7 +397,7 @@ def _fence_lost(ctx: RunContext) -> Fenced:
     started = time.time()
     means = [*platform.fence(source), confirm_no_writes(source, timeout=3)]
     if not any(m.confirmed and m.means in ("database", "data-dir") for m in means):
-        means.append(fence_infrastructure(ctx.target, source, SelfManaged().role))
+        means.append(fence_infrastructure(ctx.target, source, platform.service_role))
     fenced = _fenced(decided.source, started, tuple(means), check)
     for line in fenced.unconfirmed:
         ctx.note(f"fence not confirmed: {line}")
