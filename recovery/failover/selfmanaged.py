@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from recovery.drivers import db as db_driver
 from recovery.drivers import remote
@@ -46,6 +46,26 @@ WHERE usename = %s AND pid <> pg_backend_pid()
 def slot_name(site: Site) -> str:
     """The replication slot a writer keeps for the standby at `site` (named after that site)."""
     return f"{site.name}_slot"
+
+
+# The functions pg_rewind calls on its source (PostgreSQL's documented grants for a non-superuser).
+_REWIND_FUNCTIONS = (
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+)
+
+
+def _streaming_login(conn: db_driver.Connection, writer: Database) -> tuple[str, str | None]:
+    """The role and passfile a rebuilt standby streams with: those the writer streamed with while it was
+    a standby itself (its primary_conninfo stays set after promotion; database hosts keep the passfile
+    at the same path), else the toolkit's own role and passfile."""
+    row = conn.execute("SELECT current_setting('primary_conninfo', true)").fetchone()
+    login = conninfo_to_dict(str(row[0])) if row and row[0] else {}
+    user = str(login.get("user") or writer.user)
+    passfile = login.get("passfile") or (str(writer.passfile) if writer.passfile else None)
+    return user, None if passfile is None else str(passfile)
 
 
 def db_host(site: Site) -> Host:
@@ -246,7 +266,8 @@ class SelfManaged:
 
     def rebuild_as_standby(self, site: Site, source: Site, run_id: str) -> Rebuild:
         slot = slot_name(site)
-        with db_driver.connect(source.database, dbname="postgres") as conn:
+        src = source.database
+        with db_driver.connect(src, dbname="postgres") as conn:
             # pg_rewind reads the source's timeline from its control file: a checkpoint writes the new one.
             conn.execute("CHECKPOINT")
             if (
@@ -254,16 +275,23 @@ class SelfManaged:
                 is None
             ):
                 conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
-        src = source.database
+            user, passfile = _streaming_login(conn, src)
+            if user != src.user:
+                for function in _REWIND_FUNCTIONS:  # what pg_rewind reads, for a role that is no superuser
+                    conn.execute(
+                        sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                            sql.SQL(function), sql.Identifier(user)
+                        )
+                    )
         params: dict[str, Any] = {
             "host": src.address,
             "port": src.port,
-            "user": src.user,
+            "user": user,
             "dbname": "postgres",
             "application_name": site.name,
         }
-        if src.passfile is not None:
-            params["passfile"] = str(src.passfile)
+        if passfile:
+            params["passfile"] = passfile
         result = run_hostops(
             site,
             "rebuild",
