@@ -292,6 +292,7 @@ def _rejoin(ctx: RunContext) -> dict[str, Any]:
     platform = platform_for(ctx.target)
     old, writer = ctx.target.site(decided.source), ctx.target.site(decided.to)
     rebuilt = platform.rebuild_as_standby(old, writer, ctx.run_id)
+    ctx.note(f"the {decided.source} site was rebuilt as a standby by {rebuilt.method}: {rebuilt.detail}")
     records = point_traffic(ctx.target, decided.to, standby_healthy=True)
     return {"method": rebuilt.method, "detail": rebuilt.detail, "secondary_record": records.secondary}
 

@@ -141,6 +141,7 @@ def test_switchover_under_load_loses_no_acknowledged_order(lab: Lab, tmp_path: P
     assert fence["unconfirmed"] == [] and {m["means"] for m in fence["means"]} == {"database", "service"}
     with db.connect(target.primary.database, dbname="postgres") as conn:
         assert db.in_recovery(conn)
+    assert last_output(target, "switchover", "rejoin")["method"] == "rewind"
     record = last_output(target, "switchover", "record")
     window = ledger.error_window
     print(
