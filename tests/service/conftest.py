@@ -285,7 +285,9 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
     """deploy(version, dbname, site="primary") -> ServiceRun: unpack the real artifact and write a config."""
     runs: list[ServiceRun] = []
 
-    def make(version: str, dbname: str, site: str = "primary") -> ServiceRun:
+    def make(
+        version: str, dbname: str, site: str = "primary", *, intake: dict | None = None, db_port: int = 0
+    ) -> ServiceRun:
         artifact = build_release_artifact(version, artifacts_dir)
         directory = tmp_path / f"releases-{len(runs)}" / version
         directory.mkdir(parents=True)
@@ -304,13 +306,14 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
                     "port": port,
                     "db": {
                         "host": "127.0.0.1",
-                        "port": postgres.port,
+                        "port": db_port or postgres.port,
                         "name": dbname,
                         "user": "orders",
                         "passfile": str(postgres.passfile),
                     },
                     "log_file": str(log_file),
                     "pool": {"min": 1, "max": 8},
+                    **({"intake": intake} if intake is not None else {}),
                 }
             )
         )
@@ -399,3 +402,60 @@ def intake_queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
         yield sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+
+
+# --- the intake queue on moto's server, for the service (another process) to send to ----------------
+
+# One port of this range per worker (tests/worker_ports.py) for the server; the rest stay closed.
+MOTO_PORTS = ports(26250, 26260)
+
+
+@dataclass(frozen=True)
+class MotoIntake:
+    endpoint_url: str
+    queue_url: str
+    dlq_url: str
+
+    def service_config(self, *, degraded_mode: bool = True, endpoint_url: str | None = None) -> dict:
+        """The service config's `intake` object for this queue."""
+        return {
+            "queue_url": self.queue_url,
+            "region": INTAKE_REGION,
+            "endpoint_url": endpoint_url or self.endpoint_url,
+            "degraded_mode": degraded_mode,
+        }
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """moto's server on loopback (what the lab runs as its AWS endpoint); its URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port(MOTO_PORTS)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_intake(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> MotoIntake:
+    """A fresh intake queue with its dead-letter queue on the moto server; this process's boto3 talks
+    to it through the target's endpoint or these fixed credentials."""
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": INTAKE_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    sqs = boto3.client("sqs", region_name=INTAKE_REGION, endpoint_url=moto_server)
+    suffix = uuid.uuid4().hex[:8]
+    dlq = sqs.create_queue(QueueName=f"intake-dlq-{suffix}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
+    queue = sqs.create_queue(QueueName=f"intake-{suffix}", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    return MotoIntake(moto_server, queue, dlq)
