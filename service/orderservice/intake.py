@@ -120,6 +120,15 @@ class IntakeQueue:
                 )
             return self._client
 
+    def prepare(self) -> str | None:
+        """Build the client now (no network call), so the first order of an incident does not pay for it
+        and a host without boto3 says so at start; the problem in words, or None."""
+        try:
+            self._sqs()
+        except ImportError:
+            return "degraded mode is configured but boto3 is missing; install python3-boto3"
+        return None
+
     def send(self, order_id: str, body: str) -> str:
         """Put the message on the queue; its message id once SQS has stored it, else QueueUnavailable."""
         try:

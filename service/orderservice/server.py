@@ -259,6 +259,9 @@ def serve(config: Config) -> int:
     setup_logging(config.log_file)
     info = load_release_info()
     app = App(config, info)
+    problem = app.intake.prepare() if app.intake is not None else None
+    if problem:
+        log.error("%s: orders the database cannot take will be refused", problem)
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = ThreadingHTTPServer((config.listen, config.port), handler)
     server.daemon_threads = True
