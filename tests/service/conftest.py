@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from moto_helpers import create_intake_queue, moto_server_at
 from psycopg import sql
 from restore_helpers import drop_family
 from worker_ports import ports
@@ -383,6 +384,16 @@ def admin(postgres: Postgres) -> str:
 INTAKE_REGION = "us-east-1"
 
 
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed credentials and region for moto (in process or its server), whatever the machine has."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": INTAKE_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def intake_queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An SQS intake queue with its dead-letter queue (redrive policy), as the stacks and the lab make."""
@@ -390,18 +401,9 @@ def intake_queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     from recovery.drivers.aws import AwsDriver
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": INTAKE_REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+    fake_aws_credentials(monkeypatch)
     with mock_aws():
-        sqs = AwsDriver().client("sqs", INTAKE_REGION)
-        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
-        yield sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+        yield create_intake_queue(AwsDriver().client("sqs", INTAKE_REGION))[0]
 
 
 # --- the intake queue on moto's server, for the service (another process) to send to ----------------
@@ -429,15 +431,8 @@ class MotoIntake:
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
     """moto's server on loopback (what the lab runs as its AWS endpoint); its URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port(MOTO_PORTS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server_at(free_port(MOTO_PORTS)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -446,16 +441,7 @@ def moto_intake(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> MotoIntake
     to it through the target's endpoint or these fixed credentials."""
     import boto3
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": INTAKE_REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+    fake_aws_credentials(monkeypatch)
     sqs = boto3.client("sqs", region_name=INTAKE_REGION, endpoint_url=moto_server)
-    suffix = uuid.uuid4().hex[:8]
-    dlq = sqs.create_queue(QueueName=f"intake-dlq-{suffix}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
-    queue = sqs.create_queue(QueueName=f"intake-{suffix}", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    queue, dlq = create_intake_queue(sqs, f"intake-{uuid.uuid4().hex[:8]}")
     return MotoIntake(moto_server, queue, dlq)

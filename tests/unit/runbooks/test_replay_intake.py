@@ -4,13 +4,13 @@ stays queued, noted with the command that continues it."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from moto_helpers import create_intake_queue
 from target_files import unit_target_doc
 
 from recovery.engine.events import Event, StepNote
@@ -34,11 +34,7 @@ def queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with mock_aws():
         import boto3
 
-        sqs = boto3.client("sqs", region_name=REGION)
-        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
-        yield sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+        yield create_intake_queue(boto3.client("sqs", region_name=REGION))[0]
 
 
 def make_target(tmp_path: Path, queue_url: str | None) -> Target:
