@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,7 @@ class App:
     def accept_pending(self, request: orders.OrderRequest, cause: Exception) -> Reply:
         """Degraded mode: the order goes durably into the intake queue, then (only then) a 202."""
         order_id = str(request.order_id)
-        received_at = datetime.now(UTC)
+        received_at = datetime.now(intake.UTC_ZONE)
         message = intake.message_for(order_id, request.user_id, request.lines, received_at)
         assert self.intake is not None
         message_id = self.intake.send(order_id, message)
