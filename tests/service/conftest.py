@@ -1,7 +1,8 @@
 """A real PostgreSQL for the service tests (one per session), plus helpers to run real releases.
 
 PostgreSQL refuses root, so initdb and pg_ctl run as the lab user through runuser; its data directory
-lives in a temporary directory given to that user. Ports come from 26100-26199 only (shifted per
+lives in a temporary directory given to that user. Ports come from 26100-26199 and the intake tests' moto
+server's 26250-26259 only (shifted per
 pytest-xdist worker, tests/worker_ports.py). Every process started here is stopped by its pid in a
 finalizer, also when tests fail.
 """
