@@ -8,8 +8,10 @@ forwarding loop (`recovery.lab.tcpproxy`). The control file is JSON: `{"serial":
 starts a new fault:
 - pass: forward, each chunk delayed by D seconds (a slow link);
 - reset: reset the next C new connections (every one when C is null), then pass (a flaky link);
-- blackhole: accept new connections and never answer for S seconds (for ever when S is null); when it
-  ends the held connections are reset, as a path that comes back breaks the stalled ones;
+- blackhole: accept new connections and never answer, for S seconds from the first connection it
+  swallows (for ever when S is null; counted from the first connection so that a client that starts
+  late still meets it); when it ends the held connections are reset, as a path that comes back breaks
+  the stalled ones;
 - refuse: stop listening (the port stays bound, so connecting is refused: a store's endpoint down).
 A fault applies to new connections: a connection set up before it keeps its own decision.
 """
@@ -71,9 +73,7 @@ class FaultState:
     def apply(self, fault: ProxyFault) -> None:
         self.fault = fault
         self.resets_left = fault.count if fault.mode == "reset" else None
-        self.blackhole_until = (
-            self._clock() + fault.seconds if fault.mode == "blackhole" and fault.seconds is not None else None
-        )
+        self.blackhole_until = None
 
     def blackholing(self) -> bool:
         if self.fault.mode != "blackhole":
@@ -88,6 +88,8 @@ class FaultState:
                 self.resets_left -= 1
                 return "reset"
         if self.blackholing():
+            if self.blackhole_until is None and self.fault.seconds is not None:
+                self.blackhole_until = self._clock() + self.fault.seconds
             return "blackhole"
         return "pass"
 

@@ -240,26 +240,22 @@ def release_lock(target: str = "lab") -> dict[str, Any]:
 # The product catalogue ---------------------------------------------------------------------------------
 
 
+def _update_products(target: str, sql: str) -> int:
+    """Run one UPDATE of products with the mark as its two parameters; the rows it changed."""
+    with db.connect(load_target(target).primary.database, autocommit=True) as conn:
+        return int(conn.execute(sql, (CATALOGUE_MARK, CATALOGUE_MARK)).rowcount)
+
+
 def damage_catalogue(target: str = "lab") -> dict[str, Any]:
     """Mark every product's name (a bad catalogue import): a restore of the products domain undoes it."""
-    loaded = load_target(target)
-    with db.connect(loaded.primary.database, autocommit=True) as conn:
-        damaged = conn.execute(
-            "UPDATE products SET name = name || %s WHERE position(%s in name) = 0",
-            (CATALOGUE_MARK, CATALOGUE_MARK),
-        ).rowcount
-    return {"damaged_products": damaged}
+    sql = "UPDATE products SET name = name || %s WHERE position(%s in name) = 0"
+    return {"damaged_products": _update_products(target, sql)}
 
 
 def repair_catalogue(target: str = "lab") -> dict[str, Any]:
     """Take the catalogue damage back (when no restore did). Idempotent."""
-    loaded = load_target(target)
-    with db.connect(loaded.primary.database, autocommit=True) as conn:
-        repaired = conn.execute(
-            "UPDATE products SET name = replace(name, %s, '') WHERE position(%s in name) > 0",
-            (CATALOGUE_MARK, CATALOGUE_MARK),
-        ).rowcount
-    return {"repaired_products": repaired}
+    sql = "UPDATE products SET name = replace(name, %s, '') WHERE position(%s in name) > 0"
+    return {"repaired_products": _update_products(target, sql)}
 
 
 # Steps out of order ------------------------------------------------------------------------------------

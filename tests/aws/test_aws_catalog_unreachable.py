@@ -39,6 +39,17 @@ def refused_endpoint() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def backed_up_with_a_dead_store(aws: AwsDriver, keys: KmsKeys, dead: str) -> Catalog:
+    """A backup written to both copies, then a catalog whose `dead` copy's endpoint refuses
+    connections (one attempt per call keeps the test short)."""
+    local, remote = S3Store(aws, LOCAL, "local"), S3Store(aws, REMOTE, "remote")
+    write_backup(io.BytesIO(b"products" * 1000), NAME, METADATA, [local, remote], keys)
+    dead_driver = AwsDriver(AwsEndpoint(endpoint_url=refused_endpoint()), attempts=1, connect_timeout=1)
+    if dead == "local":
+        return Catalog(S3Store(dead_driver, LOCAL, "local"), remote, keys)
+    return Catalog(local, S3Store(dead_driver, REMOTE, "remote"), keys)
+
+
 @pytest.fixture
 def keys(aws: AwsDriver) -> KmsKeys:
     key_id = aws.kms("eu-west-1").create_key()["KeyMetadata"]["KeyId"]
@@ -48,12 +59,7 @@ def keys(aws: AwsDriver) -> KmsKeys:
 def test_a_store_that_refuses_connections_is_unreachable_and_the_other_copy_is_chosen(
     aws: AwsDriver, keys: KmsKeys
 ) -> None:
-    local, remote = S3Store(aws, LOCAL, "local"), S3Store(aws, REMOTE, "remote")
-    write_backup(io.BytesIO(b"products" * 1000), NAME, METADATA, [local, remote], keys)
-    # The remote region's endpoint is down; one attempt per call keeps the test short.
-    dead_driver = AwsDriver(AwsEndpoint(endpoint_url=refused_endpoint()), attempts=1, connect_timeout=1)
-    dead = S3Store(dead_driver, REMOTE, "remote")
-    catalog = Catalog(local, dead, keys)
+    catalog = backed_up_with_a_dead_store(aws, keys, "remote")
 
     [entry] = catalog.entries("products")
     assert entry.local.state is CopyState.PRESENT
@@ -72,10 +78,7 @@ def test_a_store_that_refuses_connections_is_unreachable_and_the_other_copy_is_c
 def test_an_unreachable_local_store_leaves_the_remote_copy_to_restore_from(
     aws: AwsDriver, keys: KmsKeys
 ) -> None:
-    local, remote = S3Store(aws, LOCAL, "local"), S3Store(aws, REMOTE, "remote")
-    write_backup(io.BytesIO(b"products" * 1000), NAME, METADATA, [local, remote], keys)
-    dead_driver = AwsDriver(AwsEndpoint(endpoint_url=refused_endpoint()), attempts=1, connect_timeout=1)
-    catalog = Catalog(S3Store(dead_driver, LOCAL, "local"), remote, keys)
+    catalog = backed_up_with_a_dead_store(aws, keys, "local")
 
     verified = catalog.verify(NAME.backup_id)
     assert verified.local.state is CopyState.UNREACHABLE and verified.remote.state is CopyState.VERIFIED

@@ -90,6 +90,18 @@ def test_the_proxy_passes_resets_black_holes_and_refuses_as_told(tmp_path: Path)
     asyncio.run(scenario())
 
 
+def test_a_black_hole_lasts_from_the_first_connection_it_swallows() -> None:
+    now = [100.0]
+    state = FaultState(clock=lambda: now[0])
+    state.apply(ProxyFault(serial=1, mode="blackhole", seconds=3))
+    now[0] = 150.0  # the client connects long after the fault was set
+    assert state.on_connect() == "blackhole"
+    now[0] = 152.9
+    assert state.on_connect() == "blackhole" and state.blackholing()
+    now[0] = 153.1
+    assert state.on_connect() == "pass" and not state.blackholing()
+
+
 def test_a_fault_with_the_serial_already_applied_is_not_applied_again(tmp_path: Path) -> None:
     state = FaultState()
     state.apply(ProxyFault(serial=1, mode="reset", count=1))
