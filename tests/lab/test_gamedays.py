@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,26 +89,33 @@ def _gameday_run(lab: Lab, reports: Path, *scenarios: Path) -> int:
     return main([*args, "--report-dir", str(reports), "--yes", "--output", "json"])
 
 
-def _run_library(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], *names: str
-) -> tuple[int, dict[str, dict[str, Any]], dict[str, GameDayRun]]:
-    """`recovery gameday run` of library scenarios on the lab: the exit code, each run's summary and
-    its stored report, by scenario."""
-    reports = tmp_path / "reports"
-    code = _gameday_run(lab, reports, *(LIBRARY / f"{name}.yaml" for name in names))
-    out, err = capsys.readouterr()
-    summaries = {run["scenario"]: run for run in json.loads(out)["result"]["runs"]} if out else {}
-    stored = {run.scenario: run for run in read_runs(reports)}
-    print(err[-2000:])  # shown when a test fails
-    for run in summaries.values():
-        print(run["scenario"], run["passed"], run["time_to_detect_s"], run["rto_s"], run["orders_lost"])
-    return code, summaries, stored
+Library = tuple[dict[str, dict[str, Any]], dict[str, GameDayRun], Path]
 
 
-def _met(summary: dict[str, Any]) -> None:
-    missed = [f"{o['name']}: {o['reason']}" for o in summary["objectives"] if not o["passed"]]
-    assert summary["passed"] and summary["experiment_status"] == "completed", missed
-    assert summary["orders_lost"] == 0
+@pytest.fixture
+def run_library(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Library]:
+    """`recovery gameday run` of library scenarios on the lab with `load_seconds` of load. Asserts that
+    each met its objectives and responses and lost no order; returns each run's summary and stored
+    report by scenario, and the report folder."""
+
+    def run(load_seconds: int, *names: str) -> Library:
+        monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", str(load_seconds))
+        reports = tmp_path / "reports"
+        code = _gameday_run(lab, reports, *(LIBRARY / f"{name}.yaml" for name in names))
+        out, err = capsys.readouterr()
+        assert code == ExitCode.OK, err[-3000:]
+        summaries = {run["scenario"]: run for run in json.loads(out)["result"]["runs"]}
+        for name in names:
+            summary = summaries[name]
+            missed = [f"{o['name']}: {o['reason']}" for o in summary["objectives"] if not o["passed"]]
+            assert summary["passed"] and summary["experiment_status"] == "completed", missed
+            assert summary["orders_lost"] == 0
+            assert any(o["name"].startswith("response: ") for o in summary["objectives"])
+        return summaries, {run.scenario: run for run in read_runs(reports)}, reports
+
+    return run
 
 
 def _response(summary: dict[str, Any], activity: str) -> str:
@@ -120,20 +128,16 @@ def _activity_output(run_dir: Path, name: str) -> Any:
 
 
 def test_the_faulty_releases_that_corrupt_totals_or_break_a_migration_are_rolled_back(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    lab: Lab, run_library: Callable[..., Library]
 ) -> None:
-    monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "25")
-    code, runs, stored = _run_library(
-        lab, tmp_path, capsys, "failed-upgrade-corrupts-totals", "failed-upgrade-bad-migration"
-    )
-    assert code == ExitCode.OK
-    for name in ("failed-upgrade-corrupts-totals", "failed-upgrade-bad-migration"):
-        _met(runs[name])
+    names = ("failed-upgrade-corrupts-totals", "failed-upgrade-bad-migration")
+    runs, stored, _ = run_library(25, *names)
+    for name in names:
         assert 0 < runs[name]["time_to_detect_s"] < runs[name]["rto_s"]
         kinds = [event.kind for event in stored[name].timeline]
         assert kinds.index("fault") < kinds.index("detected") < kinds.index("recovered")
     gates = {
-        name: _response(runs[name], f"deploy v2-{name.removeprefix('failed-upgrade-')}") for name in runs
+        name: _response(runs[name], f"deploy v2-{name.removeprefix('failed-upgrade-')}") for name in names
     }
     assert "gate smoke failed" in gates["failed-upgrade-corrupts-totals"]  # only the business check sees it
     assert "gate migrate failed" in gates["failed-upgrade-bad-migration"]
@@ -141,15 +145,10 @@ def test_the_faulty_releases_that_corrupt_totals_or_break_a_migration_are_rolled
 
 
 def test_a_restore_reads_the_other_copy_when_one_is_corrupted_missing_or_unreachable(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    lab: Lab, run_library: Callable[..., Library]
 ) -> None:
-    monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "8")
     names = ("backup-copy-corrupted", "backup-copy-missing", "backup-region-unavailable")
-    code, runs, stored = _run_library(lab, tmp_path, capsys, *names)
-    assert code == ExitCode.OK
-    for name in names:
-        _met(runs[name])
-    reports = tmp_path / "reports"
+    _, stored, reports = run_library(8, *names)
     read = {
         name: _activity_output(reports / stored[name].run_id, "the copy the restore read") for name in names
     }
@@ -171,17 +170,9 @@ def test_a_restore_reads_the_other_copy_when_one_is_corrupted_missing_or_unreach
 
 
 def test_backups_ride_out_network_trouble_and_refuse_clearly_without_the_link_or_the_key(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    lab: Lab, run_library: Callable[..., Library]
 ) -> None:
-    monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "8")
-    names = ("backup-upload-network-trouble", "backup-key-disabled")
-    code, runs, stored = _run_library(lab, tmp_path, capsys, *names)
-    assert code == ExitCode.OK
-    for name in names:
-        _met(runs[name])
-        responses = [o for o in runs[name]["objectives"] if o["name"].startswith("response: ")]
-        assert responses and all(o["passed"] for o in responses)
-    reports = tmp_path / "reports"
+    _, stored, reports = run_library(8, "backup-upload-network-trouble", "backup-key-disabled")
     refused = _activity_output(
         reports / stored["backup-key-disabled"].run_id, "back up while the key is disabled"
     )
@@ -189,28 +180,17 @@ def test_backups_ride_out_network_trouble_and_refuse_clearly_without_the_link_or
     assert backups_whole(str(lab.dir / "target.yaml"))["passed"]
 
 
-def test_operator_errors_are_refused_with_one_line(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "8")
-    code, runs, stored = _run_library(lab, tmp_path, capsys, "operator-errors")
-    assert code == ExitCode.OK
-    _met(runs["operator-errors"])
+def test_operator_errors_are_refused_with_one_line(run_library: Callable[..., Library]) -> None:
+    _, stored, reports = run_library(8, "operator-errors")
     held = _activity_output(
-        tmp_path / "reports" / stored["operator-errors"].run_id,
-        "back up while another controller holds the lock",
+        reports / stored["operator-errors"].run_id, "back up while another controller holds the lock"
     )
     assert "locked by run" in held["stderr"] and "another controller's run" in held["stderr"]
 
 
-def test_a_restore_under_load_loses_no_order(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_restore_under_load_loses_no_order(lab: Lab, run_library: Callable[..., Library]) -> None:
     # The load outlasts the restore's fence: orders fail while the service is fenced, none is lost.
-    monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "30")
-    code, runs, stored = _run_library(lab, tmp_path, capsys, "restore-under-load")
-    assert code == ExitCode.OK
-    _met(runs["restore-under-load"])
+    _, stored, _ = run_library(30, "restore-under-load")
     under_load = stored["restore-under-load"]
     restore = next(e for e in under_load.timeline if e.label.startswith("restore started"))
     recovered = next(e for e in under_load.timeline if e.kind == "recovered")
