@@ -25,7 +25,7 @@ from recovery.cli import (
     upgrade,
     verify,
 )
-from recovery.cli.common import envelope
+from recovery.cli.common import envelope, forget_invoked_target
 from recovery.engine.redact import redact_text
 from recovery.errors import ExitCode, RecoveryError
 
@@ -101,6 +101,14 @@ def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    forget_invoked_target()  # each invocation notes its own --target (recovery.cli.common)
+    try:
+        return _invoke(args)
+    finally:
+        forget_invoked_target()
+
+
+def _invoke(args: list[str]) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:

@@ -24,7 +24,14 @@ from recovery.drivers import db
 from recovery.errors import EnvironmentProblem, RecoveryError, UsageError
 from recovery.lab import aws, postgres, render, service, sshd
 from recovery.lab.pgbin import resolve_pg_bin, server_version
-from recovery.lab.plan import DB_OWNER, DB_SUPERUSER, FRONT_DOOR_ADDRESS, SHOP_RECORD, LabPlan, plan_lab
+from recovery.lab.plan import (
+    DB_OWNER,
+    DB_SUPERUSER,
+    FRONT_DOOR_ADDRESS,
+    SHOP_RECORD,
+    LabPlan,
+    plan_lab,
+)
 from recovery.lab.processes import (
     LabUser,
     can_traverse,
@@ -199,13 +206,13 @@ def _check_ports(plan: LabPlan, missing: list[str], state: LabState) -> None:
 
 
 def _passwords(user: LabUser, plan: LabPlan) -> dict[str, str]:
-    if plan.pgpass.is_file():
-        found = render.parse_pgpass(plan.pgpass.read_text())
-        if DB_SUPERUSER in found and DB_OWNER in found:
-            if not all(s.service_pgpass.is_file() for s in plan.sites):  # a lab from before they existed
-                postgres.write_pgpass(user, plan, found)
-            return found
-    passwords = {DB_SUPERUSER: secrets.token_urlsafe(24), DB_OWNER: secrets.token_urlsafe(24)}
+    """The roles' passwords: those the controller's passfile holds, any missing role's made new; every
+    passfile is (re)written so each holds its reader's roles only and belongs to its reader (a lab from
+    before the replication role had one passfile, the lab user's, with the superuser in it)."""
+    found = render.parse_pgpass(plan.pgpass.read_text()) if plan.pgpass.is_file() else {}
+    if DB_SUPERUSER not in found:  # a new lab (an existing cluster keeps its superuser's password)
+        found = {}
+    passwords = {role: found.get(role) or secrets.token_urlsafe(24) for role in postgres.CONTROLLER_ROLES}
     postgres.write_pgpass(user, plan, passwords)
     return passwords
 
@@ -241,10 +248,12 @@ def _build(
         if "postgres-primary" in missing:
             postgres.init_primary(user, plan, pg_bin, passwords[DB_SUPERUSER])
             postgres.start(user, plan, plan.primary, pg_bin, recorder.add)
-        postgres.create_roles(plan, pg_bin, passwords[DB_OWNER])
+        postgres.create_roles(plan, pg_bin, passwords)
         if "postgres-standby" in missing:
             postgres.make_standby(user, plan, pg_bin)
             postgres.start(user, plan, plan.standby, pg_bin, recorder.add)
+        elif postgres.set_primary_conninfo(user, plan):  # a running standby of an older lab
+            postgres.reload(user, plan.standby, pg_bin)
 
     def sshd_part() -> None:
         sshd.prepare_keys(user, plan)

@@ -34,6 +34,9 @@ INTAKE_DLQ = "order-intake-dlq"
 DB_NAME = "orders"
 DB_OWNER = "orders"
 DB_SUPERUSER = "postgres"
+# The standby streams as this role (REPLICATION, not a superuser): the lab user's servers hold its
+# password only, never the superuser's (that stays in the controller's passfile).
+DB_REPLICATOR = "replicator"
 SITES: tuple[SiteName, ...] = ("primary", "standby")
 
 
@@ -61,6 +64,12 @@ class SitePlan:
         """The service's passfile on this host: its own role only (the superuser's stays with the
         controller, so a compromised service cannot lift its own fence)."""
         return self.host_dir / "service.pgpass"
+
+    @property
+    def replication_pgpass(self) -> Path:
+        """This database host's passfile for streaming from the other site: the replication role only,
+        owned by the lab user whose servers read it (the standby's walreceiver, pg_basebackup)."""
+        return self.pg_dir / "replication.pgpass"
 
     @property
     def pg_data(self) -> Path:

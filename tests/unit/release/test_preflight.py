@@ -157,7 +157,7 @@ def _entry(backup_id: str, at: datetime) -> CatalogEntry:
         chunk_size=1024,
         key=KeyInfo(source="keyring", key_id="k", wrapped_data_key=b"w" * 40),
     )
-    return CatalogEntry(name, manifest, VERIFIED, VERIFIED)
+    return CatalogEntry(name, VERIFIED, VERIFIED, local_manifest=manifest, remote_manifest=manifest)
 
 
 def _fresh() -> tuple[CatalogEntry, ...]:
