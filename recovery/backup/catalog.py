@@ -272,22 +272,12 @@ class Catalog:
         checker: ContentChecker | None,
     ) -> CopyStatus:
         """Check one copy against its own manifest (never the other copy's)."""
-        try:
-            return self._verify_reachable(store, name, manifest, deep, checker)
-        except _StoreDown:
-            return self._down(store)
-
-    def _verify_reachable(
-        self,
-        store: ObjectStore,
-        name: BackupName,
-        manifest: Manifest,
-        deep: bool,
-        checker: ContentChecker | None,
-    ) -> CopyStatus:
         where = store.describe(object_key(name))
         if not deep:
-            digest, size = self._ask(store, lambda: stored_sha256(store, name))
+            try:
+                digest, size = self._ask(store, lambda: stored_sha256(store, name))
+            except _StoreDown:
+                return self._down(store)
             if size != manifest.sizes.stored:
                 return CopyStatus(
                     CopyState.DAMAGED, f"{where} is {size} bytes, the manifest says {manifest.sizes.stored}"
