@@ -31,6 +31,12 @@ COMMANDS: Mapping[str, CommandProperties] = MappingProxyType(
             CommandProperties(
                 "backup prune", "backup-prune", takes_lock=True, destructive=True, journaled=True
             ),
+            CommandProperties(
+                "backup realtime", "backup-realtime", takes_lock=True, destructive=False, journaled=True
+            ),
+            CommandProperties(
+                "backup setup-archiving", "wal-archive", takes_lock=True, destructive=True, journaled=True
+            ),
             CommandProperties("restore", "restore", takes_lock=True, destructive=True, journaled=True),
             CommandProperties(
                 "restore prune-replaced",

@@ -24,6 +24,7 @@ from recovery.cli import (
     target,
     upgrade,
     verify,
+    watch,
 )
 from recovery.cli.common import envelope, forget_invoked_target
 from recovery.engine.redact import redact_text
@@ -50,6 +51,7 @@ app.command("preflight")(preflight.preflight_command)
 app.command("verify")(verify.verify_command)
 app.command("upgrade")(upgrade.upgrade_command)
 app.command("rollback")(upgrade.rollback_command)
+app.command("watch")(watch.watch_command)
 
 
 @app.callback()

@@ -18,6 +18,7 @@ FRONT_DOOR_ADDRESS = "127.0.0.1"
 MOTO_ADDRESS = "127.0.0.1"
 SITE_ADDRESSES: dict[SiteName, str] = {"primary": "127.0.0.11", "standby": "127.0.0.12"}
 SSH_OFFSET, SERVICE_OFFSET, PG_OFFSET = 22, 80, 432
+WATCH_METRICS_OFFSET = 9  # the watch's Prometheus endpoint, on the front door's address
 HIGHEST_OFFSET = PG_OFFSET
 RESERVED_DEFAULT = range(27000, 28000)
 DEFAULT_BASE_PORT = 27000
@@ -162,11 +163,20 @@ class LabPlan:
     def artifacts_dir(self) -> Path:
         return self.lab_dir / "artifacts"
 
+    @property
+    def watch_dir(self) -> Path:
+        return self.lab_dir / "watch"
+
+    @property
+    def watch_metrics_port(self) -> int:
+        return self.base_port + WATCH_METRICS_OFFSET
+
     def listeners(self) -> tuple[tuple[str, str, int], ...]:
         """Every (part, address, port) the lab listens on, for the free-port check before `up`."""
         parts: list[tuple[str, str, int]] = [
             ("front door", FRONT_DOOR_ADDRESS, self.front_door_port),
             ("moto server", MOTO_ADDRESS, self.moto_port),
+            ("watch metrics", FRONT_DOOR_ADDRESS, self.watch_metrics_port),
         ]
         for s in self.sites:
             parts += [
