@@ -169,13 +169,14 @@ class S3Store:
         self.bucket = address.bucket
         self.region = address.region
         self.prefix = address.prefix
+        self.endpoint_url = address.endpoint_url
         self._aws = aws
         self._part_size = part_size
         self._in_flight = parts_in_flight
 
     @property
     def _s3(self) -> S3Client:
-        return self._aws.s3(self.region)
+        return self._aws.s3(self.region, self.endpoint_url)
 
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key} ({self.label} copy)"
