@@ -194,9 +194,12 @@ class Catalog:
         status, manifest = self._observe(store, name)
         if manifest is None:
             return status
-        where = store.describe(object_key(name))
+        stored = manifest.object_name  # another backup's when it shares that one's object
+        where = store.describe(object_key(stored))
+        if stored != name and store.head(object_key(stored)) is None:
+            return CopyStatus(CopyState.DAMAGED, f"{where}, which holds its bytes, does not exist")
         if not deep:
-            digest, size = stored_sha256(store, name)
+            digest, size = stored_sha256(store, stored)
             if size != manifest.sizes.stored:
                 return CopyStatus(
                     CopyState.DAMAGED, f"{where} is {size} bytes, the manifest says {manifest.sizes.stored}"

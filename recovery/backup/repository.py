@@ -126,6 +126,32 @@ def write_backup(
     return manifest
 
 
+SHARED_MARKER = b"order-recovery: this backup's bytes are in the object its manifest's `shares` names\n"
+
+
+def write_shared_backup(
+    owner: Manifest, name: BackupName, stores: Sequence[ObjectStore], keys: KeyProvider
+) -> Manifest:
+    """Record `name` as a backup of the same bytes as `owner` without storing them again; return its
+    manifest. `owner` must be written and verified in every store first.
+
+    Its object is a short marker (so the catalog, which lists backups by object, sees it), and its
+    manifest carries `owner`'s sizes, sha256 and wrapped key with `shares` naming the owner.
+    """
+    if owner.shares is not None or owner.kind != name.kind:
+        raise UsageError(
+            f"{name.backup_id} can only share the object of a {name.kind} backup that has its own"
+        )
+    manifest = owner.model_copy(
+        update={"backup_id": name.backup_id, "domain": name.domain, "shares": owner.backup_id, "mac": None}
+    )
+    manifest = Manifest.model_validate(manifest.model_dump()).signed(keys)
+    for store in stores:
+        store.put_bytes(object_key(name), SHARED_MARKER)
+        store.put_bytes(manifest_key(name), manifest.to_json())
+    return manifest
+
+
 def read_manifest(store: ObjectStore, name: BackupName) -> Manifest | None:
     """The store's manifest of `name`; None when absent, IntegrityError when damaged or foreign."""
     data = store.get_bytes(manifest_key(name))
@@ -139,7 +165,7 @@ def read_manifest(store: ObjectStore, name: BackupName) -> Manifest | None:
 
 
 def stored_sha256(store: ObjectStore, name: BackupName) -> tuple[str, int]:
-    """sha256 and size of the stored object, streamed."""
+    """sha256 and size of the stored object, streamed (`name`: the manifest's `object_name`)."""
     digest = hashlib.sha256()
     size = 0
     with store.open(object_key(name)) as stream:
@@ -176,11 +202,14 @@ def read_backup(
         )
     if data_key is None:
         data_key = manifest.unwrap_key(keys)
-    with store.open(object_key(name)) as stream:
-        result = decode(stream, sink, data_key, name.backup_id)
+    # A backup that shares another's object (one base backup for both realtime domains) reads that
+    # object, bound to that backup's id as it was encoded.
+    stored = manifest.object_name
+    with store.open(object_key(stored)) as stream:
+        result = decode(stream, sink, data_key, stored.backup_id)
     if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:
         raise IntegrityError(
-            f"{store.describe(object_key(name))} decrypted but does not match its manifest "
+            f"{store.describe(object_key(stored))} decrypted but does not match its manifest "
             "(sha256 or size); use the other copy"
         )
     return manifest, result
