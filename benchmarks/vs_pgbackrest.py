@@ -82,15 +82,18 @@ def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
     return found
 
 
-def tree_rss(root: int) -> int:
+def tree_rss(root: int) -> dict[str, int]:
+    """Resident bytes of every process in the tree under `root`, summed by command name."""
     page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
+    found: dict[str, int] = {}
     for pid in _tree(root, _children_map()):
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
         except (OSError, IndexError):
             continue
-    return total
+        found[name] = found.get(name, 0) + resident
+    return found
 
 
 def server_cpu(postmaster: int) -> float:
@@ -113,12 +116,15 @@ class Stage:
     cpu: float
     server_cpu: float
     peak_rss: int
+    at_peak: dict[str, int]
     output: str
 
     def line(self) -> str:
+        biggest = sorted(self.at_peak.items(), key=lambda item: -item[1])[:3]
+        parts = ", ".join(f"{name} {size / MIB:.0f}" for name, size in biggest)
         return (
             f"  {self.name:<58} {self.wall:7.2f} s wall {self.cpu:7.2f} CPU-s "
-            f"(+{self.server_cpu:5.2f} server) {self.peak_rss / MIB:7.1f} MiB peak"
+            f"(+{self.server_cpu:5.2f} server) {self.peak_rss / MIB:7.1f} MiB peak ({parts})"
         )
 
 
@@ -129,12 +135,15 @@ def measure(name: str, argv: list[str], postmaster: int, env: dict[str, str] | N
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     peak = 0
+    at_peak: dict[str, int] = {}
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, at_peak
         while not done.is_set():
-            peak = max(peak, tree_rss(process.pid))
+            now = tree_rss(process.pid)
+            if sum(now.values()) > peak:
+                peak, at_peak = sum(now.values()), now
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -149,8 +158,11 @@ def measure(name: str, argv: list[str], postmaster: int, env: dict[str, str] | N
         raise SystemExit(f"stage {name!r} failed with exit {code}: {output[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    stage = Stage(name, wall, cpu, server_cpu(postmaster) - server_before, peak, output)
+    stage = Stage(name, wall, cpu, server_cpu(postmaster) - server_before, peak, at_peak, output)
     print(stage.line(), flush=True)
+    for line in output.splitlines():
+        if line.startswith("    of which"):
+            print(line, flush=True)
     return stage
 
 
@@ -178,9 +190,13 @@ def run_stage(stage: str, target_file: Path, work: Path) -> None:
     from recovery.backup.catalog import Catalog
     from recovery.backup.realtime import realtime_stores, take_base_backup
     from recovery.backup.repository import read_backup
+    from recovery.memory import return_large_buffers_to_the_os
     from recovery.targets.load import load_target
 
+    return_large_buffers_to_the_os()  # as the CLI does
     target = load_target(target_file)
+    if stage.startswith("backup-"):
+        timed_phases()
     if stage == "backup-dirs":
         base = take_base_backup(target, stores=_dir_stores(work, target), service_version="bench")
         print(json.dumps({m.domain: m.backup_id for m in base.manifests}))
@@ -210,6 +226,27 @@ def run_stage(stage: str, target_file: Path, work: Path) -> None:
                 raise SystemExit(f"{backup_id} does not verify: {entry}")
     else:
         raise SystemExit(f"unknown stage {stage}")
+
+
+def timed_phases() -> None:
+    """Print how long the base backup's segment switch (with the archive wait) and its shipping take:
+    the rest of `take_base_backup` is pg_basebackup through the codec into the copies."""
+    import recovery.backup.realtime as realtime
+
+    def timing(name: str, call: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                print(f"    of which {name}: {time.perf_counter() - started:.2f} s", flush=True)
+
+        return run
+
+    realtime.switch_and_wait_archived = timing(
+        "segment switch + archive wait", realtime.switch_and_wait_archived
+    )
+    realtime.ship_wal = timing("shipping the WAL spool", realtime.ship_wal)
 
 
 def ours(stage: str, lab: Path, work: Path) -> list[str]:
@@ -269,7 +306,7 @@ def main() -> None:
 
 
 def run(pgbackrest: str, lab: Path, work: Path, args: argparse.Namespace) -> None:
-    from recovery.backup.realtime import wal_archive_extravars
+    from recovery.backup.realtime import ship_wal, switch_and_wait_archived, wal_archive_extravars
     from recovery.drivers import db
     from recovery.drivers.ansible import require_success, run_playbook
     from recovery.lab.plan import plan_lab
@@ -301,8 +338,11 @@ def run(pgbackrest: str, lab: Path, work: Path, args: argparse.Namespace) -> Non
         "process-max=2",
         "start-fast=y",
         "archive-check=n",
-        f"log-path={work}/pgbr-log",
+        "repo1-retention-full=9",
+        "repo2-retention-full=9",
+        f"spool-path={work}/pgbr-spool",
         f"lock-path={work}/pgbr-lock",
+        "log-level-file=off",
         "log-level-console=warn",
         f"[{STANZA}]",
         f"pg1-path={plan.primary.pg_data}",
@@ -344,7 +384,9 @@ def run(pgbackrest: str, lab: Path, work: Path, args: argparse.Namespace) -> Non
         print(f"  pgBackRest repo{n}: {dir_bytes(path / 'backup') / MIB:8.1f} MiB")
     for label in ("local", "remote"):
         folder = work / f"ours-{label}" / "backups"
-        base_bytes = sum(dir_bytes(folder / domain) for domain in ("orders", "transactions"))
+        # Base backup objects (and markers) sit at the top of each domain; WAL series are folders.
+        tops = [item for domain in ("orders", "transactions") for item in (folder / domain).iterdir()]
+        base_bytes = sum(item.stat().st_size for item in tops if item.is_file())
         wal_bytes = dir_bytes(folder) - base_bytes
         print(
             f"  ours {label}: {base_bytes / MIB:8.1f} MiB base backup (both domains)"
@@ -380,6 +422,9 @@ def run(pgbackrest: str, lab: Path, work: Path, args: argparse.Namespace) -> Non
     )
     at = datetime.now(UTC).isoformat()
     time.sleep(1)
+    # The shipped WAL must reach past the time: close the current segment and ship it (untimed).
+    switch_and_wait_archived(database)
+    ship_wal(target)
     restore = [RECOVERY, "restore", "--target", str(lab / "target.yaml"), "--domains", "orders,transactions"]
     restore += ["--at", at, "--yes", "-o", "json"]
     measure("ours point-in-time restore beside live + verify", restore, postmaster)
