@@ -272,12 +272,16 @@ class Catalog:
         checker: ContentChecker | None,
     ) -> CopyStatus:
         """Check one copy against its own manifest (never the other copy's)."""
-        where = store.describe(object_key(name))
+        stored = manifest.object_name  # another backup's when it shares that one's object
+        where = store.describe(object_key(stored))
+        try:
+            if stored != name and self._ask(store, lambda: store.head(object_key(stored))) is None:
+                return CopyStatus(CopyState.DAMAGED, f"{where}, which holds its bytes, does not exist")
+            if not deep:
+                digest, size = self._ask(store, lambda: stored_sha256(store, stored))
+        except _StoreDown:
+            return self._down(store)
         if not deep:
-            try:
-                digest, size = self._ask(store, lambda: stored_sha256(store, name))
-            except _StoreDown:
-                return self._down(store)
             if size != manifest.sizes.stored:
                 return CopyStatus(
                     CopyState.DAMAGED, f"{where} is {size} bytes, the manifest says {manifest.sizes.stored}"
