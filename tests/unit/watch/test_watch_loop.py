@@ -14,6 +14,7 @@ from recovery.engine.journal import JournalWriter, new_run_id
 from recovery.notify import read_outbox
 from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.targets.model import Target
+from recovery.targets.sites import SiteRecord, write_site_record
 from recovery.watch import act
 from recovery.watch.loop import Watch, WatchOptions, read_status
 
@@ -125,3 +126,15 @@ def test_a_restore_killed_inside_its_fence_is_paged_at_once_with_the_resume_comm
     assert recorder.started == [], "a fenced run is a person's to resume, never a failover's"
     pages = [m for m in read_outbox(target) if m["event"] == "team/watch-page"]
     assert len(pages) == 1 and f"run `recovery runs resume {run_id} --target shop`" in pages[0]["body"]
+
+
+def test_the_watch_follows_the_site_record_to_the_new_writer(tmp_path: Path) -> None:
+    target, recorder = _target(tmp_path, automatic_failover=True), Recorder()
+    watch = _watch(target, recorder)
+    watch.cycle()
+    assert watch.last_snapshot is not None and watch.last_snapshot.writer == "primary"
+    write_site_record(target.state_dir, SiteRecord(writer="standby", epoch=2, run_id="r1"))
+    watch.cycle()
+    assert watch.last_snapshot.writer == "standby"
+    assert watch.target.writer == "standby" and watch.jobs.target.writable.name == "standby"
+    assert (read_status(target.state_dir) or {}).get("writer") == "standby"
