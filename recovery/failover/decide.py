@@ -145,7 +145,9 @@ def decide_failover(
 def decide_returning_site(state: ClusterState) -> Decision:
     """What to do with the site that is not the writer: a database there that takes writes, or carries
     an older generation, is an old primary that came back (it restarted by itself, or was never fenced)
-    and must be fenced before it takes a single write; never two writable primaries."""
+    and must be fenced before it takes a single write; never two writable primaries. One that refuses
+    writes but serves the order service's sessions (its login fence lost) is fenced too: the service
+    would answer from a stale database."""
     name = other(state.writer)
     site = state.site(name)
     db = site.database
@@ -156,6 +158,14 @@ def decide_returning_site(state: ClusterState) -> Decision:
             "fence",
             f"the {name} site's database takes writes although the {state.writer} site holds generation "
             f"{state.epoch}: fence it now, then rebuild it as a standby with `recovery failback`",
+            to=name,
+        )
+    if not db.in_recovery and db.service_sessions:
+        return Decision(
+            "fence",
+            f"the {name} site's database serves {db.service_sessions} session(s) of the order service "
+            f"although the {state.writer} site holds generation {state.epoch}: fence it now, then rebuild it "
+            "as a standby with `recovery failback`",
             to=name,
         )
     if db.epoch is not None and db.epoch < state.epoch:

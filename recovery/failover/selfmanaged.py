@@ -115,8 +115,11 @@ class SelfManaged:
                     epoch = int(found[0]) if found else None
                 lag_bytes: int | None = None
                 lag_seconds: float | None = None
+                sessions: int | None = None
                 if in_recovery:
                     lag_bytes, lag_seconds = self._lag(conn, site, writer)
+                else:
+                    sessions = self._service_sessions(conn)
         except RecoveryError as exc:
             return DatabaseState(reachable=False, problem=first_line(exc))
         return DatabaseState(
@@ -126,7 +129,18 @@ class SelfManaged:
             epoch=epoch,
             lag_bytes=lag_bytes,
             lag_seconds=lag_seconds,
+            service_sessions=sessions,
         )
+
+    def _service_sessions(self, conn: db_driver.Connection) -> int | None:
+        """Sessions of the service's role on this database (None when the role cannot be read: no
+        database answers it, so a session count would mean nothing)."""
+        try:
+            role = self.service_role
+        except RecoveryError:
+            return None
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)).fetchone()
+        return int(row[0]) if row else None
 
     def _lag(
         self, conn: db_driver.Connection, site: Site, writer: Site | None

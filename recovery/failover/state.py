@@ -33,6 +33,8 @@ class DatabaseState:
     # reads 0 s rather than the time since its last commit.
     lag_bytes: int | None = None
     lag_seconds: float | None = None
+    # A writer (not in recovery) only: sessions of the order service's role on it; None when not read.
+    service_sessions: int | None = None
 
     @property
     def writable(self) -> bool:

@@ -44,6 +44,7 @@ EVENT_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "team/alarm-cleared": frozenset({"target", "check", "observed", "threshold", "at"}),
         "team/watch-page": frozenset({"target", "message", "action", "at"}),
         "team/watch-failover": frozenset({"target", "message", "command", "at"}),
+        "team/watch-fenced": frozenset({"target", "message", "fence", "command", "at"}),
         "customer/order-pending": _ORDER,
         "customer/order-confirmed": _ORDER,
         "customer/order-needs-attention": _ORDER,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from recovery.failover.platform import FenceMeans
 from recovery.targets.model import Objectives, SiteName
 from recovery.watch import metrics_contract as contract
 from recovery.watch.decide import Reading, WatchDecision
@@ -203,8 +204,9 @@ def notices(
         if key not in told:
             told.add(key)
             out.append(_episode_notice(decision, key, at, failover_command))
-    else:
-        # The outage is over: the next one pages again. A stuck run is paged once for good.
+    elif decision.action != "hold":
+        # The outage is over: the next one pages again. A stuck run is paged once for good. A hold is
+        # not the end of an outage (the failover the watch started holds the lock): nothing is told twice.
         told = {key for key in told if key.startswith("run ")}
     return out, Memory(frozenset(raised), tuple(sorted(streaks.items())), frozenset(told))
 
@@ -221,3 +223,16 @@ def _episode_notice(decision: WatchDecision, key: str, at: str, failover_command
     commands = _COMMAND.findall(decision.reason)
     action = f"run `{commands[-1]}`" if commands else "look at the target"
     return Notice("team/watch-page", {"message": decision.reason, "action": action, "at": at}, key)
+
+
+def fenced_notice(reason: str, means: Sequence[FenceMeans], *, at: str, target_ref: str) -> Notice:
+    """What the team is told when the watch fenced a returning old primary again: the decision's
+    sentence, each means with whether it was confirmed, and the failback a person runs."""
+    done = "; ".join(
+        f"{m.means}: {'confirmed' if m.confirmed else 'NOT confirmed'} ({m.detail})" for m in means
+    )
+    return Notice(
+        "team/watch-fenced",
+        {"message": reason, "fence": done, "command": f"recovery failback --target {target_ref}", "at": at},
+        "returning site",
+    )

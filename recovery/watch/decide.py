@@ -10,12 +10,19 @@ Order of precedence, most urgent first:
 4. anything past its threshold (backup age per domain and kind, WAL spool age, replication lag, error
    rate, latency): alarm, each naming the command that fixes it;
 5. otherwise nothing.
+
+Beside it, every cycle without a lock held, `judge_returning_site`: a site that is not the writer and
+takes writes (an old primary that came back unfenced) is fenced again at once and paged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from recovery.failover.decide import Decision as FailoverDecision
+from recovery.failover.decide import decide_returning_site
+from recovery.failover.state import ClusterState
 
 Action = Literal["nothing", "alarm", "failover", "page", "hold"]
 
@@ -125,3 +132,17 @@ def decide(observed: Observations, policy: Policy) -> WatchDecision:
             f"acting after {policy.failures_to_act} over {policy.seconds_to_act:g} s",
         )
     return WatchDecision("nothing", "every check is within its threshold")
+
+
+# --- a returning old primary ----------------------------------------------------------------------------
+
+
+def judge_returning_site(state: ClusterState, lock: LockHolder | None) -> FailoverDecision | None:
+    """Whether the watch must fence the site that is not the writer (`decide_returning_site`'s
+    "fence"), or None. Never while a runbook holds the lock: a failover or switchover in progress has a
+    promoted database that the site record does not name yet, and fencing it would be fencing the new
+    writer; the runbook fences the old one itself."""
+    if lock is not None:
+        return None
+    decision = decide_returning_site(state)
+    return decision if decision.action == "fence" else None

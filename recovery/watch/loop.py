@@ -28,15 +28,21 @@ from typing import Any
 from recovery.backup.catalog import Catalog, CatalogEntry, catalog_for
 from recovery.backup.naming import DOMAINS, Domain, Kind, kinds_of
 from recovery.drivers.aws import AwsDriver
+from recovery.engine import Engine
 from recovery.engine.interrupted import target_open_fences
 from recovery.engine.journal import is_running, journal_path
 from recovery.engine.lock import lock_path, read_holder
-from recovery.errors import ExternalFailure, RecoveryError
+from recovery.errors import ExternalFailure, LockHeld, RecoveryError
+from recovery.failover.platform import DatabasePlatform, FenceMeans
+from recovery.failover.refence import refence_runbook
+from recovery.failover.state import ClusterState, DatabaseState, ServiceState, SiteState, other
 from recovery.notify import Notifier
+from recovery.runbooks.failover import platform_for
 from recovery.targets.model import SiteName, Target
+from recovery.targets.sites import read_site_record
 from recovery.watch import act
 from recovery.watch import metrics_contract as contract
-from recovery.watch.cycle import BackupAge, Memory, Snapshot, notices, readings, samples
+from recovery.watch.cycle import BackupAge, Memory, Snapshot, fenced_notice, notices, readings, samples
 from recovery.watch.decide import (
     Interrupted,
     LockHolder,
@@ -45,6 +51,7 @@ from recovery.watch.decide import (
     ProbeStreak,
     WatchDecision,
     decide,
+    judge_returning_site,
 )
 from recovery.watch.jobs import JobRunner
 from recovery.watch.probes import (
@@ -108,7 +115,9 @@ class _Tracked:
     backups_at: float = float("-inf")
     published_at: float = float("-inf")
     covered_at: datetime | None = None
-    failover_started: int | None = None
+    failover_started: int | None = None  # once per outage: kept until the writer's database answers
+    epoch: int = 1  # the site record's generation
+    last_failover: dict[str, Any] | None = None  # the failover the watch last started (status file)
     verified: set[str] = field(default_factory=set)
     problems: dict[str, str] = field(default_factory=dict)
 
@@ -134,7 +143,11 @@ class Watch:
         self.started_at = datetime.now(UTC)
         self.started_monotonic = time.monotonic()
         self.cycles = 0
-        self.tracked = _Tracked(front_door=deque(maxlen=options.window))
+        self.tracked = _Tracked(writer=target.writer, front_door=deque(maxlen=options.window))
+        try:
+            self.platform: DatabasePlatform | None = platform_for(target)
+        except RecoveryError:
+            self.platform = None  # no failover platform for its databases: no returning site to fence
         self.last_decision: WatchDecision | None = None
         self.last_snapshot: Snapshot | None = None
         self.prometheus = PrometheusEndpoint()
@@ -223,15 +236,29 @@ class Watch:
             out.append(BackupAge(domain, kind, max((now - reaches).total_seconds(), 0.0), backup_id))
         return tuple(out)
 
+    def _follow_site_record(self) -> None:
+        """The site record names the writer (every promotion rewrites it), not the databases' roles: a
+        returning old primary is no standby either. After a failover the watch probes the new writer, and
+        ships, backs up and archives from it (the schedule's target follows)."""
+        try:
+            record = read_site_record(self.target.state_dir)
+        except RecoveryError as error:
+            self.tracked.problems["sites"] = f"sites: {error.message}"
+            return
+        self.tracked.problems.pop("sites", None)
+        self.tracked.writer, self.tracked.epoch = record.writer, record.epoch
+        if record.writer != self.target.writer:
+            self.target = self.target.model_copy(update={"writer": record.writer})
+            self.jobs.target = self.target
+            self._catalog = None
+
     def observe(self) -> Snapshot:
         mono = time.monotonic()
         now = datetime.now(UTC)
         tracked = self.tracked
+        self._follow_site_record()
         http = self._http()
         databases = self._databases()
-        roles = {probe.site: probe.role for probe in databases if probe.ok}
-        if roles.get(tracked.writer) != "primary":
-            tracked.writer = next((site for site, role in roles.items() if role == "primary"), tracked.writer)
         writer = next(probe for probe in databases if probe.site == tracked.writer)
         if writer.ok:
             tracked.failures, tracked.down_since = 0, None
@@ -339,13 +366,47 @@ class Watch:
             if tracked.failover_started is None:
                 started = self.start_failover(self.options.target_ref, self.target.state_dir / FAILOVER_LOG)
                 tracked.failover_started = started.pid
-        else:
+                tracked.last_failover = {"pid": started.pid, "started_at": at, "log": str(started.log)}
+        elif tracked.failures == 0:
+            # Only an answering writer ends the outage: a failover that was refused or failed is not
+            # started again every cycle (its own run-failed message tells the team).
             tracked.failover_started = None
+        if observed.lock is None:
+            self._guard("returning site", lambda: self._fence_returning_site(snapshot, at))
         self._publish(samples(snapshot))
         self.cycles += 1
         self.last_decision, self.last_snapshot = decision, snapshot
         self._write_status(decision, snapshot)
         return decision
+
+    def _fence_returning_site(self, snapshot: Snapshot, at: str) -> None:
+        """`judge_returning_site` on the site that is not the writer. A standby's database (in recovery)
+        never takes writes, so the platform observes that site only when it is not one; when it takes
+        writes, the fence runbook fences it under the target's lock and the team is paged."""
+        if self.platform is None:
+            return
+        platform, name = self.platform, other(self.tracked.writer)
+        probes = {probe.site: probe for probe in snapshot.databases}
+        if not probes[name].ok or probes[name].role != "primary":
+            return
+        service = any(p.ok for p in snapshot.http if p.probe == "service" and p.site == name)
+        returning = SiteState(name, platform.observe(self.target.site(name), None), ServiceState(service))
+        writer = SiteState(
+            self.tracked.writer, DatabaseState(probes[self.tracked.writer].ok), ServiceState(True)
+        )
+        state = ClusterState(self.tracked.writer, self.tracked.epoch, (returning, writer), traffic_to=None)
+        if judge_returning_site(state, None) is None:
+            return
+        try:
+            result = Engine(self.target, (self.notifier,)).run(refence_runbook(self.target, {"site": name}))
+        except LockHeld:
+            return  # a runbook took the lock meanwhile: it owns the sites now
+        output = result.step("fence").output or {}
+        if output.get("action") != "fence":
+            return  # it was fenced, or went away, between the cycle's look and the run's
+        means = tuple(FenceMeans(m["means"], m["confirmed"], m["detail"]) for m in output["means"])
+        notice = fenced_notice(str(output["reason"]), means, at=at, target_ref=self.options.target_ref)
+        self.notifier.send(notice.event, {"target": self.target.name, **notice.fields})
 
     def _publish(self, figures: list[Sample]) -> None:
         self.prometheus.update(figures)
@@ -369,6 +430,7 @@ class Watch:
             "prometheus_port": self.prometheus_port,
             "first_round_done": self.jobs.first_round_done.is_set() or not self.options.schedule,
             "running_job": self.jobs.running,
+            "failover_started": self.tracked.last_failover,
             "schedule": {
                 name: {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(item).items()}
                 for name, item in history.items()

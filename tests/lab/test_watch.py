@@ -3,9 +3,11 @@ backups (so preflight finds them fresh), publishes to moto's CloudWatch and serv
 watch restarted with tight objectives (its own process, the lab's state): archiving broken -> the realtime
 backups' age crosses its threshold -> an alarm naming the domain and the command reaches an SQS queue
 subscribed to the team topic; a run holding the lock -> the watch holds; the primary database killed with
-automatic failover off -> a page and nothing else.
+automatic failover off -> a page and nothing else. Last, a watch with automatic failover on: the primary
+database killed -> the watch runs the failover runbook (the standby the verified writer, traffic moved),
+and the old primary, back with its fence lost, is fenced again by the watch.
 
-The tests run in file order and share one lab; the last one kills the primary database.
+The tests run in file order and share one lab; the last two kill the primary database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -27,16 +30,19 @@ from typing import Any
 import pytest
 import yaml
 from conftest import BASE_PORT, Lab, running_lab
+from test_failover import front_door_site, writable_sites
 
 from recovery.backup.catalog import catalog_for
 from recovery.backup.naming import DOMAINS, kinds_of
 from recovery.backup.realtime import spool_dir
 from recovery.drivers import db
 from recovery.drivers.aws import AwsDriver
-from recovery.engine import Engine, Runbook, RunContext, Step, run_ids
+from recovery.engine import Engine, Runbook, RunContext, Step, journal_path, read_journal, run_ids, summarize
+from recovery.failover.service import host_health
 from recovery.lab import postgres
-from recovery.lab.processes import is_alive
-from recovery.lab.state import read_state
+from recovery.lab.plan import SitePlan
+from recovery.lab.processes import is_alive, lab_user, stop_pid
+from recovery.lab.state import ProcessRecord, read_state, write_state
 from recovery.release.preflight import decide_backups
 from recovery.release.preflight_checks.backups import observe_backups
 from recovery.targets.load import load_target
@@ -146,6 +152,22 @@ class Inbox:
         return _until(f"a team message with {subject_part!r}", found)  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def _watch_process(argv: tuple[str, ...], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A watch run as its own process (as `lab up` starts it), stopped at the end."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def tight(lab: Lab) -> Iterator[tuple[Target, Path, Inbox]]:
     """The lab's watch stopped and a watch with a 10 s realtime objective started on the lab's state
@@ -164,9 +186,7 @@ def tight(lab: Lab) -> Iterator[tuple[Target, Path, Inbox]]:
     inbox = Inbox(lab)
     runs_before = set(run_ids(lab.target.state_dir))
     argv = recovery_argv("watch", "--target", str(path), "--freshness-every", "2")
-    with (path.parent / "watch.log").open("ab") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with _watch_process(argv, path.parent / "watch.log") as process:
         target = load_target(path)
         _until(
             "the restarted watch's first cycle",
@@ -178,13 +198,6 @@ def tight(lab: Lab) -> Iterator[tuple[Target, Path, Inbox]]:
         )
         assert set(run_ids(lab.target.state_dir)) == runs_before, "a restart takes no backup the day has"
         yield target, path, inbox
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_broken_archiving_alarms_the_team_naming_the_domain_and_the_command(
@@ -234,15 +247,20 @@ def test_while_a_run_holds_the_lock_the_watch_holds(tight: tuple[Target, Path, I
         worker.join()
 
 
+def _kill_primary_database(lab: Lab) -> float:
+    """kill -9 the primary site's postmaster; the moment it was killed (monotonic clock)."""
+    postmaster = postgres.running_postmaster(lab.plan.primary.pg_data)
+    assert postmaster is not None
+    os.kill(postmaster, signal.SIGKILL)
+    return time.monotonic()
+
+
 def test_the_primary_database_killed_with_automatic_failover_off_pages_and_nothing_else(
     lab: Lab, tight: tuple[Target, Path, Inbox]
 ) -> None:
     target, _, inbox = tight
     runs_before = set(run_ids(target.state_dir))
-    postmaster = postgres.running_postmaster(lab.plan.primary.pg_data)
-    assert postmaster is not None
-    killed = time.monotonic()
-    os.kill(postmaster, signal.SIGKILL)
+    killed = _kill_primary_database(lab)
     page = inbox.wait_for("PAGE: the watch needs a person")
     print(
         f"\nkill -9 of the primary database to the page on the team topic: {time.monotonic() - killed:.1f} s"
@@ -254,5 +272,105 @@ def test_the_primary_database_killed_with_automatic_failover_off_pages_and_nothi
     assert set(run_ids(target.state_dir)) == runs_before, "no runbook was started"
     status = read_status(target.state_dir)
     assert status is not None and status["decision"]["action"] == "page"
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(postmaster, 0)
+
+
+# --- automatic failover: the watch runs the failover runbook; the old primary stays fenced ------------
+
+
+def _restart_database(lab: Lab, site: SitePlan) -> None:
+    """Start a killed site database again on its own data directory, as a machine that came back."""
+    state_path = lab.dir / "lab.json"
+    state = read_state(state_path)
+    assert state is not None and state.pg_bin is not None
+
+    def recorded(process: ProcessRecord) -> None:
+        now = read_state(state_path)
+        assert now is not None
+        write_state(now.with_process(process), state_path)
+
+    postgres.start(lab_user(), lab.plan, site, state.pg_bin, recorded)
+
+
+def _swap_watch(lab: Lab, tight_target: Target, name: str, **watch: object) -> tuple[Target, Path]:
+    """Stop the running watch of the lab's state and start one on a copy of its target with `watch`."""
+    running = read_status(tight_target.state_dir)
+    assert running is not None
+    assert stop_pid(int(running["pid"]), None, timeout=30), "the running watch stops on SIGTERM"
+    doc = yaml.safe_load((lab.dir / "tight" / "target.yaml").read_text())
+    doc["watch"] = {**doc["watch"], **watch}
+    path = lab.dir / name / "target.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    return load_target(path), path
+
+
+@pytest.fixture
+def automatic(lab: Lab, tight: tuple[Target, Path, Inbox]) -> Iterator[tuple[Target, Path, Inbox, int]]:
+    target, _, inbox = tight
+    # The previous test left the primary's database killed: it starts again (crash recovery).
+    _restart_database(lab, lab.plan.primary)
+    auto, path = _swap_watch(lab, target, "automatic", automatic_failover=True)
+    argv = recovery_argv("watch", "--target", str(path), "--no-schedule")
+    with _watch_process(argv, path.parent / "watch.log") as process:
+        _until(
+            "the automatic watch to see the writer's database up",
+            lambda: (
+                (s := read_status(auto.state_dir) or {}).get("pid") == process.pid
+                and s["cycles"] >= 2
+                and s["decision"]["action"] not in ("page", "failover")
+            ),
+        )
+        yield auto, path, inbox, process.pid
+
+
+def test_with_automatic_failover_on_the_watch_fails_over_and_keeps_the_old_primary_fenced(
+    lab: Lab, automatic: tuple[Target, Path, Inbox, int]
+) -> None:
+    target, path, inbox, watch_pid = automatic
+    before = set(run_ids(target.state_dir))
+    killed = _kill_primary_database(lab)
+    told = inbox.wait_for("the watch is failing over")
+    decided = time.monotonic() - killed
+    # Decided at the first cycle the debounce allows (3 failed probes over at least 2 s), not before.
+    found = re.search(r"the writer's database failed (\d+) probes in a row over ([\d.]+) s", told["Message"])
+    assert found is not None, told["Message"]
+    assert int(found.group(1)) == target.watch.failures_to_act
+    assert float(found.group(2)) >= target.watch.seconds_to_act
+    assert f"recovery failover --yes --target {path}" in told["Message"]
+
+    done = inbox.wait_for("failover done")
+    print(
+        f"\nkill -9 of the primary database: failover decided after {decided:.1f} s, runbook done after "
+        f"{time.monotonic() - killed:.1f} s"
+    )
+    (run_id,) = [r for r in set(run_ids(target.state_dir)) - before if "-failover-" in r]
+    assert run_id in done["Subject"]
+    journal = read_journal(journal_path(target.state_dir, run_id))
+    status = read_status(target.state_dir)
+    assert status is not None and status["pid"] == watch_pid
+    assert journal[0]["event"] == "run.started" and journal[0]["pid"] == status["failover_started"]["pid"]
+    assert summarize(journal).status == "ok"
+    after = load_target(path)
+    assert after.writer == "standby" and writable_sites(after) == ["standby"]
+    assert front_door_site(lab) == "standby"
+    _until(
+        "the watch to follow the new writer",
+        lambda: (read_status(target.state_dir) or {})["writer"] == "standby",
+    )
+
+    # The old primary comes back by itself, its fence lost (as if never fenced): the watch fences it
+    # again through the failover platform, pages, and no traffic reaches it.
+    _restart_database(lab, lab.plan.primary)
+    with db.connect(after.primary.database, dbname="postgres") as conn:
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+    page = inbox.wait_for("PAGE: the watch fenced a returning old primary")
+    assert (
+        "the primary site's database takes writes although the standby site holds generation"
+        in (page["Message"])
+    )
+    assert "database: confirmed" in page["Message"]
+    assert f"`recovery failback --target {path}`" in page["Message"]
+    assert any("-fence-returning-site-" in r for r in run_ids(target.state_dir))
+    assert writable_sites(after) == ["standby"] and front_door_site(lab) == "standby"
+    assert not host_health(after.primary.hosts[0]).writable

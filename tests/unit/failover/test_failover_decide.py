@@ -199,3 +199,21 @@ def test_failback_refuses_without_a_writer() -> None:
         "the standby site's database does not take writes (database: connection refused; service: "
         "connection refused); a failback needs a working writer to rebuild from"
     )
+
+
+def test_a_read_only_old_primary_serving_the_order_service_is_fenced() -> None:
+    serving = replace(WRITER_DB, read_only=True, service_sessions=2)
+    decision = decide_returning_site(after_failover(serving))
+    assert (decision.action, decision.to) == ("fence", "primary")
+    assert decision.reason == (
+        "the primary site's database serves 2 session(s) of the order service although the standby site "
+        "holds generation 4: fence it now, then rebuild it as a standby with `recovery failback`"
+    )
+    # Locked out (no sessions), it is left fenced; a standby's reads are its service's, as built.
+    locked_out = replace(serving, service_sessions=0)
+    assert decide_returning_site(after_failover(locked_out)).action == "nothing"
+    reading = replace(STANDBY_DB, epoch=4, service_sessions=3)
+    assert (
+        decide_returning_site(after_failover(reading)).reason
+        == "the primary site is a standby of generation 4"
+    )

@@ -3,10 +3,20 @@ messages the team gets (each once, debounced)."""
 
 from __future__ import annotations
 
+from recovery.failover.platform import FenceMeans
 from recovery.targets.model import Objectives
 from recovery.watch import metrics_contract as contract
-from recovery.watch.cycle import BackupAge, Memory, Notice, Snapshot, notices, readings, samples
-from recovery.watch.decide import Observations, Policy, ProbeStreak, decide
+from recovery.watch.cycle import (
+    BackupAge,
+    Memory,
+    Notice,
+    Snapshot,
+    fenced_notice,
+    notices,
+    readings,
+    samples,
+)
+from recovery.watch.decide import LockHolder, Observations, Policy, ProbeStreak, decide
 from recovery.watch.probes import DatabaseProbe, HttpProbe, SpoolProbe
 
 AT = "2026-12-07T00:00:00+00:00"
@@ -149,3 +159,35 @@ def test_samples_use_the_contracts_names_and_dimensions() -> None:
     assert found[("ProbeFailures", (("Probe", "front-door"), ("Site", "primary")))] == 0
     assert found[("ProbeFailures", (("Probe", "database"), ("Site", "primary")))] == 0
     assert {name for name, _ in found} <= {metric.name for metric in contract.METRICS}
+
+
+def test_the_failover_the_watch_started_holding_the_lock_is_not_told_again_after_it() -> None:
+    every = readings(_snapshot(), Objectives())
+    auto = Policy(automatic_failover=True)
+    down = decide(Observations("shop", ProbeStreak(3, 2.5), every), auto)
+    held = decide(Observations("shop", ProbeStreak(5, 4.5), every, lock=LockHolder("r1", "failover")), auto)
+    memory = Memory()
+    told = []
+    for decision in (down, held, held, down):  # the run ended (refused, say) and the writer is still down
+        sent, memory = notices(decision, every, memory, at=AT, cycles_to_alarm=3, failover_command="f")
+        told += [n.event for n in sent]
+    assert told == ["team/watch-failover"]
+
+
+def test_a_returning_site_fenced_again_is_paged_with_each_means_and_the_failback() -> None:
+    means = (
+        FenceMeans("database", True, "read-only by default, role shop may not log in, no sessions"),
+        FenceMeans("service", False, "still reports a writable database: primary-app"),
+    )
+    notice = fenced_notice("the primary site's database takes writes", means, at=AT, target_ref="shop")
+    assert notice == Notice(
+        "team/watch-fenced",
+        {
+            "message": "the primary site's database takes writes",
+            "fence": "database: confirmed (read-only by default, role shop may not log in, no sessions); "
+            "service: NOT confirmed (still reports a writable database: primary-app)",
+            "command": "recovery failback --target shop",
+            "at": AT,
+        },
+        "returning site",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from recovery.failover.state import ClusterState, DatabaseState, ServiceState, SiteState
 from recovery.watch.decide import (
     Interrupted,
     LockHolder,
@@ -10,6 +11,7 @@ from recovery.watch.decide import (
     ProbeStreak,
     Reading,
     decide,
+    judge_returning_site,
 )
 
 FRESH = Reading("backup age orders/realtime", 40, 120, "s", "recovery backup ship --target shop")
@@ -89,3 +91,44 @@ def test_a_run_interrupted_inside_the_fence_pages_first() -> None:
         "service was fenced: the shop takes no orders until a person runs `recovery runs resume "
         "20261206T200000Z-restore-9f00 --target shop`"
     )
+
+
+# --- a returning old primary ----------------------------------------------------------------------------
+
+NEW_WRITER = DatabaseState(reachable=True, in_recovery=False, read_only=False, epoch=2)
+UNFENCED_OLD = DatabaseState(reachable=True, in_recovery=False, read_only=False, epoch=None)
+
+
+def _after_failover(old_primary: DatabaseState) -> ClusterState:
+    return ClusterState(
+        writer="standby",
+        epoch=2,
+        sites=(
+            SiteState("primary", old_primary, ServiceState(answering=True)),
+            SiteState("standby", NEW_WRITER, ServiceState(answering=True, healthy=True)),
+        ),
+        traffic_to="standby",
+    )
+
+
+def test_an_old_primary_back_and_taking_writes_is_fenced_when_no_run_holds_the_lock() -> None:
+    decision = judge_returning_site(_after_failover(UNFENCED_OLD), None)
+    assert decision is not None
+    assert (decision.action, decision.to, decision.reason) == (
+        "fence",
+        "primary",
+        "the primary site's database takes writes although the standby site holds generation 2: fence it "
+        "now, then rebuild it as a standby with `recovery failback`",
+    )
+
+
+def test_a_returning_site_is_never_fenced_while_a_runbook_holds_the_lock() -> None:
+    # Mid-failover the promoted standby takes writes before the site record names it.
+    assert judge_returning_site(_after_failover(UNFENCED_OLD), LockHolder("r1", "failover")) is None
+
+
+def test_an_old_primary_that_refuses_writes_or_does_not_answer_is_left_alone() -> None:
+    fenced = DatabaseState(reachable=True, in_recovery=False, read_only=True, epoch=1)
+    assert judge_returning_site(_after_failover(fenced), None) is None
+    gone = DatabaseState(reachable=False, problem="connection refused")
+    assert judge_returning_site(_after_failover(gone), None) is None

@@ -14,7 +14,9 @@ from recovery.engine.journal import JournalWriter, new_run_id
 from recovery.notify import read_outbox
 from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.targets.model import Target
+from recovery.targets.sites import SiteRecord, write_site_record
 from recovery.watch import act
+from recovery.watch.decide import LockHolder
 from recovery.watch.loop import Watch, WatchOptions, read_status
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens on the discard port here
@@ -125,3 +127,33 @@ def test_a_restore_killed_inside_its_fence_is_paged_at_once_with_the_resume_comm
     assert recorder.started == [], "a fenced run is a person's to resume, never a failover's"
     pages = [m for m in read_outbox(target) if m["event"] == "team/watch-page"]
     assert len(pages) == 1 and f"run `recovery runs resume {run_id} --target shop`" in pages[0]["body"]
+
+
+def test_the_watch_follows_the_site_record_to_the_new_writer(tmp_path: Path) -> None:
+    target, recorder = _target(tmp_path, automatic_failover=True), Recorder()
+    watch = _watch(target, recorder)
+    watch.cycle()
+    assert watch.last_snapshot is not None and watch.last_snapshot.writer == "primary"
+    write_site_record(target.state_dir, SiteRecord(writer="standby", epoch=2, run_id="r1"))
+    watch.cycle()
+    assert watch.last_snapshot.writer == "standby"
+    assert watch.target.writer == "standby" and watch.jobs.target.writable.name == "standby"
+    assert (read_status(target.state_dir) or {}).get("writer") == "standby"
+
+
+def test_a_failover_that_held_the_lock_and_ended_is_not_started_again_while_the_writer_is_down(
+    tmp_path: Path,
+) -> None:
+    target, recorder = _target(tmp_path, automatic_failover=True), Recorder()
+    watch = _watch(target, recorder)
+    holder: list[LockHolder | None] = [None]
+    watch._lock_holder = lambda: holder[0]  # type: ignore[method-assign]
+    actions = [watch.cycle().action for _ in range(2)]
+    holder[0] = LockHolder("r1", "failover")  # the failover the watch started runs, then is refused
+    actions += [watch.cycle().action]
+    holder[0] = None
+    actions += [watch.cycle().action for _ in range(2)]
+    assert actions == ["alarm", "failover", "hold", "failover", "failover"]
+    assert len(recorder.started) == 1, "started once per outage, not after every hold"
+    assert len([m for m in read_outbox(target) if m["event"] == "team/watch-failover"]) == 1
+    assert (read_status(target.state_dir) or {})["failover_started"]["pid"] == 4242
