@@ -27,6 +27,7 @@ from recovery.failover.selfmanaged import SelfManaged
 from recovery.failover.service import confirm_no_writes, host_health, wait_writable
 from recovery.failover.state import ClusterState, SiteName, other
 from recovery.failover.traffic import TRAFFIC_TTL_SECONDS, ensure_health_check, point_traffic
+from recovery.runbooks.replay_intake import replay_intake_step
 from recovery.targets.model import Target
 from recovery.targets.sites import SiteRecord, read_site_record, write_site_record
 from recovery.verify.invariants import run_invariants
@@ -360,6 +361,7 @@ def switchover_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
         *_MOVE_STEPS,
         Step("rejoin", "Rewind the old writer into a standby of the new one", _rejoin),
         Step("record", "Record the window of refused writes and what was lost", _record, mutating=False),
+        replay_intake_step(),
     )
     return Runbook(
         name="switchover",
@@ -423,6 +425,7 @@ def failover_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
         ),
         *_MOVE_STEPS,
         Step("record", "Record the lag at promotion and the fences not confirmed", _record, mutating=False),
+        replay_intake_step(),
     )
     return Runbook(
         name="failover",
