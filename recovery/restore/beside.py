@@ -1,6 +1,7 @@
 """Restoring chosen backups beside live: realtime choices recovered into scratch clusters first, then
 every domain loaded into the copy (`restore_beside`). A chosen copy that fails while it is read is
-marked damaged and the choice is made again (the other copy, an older backup, the daily kind)."""
+marked damaged and the choice is made again (the other copy, an older backup, the daily kind).
+On RDS a realtime choice is recovered into a scratch instance instead (recovery.restore.rds_source)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from recovery.restore.choose import (
 )
 from recovery.restore.database import FromDatabase, RestoredDatabase, restore_beside
 from recovery.restore.pitr import recover_to
+from recovery.restore.rds_source import is_rds_choice, rds_recover_to
 from recovery.restore.selection import DomainChoice, Selection
 from recovery.restore.sources import CopyReadFailed, sources_for
 from recovery.targets.model import Target
@@ -96,15 +98,18 @@ def _restore_once(
     """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
     db = target.primary.database
     bin_dir = dbdriver.pg_bin(db)
-    manifests: dict[str, Manifest] = manifests_of(catalog, selection.choices)
+    # RDS restores have no manifest: they are recovered into a scratch instance, like realtime backups.
+    daily = [choice for choice in selection.choices if not is_rds_choice(choice.backup_id)]
+    manifests: dict[str, Manifest] = manifests_of(catalog, daily)
     with ExitStack() as clusters:
         recovered: dict[str, FromDatabase] = {}
         prints: dict[str, dict[str, object]] = {}
         for choice, domains in recovery_groups(selection.choices, manifests):
             progress(f"recovering {choice.backup_id} into a scratch cluster (for {', '.join(domains)})")
             try:
+                recover = rds_recover_to if is_rds_choice(choice.backup_id) else recover_to
                 conninfo = clusters.enter_context(
-                    recover_to(target, choice, at=request.at, restore_point=request.point)
+                    recover(target, choice, at=request.at, restore_point=request.point)
                 )
             except KeyUnavailable:
                 raise

@@ -15,6 +15,7 @@ from recovery.backup.naming import BackupName, Domain
 from recovery.backup.realtime import realtime_stores, with_coverage
 from recovery.errors import IntegrityError, PreconditionFailed, UsageError
 from recovery.restore.pitr import choose_for_restore_point
+from recovery.restore.rds_source import is_rds_target, rds_selection
 from recovery.restore.selection import DomainChoice, Selection, select_backups
 from recovery.targets.model import Target
 
@@ -42,6 +43,9 @@ def choose(
         entries = [
             catalog.verify(entry.backup_id) for domain in request.domains for entry in catalog.entries(domain)
         ]
+    if is_rds_target(target):
+        # RDS keeps the realtime kind itself (point-in-time recovery); the catalog holds the daily backups.
+        return rds_selection(target, request.domains, request.at, request.point, entries), list(entries)
     realtime = any(entry.kind == "realtime" for entry in entries)
     if realtime:
         # A realtime backup reaches to the end of its shipped WAL, not just its objective.

@@ -1,5 +1,6 @@
-"""Two sites' RDS databases in moto (in process): a primary with its RDS-managed master secret, a
-cross-region read replica of it, each in a VPC of its own; and a recorder of every AWS call made."""
+"""Two sites' RDS databases in moto (in process or the lab's server): a primary with its RDS-managed
+master secret, a cross-region read replica of it, each in a VPC of its own; and a recorder of every AWS
+call made."""
 
 from __future__ import annotations
 
@@ -64,12 +65,12 @@ def mirror_subnet_group(aws: AwsDriver, site: SiteDb, into_region: str) -> None:
     )
 
 
-def build_sites(aws: AwsDriver) -> RdsSites:
+def build_sites(aws: AwsDriver, regions: tuple[str, str] = (PRIMARY_REGION, STANDBY_REGION)) -> RdsSites:
     """The primary database (Multi-AZ, managed master password, 7 days of backups) and its replica."""
     made = {}
     for region, identifier, name in (
-        (PRIMARY_REGION, PRIMARY_ID, "primary"),
-        (STANDBY_REGION, STANDBY_ID, "standby"),
+        (regions[0], PRIMARY_ID, "primary"),
+        (regions[1], STANDBY_ID, "standby"),
     ):
         vpc, subnets, group = _network(aws, region, name)
         key = aws.kms(region).create_key(Description=f"{name} site key")["KeyMetadata"]["Arn"]
