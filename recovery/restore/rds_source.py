@@ -370,3 +370,44 @@ def rds_selection(
         objectives=target.objectives,
     )
     return select_on_rds(observe_rds_restores(target, point, aws), domains, at=at, point=point, daily=daily)
+
+
+# -- restore points on RDS ----------------------------------------------------------------------------------
+
+
+def key_in_region(key_arn: str, region: str) -> str:
+    """The multi-region key's copy in `region` (same key id, the region in the ARN). Pure."""
+    parts = key_arn.split(":")
+    if len(parts) < 6 or not parts[5].startswith("key/mrk-"):
+        raise UsageError(
+            f"{key_arn} is not a multi-region key; a snapshot copy in {region} needs that region's key"
+        )
+    return ":".join([*parts[:3], region, *parts[4:]])
+
+
+@dataclass(frozen=True)
+class PointSnapshots:
+    snapshot_id: str
+    local: str  # ARN in the live region
+    remote: str  # ARN of its copy in the other region
+
+
+def take_point_snapshot(target: Target, point: str, aws: AwsDriver | None = None) -> PointSnapshots:
+    """The snapshot that carries restore point `point`, of the live instance, and its copy in the other
+    region (encrypted with that region's copy of the target's key). Idempotent: existing ones are kept."""
+    driver = aws or AwsDriver(target.aws)
+    snapshot_id = point_snapshot_id(point)
+    local = RdsDriver(driver, target.primary.region)
+    remote = RdsDriver(driver, target.standby.region)
+    made = local.find_snapshot(snapshot_id) or local.create_snapshot(
+        _live_instance(target), snapshot_id, {"restore-point": point}
+    )
+    if target.keys.kind != "kms" or target.keys.kms_key_id is None:
+        raise UsageError("copying a restore point's snapshot needs the target's KMS key (keys.kind: kms)")
+    copy = remote.find_snapshot(snapshot_id) or remote.copy_snapshot(
+        made.arn,
+        target.primary.region,
+        snapshot_id,
+        kms_key_id=key_in_region(target.keys.kms_key_id, target.standby.region),
+    )
+    return PointSnapshots(snapshot_id, made.arn, copy.arn)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from rds_sites import PRIMARY_ID, PRIMARY_REGION, RdsSites, build_sites, recorder_for
+from rds_sites import PRIMARY_ID, PRIMARY_REGION, STANDBY_REGION, RdsSites, build_sites, recorder_for
 from target_files import rds_target
 
 from recovery.drivers.aws import AwsDriver
@@ -19,9 +19,10 @@ from recovery.restore.rds_source import (
     observe_rds_restores,
     point_snapshot_id,
     rds_recover_to,
+    take_point_snapshot,
 )
 from recovery.restore.selection import DomainChoice
-from recovery.targets.model import Target
+from recovery.targets.model import KeySource, Target
 
 
 @pytest.fixture
@@ -106,3 +107,28 @@ def test_a_restore_point_is_recovered_from_its_snapshot(aws: AwsDriver, target: 
     assert restored["DBSnapshotIdentifier"] == snapshot
     assert restored["DBInstanceIdentifier"].startswith(SCRATCH_PREFIX)
     assert _scratch_instances(aws) == []
+
+
+def test_a_restore_point_is_a_snapshot_copied_into_the_other_region(aws: AwsDriver, target: Target) -> None:
+    kms = aws.kms(PRIMARY_REGION)
+    made = kms.create_key(MultiRegion=True, Description="site key")["KeyMetadata"]
+    key = made["Arn"]
+    kms.replicate_key(KeyId=made["KeyId"], ReplicaRegion=STANDBY_REGION)
+    with_key = target.model_copy(
+        update={"keys": KeySource(kind="kms", kms_key_id=key, region=PRIMARY_REGION)}
+    )
+    calls = recorder_for(aws, "rds")
+    taken = take_point_snapshot(with_key, "before-v2", aws)
+    assert [(region, op) for region, op, _ in calls.calls if not op.startswith("Describe")] == [
+        (PRIMARY_REGION, "CreateDBSnapshot"),
+        (STANDBY_REGION, "CopyDBSnapshot"),
+    ]
+    (copied,) = calls.params("CopyDBSnapshot")
+    assert copied["KmsKeyId"] == key.replace(f":{PRIMARY_REGION}:", f":{STANDBY_REGION}:")
+    assert copied["SourceDBSnapshotIdentifier"] == taken.local
+    assert taken.snapshot_id == "order-recovery-point-before-v2"
+    # The restore sees it in both regions; taking the point again changes nothing.
+    assert {p.copy for p in observe_rds_restores(with_key, "before-v2", aws).points} == {"local", "remote"}
+    calls.clear()
+    assert take_point_snapshot(with_key, "before-v2", aws) == taken
+    assert all(op.startswith("Describe") for op in calls.operations())
