@@ -191,6 +191,23 @@ def _tags(extra: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in {**CREATED_BY, **extra}.items()]
 
 
+def _scratch_params(placement: Placement, source: str, secret_key_id: str | None) -> dict[str, Any]:
+    """What every scratch instance is: placed like the live one, private, single-AZ, unprotected (it is
+    deleted after the restore), with its own RDS-managed master secret, tagged as the toolkit's."""
+    params: dict[str, Any] = {
+        "DBSubnetGroupName": placement.subnet_group,
+        "VpcSecurityGroupIds": list(placement.security_groups),
+        "MultiAZ": False,
+        "PubliclyAccessible": False,
+        "DeletionProtection": False,
+        "ManageMasterUserPassword": True,
+        "Tags": _tags({"purpose": "restore-scratch", "source": source}),
+    }
+    if secret_key_id is not None:
+        params["MasterUserSecretKmsKeyId"] = secret_key_id
+    return params
+
+
 def is_scratch(identifier: str) -> bool:
     return identifier.startswith(SCRATCH_PREFIX)
 
@@ -348,19 +365,8 @@ class RdsDriver:
         The scratch instance is private, single-AZ, without deletion protection and with its own
         RDS-managed master secret (encrypted with `secret_key_id`), tagged as the toolkit's."""
         self._refuse_unless_scratch(scratch_id)
-        params: dict[str, Any] = {
-            "TargetDBInstanceIdentifier": scratch_id,
-            "DBSubnetGroupName": placement.subnet_group,
-            "VpcSecurityGroupIds": list(placement.security_groups),
-            "MultiAZ": False,
-            "PubliclyAccessible": False,
-            "DeletionProtection": False,
-            "CopyTagsToSnapshot": False,
-            "ManageMasterUserPassword": True,
-            "Tags": _tags({"purpose": "restore-scratch", "source": source}),
-        }
-        if secret_key_id is not None:
-            params["MasterUserSecretKmsKeyId"] = secret_key_id
+        params = _scratch_params(placement, source, secret_key_id)
+        params.update(TargetDBInstanceIdentifier=scratch_id, CopyTagsToSnapshot=False)
         if source_backup_arn is not None:
             params["SourceDBInstanceAutomatedBackupsArn"] = source_backup_arn
         else:
@@ -386,19 +392,8 @@ class RdsDriver:
     ) -> RdsInstance:
         """A scratch instance from a snapshot (a restore point); wait until it is available."""
         self._refuse_unless_scratch(scratch_id)
-        params: dict[str, Any] = {
-            "DBInstanceIdentifier": scratch_id,
-            "DBSnapshotIdentifier": snapshot_id,
-            "DBSubnetGroupName": placement.subnet_group,
-            "VpcSecurityGroupIds": list(placement.security_groups),
-            "MultiAZ": False,
-            "PubliclyAccessible": False,
-            "DeletionProtection": False,
-            "ManageMasterUserPassword": True,
-            "Tags": _tags({"purpose": "restore-scratch", "source": snapshot_id}),
-        }
-        if secret_key_id is not None:
-            params["MasterUserSecretKmsKeyId"] = secret_key_id
+        params = _scratch_params(placement, snapshot_id, secret_key_id)
+        params.update(DBInstanceIdentifier=scratch_id, DBSnapshotIdentifier=snapshot_id)
         self._call(
             lambda: self.rds.restore_db_instance_from_db_snapshot(**params),
             "restore a snapshot",
