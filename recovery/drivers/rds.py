@@ -380,12 +380,7 @@ class RdsDriver:
             "restore to a point in time",
             f"RDS instance {source} into {scratch_id}",
         )
-        self._wait(
-            "db_instance_available",
-            f"scratch instance {scratch_id} to be available",
-            DBInstanceIdentifier=scratch_id,
-        )
-        return self.describe(scratch_id)
+        return self._available(scratch_id, f"scratch instance {scratch_id} to be available")
 
     def restore_snapshot(
         self, snapshot_id: str, scratch_id: str, *, placement: Placement, secret_key_id: str | None = None
@@ -399,12 +394,7 @@ class RdsDriver:
             "restore a snapshot",
             f"RDS snapshot {snapshot_id} into {scratch_id}",
         )
-        self._wait(
-            "db_instance_available",
-            f"scratch instance {scratch_id} to be available",
-            DBInstanceIdentifier=scratch_id,
-        )
-        return self.describe(scratch_id)
+        return self._available(scratch_id, f"scratch instance {scratch_id} to be available")
 
     def delete_scratch(self, scratch_id: str) -> bool:
         """Delete a scratch instance this module created (no final snapshot: it is a copy) and wait until
@@ -460,12 +450,7 @@ class RdsDriver:
             "create a snapshot",
             f"RDS instance {identifier}",
         )
-        self._wait(
-            "db_snapshot_available",
-            f"snapshot {snapshot_id} to be available",
-            DBSnapshotIdentifier=snapshot_id,
-        )
-        return self._snapshot_or_fail(snapshot_id)
+        return self._snapshot_available(snapshot_id, f"snapshot {snapshot_id} to be available")
 
     def copy_snapshot(
         self, source_arn: str, source_region: str, snapshot_id: str, *, kms_key_id: str
@@ -482,14 +467,15 @@ class RdsDriver:
             "copy a snapshot",
             f"RDS snapshot {source_arn} into {snapshot_id}",
         )
-        self._wait(
-            "db_snapshot_available",
-            f"snapshot copy {snapshot_id} to be available",
-            DBSnapshotIdentifier=snapshot_id,
-        )
-        return self._snapshot_or_fail(snapshot_id)
+        return self._snapshot_available(snapshot_id, f"snapshot copy {snapshot_id} to be available")
 
-    def _snapshot_or_fail(self, snapshot_id: str) -> RdsSnapshot:
+    def _available(self, identifier: str, what: str) -> RdsInstance:
+        """Wait until the instance is available (`what` says for what), then describe it."""
+        self._wait("db_instance_available", what, DBInstanceIdentifier=identifier)
+        return self.describe(identifier)
+
+    def _snapshot_available(self, snapshot_id: str, what: str) -> RdsSnapshot:
+        self._wait("db_snapshot_available", what, DBSnapshotIdentifier=snapshot_id)
         snapshot = self.find_snapshot(snapshot_id)
         if snapshot is None:
             raise ExternalFailure(f"RDS in {self.region}: snapshot {snapshot_id} vanished after it was made")
@@ -525,12 +511,7 @@ class RdsDriver:
             "promote the read replica",
             f"RDS instance {identifier}",
         )
-        self._wait(
-            "db_instance_available",
-            f"{identifier} to be available after promotion",
-            DBInstanceIdentifier=identifier,
-        )
-        return self.describe(identifier)
+        return self._available(identifier, f"{identifier} to be available after promotion")
 
     def fence_group(self, vpc_id: str) -> str:
         """The VPC's security group that admits nobody (created once, found by name afterwards)."""
@@ -601,12 +582,7 @@ class RdsDriver:
             "change the security groups",
             f"RDS instance {identifier}",
         )
-        self._wait(
-            "db_instance_available",
-            f"{identifier} to apply its security groups",
-            DBInstanceIdentifier=identifier,
-        )
-        now = self.describe(identifier).security_groups
+        now = self._available(identifier, f"{identifier} to apply its security groups").security_groups
         if set(now) != set(groups):
             raise ExternalFailure(
                 f"RDS instance {identifier} reports security groups {', '.join(now) or 'none'} after the "
@@ -627,12 +603,7 @@ class RdsDriver:
             "rename the instance",
             f"RDS instance {identifier} to {new_identifier}",
         )
-        self._wait(
-            "db_instance_available",
-            f"{new_identifier} to be available after the rename",
-            DBInstanceIdentifier=new_identifier,
-        )
-        return self.describe(new_identifier)
+        return self._available(new_identifier, f"{new_identifier} to be available after the rename")
 
     def create_replica(
         self,
@@ -672,7 +643,4 @@ class RdsDriver:
             "create a read replica",
             f"RDS instance {identifier} of {source_arn}",
         )
-        self._wait(
-            "db_instance_available", f"replica {identifier} to be available", DBInstanceIdentifier=identifier
-        )
-        return self.describe(identifier)
+        return self._available(identifier, f"replica {identifier} to be available")
