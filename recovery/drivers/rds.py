@@ -32,6 +32,9 @@ from recovery.errors import ExternalFailure, PreconditionFailed, UsageError
 SCRATCH_PREFIX = "order-recovery-scratch-"
 # The security group that admits nobody: an instance moved into it takes no connection (the fence).
 FENCE_GROUP_NAME = "order-recovery-fence"
+# Set on an instance before it is fenced: the groups it had, so a fence rerun after a crash still knows
+# what to give back.
+FENCED_FROM_TAG = "order-recovery:fenced-from"
 NOT_FOUND = frozenset({"DBInstanceNotFound", "DBInstanceNotFoundFault"})
 SNAPSHOT_NOT_FOUND = frozenset({"DBSnapshotNotFound", "DBSnapshotNotFoundFault"})
 # Tags on what the toolkit creates, so a person (and the IAM conditions) can tell it apart.
@@ -83,6 +86,10 @@ class RdsInstance:
     multi_az: bool
     deletion_protection: bool
     created_at: datetime | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tag(self, key: str) -> str | None:
+        return next((value for name, value in self.tags if name == key), None)
 
     @property
     def is_replica(self) -> bool:
@@ -124,6 +131,7 @@ class RdsInstance:
             multi_az=bool(raw.get("MultiAZ")),
             deletion_protection=bool(raw.get("DeletionProtection")),
             created_at=_utc(raw.get("InstanceCreateTime")),
+            tags=tuple((str(t["Key"]), str(t.get("Value", ""))) for t in raw.get("TagList") or ()),
         )
 
 
@@ -561,7 +569,17 @@ class RdsDriver:
             )
         group = self.fence_group(instance.vpc_id)
         if instance.security_groups == (group,):
-            return Fenced(identifier, (), group)
+            # Fenced before (a rerun): what it had is in the tag written then.
+            recorded = tuple((instance.tag(FENCED_FROM_TAG) or "").split())
+            return Fenced(identifier, recorded, group)
+        self._call(
+            lambda: self.rds.add_tags_to_resource(
+                ResourceName=instance.arn,
+                Tags=[{"Key": FENCED_FROM_TAG, "Value": " ".join(instance.security_groups)}],
+            ),
+            "record the groups before the fence",
+            f"RDS instance {identifier}",
+        )
         self._modify_groups(identifier, (group,))
         return Fenced(identifier, instance.security_groups, group)
 
