@@ -78,6 +78,11 @@ def ec2_inventory(target: Target) -> InventoryFiles:
         "groups": groups,
         "strict": True,
     }
+    # The plugin reaches AWS as the toolkit does: the target's profile and endpoint, when it names them.
+    if target.aws.profile is not None:
+        plugin["profile"] = target.aws.profile
+    if target.aws.endpoint_url is not None:
+        plugin["endpoint_url"] = target.aws.endpoint_url
     everyone: dict[str, Any] = {
         "ansible_user": first.ssh_user,
         "ansible_python_interpreter": "/usr/bin/python3",
