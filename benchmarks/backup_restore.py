@@ -42,7 +42,7 @@ from recovery.drivers import db as dbdriver
 from recovery.drivers.db import tool_env
 from recovery.restore.database import discard_restored, restore_beside
 from recovery.restore.selection import select_backups
-from recovery.restore.sources import sources_for
+from recovery.restore.sources import open_copy, sources_for
 from recovery.targets.load import load_target
 from recovery.verify.restored import check_restored_copy, expected_fingerprints
 
@@ -168,7 +168,7 @@ def run(target: Any, work: Path) -> None:
     phases: dict[str, float] = {}
 
     def ours_restore() -> None:
-        sources = sources_for(catalog, [choice], {manifest.backup_id: manifest})
+        sources = sources_for([open_copy(catalog, choice)])
         started = time.perf_counter()
         restored = restore_beside(
             admin,

@@ -40,4 +40,5 @@ def entry(
     restore_point: str | None = None,
 ) -> CatalogEntry:
     name = BackupName.parse(backup_id)
-    return CatalogEntry(name, manifest_for(name, at, restore_point), local, remote)
+    manifest = manifest_for(name, at, restore_point)
+    return CatalogEntry(name, local, remote, local_manifest=manifest, remote_manifest=manifest)

@@ -75,6 +75,7 @@ LONGEST_FIRST = (
     "tests/service/test_deploy_playbook.py",
     "tests/lab/test_playbooks.py",
     "tests/lab/test_lab_e2e.py",
+    "tests/lab/test_watch.py",
     "tests/service/test_pgdump_restore.py",
     "tests/service/test_faulty_releases.py",
     "tests/lab/test_preflight_load.py",

@@ -710,7 +710,8 @@ class OrderStack(pulumi.ComponentResource):
                 treat_missing_data="notBreaching",
             )
         elif not cfg.database.promoted:
-            # The lag the watch measures (metrics_contract): bytes not replayed, heartbeat age in seconds.
+            # The lag the watch measures (metrics_contract): bytes not replayed, and seconds since the primary
+            # was first seen at a position the standby has not replayed.
             # Both stay near 0 when the primary is idle; a silent watch is the watch-silent alarm's job.
             for suffix, metric, threshold in (
                 ("replication-lag-bytes", contract.REPLICATION_LAG_BYTES, lag_bytes),

@@ -50,12 +50,23 @@ class CopyStatus:
         return self.state is CopyState.VERIFIED
 
 
+def _label(label: str) -> str:
+    if label not in ("local", "remote"):
+        raise UsageError(f"unknown copy {label!r}; use local or remote")
+    return label
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
+    """One backup: the state of each copy and each copy's own trusted manifest (None: missing, damaged or
+    not authenticated). A copy is only ever read with its own manifest (`manifest_of`): one damaged
+    manifest must not make the other, good copy unreadable."""
+
     name: BackupName
-    manifest: Manifest | None
     local: CopyStatus
     remote: CopyStatus
+    local_manifest: Manifest | None = None
+    remote_manifest: Manifest | None = None
     # Realtime backups only: the last time their shipped WAL reaches (recovery.backup.realtime fills it);
     # None means the backup reaches only its position and its kind's objective after it.
     covered_until: datetime | None = None
@@ -73,6 +84,18 @@ class CatalogEntry:
         return self.name.kind
 
     @property
+    def manifest(self) -> Manifest | None:
+        """What the backup is, for listing and selection: a verified copy's manifest first, else either."""
+        for label in ("local", "remote"):
+            if self.copy(label).usable and self.manifest_of(label) is not None:
+                return self.manifest_of(label)
+        return self.local_manifest or self.remote_manifest
+
+    def manifest_of(self, label: str) -> Manifest | None:
+        """The trusted manifest read from one copy: the only one that copy is read and checked with."""
+        return self.local_manifest if _label(label) == "local" else self.remote_manifest
+
+    @property
     def counts(self) -> bool:
         """Both copies exist and verified: the only backups freshness and retention rely on."""
         return self.local.usable and self.remote.usable and self.manifest is not None
@@ -83,9 +106,7 @@ class CatalogEntry:
         return self.manifest.source.at if self.manifest else None
 
     def copy(self, label: str) -> CopyStatus:
-        if label not in ("local", "remote"):
-            raise UsageError(f"unknown copy {label!r}; use local or remote")
-        return self.local if label == "local" else self.remote
+        return self.local if _label(label) == "local" else self.remote
 
 
 class ContentCheck(Protocol):
@@ -126,6 +147,16 @@ class Catalog:
     def _stores(self) -> tuple[tuple[str, ObjectStore], ...]:
         return (("local", self.local), ("remote", self.remote))
 
+    def store(self, label: str) -> ObjectStore:
+        return self.local if _label(label) == "local" else self.remote
+
+    def trusted_manifest(self, label: str, name: BackupName) -> Manifest:
+        """One copy's own manifest, read now and authenticated; an IntegrityError saying why not."""
+        status, manifest = self._observe(self.store(label), name)
+        if manifest is None:
+            raise IntegrityError(f"{status.detail}; use the other copy")
+        return manifest
+
     def _observe(
         self, store: ObjectStore, name: BackupName, listed: set[str] | None = None
     ) -> tuple[CopyStatus, Manifest | None]:
@@ -150,7 +181,7 @@ class Catalog:
     def entry(self, name: BackupName) -> CatalogEntry:
         local, local_manifest = self._observe(self.local, name)
         remote, remote_manifest = self._observe(self.remote, name)
-        return CatalogEntry(name, local_manifest or remote_manifest, local, remote)
+        return CatalogEntry(name, local, remote, local_manifest, remote_manifest)
 
     def entries(self, domain: Domain | None = None) -> list[CatalogEntry]:
         """Every backup found in either copy, oldest first, each copy present, missing or damaged."""
@@ -164,7 +195,7 @@ class Catalog:
         for name in names:
             local, local_manifest = self._observe(self.local, name, listed["local"])
             remote, remote_manifest = self._observe(self.remote, name, listed["remote"])
-            entries.append(CatalogEntry(name, local_manifest or remote_manifest, local, remote))
+            entries.append(CatalogEntry(name, local, remote, local_manifest, remote_manifest))
         return entries
 
     def verify(
@@ -177,9 +208,9 @@ class Catalog:
         entry = self.entry(name)
         statuses: dict[str, CopyStatus] = {}
         for label, store in self._stores():
-            status = entry.copy(label)
-            if status.state is CopyState.PRESENT:
-                status = self._verify_copy(store, name, deep, checker)
+            status, manifest = entry.copy(label), entry.manifest_of(label)
+            if status.state is CopyState.PRESENT and manifest is not None:
+                status = self._verify_copy(store, name, manifest, deep, checker)
             statuses[label] = status
         return replace(entry, local=statuses["local"], remote=statuses["remote"])
 
@@ -189,11 +220,14 @@ class Catalog:
         return [self.verify(entry.backup_id, deep=deep, checker=checker) for entry in self.entries(domain)]
 
     def _verify_copy(
-        self, store: ObjectStore, name: BackupName, deep: bool, checker: ContentChecker | None
+        self,
+        store: ObjectStore,
+        name: BackupName,
+        manifest: Manifest,
+        deep: bool,
+        checker: ContentChecker | None,
     ) -> CopyStatus:
-        status, manifest = self._observe(store, name)
-        if manifest is None:
-            return status
+        """Check one copy against its own manifest (never the other copy's)."""
         where = store.describe(object_key(name))
         if not deep:
             digest, size = stored_sha256(store, name)

@@ -23,6 +23,12 @@ class FreshnessFinding:
     reason: str
 
 
+def reaches(entry: CatalogEntry) -> datetime:
+    """The last moment a backup that counts can be restored to."""
+    assert entry.position is not None
+    return max(entry.position, entry.covered_until or entry.position)
+
+
 def limit_seconds(kind: Kind, objectives: Objectives) -> float:
     if kind == "realtime":
         return objectives.realtime_backup_max_age_seconds
@@ -45,8 +51,10 @@ def stale_backups(
 ) -> list[FreshnessFinding]:
     """Every (domain, kind) whose newest backup that counts is older than its objective, or missing.
 
-    Age is measured from the backup's source position (the time its data is consistent with), since that
-    is what a restore would lose.
+    Age is measured from the last time the backup reaches (what a restore would lose): its source
+    position, or for a realtime backup the end of the WAL shipped after it (`covered_until`, filled by
+    `recovery.backup.realtime.with_coverage`), so a day-old base backup with WAL shipped a minute ago is a
+    minute old.
     """
     findings: list[FreshnessFinding] = []
     for domain in domains:
@@ -74,7 +82,7 @@ def stale_backups(
                 continue
             newest = max(counted, key=lambda entry: (entry.position, entry.name))
             assert newest.position is not None
-            age = (now - newest.position).total_seconds()
+            age = (now - reaches(newest)).total_seconds()
             if age > limit:
                 findings.append(
                     FreshnessFinding(

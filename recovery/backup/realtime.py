@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, ClassVar, Literal
+from typing import IO, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -287,6 +287,14 @@ def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytes, da
     return raw, written_at
 
 
+def _still_spooled(sftp: Any, path: str) -> bool:
+    try:
+        sftp.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def cluster_system_identifier(target: Target) -> str:
     """The primary cluster's system identifier: the first 8 bytes of `global/pg_control` on its host."""
     database = target.primary.database
@@ -327,7 +335,12 @@ def ship_wal(
     cluster: str | None = None
     for entry in spooled:
         path = f"{spool}/{entry.filename}"
-        raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
+        try:
+            raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
+        except ExternalFailure:
+            if not _still_spooled(sftp, path):
+                continue  # another shipper (the watch, `backup ship`) shipped and removed it meanwhile
+            raise
         # A segment names the cluster that wrote it; a history or backup-label file is the running
         # cluster's (it is archived as it is written).
         system = segment_system_identifier(raw)
@@ -346,8 +359,10 @@ def ship_wal(
                 # segment) refuses the write, and the file stays in the spool for a person to look at.
                 # Read back by `store_wal`: the stored object is our own encoding of these bytes.
                 stored_bytes = store_wal(store, sealed).sizes.stored
-        # Both copies proven to hold these very bytes: only now may the host forget the file.
-        sftp.remove(path)
+        # Both copies proven to hold these very bytes: only now may the host forget the file (another
+        # shipper may have done so already).
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(path)
         shipped.append(
             ShippedFile(
                 entry.filename,

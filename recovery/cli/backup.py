@@ -14,6 +14,7 @@ from recovery.backup.freshness import stale_backups
 from recovery.backup.naming import DOMAINS, Domain, parse_domain, parse_kind
 from recovery.backup.prune import plan_prune
 from recovery.backup.retention import RetentionPolicy
+from recovery.cli.backup_realtime import realtime, setup_archiving
 from recovery.cli.common import (
     DryRunOpt,
     OutputFormat,
@@ -36,6 +37,9 @@ app = typer.Typer(
 
 # Realtime backups: ship the archived WAL segments to both copies (once, or --follow).
 app.command("ship")(ship)
+# Realtime base backups and the archiving they need (what the watch schedules), on demand.
+app.command("realtime")(realtime)
+app.command("setup-archiving")(setup_archiving)
 
 DomainOpt = Annotated[list[str] | None, typer.Option("--domain", "-d", help="a domain (repeat); default all")]
 

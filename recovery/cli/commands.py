@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from recovery.cli.common import confirm_destructive
+from recovery.cli.common import confirm_destructive, naming_target, require_named_target
 from recovery.engine import Runbook
 
 
@@ -30,6 +30,12 @@ COMMANDS: Mapping[str, CommandProperties] = MappingProxyType(
             CommandProperties("backup point", "backup", takes_lock=True, destructive=False, journaled=True),
             CommandProperties(
                 "backup prune", "backup-prune", takes_lock=True, destructive=True, journaled=True
+            ),
+            CommandProperties(
+                "backup realtime", "backup-realtime", takes_lock=True, destructive=False, journaled=True
+            ),
+            CommandProperties(
+                "backup setup-archiving", "wal-archive", takes_lock=True, destructive=True, journaled=True
             ),
             CommandProperties("restore", "restore", takes_lock=True, destructive=True, journaled=True),
             CommandProperties(
@@ -70,7 +76,10 @@ def check_runbook(command: str | CommandProperties, runbook: Runbook) -> Command
 
 
 def confirm_command(command: str | CommandProperties, what: str, yes: bool) -> None:
-    """Ask before a destructive command (`what` names what it destroys); nothing for the others."""
+    """Ask before a destructive command (`what` names what it destroys; the question adds the target it
+    will change); nothing for the others. A destructive command on the implicit default target is
+    refused, even with --yes, when another target is known (`require_named_target`)."""
     found = command if isinstance(command, CommandProperties) else properties(command)
     if found.destructive:
-        confirm_destructive(what, yes)
+        require_named_target(found.command)
+        confirm_destructive(naming_target(what), yes)

@@ -26,10 +26,20 @@ def up(
     ),
     orders: Annotated[int, typer.Option("--orders", help="orders to seed (0: none)")] = build.DEFAULT_ORDERS,
     pg_bin: Annotated[Path | None, typer.Option("--pg-bin", help="system PostgreSQL bin dir")] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch/--no-watch",
+            envvar="RECOVERY_LAB_WATCH",
+            help="start `recovery watch` and wait for its first backups (default on)",
+        ),
+    ] = True,
     output: OutputOpt = OutputFormat.text,
 ) -> None:
     """Build the lab (or start what is missing of it)."""
-    report = build.up(build.UpOptions(lab_dir=lab_dir, base_port=base_port, orders=orders, pg_bin=pg_bin))
+    report = build.up(
+        build.UpOptions(lab_dir=lab_dir, base_port=base_port, orders=orders, pg_bin=pg_bin, watch=watch)
+    )
     result = {
         "lab_dir": str(report.lab_dir),
         "started": report.started,
@@ -103,6 +113,13 @@ def _render_status(doc: dict[str, Any]) -> None:
     typer.echo(
         f"  {_mark(fd['reachable'])} front door      {fd['url']} -> {fd['backend']} ({fd['backend_site']})"
     )
+    watch = doc["watch"]
+    if watch["recorded"]:
+        typer.echo(f"  {_mark(watch['running'])} watch           pid {watch['pid']} {watch['metrics_url']}")
+        if watch["decision"]:
+            typer.echo(f"       {watch['decision']}")
+    else:
+        typer.echo("  -    watch           not started (lab up --no-watch)")
     for problem in doc["problems"]:
         console.print(f"problem: {problem}")
     typer.echo("healthy" if doc["healthy"] else "NOT healthy")

@@ -24,8 +24,9 @@ from recovery.cli import (
     target,
     upgrade,
     verify,
+    watch,
 )
-from recovery.cli.common import envelope
+from recovery.cli.common import envelope, forget_invoked_target
 from recovery.engine.redact import redact_text
 from recovery.errors import ExitCode, RecoveryError
 
@@ -50,6 +51,7 @@ app.command("preflight")(preflight.preflight_command)
 app.command("verify")(verify.verify_command)
 app.command("upgrade")(upgrade.upgrade_command)
 app.command("rollback")(upgrade.rollback_command)
+app.command("watch")(watch.watch_command)
 
 
 @app.callback()
@@ -101,6 +103,14 @@ def _fail(argv: list[str], code: str, message: str, exit_code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    forget_invoked_target()  # each invocation notes its own --target (recovery.cli.common)
+    try:
+        return _invoke(args)
+    finally:
+        forget_invoked_target()
+
+
+def _invoke(args: list[str]) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:

@@ -23,6 +23,8 @@ from recovery.cli.common import (
     YesOpt,
     emit,
     envelope,
+    invoked_target,
+    naming_target,
 )
 from recovery.cli.common import console as stderr_console
 from recovery.engine import (
@@ -70,6 +72,7 @@ class ProgressDisplay:
     def __init__(self, console: Console) -> None:
         self.console = console
         self._status: Status | None = None
+        self._attempts: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         out = self.console
@@ -80,6 +83,7 @@ class ProgressDisplay:
         elif isinstance(event, StepReused):
             out.print(f"  = {event.index}/{event.total} {event.step} (finished before)")
         elif isinstance(event, StepStarted):
+            self._attempts[event.step] = event.attempt
             self._spin(f"{event.index}/{event.total} {event.step}: {event.description}")
         elif isinstance(event, StepProgress):
             self._spin(f"{event.step}: {event.message}")
@@ -88,6 +92,8 @@ class ProgressDisplay:
         elif isinstance(event, StepFinished):
             self.close()
             took = _seconds(event.duration_s)
+            if self._attempts.get(event.step, 1) > 1:
+                took += f", attempt {self._attempts[event.step]}"
             out.print(f"  [green]ok[/] {event.index}/{event.total} {event.step} ({took})")
         elif isinstance(event, StepFailed):
             self.close()
@@ -120,6 +126,9 @@ class ProgressDisplay:
 
 def render_plan(plan: Plan) -> None:
     typer.echo(f"plan: {plan.runbook} on {plan.target} (dry run: nothing was changed)")
+    named = invoked_target()
+    if named is not None:
+        typer.echo(f"{'changes' if plan.mutating else 'reads'} {named.describe()}")
     if plan.params:
         typer.echo(f"parameters: {json.dumps(plan.params, default=dict)}")
     for index, step in enumerate(plan.steps, 1):
@@ -131,18 +140,17 @@ def render_plan(plan: Plan) -> None:
     else:
         typer.echo(f"a real run only reads (no lock) and journals to {plan.journal}")
     if plan.confirm:
-        typer.echo(f"it asks for confirmation first: {plan.confirm}")
+        typer.echo(f"it asks for confirmation first: {naming_target(plan.confirm)}")
 
 
 def render_result(result: RunResult) -> None:
-    typer.echo(f"run {result.run_id}: {result.runbook} on {result.target}: {result.status}")
-    for index, step in enumerate(result.steps, 1):
-        line = f"  {index}. {step.status:<8} {step.name:<24} {_seconds(step.duration_s):>9}"
-        if step.attempts > 1:
-            line += f"  ({step.attempts} attempts)"
-        if step.code:
-            line += f"  [{step.code}] {step.message}"
-        typer.echo(line)
+    """The outcome in one line: the progress display has listed every step as it ran, and the journal
+    holds the table (`recovery runs show`), so the steps are not printed a second time."""
+    done = sum(step.status == "ok" for step in result.steps)
+    typer.echo(
+        f"run {result.run_id}: {result.runbook} on {result.target}: {result.status} "
+        f"({done} of {len(result.steps)} steps done); journal: `{show_command(result.run_id, result.target)}`"
+    )
 
 
 def _render_record(record: dict[str, Any]) -> str:
@@ -194,7 +202,7 @@ def _finish(output: OutputFormat, command: str, run: Any) -> RunResult:
             raise
         if output is OutputFormat.text:
             stderr_console.print(
-                f"journal: `recovery runs show {failed.run_id} -t {failed.target}`", markup=False
+                f"journal: `{show_command(failed.run_id, failed.target)}`", markup=False, soft_wrap=True
             )
             raise
         # One JSON document that carries the error and the run, so a pipeline keeps the run id.
@@ -216,6 +224,13 @@ def _finish(output: OutputFormat, command: str, run: Any) -> RunResult:
             display.close()
     emit(output, command, result.to_json(), lambda _: render_result(result))
     return result
+
+
+def show_command(run_id: str, target_name: str) -> str:
+    """The command that shows a run's journal, naming the target the run was on as this command was
+    pointed at it (a path stays a path: the run's target name may not resolve to it)."""
+    named = invoked_target()
+    return f"recovery runs show {run_id} -t {named.again if named is not None else target_name}"
 
 
 def subscribers(target: Target, display: ProgressDisplay | None) -> list[Subscriber]:

@@ -24,7 +24,7 @@ from recovery.cli.common import (
     emit,
 )
 from recovery.cli.common import console as stderr_console
-from recovery.cli.runs import ProgressDisplay, render_plan, subscribers
+from recovery.cli.runs import ProgressDisplay, render_plan, show_command, subscribers
 from recovery.engine import Engine, failed_run
 from recovery.errors import ExitCode, RecoveryError
 from recovery.notify import Notifier
@@ -61,7 +61,7 @@ def ci_default() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
-def _render(report: dict[str, Any]) -> None:
+def _render(report: dict[str, Any], target: str) -> None:
     typer.echo(f"{report['status']} (exit {report['exit_code']})")
     if report["failed_gate"]:
         typer.echo(f"failed gate: {report['failed_gate']}: {report['reason']}")
@@ -70,13 +70,10 @@ def _render(report: dict[str, Any]) -> None:
         run = report[name]
         if not run:
             continue
-        typer.echo(f"{name} run {run['run_id']}: {run['status']}")
-        for index, step in enumerate(run["steps"], 1):
-            took = "-" if step["duration_s"] is None else f"{step['duration_s']:.2f}s"
-            line = f"  {index}. {step['status']:<8} {step['name']:<16} {took:>9}"
-            if step["code"]:
-                line += f"  [{step['code']}] {step['message']}"
-            typer.echo(line)
+        # Its steps were listed as they ran (the progress display): one line here, not the table again.
+        where = f" at {run['failed_step']}" if run.get("failed_step") else ""
+        journal = show_command(run["run_id"], target)
+        typer.echo(f"{name} run {run['run_id']}: {run['status']}{where}; journal: `{journal}`")
     rollback = report["rollback"]
     if rollback:
         if rollback.get("decision"):
@@ -100,12 +97,17 @@ def _render(report: dict[str, Any]) -> None:
 
 
 def _finish(
-    command: str, report: dict[str, Any], output: OutputFormat, junit: Path | None, error_code: str | None
+    command: str,
+    report: dict[str, Any],
+    output: OutputFormat,
+    junit: Path | None,
+    error_code: str | None,
+    target: str,
 ) -> None:
     if junit is not None:
         write_junit(junit, report)
     status = "ok" if report["exit_code"] == 0 else "error"
-    emit(output, command, report, _render, status=status)
+    emit(output, command, report, lambda found: _render(found, target), status=status)
     if report["exit_code"] != 0:
         sys.stderr.write(f"error[{error_code or 'failed'}]: {report['reason']}\n")
         raise typer.Exit(report["exit_code"])
@@ -185,7 +187,7 @@ def upgrade_command(
             },
             {"run_id": outcome.rollback.run_id},
         )
-    _finish("upgrade", outcome_report(outcome), output, junit, outcome.error_code)
+    _finish("upgrade", outcome_report(outcome), output, junit, outcome.error_code, loaded.name)
 
 
 def rollback_command(
@@ -236,4 +238,4 @@ def rollback_command(
     finally:
         if display is not None:
             display.close()
-    _finish("rollback", report, output, junit, code)
+    _finish("rollback", report, output, junit, code, loaded.name)

@@ -190,6 +190,45 @@ def schema_version(conn: Connection) -> int | None:
     return None if version is None or version[0] is None else int(version[0])
 
 
+@dataclass(frozen=True)
+class ForeignKeyInfo:
+    """One foreign key of a schema: `table` (`columns`) references `referenced` (`referenced_columns`)."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    referenced: str
+    referenced_columns: tuple[str, ...]
+
+
+def foreign_keys(conn: Connection, schema: str = "public") -> list[ForeignKeyInfo]:
+    """Every foreign key between tables of `schema`, columns in key order, sorted by name."""
+    rows = conn.execute(
+        "SELECT c.conname, r.relname, f.relname,"
+        " ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)"
+        "   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),"
+        " ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)"
+        "   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i)"
+        " FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_class f ON f.oid = c.confrelid"
+        " WHERE c.contype = 'f' AND c.connamespace = %s::regnamespace"
+        " AND f.relnamespace = %s::regnamespace ORDER BY c.conname",
+        (schema, schema),
+    ).fetchall()
+    return [
+        ForeignKeyInfo(str(row[0]), str(row[1]), tuple(row[3]), str(row[2]), tuple(row[4])) for row in rows
+    ]
+
+
+def timestamp_columns(conn: Connection, table: str, schema: str = "public") -> list[str]:
+    """The `timestamp with time zone` columns of `table`, in table order."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+        " AND NOT attisdropped AND atttypid = 'timestamptz'::regtype ORDER BY attnum",
+        (f"{schema}.{table}",),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def in_recovery(conn: Connection) -> bool:
     row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     return bool(row and row[0])

@@ -8,6 +8,8 @@ if anything fails, what this run started is stopped again and one line names wha
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import shutil
 import sys
@@ -24,7 +26,14 @@ from recovery.drivers import db
 from recovery.errors import EnvironmentProblem, RecoveryError, UsageError
 from recovery.lab import aws, postgres, render, service, sshd
 from recovery.lab.pgbin import resolve_pg_bin, server_version
-from recovery.lab.plan import DB_OWNER, DB_SUPERUSER, FRONT_DOOR_ADDRESS, SHOP_RECORD, LabPlan, plan_lab
+from recovery.lab.plan import (
+    DB_OWNER,
+    DB_SUPERUSER,
+    FRONT_DOOR_ADDRESS,
+    SHOP_RECORD,
+    LabPlan,
+    plan_lab,
+)
 from recovery.lab.processes import (
     LabUser,
     can_traverse,
@@ -39,6 +48,7 @@ from recovery.lab.processes import (
 from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
 from recovery.lab.teardown import stop_records
 from recovery.targets.load import write_target
+from recovery.watch.act import recovery_argv
 
 DEFAULT_ORDERS = 10_000
 
@@ -50,6 +60,7 @@ class UpOptions:
     orders: int = DEFAULT_ORDERS
     pg_bin: Path | None = None
     deploy: bool = True
+    watch: bool = True  # start `recovery watch` (and wait for its first backups)
 
 
 @dataclass
@@ -177,6 +188,7 @@ def _prepare_lab_dir(user: LabUser, plan: LabPlan) -> None:
 
 def _check_ports(plan: LabPlan, missing: list[str], state: LabState) -> None:
     wanted = {
+        "watch metrics": "watch",
         "front door": "frontdoor",
         "moto server": "moto",
         "primary sshd": "sshd-primary",
@@ -199,13 +211,13 @@ def _check_ports(plan: LabPlan, missing: list[str], state: LabState) -> None:
 
 
 def _passwords(user: LabUser, plan: LabPlan) -> dict[str, str]:
-    if plan.pgpass.is_file():
-        found = render.parse_pgpass(plan.pgpass.read_text())
-        if DB_SUPERUSER in found and DB_OWNER in found:
-            if not all(s.service_pgpass.is_file() for s in plan.sites):  # a lab from before they existed
-                postgres.write_pgpass(user, plan, found)
-            return found
-    passwords = {DB_SUPERUSER: secrets.token_urlsafe(24), DB_OWNER: secrets.token_urlsafe(24)}
+    """The roles' passwords: those the controller's passfile holds, any missing role's made new; every
+    passfile is (re)written so each holds its reader's roles only and belongs to its reader (a lab from
+    before the replication role had one passfile, the lab user's, with the superuser in it)."""
+    found = render.parse_pgpass(plan.pgpass.read_text()) if plan.pgpass.is_file() else {}
+    if DB_SUPERUSER not in found:  # a new lab (an existing cluster keeps its superuser's password)
+        found = {}
+    passwords = {role: found.get(role) or secrets.token_urlsafe(24) for role in postgres.CONTROLLER_ROLES}
     postgres.write_pgpass(user, plan, passwords)
     return passwords
 
@@ -241,10 +253,12 @@ def _build(
         if "postgres-primary" in missing:
             postgres.init_primary(user, plan, pg_bin, passwords[DB_SUPERUSER])
             postgres.start(user, plan, plan.primary, pg_bin, recorder.add)
-        postgres.create_roles(plan, pg_bin, passwords[DB_OWNER])
+        postgres.create_roles(plan, pg_bin, passwords)
         if "postgres-standby" in missing:
             postgres.make_standby(user, plan, pg_bin)
             postgres.start(user, plan, plan.standby, pg_bin, recorder.add)
+        elif postgres.set_primary_conninfo(user, plan):  # a running standby of an older lab
+            postgres.reload(user, plan.standby, pg_bin)
 
     def sshd_part() -> None:
         sshd.prepare_keys(user, plan)
@@ -265,6 +279,8 @@ def _build(
         _timed(report, "frontdoor", lambda: _start_front_door(plan, aws_ids, recorder.add))
     if options.deploy:
         _deploy_and_seed(plan, pg_bin, options, recorder, report)
+    if options.watch and options.deploy:
+        _timed(report, "watch", lambda: _start_watch(plan, recorder))
 
 
 def _deploy_and_seed(
@@ -289,6 +305,54 @@ def _deploy_and_seed(
         report.seeded = service.seed(conninfo, options.orders)
         report.steps["seed"] = round(time.monotonic() - started, 3)
         recorder.update(seeded_orders=options.orders)
+
+
+# The watch's first round (archiving, a realtime base backup, the daily backups of every domain) takes
+# about 20 s on an idle machine; the limit leaves room for a loaded one.
+WATCH_FIRST_ROUND_SECONDS = 300
+# The lab publishes every 10 s (CloudWatch in production: every 60 s) so a test sees metrics soon.
+LAB_PUBLISH_EVERY = 10
+LAB_FRESHNESS_EVERY = 5
+
+
+def _start_watch(plan: LabPlan, recorder: _Recorder) -> None:
+    """Start `recovery watch` on the lab (unless it runs), then wait until its first round of the schedule
+    is done, so a preflight right after `lab up` finds fresh backups."""
+    record = recorder.state.process("watch")
+    if record is None or not is_alive(record.pid, record.start_ticks):
+        argv = recovery_argv(
+            "watch",
+            "--target",
+            str(plan.target_file),
+            "--prometheus",
+            f"{FRONT_DOOR_ADDRESS}:{plan.watch_metrics_port}",
+            "--publish-every",
+            str(LAB_PUBLISH_EVERY),
+            "--freshness-every",
+            str(LAB_FRESHNESS_EVERY),
+        )
+        plan.watch_dir.mkdir(parents=True, exist_ok=True)
+        pid = spawn_daemon(argv, log=plan.watch_dir / "watch.log", cwd=plan.watch_dir)
+        record = ProcessRecord(name="watch", kind="watch", pid=pid, start_ticks=start_ticks(pid))
+        recorder.add(record)
+    wait_first_round(plan, record.pid, WATCH_FIRST_ROUND_SECONDS)
+
+
+def wait_first_round(plan: LabPlan, pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    status_file = plan.state_dir / "watch" / "status.json"
+    while time.monotonic() < deadline:
+        if not is_alive(pid, None):
+            raise EnvironmentProblem(f"the watch (pid {pid}) exited; see {plan.watch_dir / 'watch.log'}")
+        with contextlib.suppress(OSError, ValueError):
+            status = json.loads(status_file.read_text())
+            if status.get("pid") == pid and status.get("first_round_done"):
+                return
+        time.sleep(0.5)
+    raise EnvironmentProblem(
+        f"the watch (pid {pid}) did not finish its first backups within {timeout:.0f} s; see "
+        f"{plan.watch_dir / 'watch.log'} and `recovery runs list --target {plan.target_file}`"
+    )
 
 
 def _write_descriptions(user: LabUser, plan: LabPlan, pg_bin: Path, aws_ids: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ FRONT_DOOR_ADDRESS = "127.0.0.1"
 MOTO_ADDRESS = "127.0.0.1"
 SITE_ADDRESSES: dict[SiteName, str] = {"primary": "127.0.0.11", "standby": "127.0.0.12"}
 SSH_OFFSET, SERVICE_OFFSET, PG_OFFSET = 22, 80, 432
+WATCH_METRICS_OFFSET = 9  # the watch's Prometheus endpoint, on the front door's address
 HIGHEST_OFFSET = PG_OFFSET
 RESERVED_DEFAULT = range(27000, 28000)
 DEFAULT_BASE_PORT = 27000
@@ -34,6 +35,9 @@ INTAKE_DLQ = "order-intake-dlq"
 DB_NAME = "orders"
 DB_OWNER = "orders"
 DB_SUPERUSER = "postgres"
+# The standby streams as this role (REPLICATION, not a superuser): the lab user's servers hold its
+# password only, never the superuser's (that stays in the controller's passfile).
+DB_REPLICATOR = "replicator"
 SITES: tuple[SiteName, ...] = ("primary", "standby")
 
 
@@ -61,6 +65,12 @@ class SitePlan:
         """The service's passfile on this host: its own role only (the superuser's stays with the
         controller, so a compromised service cannot lift its own fence)."""
         return self.host_dir / "service.pgpass"
+
+    @property
+    def replication_pgpass(self) -> Path:
+        """This database host's passfile for streaming from the other site: the replication role only,
+        owned by the lab user whose servers read it (the standby's walreceiver, pg_basebackup)."""
+        return self.pg_dir / "replication.pgpass"
 
     @property
     def pg_data(self) -> Path:
@@ -153,11 +163,20 @@ class LabPlan:
     def artifacts_dir(self) -> Path:
         return self.lab_dir / "artifacts"
 
+    @property
+    def watch_dir(self) -> Path:
+        return self.lab_dir / "watch"
+
+    @property
+    def watch_metrics_port(self) -> int:
+        return self.base_port + WATCH_METRICS_OFFSET
+
     def listeners(self) -> tuple[tuple[str, str, int], ...]:
         """Every (part, address, port) the lab listens on, for the free-port check before `up`."""
         parts: list[tuple[str, str, int]] = [
             ("front door", FRONT_DOOR_ADDRESS, self.front_door_port),
             ("moto server", MOTO_ADDRESS, self.moto_port),
+            ("watch metrics", FRONT_DOOR_ADDRESS, self.watch_metrics_port),
         ]
         for s in self.sites:
             parts += [

@@ -3,7 +3,10 @@
 The primary is made with initdb (scram passwords for TCP, peer on the lab's own socket directory), the
 standby with `pg_basebackup -R -X stream -c fast` over a replication slot; both then get their own
 address and port. Passwords reach the server only through a temporary pwfile and SQL over TCP; they
-are stored only in the pgpass file.
+are stored only in pgpass files, each holding what its reader needs: the controller's (superuser,
+service and replication roles; the controller's own, mode 0600, never the lab user's), each service
+host's (the service's role) and each database host's replication passfile (the replication role, which
+the standby streams as; the lab user's servers read it).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from psycopg import sql
 from recovery.drivers import db
 from recovery.errors import EnvironmentProblem
 from recovery.lab import render
-from recovery.lab.plan import DB_NAME, DB_OWNER, DB_SUPERUSER, LabPlan, SitePlan
+from recovery.lab.plan import DB_NAME, DB_OWNER, DB_REPLICATOR, DB_SUPERUSER, LabPlan, SitePlan
 from recovery.lab.processes import LabUser, give_to, run_as, start_ticks, stop_pid, wait_gone
 from recovery.lab.state import ProcessRecord
 from recovery.targets.model import Database
@@ -117,7 +120,9 @@ def start(
                 "start",
             ],
             cwd=site.pg_dir,
-            env={"PGPASSFILE": str(plan.pgpass)},
+            # A standby's walreceiver streams with the replication role's passfile (also named in its
+            # primary_conninfo); never the controller's.
+            env={"PGPASSFILE": str(site.replication_pgpass)},
             timeout=90,
         )
     finally:
@@ -162,21 +167,26 @@ def postmaster_pid(data_dir: Path) -> int | None:
     return int(first) if first.strip().isdigit() else None
 
 
-def create_roles(plan: LabPlan, pg_bin: Path, owner_password: str) -> None:
-    """Role `orders` and database `orders` owned by it (idempotent), over TCP as postgres.
+def create_roles(plan: LabPlan, pg_bin: Path, passwords: dict[str, str]) -> None:
+    """Role `orders` and database `orders` owned by it, and the replication role (REPLICATION, not a
+    superuser) the standby streams as (idempotent), over TCP as postgres.
 
     The server gets a SCRAM verifier, never the password: not even a failed statement in the server log
     can reveal it.
     """
     primary = database(plan, plan.primary, pg_bin)
     with db.connect(primary, dbname="postgres") as conn:
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_OWNER,)).fetchone()
-        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
-        conn.execute(
-            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                verb, sql.Identifier(DB_OWNER), sql.Literal(render.scram_verifier(owner_password))
+        for role, attributes in ((DB_OWNER, "LOGIN"), (DB_REPLICATOR, "LOGIN REPLICATION NOSUPERUSER")):
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} {} PASSWORD {}").format(
+                    verb,
+                    sql.Identifier(role),
+                    sql.SQL(attributes),
+                    sql.Literal(render.scram_verifier(passwords[role])),
+                )
             )
-        )
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(
@@ -189,11 +199,17 @@ def create_roles(plan: LabPlan, pg_bin: Path, owner_password: str) -> None:
 
 
 def make_standby(user: LabUser, plan: LabPlan, pg_bin: Path) -> None:
-    """pg_basebackup the primary into the standby's data dir (skipped when it exists)."""
+    """pg_basebackup the primary into the standby's data dir as the replication role (skipped when it
+    exists), then point its primary_conninfo at the primary with that role."""
     site = plan.standby
     _prepare_dirs(user, site)
-    if (site.pg_data / "PG_VERSION").is_file():
-        return
+    if not (site.pg_data / "PG_VERSION").is_file():
+        _base_backup(user, plan, pg_bin)
+    set_primary_conninfo(user, plan)
+
+
+def _base_backup(user: LabUser, plan: LabPlan, pg_bin: Path) -> None:
+    site = plan.standby
     run_as(
         user,
         [
@@ -203,7 +219,7 @@ def make_standby(user: LabUser, plan: LabPlan, pg_bin: Path) -> None:
             "-p",
             str(plan.primary.pg_port),
             "-U",
-            DB_SUPERUSER,
+            DB_REPLICATOR,
             "-D",
             str(site.pg_data),
             "-R",
@@ -216,10 +232,30 @@ def make_standby(user: LabUser, plan: LabPlan, pg_bin: Path) -> None:
             "--no-sync",
         ],
         cwd=site.pg_dir,
-        env={"PGPASSFILE": str(plan.pgpass)},
+        env={"PGPASSFILE": str(site.replication_pgpass)},
         timeout=600,
     )
     _write_settings(user, site)
+
+
+def set_primary_conninfo(user: LabUser, plan: LabPlan) -> bool:
+    """Make the standby's primary_conninfo (postgresql.auto.conf, where `pg_basebackup -R` wrote it)
+    name the replication role and its passfile; True when it changed. A standby made before the
+    replication role existed streamed as the superuser with the controller's passfile: this moves it."""
+    auto = plan.standby.pg_data / "postgresql.auto.conf"
+    wanted = f"primary_conninfo = '{render.standby_conninfo(plan)}'"
+    lines = auto.read_text().splitlines() if auto.is_file() else []
+    kept = [line for line in lines if not line.startswith("primary_conninfo")]
+    if [*kept, wanted] == lines:
+        return False
+    auto.write_text("\n".join([*kept, wanted]) + "\n")
+    give_to(user, auto)
+    return True
+
+
+def reload(user: LabUser, site: SitePlan, pg_bin: Path) -> None:
+    """Make a running server reread its configuration (a standby's walreceiver restarts with it)."""
+    run_as(user, [str(pg_bin / "pg_ctl"), "-D", str(site.pg_data), "reload"], cwd=site.pg_dir)
 
 
 def stop(user: LabUser, record: ProcessRecord, pg_bin: Path | None) -> bool:
@@ -248,14 +284,21 @@ def stop(user: LabUser, record: ProcessRecord, pg_bin: Path | None) -> bool:
     return stop_pid(record.pid, record.start_ticks)
 
 
+CONTROLLER_ROLES = (DB_SUPERUSER, DB_OWNER, DB_REPLICATOR)
+
+
 def write_pgpass(user: LabUser, plan: LabPlan, passwords: dict[str, str]) -> None:
-    """The controller's passfile (superuser and service role) and each service host's (its own role)."""
-    _write_private(user, plan.pgpass, render.pgpass(plan, passwords))
+    """The controller's passfile (every role; the controller's own: the lab user cannot read it), each
+    service host's (the service's role) and each database host's replication passfile (the replication
+    role), both the lab user's."""
+    _write_private(None, plan.pgpass, render.pgpass(plan, passwords, roles=CONTROLLER_ROLES))
     for site in plan.sites:
         _write_private(user, site.service_pgpass, render.pgpass(plan, passwords, roles=(DB_OWNER,)))
+        _write_private(user, site.replication_pgpass, render.pgpass(plan, passwords, roles=(DB_REPLICATOR,)))
 
 
-def _write_private(user: LabUser, path: Path, text: str) -> None:
+def _write_private(user: LabUser | None, path: Path, text: str) -> None:
+    """Write `path` mode 0600, owned by `user` (None: by whoever runs this, the controller)."""
     path.parent.mkdir(parents=True, exist_ok=True)  # a host's folder, before its sshd is set up
     tmp = path.with_name(path.name + ".tmp")
     # O_NOFOLLOW: a symlink planted at the temporary name must not redirect the passwords elsewhere.
@@ -263,5 +306,6 @@ def _write_private(user: LabUser, path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode through O_TRUNC
     with os.fdopen(fd, "w") as out:
         out.write(text)
-    give_to(user, tmp)
+    if user is not None:
+        give_to(user, tmp)
     tmp.replace(path)

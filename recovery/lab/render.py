@@ -13,6 +13,7 @@ from typing import Any
 from recovery.lab.plan import (
     DB_NAME,
     DB_OWNER,
+    DB_REPLICATOR,
     DB_SUPERUSER,
     LOCAL_BUCKET,
     PRIMARY_REGION,
@@ -111,6 +112,16 @@ def pgpass(
         for role in roles:
             lines.append(f"{s.address}:{s.pg_port}:*:{role}:{_escape(passwords[role])}")
     return "\n".join(lines) + "\n"
+
+
+def standby_conninfo(plan: LabPlan) -> str:
+    """The standby's primary_conninfo: the primary, as the replication role, with the standby host's own
+    replication passfile (never the controller's: that one holds the superuser's password)."""
+    primary, standby = plan.primary, plan.standby
+    return (
+        f"host={primary.address} port={primary.pg_port} user={DB_REPLICATOR} "
+        f"passfile={standby.replication_pgpass}"
+    )
 
 
 def _escape(value: str) -> str:

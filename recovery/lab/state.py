@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recovery.errors import ConfigError
 
-ProcessKind = Literal["moto", "postgres", "sshd", "service", "frontdoor"]
+ProcessKind = Literal["moto", "postgres", "sshd", "service", "frontdoor", "watch"]
 STATE_VERSION = 1
 
 

@@ -31,10 +31,11 @@ from recovery.lab.plan import (
     LabPlan,
     plan_lab,
 )
-from recovery.lab.processes import port_open
-from recovery.lab.state import read_state
+from recovery.lab.processes import is_alive, port_open
+from recovery.lab.state import ProcessRecord, read_state
 from recovery.targets.load import load_target
 from recovery.targets.model import Database, Host, SiteName, Target
+from recovery.watch.loop import read_status as read_watch_status
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,17 @@ class FrontDoorStatus:
 
 
 @dataclass(frozen=True)
+class WatchStatus:
+    """`recovery watch` as lab up started it: recorded in lab.json, alive, and what it last decided."""
+
+    recorded: bool
+    running: bool
+    pid: int | None = None
+    decision: str | None = None  # "nothing: every check is within its threshold"
+    metrics_url: str | None = None
+
+
+@dataclass(frozen=True)
 class LabStatus:
     lab_dir: str
     release: str | None
@@ -92,6 +104,7 @@ class LabStatus:
     replication_lag_max_seconds: float
     # Runs that died while the order service was fenced: each says so and names the command that ends it.
     interrupted_fenced_runs: tuple[str, ...] = ()
+    watch: WatchStatus = WatchStatus(recorded=False, running=False)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -135,7 +148,20 @@ def problems(status: LabStatus) -> list[str]:
     elif status.front_door.backend_site != status.active_site:
         found.append(f"front door forwards to {status.front_door.backend}, not to the active site")
     found += status.interrupted_fenced_runs
+    if status.watch.recorded and not status.watch.running:
+        found.append(f"the watch (pid {status.watch.pid}) is not running; `recovery lab up` starts it again")
     return found
+
+
+def _observe_watch(plan: LabPlan, record: ProcessRecord | None, state_dir: Path) -> WatchStatus:
+    if record is None:
+        return WatchStatus(recorded=False, running=False)
+    running = is_alive(record.pid, record.start_ticks)
+    doc = read_watch_status(state_dir) or {}
+    decision = doc.get("decision") if doc.get("pid") == record.pid else None
+    said = f"{decision['action']}: {decision['reason']}" if isinstance(decision, dict) else None
+    url = f"http://127.0.0.1:{plan.watch_metrics_port}/metrics"
+    return WatchStatus(True, running, record.pid, said, url)
 
 
 def _site_of(plan: LabPlan, address: str | None) -> SiteName | None:
@@ -302,4 +328,5 @@ def observe(lab_dir: Path) -> LabStatus:
         front_door=door.result(),
         replication_lag_max_seconds=target.objectives.replication_lag_max_seconds,
         interrupted_fenced_runs=tuple(run.sentence(target_ref) for run in fenced.result()),
+        watch=_observe_watch(plan, state.process("watch"), target.state_dir),
     )

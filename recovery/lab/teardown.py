@@ -1,7 +1,7 @@
 """`lab down`: stop every process lab.json records, by pid, verify each is gone, and optionally purge.
 
-Order matters: clients first (front door, services), then the hosts, the standby before the primary
-(a primary stopping first makes the standby retry), and moto last.
+Order matters: the watch first, then clients (front door, services), then the hosts, the standby before
+the primary (a primary stopping first makes the standby retry), and moto last.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from recovery.lab.plan import plan_lab
 from recovery.lab.processes import LabUser, is_alive, lab_user, start_ticks, stop_pid, stop_tree
 from recovery.lab.state import ProcessRecord, read_state, write_state
 
-STOP_ORDER = {"frontdoor": 0, "service": 1, "sshd": 2, "postgres": 3, "moto": 4}
+# The watch first: it would page about the lab going down.
+STOP_ORDER = {"watch": -1, "frontdoor": 0, "service": 1, "sshd": 2, "postgres": 3, "moto": 4}
 
 
 @dataclass

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from recovery.backup.catalog import CatalogEntry
-from recovery.backup.freshness import limit_seconds, stale_backups
+from recovery.backup.freshness import limit_seconds, reaches, stale_backups
 from recovery.backup.naming import DOMAINS, kinds_of
 from recovery.drivers import db
 from recovery.errors import PreconditionFailed, RecoveryError, UsageError
@@ -265,10 +265,8 @@ def decide_backups(
         )
         return checks
     stale = {(f.domain, f.kind): f for f in stale_backups(facts.entries, objectives, now)}
-    fix = (
-        f"make one with `recovery backup run --target {target}` "
-        "(or let the upgrade take a restore point: --restore-point-pending)"
-    )
+    # Each kind has its own maker: `backup run` takes daily backups only, never a realtime one.
+    makers = {"daily": "recovery backup run", "realtime": "recovery backup realtime"}
     for domain in DOMAINS:
         for kind in kinds_of(domain):
             subject = f"{domain} {kind}"
@@ -276,7 +274,7 @@ def decide_backups(
             if finding is None:
                 newest = _newest_counted(facts.entries, domain, kind)
                 assert newest is not None and newest.position is not None
-                age = (now - newest.position).total_seconds()
+                age = (now - reaches(newest)).total_seconds()
                 limit = limit_seconds(kind, objectives)
                 checks.append(
                     _check(
@@ -297,6 +295,10 @@ def decide_backups(
                     )
                 )
             else:
+                fix = (
+                    f"make one with `{makers[kind]} --target {target}` "
+                    "(or let the upgrade take a restore point: --restore-point-pending)"
+                )
                 checks.append(_check("backups_fresh", subject, False, f"{finding.reason}; {fix}"))
     return checks
 

@@ -1,35 +1,30 @@
-"""Restoring chosen backups beside live: realtime choices recovered into scratch clusters first, then
-every domain loaded into the copy (`restore_beside`). A chosen copy that fails while it is read is
-marked damaged and the choice is made again (the other copy, an older backup, the daily kind).
+"""Restoring chosen backups beside live: every chosen copy opened with its own manifest and data key,
+realtime choices recovered into scratch clusters, then every domain loaded into the copy
+(`restore_beside`). A chosen copy that fails while it is opened or read is marked damaged and the choice
+is made again (the other copy, an older backup, the daily kind): `with_fallbacks`.
 On RDS a realtime choice is recovered into a scratch instance instead (recovery.restore.rds_source)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TypeVar
 
 from recovery.backup.catalog import Catalog, CatalogEntry, catalog_for
-from recovery.backup.manifest import Manifest
 from recovery.drivers import db as dbdriver
 from recovery.errors import IntegrityError, KeyUnavailable
-from recovery.restore.choose import (
-    RestoreRequest,
-    choose,
-    manifests_of,
-    mark_damaged,
-    recovery_groups,
-    refusal_error,
-)
+from recovery.restore.choose import RestoreRequest, choose, mark_damaged, recovery_groups, refusal_error
 from recovery.restore.database import FromDatabase, RestoredDatabase, restore_beside
 from recovery.restore.pitr import recover_to
-from recovery.restore.rds_source import is_rds_choice, rds_recover_to
+from recovery.restore.rds_source import is_rds_choice, rds_recover_to, rds_sources
 from recovery.restore.selection import DomainChoice, Selection
-from recovery.restore.sources import CopyReadFailed, sources_for
+from recovery.restore.sources import CopyReadFailed, open_copies
 from recovery.targets.model import Target
 from recovery.verify.restored import recovered_fingerprints
 
 MAX_FALLBACKS = 4
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,24 +44,46 @@ def restore_with_fallbacks(
     progress: Callable[[str], None],
     note: Callable[[str], None],
 ) -> Restored:
-    """Restore `selection` (made and verified by the caller) beside live; on a copy that fails while it
-    is read, verify the candidates again, mark that copy damaged, choose again and retry."""
+    """Restore `selection` (made and verified by the caller) beside live, falling back as
+    `with_fallbacks` says when a chosen copy fails while it is opened or read."""
     catalog = catalog_for(target)
+    return with_fallbacks(
+        selection,
+        lambda chosen: _restore_once(target, request, restore_id, catalog, chosen, progress),
+        candidates=lambda: choose(target, request, progress=progress)[1],
+        choose_from=lambda entries: choose(target, request, entries)[0],
+        note=note,
+    )
+
+
+def with_fallbacks(
+    selection: Selection,
+    attempt: Callable[[Selection], T],
+    *,
+    candidates: Callable[[], Sequence[CatalogEntry]],
+    choose_from: Callable[[Sequence[CatalogEntry]], Selection],
+    note: Callable[[str], None],
+) -> T:
+    """Run `attempt` on `selection`; when a chosen copy fails (`CopyReadFailed`, or an integrity error
+    blamed on the first realtime choice, else the first), check the candidates again (`candidates`, once),
+    mark that copy damaged, choose again (`choose_from`) and retry. A selection that refuses (no copy
+    left) is the one error raised; so is running out of tries."""
     entries: list[CatalogEntry] | None = None
     for _attempt in range(MAX_FALLBACKS):
         try:
-            return _restore_once(target, request, restore_id, catalog, selection, progress)
+            return attempt(selection)
         except IntegrityError as exc:
-            # The chosen copy the error names (else the first realtime, else the first choice).
+            if isinstance(exc, KeyUnavailable) and not isinstance(exc, CopyReadFailed):
+                raise  # no key source at all: no copy can help
             culprit = _culprit(exc, selection)
             note(
                 f"{culprit.backup_id} ({culprit.copy} copy) failed while being read: {exc.message}; "
                 "choosing again"
             )
             if entries is None:
-                _, entries = choose(target, request, progress=progress)
+                entries = list(candidates())
             entries = mark_damaged(entries, culprit.backup_id, culprit.copy, exc.message)
-            selection, entries = choose(target, request, entries)
+            selection = choose_from(entries)
             if selection.refused:
                 raise refusal_error(selection) from None
             for choice in selection.choices:
@@ -98,9 +115,11 @@ def _restore_once(
     """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
     db = target.primary.database
     bin_dir = dbdriver.pg_bin(db)
-    # RDS restores have no manifest: they are recovered into a scratch instance, like realtime backups.
-    daily = [choice for choice in selection.choices if not is_rds_choice(choice.backup_id)]
-    manifests: dict[str, Manifest] = manifests_of(catalog, daily)
+    # Before anything is created: each chosen copy's own manifest, authenticated, and its data key. RDS
+    # restores have neither: they are recovered into a scratch instance.
+    rds = [choice for choice in selection.choices if is_rds_choice(choice.backup_id)]
+    opened = open_copies(catalog, [choice for choice in selection.choices if choice not in rds])
+    manifests = {backup_id: copy.manifest for backup_id, copy in opened.items()}
     with ExitStack() as clusters:
         recovered: dict[str, FromDatabase] = {}
         prints: dict[str, dict[str, object]] = {}
@@ -111,15 +130,13 @@ def _restore_once(
                 conninfo = clusters.enter_context(
                     recover(target, choice, at=request.at, restore_point=request.point)
                 )
-            except KeyUnavailable:
-                raise
-            except IntegrityError as exc:
+            except IntegrityError as exc:  # its WAL or base backup: this copy's, the other may do
                 raise CopyReadFailed(exc, choice) from exc
             # The moment recovered to has no fingerprints in any manifest: take them from the recovered
             # cluster itself, so the copy beside live can be checked table by table against it.
             prints.update(recovered_fingerprints(conninfo, domains))
             recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
-        sources = sources_for(catalog, selection.choices, manifests, recovered)
+        sources = rds_sources(list(opened.values()), recovered, rds)
         progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
         restored = restore_beside(
             dbdriver.conninfo(db, dbname="postgres"),

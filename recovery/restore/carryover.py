@@ -10,7 +10,7 @@ person to decide. Reads use whichever column names the failed schema has (v1 `na
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -140,6 +140,13 @@ _WRITE: dict[str, WriteRule] = {
 }
 
 
+# What a rollback carries: every table above, and the stock levels of products.
+ALL_CARRIED = frozenset({*_WRITE, "products"})
+# What a restore carries of the tables it restored: the rows written after its moment, never stock levels
+# (a restore of products means the backup's products).
+RESTORE_CARRIES = frozenset(_WRITE)
+
+
 @dataclass(frozen=True)
 class _Table:
     shape: TableShape  # live's shape: the rows are written in its columns
@@ -213,9 +220,29 @@ def _items(table: _Table) -> list[ItemRow]:
     ]
 
 
-def carry_over(db: Database, *, failed_db: str, restore_point_at: str) -> CarryOverReport:
-    """Copy what the failed database accepted after `restore_point_at` into `db` (the live database)."""
+# The rule of `split_orders` in SQL: orders written since the cutoff whose total is not their lines' sum.
+_DAMAGED_SINCE = (
+    "SELECT count(*) FROM orders o WHERE (o.created_at >= %(cutoff)s OR o.updated_at >= %(cutoff)s)"
+    " AND o.total_cents IS DISTINCT FROM"
+    " (SELECT sum(i.quantity::bigint * i.unit_price_cents) FROM order_items i WHERE i.order_id = o.id)"
+)
+
+
+def damaged_since(conn: psycopg.Connection[Any], restore_point_at: datetime) -> int:
+    """How many orders a carry-over from this database after `restore_point_at` would list for a person."""
+    row = conn.execute(_DAMAGED_SINCE, {"cutoff": restore_point_at - LOOKBACK}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def carry_over(
+    db: Database, *, failed_db: str, restore_point_at: str, tables: Collection[str] | None = None
+) -> CarryOverReport:
+    """Copy what the failed database accepted after `restore_point_at` into `db` (the live database).
+
+    `tables` limits what is written (default: everything a rollback carries; a restore carries only the
+    tables it restored, the others came from live); stock levels are set only with `products`."""
     cutoff = datetime.fromisoformat(restore_point_at) - LOOKBACK
+    written = None if tables is None else set(tables)
     with (
         db_driver.connect(db, dbname=failed_db, autocommit=False) as failed,
         db_driver.connect(db, autocommit=False) as live,
@@ -231,7 +258,7 @@ def carry_over(db: Database, *, failed_db: str, restore_point_at: str) -> CarryO
         for payment in tables["transactions"].dicts():
             payments_of.setdefault(str(payment["order_id"]), []).append(str(payment["id"]))
         with live.transaction():
-            report = _write(live, tables, good_ids)
+            report = _write(live, tables, good_ids, ALL_CARRIED if written is None else written)
     return CarryOverReport(
         cutoff=cutoff.isoformat(),
         **report,
@@ -252,10 +279,15 @@ def _carried(table: _Table, good_ids: set[str]) -> list[tuple[Any, ...]]:
     return table.rows
 
 
-def _write(live: psycopg.Connection[Any], tables: Mapping[str, _Table], good_ids: set[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _write(
+    live: psycopg.Connection[Any], tables: Mapping[str, _Table], good_ids: set[str], written: Collection[str]
+) -> dict[str, int]:
+    counts: dict[str, int] = {"orders_inserted": 0, "orders_updated": 0, "stock_updates": 0}
     with live.cursor() as cur:
         for name, rule in _WRITE.items():
+            if name not in written:
+                counts[name] = 0
+                continue
             table = tables[name]
             rows = [
                 tuple(Jsonb(v) if isinstance(v, dict | list) else v for v in row)
@@ -276,15 +308,17 @@ def _write(live: psycopg.Connection[Any], tables: Mapping[str, _Table], good_ids
                     inserted += bool(result[0])
                     updated += not result[0]
             counts["orders_inserted"], counts["orders_updated"] = inserted, updated
-        # Stock levels after every accepted sale (and restock): the failed database's are the truth.
-        cur.executemany(
-            "UPDATE products SET stock = %s WHERE id = %s AND stock <> %s",
-            [(stock, product, stock) for product, stock in tables["products"].rows],
-        )
-        counts["stock_updates"] = _count(cur)
+        if "products" in written:
+            # Stock levels after every accepted sale (and restock): the failed database's are the truth.
+            cur.executemany(
+                "UPDATE products SET stock = %s WHERE id = %s AND stock <> %s",
+                [(stock, product, stock) for product, stock in tables["products"].rows],
+            )
+            counts["stock_updates"] = _count(cur)
         # Explicit ids were inserted: move the id generators past them.
         for name in _WRITE:
-            advance_sequences_past_rows(live, name)
+            if name in written:
+                advance_sequences_past_rows(live, name)
     return {
         "users": counts["users"],
         "orders_inserted": counts["orders_inserted"],

@@ -4,6 +4,7 @@ fallback uses when a chosen copy fails while it is read."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -12,10 +13,13 @@ from datetime import UTC, datetime
 from recovery.backup.catalog import Catalog, CatalogEntry, CopyState, CopyStatus, catalog_for
 from recovery.backup.manifest import Manifest
 from recovery.backup.naming import BackupName, Domain
-from recovery.backup.realtime import realtime_stores, with_coverage
+from recovery.backup.realtime import read_restore_point, realtime_stores, with_coverage
+from recovery.backup.wal import check_restore_point_name
+from recovery.drivers import db as dbdriver
 from recovery.errors import IntegrityError, PreconditionFailed, UsageError
 from recovery.restore.pitr import choose_for_restore_point
 from recovery.restore.rds_source import is_rds_target, rds_selection
+from recovery.restore.scope import Cut, LiveRows, ScopeDecision, ScopeFindings, ScopePolicy, find_scope
 from recovery.restore.selection import DomainChoice, Selection, select_backups
 from recovery.targets.model import Target
 
@@ -38,11 +42,7 @@ def choose(
     """Select a backup and a copy per domain from `entries` (default: every candidate, both copies
     verified now); returns the selection and the entries it was made from."""
     if entries is None:
-        catalog = catalog_for(target)
-        progress("checking both copies of the candidate backups")
-        entries = [
-            catalog.verify(entry.backup_id) for domain in request.domains for entry in catalog.entries(domain)
-        ]
+        entries = verified_entries(target, request.domains, progress)
     if is_rds_target(target):
         # RDS keeps the realtime kind itself (point-in-time recovery); the catalog holds the daily backups.
         return rds_selection(target, request.domains, request.at, request.point, entries), list(entries)
@@ -56,6 +56,41 @@ def choose(
     if realtime and request.point:
         selection = _realtime_points(target, request, entries, selection, request.point)
     return selection, list(entries)
+
+
+def verified_entries(
+    target: Target, domains: Sequence[Domain], progress: Callable[[str], None] = lambda _: None
+) -> list[CatalogEntry]:
+    """Every candidate backup of `domains`, both copies verified now."""
+    catalog = catalog_for(target)
+    progress(f"checking both copies of the candidate backups of {', '.join(domains)}")
+    return [catalog.verify(entry.backup_id) for domain in domains for entry in catalog.entries(domain)]
+
+
+def cut_of(choice: DomainChoice, entries: Sequence[CatalogEntry], moment: datetime | None) -> Cut:
+    """The moment a chosen backup puts its domain back to. Pure.
+
+    A daily backup: its position (and the rows per table its manifest counted). A realtime one: the
+    requested time or restore point's time (`moment`), else the end of its shipped WAL."""
+    entry = next(entry for entry in entries if entry.backup_id == choice.backup_id)
+    manifest = entry.manifest_of(choice.copy)
+    assert manifest is not None, "a chosen copy has a trusted manifest"
+    if choice.kind == "daily":
+        rows = {table.name: table.rows for table in manifest.tables if not table.name.startswith("file:")}
+        return Cut(choice.domain, choice.backup_id, manifest.source.at, rows)
+    at = moment or entry.covered_until or manifest.source.at
+    return Cut(choice.domain, choice.backup_id, at)
+
+
+def realtime_point_time(target: Target, point: str) -> datetime | None:
+    """When realtime restore point `point` was taken (from whichever copy has it), else None."""
+    stores = realtime_stores(target)
+    for store in stores.both:
+        with contextlib.suppress(IntegrityError):
+            found = read_restore_point(store, check_restore_point_name(point))
+            if found is not None:
+                return found.created_at
+    return None
 
 
 def _realtime_points(
@@ -79,8 +114,12 @@ def _realtime_points(
 
 def chosen_manifests(entries: Sequence[CatalogEntry], selection: Selection) -> dict[str, Manifest]:
     """The manifests of the chosen backups, by backup id. Pure."""
-    chosen = {choice.backup_id for choice in selection.choices}
-    found = {entry.backup_id: entry.manifest for entry in entries if entry.backup_id in chosen}
+    by_id = {entry.backup_id: entry for entry in entries}
+    found = {
+        choice.backup_id: by_id[choice.backup_id].manifest_of(choice.copy)
+        for choice in selection.choices
+        if choice.backup_id in by_id
+    }
     return {backup_id: manifest for backup_id, manifest in found.items() if manifest is not None}
 
 
@@ -89,7 +128,8 @@ def manifests_of(catalog: Catalog, choices: Sequence[DomainChoice]) -> dict[str,
     since fails while it is read, and the restore chooses again then)."""
     found: dict[str, Manifest] = {}
     for choice in choices:
-        manifest = catalog.entry(BackupName.parse(choice.backup_id)).manifest
+        # The chosen copy's own manifest: that copy is read with it and no other.
+        manifest = catalog.entry(BackupName.parse(choice.backup_id)).manifest_of(choice.copy)
         if manifest is None:
             raise IntegrityError(
                 f"the manifest of {choice.backup_id} can no longer be read; nothing was changed"
@@ -182,3 +222,48 @@ def recovery_groups(
         source = (str(manifest.source.at), manifest.source.lsn or "") if manifest else (choice.backup_id, "")
         groups.setdefault(source, (choice, []))[1].append(choice.domain)
     return [(first, tuple(domains)) for first, domains in groups.values()]
+
+
+@dataclass(frozen=True)
+class ScopePlan:
+    """The scope decided before any work (with the rows written after each restored domain's cut) and
+    the backups chosen for it."""
+
+    findings: ScopeFindings
+    selection: Selection
+
+    @property
+    def decision(self) -> ScopeDecision:
+        return self.findings.decision
+
+
+def plan_scope(
+    target: Target,
+    request: RestoreRequest,
+    policy: ScopePolicy,
+    progress: Callable[[str], None] = lambda _: None,
+) -> ScopePlan:
+    """Choose backups for the requested domains, and for every domain the scope adds, then decide the
+    scope on live's rows (`recovery.restore.scope.find_scope`). Read only."""
+    moment = request.at
+    if moment is None and request.point is not None:
+        moment = realtime_point_time(target, request.point)
+    entries = verified_entries(target, request.domains, progress)
+    chosen: list[Selection] = []
+
+    def cuts_for(domains: tuple[Domain, ...]) -> dict[Domain, Cut]:
+        nonlocal entries
+        known = {entry.domain for entry in entries}
+        entries = [*entries, *verified_entries(target, [d for d in domains if d not in known], progress)]
+        selection, entries = choose(target, replace(request, domains=domains), entries)
+        if selection.refused:
+            raise refusal_error(selection)
+        chosen.append(selection)
+        progress(f"counting rows of live that reference {', '.join(domains)} newer than the backup")
+        return {choice.domain: cut_of(choice, entries, moment) for choice in selection.choices}
+
+    with dbdriver.connect(target.primary.database, autocommit=True) as conn:
+        findings = find_scope(LiveRows(conn), request.domains, cuts_for, policy)
+    kept = set(findings.decision.domains)
+    last = chosen[-1]
+    return ScopePlan(findings, Selection(tuple(c for c in last.choices if c.domain in kept), ()))

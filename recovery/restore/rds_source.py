@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -35,7 +35,9 @@ from recovery.drivers.aws import AwsDriver
 from recovery.drivers.rds import RdsDriver, RdsInstance, scratch_identifier
 from recovery.drivers.secrets import read_credentials, run_time_passfile
 from recovery.errors import UsageError
+from recovery.restore.database import FromDatabase, Source
 from recovery.restore.selection import CopyLabel, DomainChoice, DomainRefusal, Selection, select_backups
+from recovery.restore.sources import OpenedCopy, Sources, sources_for
 from recovery.targets.model import Database, Target
 
 CHOICE_PREFIX = "rds-"
@@ -411,3 +413,17 @@ def take_point_snapshot(target: Target, point: str, aws: AwsDriver | None = None
         kms_key_id=key_in_region(target.keys.kms_key_id, target.standby.region),
     )
     return PointSnapshots(snapshot_id, made.arn, copy.arn)
+
+
+def rds_sources(
+    opened: Sequence[OpenedCopy], recovered: Mapping[str, FromDatabase], rds: Sequence[DomainChoice]
+) -> Sources:
+    """The sources of a selection with RDS restores: `sources_for` the opened backups, and each RDS
+    choice's domain from its scratch instance (the schema too when no backup was opened)."""
+    if not rds:
+        return sources_for(opened, recovered)
+    from_rds: dict[str, Source] = {choice.domain: recovered[choice.domain] for choice in rds}
+    if not opened:
+        return Sources(recovered[rds[0].domain], from_rds)
+    chosen = sources_for(opened, recovered)
+    return Sources(chosen.schema, {**chosen.domains, **from_rds})

@@ -1,13 +1,17 @@
 """The restore runbook: chosen domains back from their backups, beside live, verified, then swapped in.
 
-Steps: 1 scope (the live database answers; which domains); 2 select (catalog, both copies checked
-against their manifests, `select_backups` chooses per domain with a reason; keys are unwrapped here so a
-wrong or missing key refuses before anything changes); 3 restore beside live (`restore_beside`; a copy
-that turns out damaged while it is read is marked so and the selection falls back to the next
-candidate); 4 verify the restored copy (fingerprints against the manifests, business invariants); 5 fence
-the service (playbooks/restore.yml), 6 catch up: rows written to the domains copied from live since the
-copy was cut are carried over (recovery.restore.catchup), 7 swap in, 8 start the service and run the smoke
-test, 9 record.
+Steps: 1 scope, before any work (the live database answers; backups chosen for the requested domains,
+both copies checked; the rows of domains kept from live that would reference rows newer than a restored
+domain's backup are counted and the scope widened or the restore refused, `recovery.restore.scope`; the
+rows written after the backups' moment are counted); 2 select (the manifests of the chosen backups read
+again, schema versions compared); 3 restore beside live (`restore_beside`; each chosen copy is opened
+with its own manifest and data key first, and a copy that fails then or while it is read is marked
+damaged and the selection falls back to the next candidate); 4 verify the restored copy (fingerprints
+against the manifests, business invariants); 5 fence the service (playbooks/restore.yml), 6 catch up:
+rows written to the domains copied from live since the copy was cut are carried over
+(recovery.restore.catchup), 7 swap in, 8 carry over the rows of the restored domains written after the
+backups' moment (or set them aside, `--set-aside`), orders that do not match their lines listed for a
+person, 9 start the service and run the smoke test, 10 record.
 
 The seam to other kinds of backup: a choice becomes a `Source` per domain (`sources_for`): a daily
 backup's `dump` section streamed out of the codec, or, for a realtime choice, whatever point-in-time
@@ -17,7 +21,8 @@ recovery provides (a `FromDatabase` over a recovered scratch cluster) once it ex
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,12 +38,16 @@ from recovery.engine.model import thaw
 from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError, VerificationFailed
 from recovery.paths import PLAYBOOKS_DIR
 from recovery.restore.beside import restore_with_fallbacks
+from recovery.restore.carryover import RESTORE_CARRIES, carry_over
 from recovery.restore.catchup import catch_up, report_lines
 from recovery.restore.choose import (
     RestoreRequest,
+    ScopePlan,
     choose,
     chosen_manifests,
+    manifests_of,
     parse_at,
+    plan_scope,
     refusal_error,
     schema_versions_agree,
 )
@@ -49,9 +58,12 @@ from recovery.restore.database import (
     restore_names,
     swap_in,
 )
+from recovery.restore.handover import write_handover
 from recovery.restore.replaced import needed_by_unfinished_runs, plan_replaced, replaced_databases
+from recovery.restore.scope import DEFAULT_SCOPE_POLICY, SCOPE_POLICIES, after_cut_sentence
 from recovery.restore.selection import DomainChoice, Selection
 from recovery.targets.model import Database, Target
+from recovery.verify.domains import tables_for
 from recovery.verify.reports import failure_line
 from recovery.verify.restored import check_restored_copy, expectations_for
 from recovery.verify.smoke import smoke_test
@@ -93,6 +105,24 @@ class Selected(TypedOutput):
     choices: tuple[ChoiceRecord, ...]
 
 
+class Scoped(TypedOutput):
+    """The scope step's result. Defaults let a run journaled by an older release resume (its scope
+    output had the names and the requested domains only)."""
+
+    live: str = ""
+    scratch: str = ""
+    replaced: str = ""
+    domains: tuple[str, ...] = ()  # what is restored: the requested domains, or the widened scope
+    requested: tuple[str, ...] = ()
+    decision: dict[str, Any] = {}
+    choices: tuple[ChoiceRecord, ...] = ()
+    cuts: dict[str, str] = {}  # domain -> the moment it goes back to (ISO)
+    after_target: tuple[dict[str, Any], ...] = ()
+    after_target_rows: int = 0
+    to_person: int = 0
+    after_target_plan: str = ""
+
+
 class RestoredBeside(TypedOutput):
     """The restore-beside step's result. Defaults let a run journaled by an older release resume."""
 
@@ -125,17 +155,26 @@ def _admin(target: Target) -> str:
     return dbdriver.conninfo(_db(target), dbname="postgres")
 
 
-def _request(ctx: RunContext) -> RestoreRequest:
-    point = ctx.params.get("point")
+def requested(params: Mapping[str, Any]) -> RestoreRequest:
+    """What the operator asked for, from the run's params."""
+    point = params.get("point")
     return RestoreRequest(
-        domains=tuple(parse_domain(str(domain)) for domain in ctx.params["domains"]),
-        at=parse_at(ctx.params.get("at")),
+        domains=tuple(parse_domain(str(domain)) for domain in params["domains"]),
+        at=parse_at(params.get("at")),
         point=str(point) if point else None,
     )
 
 
-def _scope(ctx: RunContext) -> dict[str, object]:
-    db = _db(ctx.target)
+def _request(ctx: RunContext) -> RestoreRequest:
+    """The request with the domains the scope step decided on (a widened scope restores more)."""
+    asked = requested(ctx.params)
+    scoped = ctx.output("scope", Scoped).domains if "scope" in ctx.outputs else ()
+    if not scoped:
+        return asked
+    return replace(asked, domains=tuple(parse_domain(domain) for domain in scoped))
+
+
+def _live_answers(db: Database) -> None:
     try:
         with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
             exists = dbdriver.database_exists(conn, db.name)
@@ -145,30 +184,69 @@ def _scope(ctx: RunContext) -> dict[str, object]:
         ) from None
     if not exists:
         raise PreconditionFailed(f"the live database {db.name} does not exist on {db.address}:{db.port}")
-    names = restore_names(db.name, str(ctx.params["restore_id"]))
-    return {
-        "live": names.live,
-        "scratch": names.scratch,
-        "replaced": names.replaced,
-        "domains": list(_request(ctx).domains),
-    }
+
+
+def scope_plan(target: Target, params: Mapping[str, Any], progress: Callable[[str], None]) -> ScopePlan:
+    """Before any work: the live database answers, the scope (widened or refused), the backups for it
+    and the rows written after their moment. `--dry-run` shows it; the scope step journals it."""
+    _live_answers(_db(target))
+    policy = str(params.get("scope") or DEFAULT_SCOPE_POLICY)
+    planned = plan_scope(target, requested(params), "widen" if policy == "widen" else "strict", progress)
+    if planned.decision.action == "refuse":
+        raise PreconditionFailed(planned.decision.reason, code="restore.scope_orphans")
+    return planned
+
+
+def after_target_plan(planned: ScopePlan, params: Mapping[str, Any], replaced: str) -> str:
+    return after_cut_sentence(
+        planned.findings.after,
+        carry=bool(params.get("carry_over", True)),
+        to_person=planned.findings.to_person,
+        replaced=replaced,
+    )
+
+
+def _scope(ctx: RunContext) -> Scoped:
+    names = restore_names(_db(ctx.target).name, str(ctx.params["restore_id"]))
+    planned = scope_plan(ctx.target, ctx.params, ctx.progress)
+    ctx.note(f"scope: {planned.decision.reason}")
+    for line in planned.findings.notes:
+        ctx.note(line)
+    sentence = after_target_plan(planned, ctx.params, names.replaced)
+    ctx.note(sentence)
+    return Scoped(
+        live=names.live,
+        scratch=names.scratch,
+        replaced=names.replaced,
+        domains=planned.decision.domains,
+        requested=requested(ctx.params).domains,
+        decision=planned.decision.to_json(),
+        choices=tuple(ChoiceRecord.of(choice) for choice in planned.selection.choices),
+        cuts={cut.domain: cut.at.isoformat() for cut in planned.findings.cuts},
+        after_target=tuple(item.to_json() for item in planned.findings.after),
+        after_target_rows=planned.findings.after_rows,
+        to_person=planned.findings.to_person,
+        after_target_plan=sentence,
+    )
 
 
 def _select_step(ctx: RunContext) -> Selected:
-    selection, entries = choose(ctx.target, _request(ctx), progress=ctx.progress)
-    for refusal in selection.refusals:
-        ctx.note(f"{refusal.domain}: refused: {refusal.reason}")
-    if selection.refused:
-        raise refusal_error(selection)
-    manifests = chosen_manifests(entries, selection)
+    scoped = ctx.output("scope", Scoped)
+    catalog = catalog_for(ctx.target)
+    if scoped.choices:
+        # Chosen by the scope step from copies it verified a moment ago; read, not verified again.
+        selection = Selection(tuple(record.choice() for record in scoped.choices), ())
+        manifests = manifests_of(catalog, selection.choices)
+    else:  # a run journaled before the scope step chose
+        selection, entries = choose(ctx.target, _request(ctx), progress=ctx.progress)
+        for refusal in selection.refusals:
+            ctx.note(f"{refusal.domain}: refused: {refusal.reason}")
+        if selection.refused:
+            raise refusal_error(selection)
+        manifests = chosen_manifests(entries, selection)
     problem = schema_versions_agree(list(manifests.values()))
     if problem:
         raise PreconditionFailed(problem, code="restore.schema_mismatch")
-    catalog = catalog_for(ctx.target)
-    assert catalog.keys is not None
-    for manifest in manifests.values():
-        # A wrong or missing key refuses here, before anything is created.
-        manifest.unwrap_key(catalog.keys)
     for choice in selection.choices:
         ctx.note(f"{choice.domain}: {choice.backup_id} ({choice.kind}, {choice.copy} copy): {choice.reason}")
     return Selected(choices=tuple(ChoiceRecord.of(choice) for choice in selection.choices))
@@ -320,6 +398,43 @@ def _swap_step(ctx: RunContext) -> Swapped:
     return Swapped(live=names.live, replaced=result.set_aside_as, swapped_at=result.swapped_at.isoformat())
 
 
+# How many of the orders left for a person the step's output lists (the file has all of them).
+NEEDS_A_PERSON_SHOWN = 5
+
+
+def _carry_step(ctx: RunContext) -> dict[str, object]:
+    """With the service still fenced: rows of the restored domains written after their moment are
+    carried over from the replaced database, except orders whose total does not match their lines,
+    which are listed for a person. Idempotent (a rerun finds the rows there and writes nothing)."""
+    scoped = ctx.output("scope", Scoped)
+    if not ctx.params.get("carry_over", True):
+        return {"skipped": f"set aside: {scoped.after_target_plan}"}
+    if not scoped.cuts:
+        return {"skipped": "a run journaled before the scope step recorded the restore's moment"}
+    restored = tuple(table for table in tables_for(list(scoped.domains)) if table in RESTORE_CARRIES)
+    if not restored:
+        return {"skipped": f"a restore carries no rows of {', '.join(scoped.domains)} over"}
+    swapped = ctx.output("swap-in", Swapped)
+    carried = [at for domain, at in scoped.cuts.items() if set(tables_for([domain])) & RESTORE_CARRIES]
+    since = min(datetime.fromisoformat(at) for at in carried)
+    ctx.progress(f"carrying rows written after {since.isoformat()} over from {swapped.replaced}")
+    report = carry_over(
+        _db(ctx.target), failed_db=swapped.replaced, restore_point_at=since.isoformat(), tables=restored
+    )
+    doc = report.to_json()
+    damaged = doc.pop("damaged")
+    if damaged:
+        path = write_handover(ctx.target.state_dir, ctx.run_id, damaged)
+        doc["needs_a_person_file"] = str(path)
+        ctx.note(
+            f"{len(damaged)} orders written after the restore's moment left for a person, listed in {path}"
+        )
+    doc["needs_a_person_count"] = len(damaged)
+    doc["needs_a_person"] = damaged[:NEEDS_A_PERSON_SHOWN]
+    doc["tables"] = list(restored)
+    return doc
+
+
 def _start_step(ctx: RunContext) -> dict[str, object]:
     ctx.progress("starting the order service and waiting for health")
     _service(ctx, "start")
@@ -345,6 +460,7 @@ def _record_step(ctx: RunContext) -> dict[str, object]:
         "run_id": ctx.run_id,
         "live": swapped.live,
         "replaced": swapped.replaced,
+        "scope": ctx.output("scope", Scoped).decision,
         "choices": [
             choice.model_dump(by_alias=True)
             for choice in ctx.output("restore-beside", RestoredBeside).choices
@@ -366,13 +482,23 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     names = restore_names(db.name, str(params["restore_id"]))
     hosts = tuple(host.name for host in target.hosts())
     what = ", ".join(domains)
+    policy = str(params.get("scope") or DEFAULT_SCOPE_POLICY)
+    carry = bool(params.get("carry_over", True))
     return Runbook(
         name="restore",
         params=dict(params),
-        confirm=f"restoring {what} replaces them in database {db.name} (kept as {names.replaced})",
+        confirm=(
+            f"restoring {what}"
+            + (" (and the domains that depend on them, if --scope widen must)" if policy == "widen" else "")
+            + f" replaces them in database {db.name} (kept as {names.replaced})"
+        ),
         steps=(
             Step(
-                "scope", f"check that database {db.name} answers and name the restore", _scope, mutating=False
+                "scope",
+                f"check that database {db.name} answers; decide which domains go back together "
+                f"(--scope {policy}) and count the rows written after the backups' moment",
+                _scope,
+                mutating=False,
             ),
             Step(
                 "select",
@@ -406,6 +532,17 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
                 acts_on=(f"database {db.name}",),
             ),
             Step(
+                "carry-over",
+                (
+                    f"carry rows of {what} written after the backups' moment over from {names.replaced}; "
+                    "orders whose total does not match their lines are listed for a person"
+                    if carry
+                    else f"set rows of {what} written after the backups' moment aside in {names.replaced}"
+                ),
+                _carry_step,
+                acts_on=(f"database {db.name}",),
+            ),
+            Step(
                 "start-service",
                 "start the order service, wait for health, run the smoke test",
                 _start_step,
@@ -417,16 +554,37 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
 
 
 def restore_params(
-    domains: Sequence[Domain], *, at: str | None, point: str | None, restore_id: str
+    domains: Sequence[Domain],
+    *,
+    at: str | None,
+    point: str | None,
+    restore_id: str,
+    scope: str = DEFAULT_SCOPE_POLICY,
+    carry_over: bool = True,
+    now: datetime | None = None,
 ) -> dict[str, object]:
     if at is not None and point is not None:
         raise UsageError("give either --at or --point, not both")
-    parse_at(at)
+    moment = parse_at(at)
+    current = now or datetime.now(UTC)
+    if moment is not None and moment > current:
+        raise UsageError(
+            f"--at {at} is in the future (it is now {current:%Y-%m-%dT%H:%M:%SZ}); give a time in the past"
+        )
     if not domains:
         raise UsageError(
             "no domains to restore; name them with --domains, e.g. --domains orders,transactions"
         )
-    return {"domains": list(dict.fromkeys(domains)), "at": at, "point": point, "restore_id": restore_id}
+    if scope not in SCOPE_POLICIES:
+        raise UsageError(f"unknown --scope {scope!r}; use one of {', '.join(SCOPE_POLICIES)}")
+    return {
+        "domains": list(dict.fromkeys(domains)),
+        "at": at,
+        "point": point,
+        "restore_id": restore_id,
+        "scope": scope,
+        "carry_over": carry_over,
+    }
 
 
 register_runbook("restore", restore_runbook)

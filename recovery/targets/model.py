@@ -146,6 +146,16 @@ class Objectives(_Frozen):
     error_rate_max: float = Field(default=0.01, ge=0, le=1)
 
 
+class WatchPolicy(_Frozen):
+    """How `recovery watch` acts on this target: automatic failover (off unless a team turns it on) and
+    how long the writer's database must fail its probes before the watch acts (one failed probe never)."""
+
+    automatic_failover: bool = False
+    failures_to_act: int = Field(default=3, ge=2)
+    seconds_to_act: float = Field(default=2.0, ge=0)
+    interval_seconds: float = Field(default=1.0, gt=0, le=60)
+
+
 class Target(_Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     kind: Literal["lab", "aws"]
@@ -158,6 +168,7 @@ class Target(_Frozen):
     keys: KeySource
     traffic: Traffic
     objectives: Objectives = Objectives()
+    watch: WatchPolicy = WatchPolicy()
     # The lock every controller sees; None: the controller's flock alone (recovery.engine.lock).
     lock_table: LockTable | None = None
     intake_queue_url: str | None = None

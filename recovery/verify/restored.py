@@ -90,7 +90,7 @@ def expectations_for(
             expected.update({name: recovered[name] for name in tables})
             notes.append(f"{choice.domain}: compared with the fingerprints of the recovered cluster")
             continue
-        manifest = catalog.entry(BackupName.parse(choice.backup_id)).manifest
+        manifest = catalog.entry(BackupName.parse(choice.backup_id)).manifest_of(choice.copy)
         if manifest is None:
             problems.append(f"the manifest of {choice.backup_id} can no longer be read")
             continue

@@ -36,12 +36,14 @@ class Metric:
     meaning: str
 
 
-# Age of the newest verified backup of one domain and kind at one site (both copies listed): now - taken at.
+# Age of the newest verified backup of one domain and kind at one site (both copies verified): now - the
+# time its data reaches. A realtime backup reaches as far as the WAL shipped after it, while the archiver
+# works and the spool keeps being shipped: it stays near 0 on an idle primary and grows once shipping stops.
 BACKUP_AGE = Metric(
     "BackupAgeSeconds",
     SECONDS,
     (SITE, DOMAIN, KIND),
-    "seconds since the newest verified backup of this domain and kind was taken",
+    "seconds since the time the newest verified backup of this domain and kind reaches",
 )
 # The oldest backup age over every domain of a kind: what the stacks alarm on, so a new domain needs no new
 # alarm. Published by the watch next to the per-domain figures.
@@ -59,8 +61,9 @@ WAL_SPOOL_AGE = Metric(
     "seconds since the oldest unshipped WAL segment in the spool was written (0 when empty)",
 )
 # Replication lag measured by the watch, not RDS's ReplicaLag: bytes are pg_current_wal_lsn() on the
-# primary minus pg_last_wal_replay_lsn() on the standby; seconds are the age, on the standby, of the newest
-# heartbeat row the watch writes on the primary every cycle. Both stay near 0 when the primary is idle.
+# primary minus pg_last_wal_replay_lsn() on the standby; seconds are how long ago the watch first saw the
+# primary at a position the standby has not replayed yet (0 once it has replayed everything). Both stay at
+# 0 when the primary is idle, where a last-replayed-transaction timestamp would read as minutes of lag.
 REPLICATION_LAG_BYTES = Metric(
     "ReplicationLagBytes",
     BYTES,
@@ -71,7 +74,7 @@ REPLICATION_LAG_SECONDS = Metric(
     "ReplicationLagSeconds",
     SECONDS,
     (SITE,),
-    "age on this standby of the newest heartbeat the watch wrote on the primary",
+    "seconds since the primary was first seen at a WAL position this standby has not replayed",
 )
 # A probe that failed in a cycle counts 1, one that passed counts 0: Sum over a period is the failures.
 PROBE_FAILURES = Metric(

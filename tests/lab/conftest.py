@@ -29,6 +29,9 @@ from recovery.targets.load import load_target
 from recovery.targets.model import Target
 
 BASE_PORT = base_port("RECOVERY_TEST_BASE_PORT", 25000)
+# Lab tests build their labs without the watch (its scheduled backups and runs would make them
+# nondeterministic); the watch's own tests pass `--watch`, which wins over this.
+os.environ.setdefault("RECOVERY_LAB_WATCH", "off")
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from recovery.drivers import db, remote
 from recovery.drivers.ansible import require_success, run_playbook
 from recovery.engine.events import PlannedStep, RunStarted, StepStarted
 from recovery.engine.journal import JournalWriter, new_run_id
-from recovery.errors import ExitCode, ExternalFailure
+from recovery.errors import EnvironmentProblem, ExitCode, ExternalFailure
 from recovery.lab import aws, postgres, render, service
-from recovery.lab.plan import DB_OWNER, DB_SUPERUSER, LabPlan, plan_lab
-from recovery.lab.processes import is_alive, lab_user, port_free, run_as
+from recovery.lab.plan import DB_OWNER, DB_REPLICATOR, DB_SUPERUSER, LabPlan, plan_lab
+from recovery.lab.processes import give_to, is_alive, lab_user, port_free, run_as
 from recovery.lab.state import LabState, ProcessRecord, read_state
 from recovery.targets.load import load_target
 from recovery.targets.model import Target
@@ -128,6 +128,35 @@ def test_status_reports_every_part_healthy(lab: Lab, capsys: pytest.CaptureFixtu
     }
     assert doc["active_site"] == "primary"
     assert doc["front_door"]["backend"] == f"127.0.0.11:{lab.plan.primary.service_port}"
+
+
+def test_the_standby_streams_as_the_replication_role_and_the_lab_user_cannot_read_the_superuser(
+    lab: Lab,
+) -> None:
+    # The controller's passfile (the superuser's password) is the controller's own.
+    info = lab.plan.pgpass.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (os.geteuid(), 0o600)
+    user = lab_user()
+    if user.switch:  # as root, the lab's servers run as another account
+        with pytest.raises(EnvironmentProblem, match="Permission denied"):
+            run_as(user, ["cat", str(lab.plan.pgpass)], cwd=lab.dir)
+    # The standby streams as the replication role, with its own passfile.
+    with db.connect(lab.target.primary.database, dbname="postgres") as conn:
+        role = conn.execute(
+            "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = %s", (DB_REPLICATOR,)
+        ).fetchone()
+        streams = conn.execute(
+            "SELECT usename, state FROM pg_stat_replication WHERE application_name = 'standby'"
+        ).fetchall()
+    assert role == (False, True)
+    assert streams == [(DB_REPLICATOR, "streaming")]
+    with db.connect(lab.target.standby.database, dbname="postgres") as conn:
+        found = conn.execute("SHOW primary_conninfo").fetchone()
+    assert found is not None
+    assert (
+        f"user={DB_REPLICATOR}" in found[0] and f"passfile={lab.plan.standby.replication_pgpass}" in found[0]
+    )
+    assert str(lab.plan.pgpass) not in found[0]
 
 
 def test_the_lab_is_seeded_and_the_pgpass_is_private(lab: Lab) -> None:
@@ -273,6 +302,38 @@ def test_up_recognises_its_own_restarted_postmaster(lab: Lab, capsys: pytest.Cap
     while (code := _cli(capsys, "lab", "status", "--lab-dir", str(lab.dir))[0]) != ExitCode.OK:
         assert time.monotonic() < deadline, "the lab did not become healthy after the restart"
         time.sleep(1)
+
+
+def _wait_streaming_as(lab: Lab, role: str, timeout: float = 60) -> None:
+    query = "SELECT usename, state FROM pg_stat_replication WHERE application_name = 'standby'"
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.connect(lab.target.primary.database, dbname="postgres") as conn:
+            streams = conn.execute(query).fetchall()
+        if streams == [(role, "streaming")]:
+            return
+        assert time.monotonic() < deadline, f"the standby does not stream as {role}: {streams}"
+        time.sleep(0.5)
+
+
+def test_up_moves_an_older_standby_off_the_superuser(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    # A lab built before the replication role: the standby streamed as the superuser, with the
+    # controller's passfile handed to the lab user.
+    user, standby, primary = lab_user(), lab.plan.standby, lab.plan.primary
+    auto = standby.pg_data / "postgresql.auto.conf"
+    kept = [line for line in auto.read_text().splitlines() if not line.startswith("primary_conninfo")]
+    older = f"host={primary.address} port={primary.pg_port} user={DB_SUPERUSER} passfile={lab.plan.pgpass}"
+    auto.write_text("\n".join([*kept, f"primary_conninfo = '{older}'"]) + "\n")
+    give_to(user, auto, lab.plan.pgpass)
+    assert lab.target.standby.database.bin_dir is not None
+    postgres.reload(user, standby, lab.target.standby.database.bin_dir)
+    _wait_streaming_as(lab, DB_SUPERUSER)
+
+    code, _, err = _cli(capsys, "lab", "up", "--lab-dir", str(lab.dir), "--base-port", str(BASE_PORT))
+
+    assert code == ExitCode.OK, err
+    assert lab.plan.pgpass.stat().st_uid == os.geteuid()
+    _wait_streaming_as(lab, DB_REPLICATOR)
 
 
 def test_the_service_hosts_passfile_holds_only_the_services_role(lab: Lab) -> None:

@@ -133,20 +133,61 @@ def test_a_realtime_base_backup_with_orders_before_and_after_a_noted_time(lab: L
     _state["noted"] = _db_now(lab)
     time.sleep(0.5)
     _state["second"] = _paid_orders(lab, 3)
+    with db.connect(lab.target.primary.database) as conn:
+        # What a corrupting release leaves: a total its lines do not add up to.
+        conn.execute("UPDATE orders SET total_cents = total_cents + 1 WHERE id = %s", (_state["second"][0],))
     switch_and_wait_archived(lab.target.primary.database)
     ship_wal(lab.target)
     assert set(_state["backup_ids"]) == {"orders", "transactions"}
 
 
-def test_restore_at_the_noted_time_holds_exactly_the_orders_before_it_and_swaps(
+def test_a_dry_run_checks_the_time_names_the_backups_and_counts_the_rows_after_it(
     lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    target = ["-t", str(lab.dir / "target.yaml")]
+    future = (_db_now(lab) + timedelta(hours=1)).isoformat()
+    code, _, err = _cli(
+        capsys, "restore", "--domains", "orders,transactions", "--at", future, "--dry-run", *target
+    )
+    assert code == ExitCode.USAGE
+    assert len(err.strip().splitlines()) == 1 and "is in the future" in err, err
+
+    at = _state["noted"].isoformat()
+    args = ["restore", "--domains", "orders,transactions", "--at", at, "--dry-run", "-o", "json", *target]
+    code, doc, err = _cli(capsys, *args)
+    assert code == ExitCode.OK, err
+    preview = doc["result"]["preview"]
+    assert {b["domain"]: b["backup_id"] for b in preview["backups"]} == _state["backup_ids"]
+    assert preview["scope"]["action"] == "as-asked"
+    after = {item["domain"]: item["tables"] for item in preview["after_target"]}
+    assert after == {"orders": {"orders": 3, "order_items": 3}, "transactions": {"transactions": 3}}
+    assert preview["to_person"] == 1
+    assert "9 rows will be carried over" in preview["after_target_plan"]
+    assert "except 1 order whose total does not match its lines" in preview["after_target_plan"]
+    steps = [step["name"] for step in doc["result"]["steps"]]
+    assert steps.index("scope") == 0 and steps.index("carry-over") == steps.index("swap-in") + 1
+
+    capsys.readouterr()
+    assert main(["restore", "--domains", "orders,transactions", "--at", at, "--dry-run", *target]) == 0
+    out = capsys.readouterr().out
+    assert f"backup: orders: {_state['backup_ids']['orders']} (realtime" in out, out
+    assert "after the backups' moment: of the rows written after the restore's moment, 9 rows" in out, out
+
+
+def test_restore_at_the_noted_time_carries_the_later_orders_over_and_hands_the_damaged_one_over(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Restoring to a time before a corruption put live back to that time and dropped every later order
+    without a word; now the later orders the corruption did not touch are carried over and the damaged
+    one is listed for a person."""
     first: list[str] = _state["first"]
     second: list[str] = _state["second"]
     at = _state["noted"].isoformat()
     args = ["restore", "--domains", "orders,transactions", "--at", at, "--yes", "-o", "json"]
     code, doc, err = _cli(capsys, *args, "-t", str(lab.dir / "target.yaml"))
     assert code == ExitCode.OK, err
+    scoped = _step_output(doc, "scope")
+    assert scoped["after_target_rows"] == 9 and scoped["to_person"] == 1
     chosen = {c["domain"]: (c["backup_id"], c["kind"]) for c in _step_output(doc, "select")["choices"]}
     assert chosen == {domain: (backup_id, "realtime") for domain, backup_id in _state["backup_ids"].items()}
     restored = _step_output(doc, "restore-beside")
@@ -155,10 +196,16 @@ def test_restore_at_the_noted_time_holds_exactly_the_orders_before_it_and_swaps(
     assert _step_output(doc, "verify-restored")["invariants"] == "passed"
     assert _step_output(doc, "start-service")["smoke_test"] == "passed"
 
-    # Live now holds exactly the orders (and their payments) committed up to the noted time.
-    assert _present(lab, None, first + second) == (set(first), set(first))
+    # Live holds the orders (and payments) committed up to the noted time and the later ones the
+    # corruption did not touch; the damaged one is listed for a person with its payment.
+    assert _present(lab, None, first + second) == (set(first + second[1:]), set(first + second[1:]))
     with db.connect(lab.target.primary.database) as conn:
         assert invariants.run_invariants(conn, "public").passed
+    carried = _step_output(doc, "carry-over")
+    assert (carried["orders_inserted"], carried["items"], carried["transactions"]) == (2, 2, 2)
+    assert carried["needs_a_person_count"] == 1
+    handed = json.loads(Path(carried["needs_a_person_file"]).read_text())
+    assert [order["order_id"] for order in handed] == [second[0]] and len(handed[0]["payments"]) == 1
 
     # The replaced database is kept, with the later orders in it.
     replaced = _step_output(doc, "swap-in")["replaced"]
@@ -166,6 +213,36 @@ def test_restore_at_the_noted_time_holds_exactly_the_orders_before_it_and_swaps(
     record = json.loads(Path(_step_output(doc, "record")["record"]).read_text())
     assert record["replaced"] == replaced
     assert not list(lab.plan.primary.pg_dir.glob("pitr-*")), "the scratch cluster is removed"
+
+
+def test_a_point_in_time_restore_of_orders_alone_names_the_payments_it_would_orphan(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The later orders carried over above have payments: orders alone back to the noted time would leave
+    those payments pointing at nothing (pg_restore failed on transactions_order_id_fkey before)."""
+    target = ["-t", str(lab.dir / "target.yaml")]
+    at = _state["noted"].isoformat()
+    args = ["restore", "--domains", "orders", "--at", at, "-o", "json", *target]
+    with db.connect(lab.target.primary.database) as conn:
+        before = conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall()
+    code, doc, err = _cli(capsys, *args, "--yes")
+    assert code == ExitCode.REFUSED, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert doc["result"]["code"] == "restore.scope_orphans"
+    assert doc["result"]["message"] == (
+        "restoring orders without transactions would orphan 2 rows of transactions "
+        "(transactions_order_id_fkey: they reference orders newer than the orders backup); "
+        "restore --domains orders,transactions instead, or pass --scope widen; nothing was changed"
+    )
+    with db.connect(lab.target.primary.database) as conn:
+        assert conn.execute("SELECT datname FROM pg_database ORDER BY 1").fetchall() == before
+
+    code, doc, err = _cli(capsys, *args, "--scope", "widen", "--dry-run")
+    assert code == ExitCode.OK, err
+    scope = doc["result"]["preview"]["scope"]
+    assert (scope["action"], scope["domains"]) == ("widen", ["orders", "transactions"])
+    assert scope["reason"].endswith("widened the scope to orders, transactions")
+    assert [item["rows"] for item in scope["orphans"]] == [2]
 
 
 def test_prune_removes_old_realtime_backups_and_wal_series_from_both_copies(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from recovery.backup.catalog import CatalogEntry, catalog_for
 from recovery.backup.naming import Domain, Kind
+from recovery.backup.realtime import realtime_stores, with_coverage
 from recovery.drivers.aws import AwsDriver
 from recovery.errors import RecoveryError
 from recovery.targets.model import Target
@@ -61,4 +63,8 @@ def observe_backups(target: Target) -> BackupFacts:
                 done.add((entry.domain, entry.kind))
     except RecoveryError as exc:
         return BackupFacts(tuple(stores), (), exc.message, now)
+    # A realtime backup reaches as far as the WAL shipped after it; without the keys at hand it counts
+    # from its own position only.
+    with contextlib.suppress(RecoveryError):
+        checked = with_coverage(checked, realtime_stores(target, aws))
     return BackupFacts(tuple(stores), tuple(checked), None, now)

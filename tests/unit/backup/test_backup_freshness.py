@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from catalog_builders import DAMAGED, entry
@@ -39,6 +40,20 @@ def test_old_realtime_backup_is_reported_with_its_age_and_objective() -> None:
         "over the objective of 120 s"
     )
     assert findings[0].age_seconds == 330
+
+
+def test_a_realtime_backup_is_as_old_as_the_end_of_the_wal_shipped_after_it() -> None:
+    later = NOW + timedelta(hours=5)
+    shipped = [
+        replace(item, covered_until=later - timedelta(seconds=20)) if item.kind == "realtime" else item
+        for item in fresh_set()
+    ]
+    assert stale_backups(shipped, Objectives(), later) == []
+    stopped = stale_backups(shipped, Objectives(), later + timedelta(minutes=3))
+    assert [(f.domain, f.kind, f.age_seconds) for f in stopped] == [
+        ("orders", "realtime", 200),
+        ("transactions", "realtime", 200),
+    ]
 
 
 def test_old_daily_backup_is_reported_against_26_hours() -> None:

@@ -191,7 +191,7 @@ def test_unverified_realtime_backups_count_as_kept_and_protect_their_wal() -> No
 
 
 def test_a_kept_realtime_backup_without_position_keeps_every_series() -> None:
-    broken = CatalogEntry(BackupName.parse("20261120-orders-realtime"), None, UNVERIFIED, UNVERIFIED)
+    broken = CatalogEntry(BackupName.parse("20261120-orders-realtime"), UNVERIFIED, UNVERIFIED)
     entries = [realtime("orders", 0), broken]
     result = wal_decisions([series(20)], entries, RetentionPolicy(daily=1, weekly=0))
     assert result[series(20)].keep and "has no readable position" in result[series(20)].reason

@@ -37,6 +37,24 @@ CASES = [
     ),
     ("upgrade: no release", ["upgrade", "--target", "{T}"], USAGE, "usage"),
     (
+        "watch: a Prometheus address without a port",
+        ["watch", "--prometheus", "127.0.0.1", "--target", "{T}"],
+        USAGE,
+        None,
+    ),
+    (
+        "watch: no such target",
+        ["watch", "--once", "--target", "{D}/gone/target.yaml"],
+        USAGE,
+        "target.not_found",
+    ),
+    (
+        "backup setup-archiving: no --yes without a TTY",
+        ["backup", "setup-archiving", "--target", "{T}"],
+        CONFIRM,
+        "confirm.required",
+    ),
+    (
         "upgrade: unknown release",
         ["upgrade", "--release", "v9-nope", "--target", "{T}", "--yes"],
         USAGE,

@@ -23,8 +23,8 @@ def test_ports_follow_the_architecture_table(tmp_path: Path) -> None:
 
 def test_every_listener_is_distinct(tmp_path: Path) -> None:
     listeners = plan_lab(tmp_path, 25000).listeners()
-    assert len(listeners) == 8
-    assert len({(address, port) for _, address, port in listeners}) == 8
+    assert len(listeners) == 9  # with the watch's metrics endpoint
+    assert len({(address, port) for _, address, port in listeners}) == 9
 
 
 @pytest.mark.parametrize("base", [80, 65300, 26800, 27500])

@@ -117,3 +117,12 @@ def test_scram_verifier_matches_postgresql_format_and_hides_the_password() -> No
     assert "pencil" not in verifier
     assert render.scram_verifier("pencil", salt=b"0123456789abcdef") == verifier
     assert render.scram_verifier("pencil") != verifier  # a fresh salt each time
+
+
+def test_the_standby_streams_as_the_replication_role_with_its_own_passfile(tmp_path: Path) -> None:
+    plan = plan_lab(tmp_path, 45000)
+    conninfo = render.standby_conninfo(plan)
+    assert conninfo == (
+        f"host=127.0.0.11 port=45432 user=replicator passfile={plan.standby.replication_pgpass}"
+    )
+    assert str(plan.pgpass) not in conninfo and "password" not in conninfo

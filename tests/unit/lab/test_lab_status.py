@@ -12,6 +12,7 @@ from recovery.lab.status import (
     HostStatus,
     LabStatus,
     MotoStatus,
+    WatchStatus,
     problems,
 )
 from recovery.lab.teardown import stop_order
@@ -75,12 +76,24 @@ def test_each_broken_part_is_named() -> None:
     assert broken.to_dict()["healthy"] is False
 
 
+def test_a_watch_lab_up_started_that_is_gone_is_a_problem_and_one_never_started_is_not() -> None:
+    assert problems(_healthy()) == []  # lab up --no-watch
+    running = WatchStatus(
+        True, True, 4242, "nothing: every check is within its threshold", "http://x/metrics"
+    )
+    assert problems(replace(_healthy(), watch=running)) == []
+    gone = replace(running, running=False)
+    assert problems(replace(_healthy(), watch=gone)) == [
+        "the watch (pid 4242) is not running; `recovery lab up` starts it again"
+    ]
+
+
 def test_front_door_must_follow_the_active_site() -> None:
     status = replace(_healthy(), active_site="standby", records={"PRIMARY": "127.0.0.12"})
     assert problems(status) == ["front door forwards to 127.0.0.11:45080, not to the active site"]
 
 
-def test_down_stops_clients_first_and_the_standby_before_the_primary() -> None:
+def test_down_stops_the_watch_first_then_clients_and_the_standby_before_the_primary() -> None:
     def rec(name: str, kind: str) -> ProcessRecord:
         return ProcessRecord(name=name, kind=kind, pid=1, data_dir=Path("/d"))  # type: ignore[arg-type]
 
@@ -91,8 +104,10 @@ def test_down_stops_clients_first_and_the_standby_before_the_primary() -> None:
         rec("sshd-primary", "sshd"),
         rec("frontdoor", "frontdoor"),
         rec("service-standby", "service"),
+        rec("watch", "watch"),
     ]
     assert [r.name for r in stop_order(records)] == [
+        "watch",
         "frontdoor",
         "service-standby",
         "sshd-primary",

@@ -157,7 +157,7 @@ def _entry(backup_id: str, at: datetime) -> CatalogEntry:
         chunk_size=1024,
         key=KeyInfo(source="keyring", key_id="k", wrapped_data_key=b"w" * 40),
     )
-    return CatalogEntry(name, manifest, VERIFIED, VERIFIED)
+    return CatalogEntry(name, VERIFIED, VERIFIED, local_manifest=manifest, remote_manifest=manifest)
 
 
 def _fresh() -> tuple[CatalogEntry, ...]:
@@ -190,6 +190,20 @@ def test_missing_backups_fail_and_name_the_command_that_makes_one() -> None:
     assert [c.subject for c in failed] == ["users daily"]
     assert "no verified daily backup of users exists" in failed[0].reason
     assert "`recovery backup run --target lab`" in failed[0].reason
+
+
+def test_a_missing_realtime_backup_names_the_realtime_command_not_backup_run() -> None:
+    entries = tuple(e for e in _fresh() if not (e.domain == "orders" and e.kind == "realtime"))
+    checks = decide_backups(
+        BackupFacts(STORES, entries, None, NOW), Objectives(), NOW, restore_point_pending=False, target="lab"
+    )
+    failed = [c for c in checks if c.status == "fail"]
+    assert [c.subject for c in failed] == ["orders realtime"]
+    assert failed[0].reason == (
+        "no verified realtime backup of orders exists (both copies must exist and verify); make one with "
+        "`recovery backup realtime --target lab` (or let the upgrade take a restore point: "
+        "--restore-point-pending)"
+    )
 
 
 def test_a_pending_restore_point_accepts_missing_backups_and_says_so() -> None:

@@ -54,7 +54,10 @@ def manifest(backup_id: str, at: datetime, schema: str = "1") -> Manifest:
 
 
 def entry(backup_id: str, at: datetime) -> CatalogEntry:
-    return CatalogEntry(BackupName.parse(backup_id), manifest(backup_id, at), OK, OK)
+    described = manifest(backup_id, at)
+    return CatalogEntry(
+        BackupName.parse(backup_id), OK, OK, local_manifest=described, remote_manifest=described
+    )
 
 
 def test_a_copy_that_failed_while_read_makes_the_selection_fall_back() -> None:
