@@ -45,7 +45,7 @@ def test_setting_up_archiving_is_refused_without_yes_when_nobody_can_answer(
     assert main(["backup", "setup-archiving", "--target", str(path)]) == ExitCode.NEEDS_CONFIRMATION
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "error[confirm.required]: setting up WAL archiving may restart the primary database of unit is "
-        "destructive; rerun with --yes to confirm (no TTY to ask on)"
+        "error[confirm.required]: setting up WAL archiving may restart the primary database of unit on "
+        f"target {path} is destructive; rerun with --yes to confirm (no TTY to ask on)"
     ]
     assert not (tmp_path / "state" / "runs").exists(), "nothing was run"
