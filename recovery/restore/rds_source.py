@@ -36,6 +36,7 @@ from recovery.drivers.rds import RdsDriver, RdsInstance, scratch_identifier
 from recovery.drivers.secrets import read_credentials, run_time_passfile
 from recovery.errors import UsageError
 from recovery.restore.database import FromDatabase, Source
+from recovery.restore.scope import Cut
 from recovery.restore.selection import CopyLabel, DomainChoice, DomainRefusal, Selection, select_backups
 from recovery.restore.sources import OpenedCopy, Sources, sources_for
 from recovery.targets.model import Database, Target
@@ -84,6 +85,7 @@ class PointSnapshot:
     copy: CopyLabel
     region: str
     snapshot_id: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,8 @@ class RdsRestores:
 
 @dataclass(frozen=True)
 class RdsRestore:
-    """A realtime choice on RDS, as its backup id says it: `rds-pitr:<copy>:<time|latest>` or
-    `rds-snapshot:<copy>:<snapshot id>`."""
+    """A realtime choice on RDS, as its backup id says it: `rds-pitr:<copy>:<time>` (the time observed as
+    the latest restorable one when no time was asked for) or `rds-snapshot:<copy>:<snapshot id>@<time>`."""
 
     method: Literal["pitr", "snapshot"]
     copy: CopyLabel
@@ -116,6 +118,24 @@ class RdsRestore:
             raise UsageError(f"{backup_id!r} is not an RDS restore choice")
         return cls(method, copy, value)  # type: ignore[arg-type]
 
+    @property
+    def snapshot_id(self) -> str:
+        return self.value.split("@", 1)[0]
+
+    @property
+    def moment(self) -> datetime | None:
+        """The time the restore puts the data back to (None: the latest restorable time at restore)."""
+        text = self.value.split("@", 1)[1] if self.method == "snapshot" and "@" in self.value else self.value
+        if (self.method == "snapshot" and "@" not in self.value) or text == LATEST:
+            return None
+        return datetime.fromisoformat(text)
+
+
+def rds_cut(choice: DomainChoice) -> Cut:
+    """The moment an RDS restore puts its domain back to (rows after it are carried over). Pure."""
+    moment = RdsRestore.parse(choice.backup_id).moment
+    return Cut(choice.domain, choice.backup_id, moment or datetime.now(UTC))
+
 
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -130,7 +150,8 @@ def _copy_reason(copy: CopyLabel, local_problem: str) -> str:
 def _by_point(domain: Domain, restores: RdsRestores, point: str) -> DomainChoice | None:
     for snapshot in sorted(restores.points, key=lambda s: s.copy != "local"):
         why = _copy_reason(snapshot.copy, "the live region holds no such snapshot")
-        restore = RdsRestore("snapshot", snapshot.copy, snapshot.snapshot_id)
+        stamp = snapshot.created_at.astimezone(UTC).isoformat()
+        restore = RdsRestore("snapshot", snapshot.copy, f"{snapshot.snapshot_id}@{stamp}")
         return DomainChoice(
             domain,
             restore.backup_id,
@@ -154,7 +175,9 @@ def _by_time(domain: Domain, restores: RdsRestores, at: datetime | None) -> Doma
     for window in sorted(restores.windows, key=lambda w: w.copy != "local"):
         if at is not None and not window.reaches(at):
             continue
-        restore = RdsRestore("pitr", window.copy, LATEST if at is None else at.astimezone(UTC).isoformat())
+        # Without a time: the latest restorable time seen now, so the cut is known before the restore.
+        moment = window.latest if at is None else at
+        restore = RdsRestore("pitr", window.copy, moment.astimezone(UTC).isoformat())
         target_time = f"its latest restorable time ({_when(window.latest)})" if at is None else _when(at)
         return DomainChoice(
             domain,
@@ -261,8 +284,8 @@ def observe_rds_restores(target: Target, point: str | None, aws: AwsDriver | Non
         snapshot_id = point_snapshot_id(point)
         for copy, rds in (("local", local), ("remote", remote)):
             found = rds.find_snapshot(snapshot_id)
-            if found is not None and found.status == "available":
-                points.append(PointSnapshot(copy, rds.region, snapshot_id))  # type: ignore[arg-type]
+            if found is not None and found.status == "available" and found.created_at is not None:
+                points.append(PointSnapshot(copy, rds.region, snapshot_id, found.created_at))  # type: ignore[arg-type]
     return RdsRestores(tuple(windows), tuple(points), tuple(problems))
 
 
@@ -331,10 +354,10 @@ def rds_recover_to(
     try:
         if restore.method == "snapshot":
             instance = rds.restore_snapshot(
-                restore.value, scratch_id, placement=placement, secret_key_id=key_here
+                restore.snapshot_id, scratch_id, placement=placement, secret_key_id=key_here
             )
         else:
-            moment = None if restore.value == LATEST else datetime.fromisoformat(restore.value)
+            moment = restore.moment
             backup_arn = None
             if restore.copy == "remote":
                 found = [b for b in rds.replicated_backups(source) if b.arn]

@@ -3,6 +3,7 @@ reaches and always deletes."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from recovery.drivers.aws import AwsDriver
 from recovery.drivers.rds import SCRATCH_PREFIX, RdsDriver
 from recovery.drivers.secrets import read_credentials
 from recovery.restore.rds_source import (
-    PointSnapshot,
     RdsRestore,
     observe_rds_restores,
     point_snapshot_id,
@@ -59,7 +59,8 @@ def test_the_live_instance_window_and_the_point_snapshots_are_observed(
         and instance.created_at < local.latest <= instance.latest_restorable_time
     )
     assert local.earliest == instance.created_at  # younger than its 7 days of retention
-    assert restores.points == (PointSnapshot("local", PRIMARY_REGION, "order-recovery-point-before-v2"),)
+    ((copy, region, snapshot_id),) = [(p.copy, p.region, p.snapshot_id) for p in restores.points]
+    assert (copy, region, snapshot_id) == ("local", PRIMARY_REGION, "order-recovery-point-before-v2")
 
 
 def test_a_recovery_reaches_the_scratch_instance_with_its_own_secret_and_deletes_it(
@@ -101,7 +102,8 @@ def test_a_restore_point_is_recovered_from_its_snapshot(aws: AwsDriver, target: 
     snapshot = point_snapshot_id("before-v2")
     RdsDriver(aws, PRIMARY_REGION).create_snapshot(PRIMARY_ID, snapshot)
     calls = recorder_for(aws, "rds")
-    with rds_recover_to(target, _choice(RdsRestore("snapshot", "local", snapshot)), aws=aws):
+    stamp = datetime.now(UTC).isoformat()
+    with rds_recover_to(target, _choice(RdsRestore("snapshot", "local", f"{snapshot}@{stamp}")), aws=aws):
         pass
     (restored,) = calls.params("RestoreDBInstanceFromDBSnapshot")
     assert restored["DBSnapshotIdentifier"] == snapshot

@@ -13,6 +13,7 @@ from recovery.restore.rds_source import (
     RdsRestores,
     RestoreWindow,
     point_snapshot_id,
+    rds_cut,
     select_on_rds,
 )
 from recovery.restore.selection import DomainChoice, DomainRefusal, Selection
@@ -46,7 +47,10 @@ def _one(selection: Selection, domain: str = "orders") -> DomainChoice:
 
 def test_without_a_time_the_latest_restorable_time_of_the_local_instance() -> None:
     chosen = _one(select_on_rds(RdsRestores((REMOTE, LOCAL)), ["orders"], at=None, point=None, daily=DAILY))
-    assert (chosen.kind, chosen.copy, chosen.backup_id) == ("realtime", "local", "rds-pitr:local:latest")
+    # The latest restorable time seen now is the time restored to: the cut is known before the restore.
+    assert (chosen.kind, chosen.copy) == ("realtime", "local")
+    assert chosen.backup_id == f"rds-pitr:local:{LOCAL.latest.isoformat()}"
+    assert rds_cut(chosen).at == LOCAL.latest
     assert chosen.reason == (
         "RDS point-in-time recovery of order-recovery-primary to its latest restorable time "
         "(2026-12-06T22:56:00Z), from the local copy"
@@ -100,13 +104,16 @@ def test_no_window_and_no_daily_backup_is_a_refusal_saying_both() -> None:
 
 def test_a_restore_point_is_the_snapshot_that_carries_it_local_first() -> None:
     snapshot = point_snapshot_id("before-v2")
-    restores = RdsRestores(
-        (LOCAL,),
-        (PointSnapshot("remote", "us-west-2", snapshot), PointSnapshot("local", "eu-west-1", snapshot)),
+    taken = NOW - timedelta(hours=2)
+    remote, local = (
+        PointSnapshot(c, r, snapshot, taken) for c, r in (("remote", "us-west-2"), ("local", "eu-west-1"))
     )
+    restores = RdsRestores((LOCAL,), (remote, local))
     chosen = _one(select_on_rds(restores, ["orders"], at=None, point="before-v2", daily=DAILY))
-    assert chosen.backup_id == "rds-snapshot:local:order-recovery-point-before-v2"
-    remote_only = RdsRestores((LOCAL,), (PointSnapshot("remote", "us-west-2", snapshot),))
+    assert chosen.backup_id == f"rds-snapshot:local:order-recovery-point-before-v2@{taken.isoformat()}"
+    assert RdsRestore.parse(chosen.backup_id).snapshot_id == snapshot
+    assert rds_cut(chosen).at == taken
+    remote_only = RdsRestores((LOCAL,), (remote,))
     chosen = _one(select_on_rds(remote_only, ["orders"], at=None, point="before-v2", daily=DAILY))
     assert chosen.copy == "remote" and "because the live region holds no such snapshot" in chosen.reason
 
