@@ -239,8 +239,20 @@ def runbook_role_policy(
         {
             "Sid": "ReadHealthChecks",
             "Effect": "Allow",
-            "Action": ["route53:GetHealthCheckStatus", "route53:GetHealthCheck", "route53:GetChange"],
+            "Action": [
+                "route53:GetHealthCheckStatus",
+                "route53:GetHealthCheck",
+                "route53:GetChange",
+                "route53:ListHealthChecks",
+            ],
             "Resource": ["*"],  # health checks and changes have no resource-level permissions
+        },
+        {
+            # The failover runbooks give the writer's service a health check when it has none.
+            "Sid": "ManageHealthChecks",
+            "Effect": "Allow",
+            "Action": ["route53:CreateHealthCheck"],
+            "Resource": ["*"],  # CreateHealthCheck has no resource-level permissions
         },
         {
             "Sid": "ReadAndWriteBackups",

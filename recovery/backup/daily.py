@@ -134,7 +134,7 @@ def _read_all(stream: Readable) -> bytes:
 def _service_version(target: Target) -> str:
     """The release the primary site's hosts run ("unknown" when it cannot be read: not a reason to skip
     a backup)."""
-    for host in target.primary.hosts:
+    for host in target.writable.hosts:
         try:
             release = read_host_release(host, "primary").release
         except RecoveryError:
@@ -190,7 +190,7 @@ def backup_domains(
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Manifest]:
     """Back up `domains` of the target's primary database in one snapshot, each to both copies."""
-    db = target.primary.database
+    db = target.writable.database
     conninfo = db_conninfo(db)
     if stores is None or keys is None:
         driver = AwsDriver(target.aws)
@@ -299,7 +299,7 @@ class PrimaryFacts:
 
 def check_primary(target: Target) -> PrimaryFacts:
     """The primary database answers and is not in recovery (a standby cannot be backed up here)."""
-    db = target.primary.database
+    db = target.writable.database
     with connect(db, what="the primary database") as conn:
         row = conn.execute("SELECT current_setting('server_version')").fetchone()
         standby = in_recovery(conn)

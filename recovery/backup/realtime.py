@@ -86,7 +86,7 @@ _HASH_BLOCK = 1024 * 1024
 
 def database_host(target: Target) -> Host:
     """The primary site's database host: its first app host (docs/architecture.md, Ansible contract)."""
-    return target.primary.hosts[0]
+    return target.writable.hosts[0]
 
 
 def spool_dir(database: Database) -> Path:
@@ -100,7 +100,7 @@ def spool_dir(database: Database) -> Path:
 
 def wal_archive_extravars(target: Target) -> dict[str, str]:
     """Extra vars of playbooks/wal-archive.yml for `target` (paths only, never secrets)."""
-    database = target.primary.database
+    database = target.writable.database
     if database.data_dir is None or database.bin_dir is None:
         raise UsageError("the target's primary database needs data_dir and bin_dir to set up WAL archiving")
     return {
@@ -297,7 +297,7 @@ def _still_spooled(sftp: Any, path: str) -> bool:
 
 def cluster_system_identifier(target: Target) -> str:
     """The primary cluster's system identifier: the first 8 bytes of `global/pg_control` on its host."""
-    database = target.primary.database
+    database = target.writable.database
     if database.data_dir is None:
         raise UsageError("the target's primary database has no data_dir; add it so its identity can be read")
     host = database_host(target)
@@ -319,7 +319,7 @@ def ship_wal(
     started = time.monotonic()
     chosen = stores or realtime_stores(target, aws)
     host = database_host(target)
-    spool = spool_dir(target.primary.database)
+    spool = spool_dir(target.writable.database)
     sftp = remote.connection(host).sftp()
     try:
         listing = sftp.listdir_attr(str(spool))
@@ -551,7 +551,7 @@ def take_base_backup(
 ) -> BaseBackup:
     """Base-back-up the primary into both copies as the day's orders and transactions realtime backups."""
     chosen = stores or realtime_stores(target)
-    database = target.primary.database
+    database = target.writable.database
     pg_basebackup = db.pg_tool(database, "pg_basebackup")
     today = day or datetime.now(UTC).date()
     orders_name = next_backup_name(chosen.both, today, "orders", "realtime")
@@ -692,7 +692,7 @@ def create_restore_point(target: Target, name: str, *, stores: RealtimeStores | 
     key = restore_point_key(name)
     if any(store.head(key) is not None for store in chosen.both):
         raise UsageError(f"restore point {name!r} already exists; choose another name")
-    database = target.primary.database
+    database = target.writable.database
     with db.connect(database, dbname="postgres", autocommit=True) as conn:
         row = conn.execute(
             "SELECT lsn::text, (SELECT timeline_id FROM pg_control_checkpoint()), clock_timestamp()"

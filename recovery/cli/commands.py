@@ -47,6 +47,9 @@ COMMANDS: Mapping[str, CommandProperties] = MappingProxyType(
             ),
             CommandProperties("upgrade", "upgrade", takes_lock=True, destructive=True, journaled=True),
             CommandProperties("rollback", "rollback", takes_lock=True, destructive=True, journaled=True),
+            CommandProperties("switchover", "switchover", takes_lock=True, destructive=True, journaled=True),
+            CommandProperties("failover", "failover", takes_lock=True, destructive=True, journaled=True),
+            CommandProperties("failback", "failback", takes_lock=True, destructive=True, journaled=True),
             CommandProperties("runs resume", None, takes_lock=True, destructive=True, journaled=True),
         )
     }

@@ -13,6 +13,7 @@ import typer
 from recovery import __version__
 from recovery.cli import (
     backup,
+    failover,
     gameday,
     intake,
     lab,
@@ -52,6 +53,9 @@ app.command("verify")(verify.verify_command)
 app.command("upgrade")(upgrade.upgrade_command)
 app.command("rollback")(upgrade.rollback_command)
 app.command("watch")(watch.watch_command)
+app.command("switchover")(failover.switchover_command)
+app.command("failover")(failover.failover_command)
+app.command("failback")(failover.failback_command)
 
 
 @app.callback()

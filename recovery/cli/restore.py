@@ -95,7 +95,7 @@ def _dry_run(loaded: Target, params: dict[str, object], output: OutputFormat) ->
     runbook = restore_runbook(loaded, decided)
     check_runbook("restore", runbook)
     plan = Engine(loaded).plan(runbook)
-    replaced = restore_names(loaded.primary.database.name, str(params["restore_id"])).replaced
+    replaced = restore_names(loaded.writable.database.name, str(params["restore_id"])).replaced
     preview = {
         "scope": planned.decision.to_json(),
         "backups": [

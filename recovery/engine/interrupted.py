@@ -23,6 +23,8 @@ from recovery.engine.result import NotAJournal, summarize
 FENCED_SPANS: Mapping[str, tuple[str, str]] = {
     "restore": ("fence-service", "start-service"),
     "rollback": ("fence", "switch-release"),
+    "switchover": ("fence", "open-for-writes"),
+    "failover": ("fence", "open-for-writes"),
 }
 
 

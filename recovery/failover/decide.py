@@ -12,7 +12,7 @@ from typing import Literal
 
 from recovery.failover.state import ClusterState, SiteName, SiteState, other
 
-Action = Literal["switchover", "failover", "refuse", "nothing", "fence"]
+Action = Literal["switchover", "failover", "failback", "refuse", "nothing", "fence"]
 
 
 @dataclass(frozen=True)
@@ -165,3 +165,38 @@ def decide_returning_site(state: ClusterState) -> Decision:
             "a standby with `recovery failback`",
         )
     return Decision("nothing", f"the {name} site is a standby of generation {state.epoch}")
+
+
+def decide_failback(state: ClusterState) -> Decision:
+    """Whether the site that is not the writer must be brought back as a standby of the writer.
+
+    Its database must answer: what it acknowledged after the split is read from it before a rewind
+    discards it (it stays fenced while it runs). A standby of the current generation needs nothing."""
+    name = other(state.writer)
+    writer, site = state.site(state.writer), state.site(name)
+    if not writer.database.writable:
+        return Decision(
+            "refuse",
+            f"the {state.writer} site's database does not take writes ({_describe_down(writer)}); a failback "
+            "needs a working writer to rebuild from",
+        )
+    db = site.database
+    if not db.reachable:
+        return Decision(
+            "refuse",
+            f"the {name} site's database does not answer ({db.problem or 'no reason given'}): start it (it "
+            "stays fenced) so the writes it acknowledged after the split can be carried over, then run the "
+            "failback again",
+        )
+    if db.in_recovery and db.epoch == state.epoch:
+        return Decision(
+            "nothing", f"the {name} site is already a standby of generation {state.epoch}; nothing to rebuild"
+        )
+    generation = "no generation" if db.epoch is None else f"generation {db.epoch}"
+    return Decision(
+        "failback",
+        f"the {name} site's database is an old writer ({generation}, the {state.writer} site holds "
+        f"{state.epoch}): what it acknowledged after the split will be carried into the {state.writer} "
+        "site, then it is rebuilt as a standby",
+        to=name,
+    )

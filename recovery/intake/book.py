@@ -21,7 +21,7 @@ QUEUED = Path("intake") / "queued.jsonl"
 
 def read_catalog(target: Target) -> Catalog:
     """Users by e-mail and products by SKU, read from the writer's database (read-only, one snapshot)."""
-    with db.connect(target.primary.database, autocommit=False) as conn:
+    with db.connect(target.writable.database, autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         users = {
             str(email).lower(): int(str(uid)) for uid, email in conn.execute("SELECT id, email FROM users")
@@ -40,7 +40,7 @@ def intake_queue(target: Target) -> IntakeQueue:
             f"target {target.name} names no intake queue; set intake_queue_url in its target.yaml",
             code="intake.no_queue",
         )
-    return IntakeQueue(AwsDriver(target.aws), target.intake_queue_url, target.primary.region)
+    return IntakeQueue(AwsDriver(target.aws), target.intake_queue_url, target.writable.region)
 
 
 def queued_ids(target: Target) -> set[uuid.UUID]:

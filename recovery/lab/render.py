@@ -79,6 +79,8 @@ def postgres_settings(site: SitePlan) -> str:
             "hot_standby = on",
             "hot_standby_feedback = on",
             "wal_keep_size = '64MB'",
+            # pg_rewind needs it (or data checksums) to bring an old primary back as a standby.
+            "wal_log_hints = on",
             "shared_buffers = '64MB'",
             "max_connections = 60",
             "password_encryption = 'scram-sha-256'",

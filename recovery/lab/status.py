@@ -34,7 +34,7 @@ from recovery.lab.plan import (
 from recovery.lab.processes import is_alive, port_open
 from recovery.lab.state import ProcessRecord, read_state
 from recovery.targets.load import load_target
-from recovery.targets.model import Database, Host, SiteName, Target
+from recovery.targets.model import Host, SiteName, Target
 from recovery.watch.loop import read_status as read_watch_status
 
 
@@ -105,6 +105,7 @@ class LabStatus:
     # Runs that died while the order service was fenced: each says so and names the command that ends it.
     interrupted_fenced_runs: tuple[str, ...] = ()
     watch: WatchStatus = WatchStatus(recorded=False, running=False)
+    writer: SiteName = "primary"  # the site the site record names as holding the writable database
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -143,6 +144,11 @@ def problems(status: LabStatus) -> list[str]:
             found.append(f"order service on {h.name} reports unhealthy")
     if status.active_site is None:
         found.append("the PRIMARY failover record points at no lab host")
+    elif status.active_site != status.writer:
+        found.append(
+            f"the PRIMARY failover record points at the {status.active_site} site, but the {status.writer} "
+            "site holds the writable database"
+        )
     if not status.front_door.reachable:
         found.append(f"front door at {status.front_door.url} is not reachable")
     elif status.front_door.backend_site != status.active_site:
@@ -169,31 +175,32 @@ def _site_of(plan: LabPlan, address: str | None) -> SiteName | None:
 
 
 def _observe_databases(target: Target) -> tuple[DatabaseStatus, ...]:
-    primary_db, standby_db = target.primary.database, target.standby.database
+    """Both databases, the writer first: the site record says which one should take writes."""
     found: list[DatabaseStatus] = []
-    primary_view: db.ReplicationStatus | None = None
-    sites: tuple[tuple[SiteName, Database], ...] = (("primary", primary_db), ("standby", standby_db))
-    for site, database in sites:
+    writer_view: db.ReplicationStatus | None = None
+    for site in (target.writable, target.replica):
+        database = site.database
+        expected: SiteName = "primary" if site.name == target.writer else "standby"
         try:
             observed = db.replication_status(database)
         except RecoveryError as exc:
             found.append(
                 DatabaseStatus(
-                    site=site,
+                    site=site.name,
                     address=database.address,
                     port=database.port,
                     reachable=False,
                     role=None,
-                    expected_role=site,
+                    expected_role=expected,
                     error=exc.message,
                 )
             )
             continue
-        if site == "primary":
-            primary_view = observed
+        if expected == "primary":
+            writer_view = observed
             found.append(
                 DatabaseStatus(
-                    site="primary",
+                    site=site.name,
                     address=database.address,
                     port=database.port,
                     reachable=True,
@@ -202,10 +209,10 @@ def _observe_databases(target: Target) -> tuple[DatabaseStatus, ...]:
                 )
             )
             continue
-        replica = _replica_of(primary_view)
+        replica = _replica_of(writer_view, site.name)
         found.append(
             DatabaseStatus(
-                site="standby",
+                site=site.name,
                 address=database.address,
                 port=database.port,
                 reachable=True,
@@ -216,13 +223,14 @@ def _observe_databases(target: Target) -> tuple[DatabaseStatus, ...]:
                 lag_seconds=replica.lag_seconds if replica else observed.replay_delay_seconds,
             )
         )
-    return tuple(found)
+    return tuple(sorted(found, key=lambda d: d.site))
 
 
-def _replica_of(view: db.ReplicationStatus | None) -> db.ReplicaLag | None:
+def _replica_of(view: db.ReplicationStatus | None, name: str) -> db.ReplicaLag | None:
+    """The writer's view of the standby `name` (its walreceiver reports the site name, cluster_name)."""
     if view is None:
         return None
-    named = [r for r in view.replicas if r.application_name == "standby"]
+    named = [r for r in view.replicas if r.application_name == name]
     return named[0] if named else (view.replicas[0] if len(view.replicas) == 1 else None)
 
 
@@ -329,4 +337,5 @@ def observe(lab_dir: Path) -> LabStatus:
         replication_lag_max_seconds=target.objectives.replication_lag_max_seconds,
         interrupted_fenced_runs=tuple(run.sentence(target_ref) for run in fenced.result()),
         watch=_observe_watch(plan, state.process("watch"), target.state_dir),
+        writer=target.writer,
     )

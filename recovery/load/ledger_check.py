@@ -168,4 +168,4 @@ def verify_ledger(target: Target, ledger: Ledger) -> LedgerVerdict:
     ledger's first request (I/O, then `check_ledger`)."""
     started = ledger_started(ledger)
     handed = handed_over_since(target.state_dir, started) if started else {}
-    return check_ledger(ledger, observe_orders(target.primary.database, ledger_order_ids(ledger)), handed)
+    return check_ledger(ledger, observe_orders(target.writable.database, ledger_order_ids(ledger)), handed)

@@ -365,7 +365,7 @@ def sweep_probes(target: Target) -> ProbeSweep | None:
     """Remove every probe order left on the primary (docs/preflight-and-gates.md); None when the database
     cannot be reached (the next sweep takes them: a probe order never counts as a customer's)."""
     try:
-        with db.connect(target.primary.database) as conn:
+        with db.connect(target.writable.database) as conn:
             return sweep_probe_orders(conn)
     except (RecoveryError, psycopg.Error):
         return None
@@ -373,7 +373,7 @@ def sweep_probes(target: Target) -> ProbeSweep | None:
 
 def observe_invariants(target: Target, since: datetime | None = None) -> InvariantReport | GateResult:
     try:
-        with db.connect(target.primary.database) as conn:
+        with db.connect(target.writable.database) as conn:
             return run_invariants(conn, "public", since)
     except RecoveryError as exc:
         return GateResult("invariants", False, f"the invariants could not run: {exc.message}")

@@ -409,7 +409,7 @@ def _observe_database(target: Target, site: SiteName) -> DatabaseFacts:
 
 def _observe_replication(target: Target) -> ReplicationFacts:
     try:
-        status = db.replication_status(target.primary.database)
+        status = db.replication_status(target.writable.database)
     except RecoveryError as exc:
         return ReplicationFacts((), exc.message)
     if status.role != "primary":
@@ -419,8 +419,8 @@ def _observe_replication(target: Target) -> ReplicationFacts:
 
 def _endpoints(target: Target, host_name: str) -> list[tuple[str, str, int]]:
     endpoints = [
-        ("primary database", target.primary.database.address, target.primary.database.port),
-        ("standby database", target.standby.database.address, target.standby.database.port),
+        ("primary database", target.writable.database.address, target.writable.database.port),
+        ("standby database", target.replica.database.address, target.replica.database.port),
     ]
     endpoints += [
         (f"host {h.name} (ssh)", h.address, h.ssh_port) for h in target.hosts() if h.name != host_name

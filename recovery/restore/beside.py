@@ -113,7 +113,7 @@ def _restore_once(
     progress: Callable[[str], None],
 ) -> Restored:
     """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
-    db = target.primary.database
+    db = target.writable.database
     bin_dir = dbdriver.pg_bin(db)
     # Before anything is created: each chosen copy's own manifest, authenticated, and its data key. RDS
     # restores have neither: they are recovered into a scratch instance.

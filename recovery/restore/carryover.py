@@ -145,6 +145,9 @@ ALL_CARRIED = frozenset({*_WRITE, "products"})
 # What a restore carries of the tables it restored: the rows written after its moment, never stock levels
 # (a restore of products means the backup's products).
 RESTORE_CARRIES = frozenset(_WRITE)
+# What a failback carries from an old writer after the split: orders with their lines and payments, and
+# users; stock by the units sold (both writers sold), and no events (both advanced one id sequence).
+SPLIT_CARRIES = frozenset({"users", "orders", "order_items", "transactions"})
 
 
 @dataclass(frozen=True)
@@ -247,18 +250,47 @@ def carry_over(
         db_driver.connect(db, dbname=failed_db, autocommit=False) as failed,
         db_driver.connect(db, autocommit=False) as live,
     ):
-        failed.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        failed.read_only = True
-        tables = _read(failed, live, cutoff)
-        failed.rollback()
-        live.rollback()  # the catalog reads' transaction; the writes get their own below
-        good, damaged = split_orders(_orders(tables["orders"]), _items(tables["order_items"]))
-        good_ids = {o.id for o in good}
-        payments_of: dict[str, list[str]] = {}
-        for payment in tables["transactions"].dicts():
-            payments_of.setdefault(str(payment["order_id"]), []).append(str(payment["id"]))
-        with live.transaction():
-            report = _write(live, tables, good_ids, ALL_CARRIED if written is None else written)
+        return _carry(failed, live, cutoff, ALL_CARRIED if written is None else written, split=False)
+
+
+def carry_over_split(source: Database, into: Database, *, split_at: str) -> CarryOverReport:
+    """Copy what an old writer (`source`, fenced) acknowledged after `split_at` (the promotion of the
+    new writer) into `into`, the new writer, which took its own writes since. Unlike a rollback's
+    carry-over, the new writer's stock is not replaced: the units of each order carried in are taken
+    from it, and an order it has no stock left for is listed for a person, never written. Events are
+    not carried (their ids come from a sequence both writers advanced)."""
+    cutoff = datetime.fromisoformat(split_at) - LOOKBACK
+    with (
+        db_driver.connect(source, autocommit=False) as failed,
+        db_driver.connect(into, autocommit=False) as live,
+    ):
+        return _carry(failed, live, cutoff, SPLIT_CARRIES, split=True)
+
+
+def _carry(
+    failed: psycopg.Connection[Any],
+    live: psycopg.Connection[Any],
+    cutoff: datetime,
+    written: Collection[str],
+    *,
+    split: bool,
+) -> CarryOverReport:
+    failed.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    failed.read_only = True
+    tables = _read(failed, live, cutoff)
+    failed.rollback()
+    good, damaged = split_orders(_orders(tables["orders"]), _items(tables["order_items"]))
+    if split:
+        short = _short_of_stock(live, good, _items(tables["order_items"]))
+        good = tuple(o for o in good if o.id not in {s[0].id for s in short})
+        damaged = (*damaged, *short)
+    live.rollback()  # the catalog reads' transaction; the writes get their own below
+    good_ids = {o.id for o in good}
+    payments_of: dict[str, list[str]] = {}
+    for payment in tables["transactions"].dicts():
+        payments_of.setdefault(str(payment["order_id"]), []).append(str(payment["id"]))
+    with live.transaction():
+        report = _write(live, tables, good_ids, written, take_sold_stock=split)
     return CarryOverReport(
         cutoff=cutoff.isoformat(),
         **report,
@@ -267,6 +299,41 @@ def carry_over(
             for o, items_sum, why in damaged
         ),
     )
+
+
+def _short_of_stock(
+    live: psycopg.Connection[Any], good: Sequence[OrderRow], items: Sequence[ItemRow]
+) -> tuple[tuple[OrderRow, int, str], ...]:
+    """Orders new to the live database that its stock cannot cover, oldest first served. Each is
+    (order, its lines' sum, why)."""
+    ids = [o.id for o in good]
+    present = {str(r[0]) for r in live.execute("SELECT id FROM orders WHERE id = ANY(%s::uuid[])", (ids,))}
+    stock = {int(r[0]): int(r[1]) for r in live.execute("SELECT id, stock FROM products")}
+    lines: dict[str, list[ItemRow]] = {}
+    for item in items:
+        lines.setdefault(item.order_id, []).append(item)
+    short: list[tuple[OrderRow, int, str]] = []
+    for order in sorted(good, key=lambda o: o.created_at):
+        if order.id in present or order.status == "cancelled":
+            continue
+        need: dict[int, int] = {}
+        for item in lines.get(order.id, []):
+            need[item.product_id] = need.get(item.product_id, 0) + item.quantity
+        lacking = next((p for p, q in sorted(need.items()) if stock.get(p, 0) < q), None)
+        total = sum(i.quantity * i.unit_price_cents for i in lines.get(order.id, []))
+        if lacking is not None:
+            short.append(
+                (
+                    order,
+                    total,
+                    f"the writer has {stock.get(lacking, 0)} of product {lacking} left, the order needs "
+                    f"{need[lacking]}",
+                )
+            )
+            continue
+        for product, quantity in need.items():
+            stock[product] -= quantity
+    return tuple(short)
 
 
 def _carried(table: _Table, good_ids: set[str]) -> list[tuple[Any, ...]]:
@@ -280,9 +347,15 @@ def _carried(table: _Table, good_ids: set[str]) -> list[tuple[Any, ...]]:
 
 
 def _write(
-    live: psycopg.Connection[Any], tables: Mapping[str, _Table], good_ids: set[str], written: Collection[str]
+    live: psycopg.Connection[Any],
+    tables: Mapping[str, _Table],
+    good_ids: set[str],
+    written: Collection[str],
+    *,
+    take_sold_stock: bool = False,
 ) -> dict[str, int]:
     counts: dict[str, int] = {"orders_inserted": 0, "orders_updated": 0, "stock_updates": 0}
+    inserted_ids: set[str] = set()
     with live.cursor() as cur:
         for name, rule in _WRITE.items():
             if name not in written:
@@ -302,13 +375,27 @@ def _write(
                 continue
             inserted = updated = 0
             for row in rows:
+                named = dict(zip(table.shape.columns, row, strict=True))
                 cur.execute(statement, row)
                 result = cur.fetchone()
                 if result is not None:
                     inserted += bool(result[0])
                     updated += not result[0]
+                    if result[0] and named["status"] != "cancelled":
+                        inserted_ids.add(str(named["id"]))
             counts["orders_inserted"], counts["orders_updated"] = inserted, updated
-        if "products" in written:
+        if take_sold_stock:
+            # Both writers sold since the split: take the units of the orders carried in from the writer.
+            sold: dict[int, int] = {}
+            for item in _items(tables["order_items"]):
+                if item.order_id in inserted_ids:
+                    sold[item.product_id] = sold.get(item.product_id, 0) + item.quantity
+            cur.executemany(
+                "UPDATE products SET stock = stock - %s WHERE id = %s",
+                [(q, p) for p, q in sorted(sold.items())],
+            )
+            counts["stock_updates"] = _count(cur)
+        elif "products" in written:
             # Stock levels after every accepted sale (and restock): the failed database's are the truth.
             cur.executemany(
                 "UPDATE products SET stock = %s WHERE id = %s AND stock <> %s",

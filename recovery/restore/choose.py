@@ -265,7 +265,7 @@ def plan_scope(
         progress(f"counting rows of live that reference {', '.join(domains)} newer than the backup")
         return {choice.domain: cut_of(choice, entries, moment) for choice in selection.choices}
 
-    with dbdriver.connect(target.primary.database, autocommit=True) as conn:
+    with dbdriver.connect(target.writable.database, autocommit=True) as conn:
         findings = find_scope(LiveRows(conn), request.domains, cuts_for, policy)
     kept = set(findings.decision.domains)
     last = chosen[-1]

@@ -418,7 +418,7 @@ def recover_to(
         raise IntegrityError(
             f"{choice.backup_id} has no manifest in the {choice.copy} copy; use the other copy"
         )
-    database = target.primary.database
+    database = target.writable.database
     host = database_host(target)
     scratch = _Scratch(host, database)
     pass_dir = Path(tempfile.mkdtemp(prefix="pitr-pass-"))

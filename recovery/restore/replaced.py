@@ -20,7 +20,7 @@ ROLLBACK_RUNBOOK = "rollback"
 
 def replaced_databases(target: Target) -> list[str]:
     """Restore ids whose replaced database is still kept (`<live>_replaced_<id>`), sorted."""
-    db = target.primary.database
+    db = target.writable.database
     prefix = replaced_prefix(db.name)
     with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
         names = dbdriver.databases_with_prefix(conn, prefix)

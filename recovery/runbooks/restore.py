@@ -149,7 +149,7 @@ class Swapped(TypedOutput):
 
 
 def _db(target: Target) -> Database:
-    return target.primary.database
+    return target.writable.database
 
 
 def _admin(target: Target) -> str:
@@ -440,7 +440,7 @@ def _carry_step(ctx: RunContext) -> dict[str, object]:
 def _start_step(ctx: RunContext) -> dict[str, object]:
     ctx.progress("starting the order service and waiting for health")
     _service(ctx, "start")
-    host = ctx.target.primary.hosts[0]
+    host = ctx.target.writable.hosts[0]
     report = smoke_test(f"http://{host.address}:{host.service_port}")
     line = failure_line(report)
     if line:
@@ -480,7 +480,7 @@ def _record_step(ctx: RunContext) -> dict[str, object]:
 def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     """params: domains (list), at (ISO time or None), point (name or None), restore_id."""
     domains = [parse_domain(str(domain)) for domain in params["domains"]]
-    db = target.primary.database
+    db = target.writable.database
     names = restore_names(db.name, str(params["restore_id"]))
     hosts = tuple(host.name for host in target.hosts())
     what = ", ".join(domains)
@@ -630,7 +630,7 @@ def _replaced_check(ctx: RunContext) -> dict[str, object]:
 
 def prune_replaced_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     """params: restore_ids (the replaced databases the operator confirmed, by restore id)."""
-    db = target.primary.database
+    db = target.writable.database
     ids = list(params["restore_ids"])
     return Runbook(
         name="restore-prune-replaced",

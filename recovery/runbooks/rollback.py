@@ -176,11 +176,11 @@ def _find_upgrade(ctx: RunContext) -> dict[str, Any]:
 
 def _names(ctx: RunContext) -> Any:
     run = ctx.outputs["find-upgrade"]["upgrade_run"]
-    return restore_names(ctx.target.primary.database.name, restore_id_for(str(run))) if run else None
+    return restore_names(ctx.target.writable.database.name, restore_id_for(str(run))) if run else None
 
 
 def _database_exists(target: Target, name: str) -> bool:
-    with db_driver.connect(target.primary.database, dbname="postgres", autocommit=True) as conn:
+    with db_driver.connect(target.writable.database, dbname="postgres", autocommit=True) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
@@ -222,7 +222,7 @@ def _decide(ctx: RunContext) -> dict[str, Any]:
     swapped = _database_exists(ctx.target, names.replaced)
     live_schema, damaged = None, 0
     if not swapped:
-        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
+        with db_driver.connect(ctx.target.writable.database, autocommit=True) as conn:
             row = conn.execute(_LIVE_FACTS, (RestorePoint.from_json(point).taken_at,)).fetchone()
         assert row is not None
         live_schema = None if row[0] is None else int(str(row[0]))
@@ -310,7 +310,7 @@ def _stop_instead(ctx: RunContext) -> dict[str, Any]:
 def _fence(ctx: RunContext) -> dict[str, Any]:
     if not _restores(ctx):
         return {"skipped": True}
-    db = ctx.target.primary.database
+    db = ctx.target.writable.database
     names = _names(ctx)
     live = names.replaced if _database_exists(ctx.target, names.replaced) else db.name
     try:
@@ -333,7 +333,7 @@ def _swap(ctx: RunContext) -> dict[str, Any]:
     names = _names(ctx)
     if _database_exists(ctx.target, names.replaced):
         return {"replaced": names.replaced, "already": True}
-    db = ctx.target.primary.database
+    db = ctx.target.writable.database
     restored = RestoredDatabase(
         name=names.scratch,
         live_db=db.name,
@@ -354,7 +354,7 @@ def _carry(ctx: RunContext) -> dict[str, Any]:
         return {"skipped": True}
     point = RestorePoint.from_json(ctx.outputs["find-upgrade"]["restore_point"])
     report = carry_over(
-        ctx.target.primary.database, failed_db=_names(ctx).replaced, restore_point_at=point.taken_at
+        ctx.target.writable.database, failed_db=_names(ctx).replaced, restore_point_at=point.taken_at
     )
     doc = report.to_json()
     damaged = doc.pop("damaged")
@@ -393,7 +393,7 @@ def _switch(ctx: RunContext) -> dict[str, Any]:
     worker = threading.Thread(target=run, name="rollback-switch")
     worker.start()
     lifted_at: float | None = None
-    db = ctx.target.primary.database
+    db = ctx.target.writable.database
     while worker.is_alive() and lifted_at is None:
         if _every_host_runs(ctx.target, release):
             fence.lift(db, str(role))
@@ -424,7 +424,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
     restored = ctx.outputs.get("restore-beside") or {}
     if point is None or (_restores(ctx) and "database" not in restored):
         # No restore point, or a rerun after the swap whose copy this run did not verify: check it all.
-        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
+        with db_driver.connect(ctx.target.writable.database, autocommit=True) as conn:
             report = run_invariants(conn, "public")
         line = failure_line(report)
         if line is not None:
@@ -433,7 +433,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
     elif _restores(ctx):
         # The copy's every invariant held before the swap; since then only the carry-over wrote.
         since = datetime.fromisoformat(RestorePoint.from_json(point).taken_at) - LOOKBACK
-        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
+        with db_driver.connect(ctx.target.writable.database, autocommit=True) as conn:
             row = conn.execute(_SINCE_FACTS, {"since": since}).fetchone()
         assert row is not None
         facts = SinceFacts(
@@ -446,7 +446,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
     else:
         # Code only: the rollback did not touch the database, so recheck only what was written since the
         # restore point (the whole-table invariants take about 15 s at a million orders).
-        with db_driver.connect(ctx.target.primary.database, autocommit=True) as conn:
+        with db_driver.connect(ctx.target.writable.database, autocommit=True) as conn:
             row = conn.execute(_LIVE_FACTS, (RestorePoint.from_json(point).taken_at,)).fetchone()
         assert row is not None
         if int(str(row[1])):
@@ -455,7 +455,7 @@ def _verify(ctx: RunContext) -> dict[str, Any]:
                 "roll back again to restore the database"
             )
         checked = "orders since the restore point"
-    primary = ctx.target.primary.hosts[0]
+    primary = ctx.target.writable.hosts[0]
     smoke = smoke_test(f"http://{primary.address}:{primary.service_port}", timeout=15)
     if not smoke.passed:
         failed = next((s for s in smoke.steps if not s.passed), None)
@@ -478,7 +478,7 @@ def rollback_params(
 
 def rollback_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     hosts = tuple(h.name for h in target.hosts())
-    database = target.primary.database.name
+    database = target.writable.database.name
     return Runbook(
         name=RUNBOOK,
         params=dict(params),

@@ -73,7 +73,7 @@ def build_verified_copy(target: Target, point: RestorePoint, restore_id: str) ->
     """Restore `point` beside live as `<live>_restore_<restore_id>` and check its invariants.
 
     A copy that fails its invariants is dropped and VerificationFailed raised: live is untouched."""
-    db = target.primary.database
+    db = target.writable.database
     keys = key_provider(target.keys, AwsDriver(target.aws))
     started = time.monotonic()
     restored = restore_beside(
@@ -107,7 +107,7 @@ def build_verified_copy(target: Target, point: RestorePoint, restore_id: str) ->
 
 def drop_copy(target: Target, restore_id: str) -> bool:
     """Drop the scratch copy of `restore_id` (never live, never a replaced database). True if it existed."""
-    db = target.primary.database
+    db = target.writable.database
     name = restore_names(db.name, restore_id).scratch
     with db_driver.connect(db, dbname="postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
@@ -185,7 +185,7 @@ def read_marker(target: Target, point: RestorePoint, restore_id: str) -> Verifie
         return None
     if copy.restore_id != restore_id:
         return None
-    db = target.primary.database
+    db = target.writable.database
     with db_driver.connect(db, dbname="postgres", autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (copy.database,)).fetchone()
     return copy if found else None

@@ -138,7 +138,7 @@ def _restore_point(ctx: RunContext) -> dict[str, Any]:
     previous = str(ctx.outputs["preflight"]["previous_release"])
     directory = restore_points_dir(ctx.target) / ctx.run_id
     keys = key_provider(ctx.target.keys, AwsDriver(ctx.target.aws))
-    point = take_restore_point(ctx.target.primary.database, directory, previous, keys)
+    point = take_restore_point(ctx.target.writable.database, directory, previous, keys)
     ctx.note(f"restore point at {point.taken_at} (schema {point.schema_version}, {point.size_bytes} bytes)")
     if ctx.params.get("restore_ahead", True):
         started = speculative.start_copy(ctx.target, point, restore_id_for(ctx.run_id))
@@ -261,7 +261,7 @@ def upgrade_params(
 def upgrade_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     release = str(params["release"])
     hosts = tuple(h.name for h in target.hosts())
-    db = target.primary.database
+    db = target.writable.database
     database = f"{db.address}:{db.port}/{db.name}"
     return Runbook(
         name=RUNBOOK,

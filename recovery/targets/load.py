@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from recovery.errors import ConfigError, TargetNotFound
 from recovery.paths import INVENTORIES_DIR
 from recovery.targets.model import Target
+from recovery.targets.sites import read_site_record
 
 INVENTORIES = INVENTORIES_DIR
 # Not under the invoking user's home: the lab's unprivileged user must be able to traverse it. A target
@@ -78,12 +79,16 @@ def load_target(target: str | Path) -> Target:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of target fields at the top level")
     try:
-        return Target.model_validate(data)
+        loaded = Target.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{path}: field {field}: {first['msg']}{more}") from None
+    if "writer" in data:
+        raise ConfigError(f"{path}: field writer is not set by hand; the site record in state_dir holds it")
+    # Which site takes writes is a fact of the target's history, not of its description.
+    return loaded.model_copy(update={"writer": read_site_record(loaded.state_dir).writer})
 
 
 def write_target(target: Target, path: Path) -> None:

@@ -177,6 +177,9 @@ class Target(_Frozen):
     notification_templates: Path | None = Field(
         default=None, description="A directory of the team's own message templates (recovery/notify)"
     )
+    # Which site holds the writable database now. Never read from target.yaml's text: the loader fills
+    # it from the site record in state_dir (recovery/targets/sites.py), which every promotion rewrites.
+    writer: SiteName = Field(default="primary", exclude=True)
 
     @model_validator(mode="after")
     def _sites_named(self) -> Target:
@@ -186,6 +189,16 @@ class Target(_Frozen):
 
     def site(self, name: SiteName) -> Site:
         return self.primary if name == "primary" else self.standby
+
+    @property
+    def writable(self) -> Site:
+        """The site whose database takes writes now: "the primary" for upgrade, backup and restore."""
+        return self.site(self.writer)
+
+    @property
+    def replica(self) -> Site:
+        """The other site: a standby of the writer, or an old primary not yet rebuilt."""
+        return self.site("standby" if self.writer == "primary" else "primary")
 
     def hosts(self) -> tuple[Host, ...]:
         return self.primary.hosts + self.standby.hosts

@@ -138,7 +138,7 @@ class DeepChecker:
     """The ContentChecker `Catalog.verify(deep=True)` takes; `close()` drops every scratch database."""
 
     def __init__(self, target: Target) -> None:
-        self._db = target.primary.database
+        self._db = target.writable.database
         self._checks: list[ScratchCheck] = []
 
     def __call__(self, manifest: Manifest) -> ScratchCheck:

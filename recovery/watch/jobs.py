@@ -203,7 +203,7 @@ class JobRunner:
             self.segment_at = max([*written, self.segment_at or written[0]])
         keepalive = self.target.objectives.realtime_backup_max_age_seconds / 2
         if self.segment_at is None or (started - self.segment_at).total_seconds() > keepalive:
-            switch_and_wait_archived(self.target.primary.database, timeout=SWITCH_TIMEOUT_SECONDS)
+            switch_and_wait_archived(self.target.writable.database, timeout=SWITCH_TIMEOUT_SECONDS)
             ship_wal(self.target, stores=self._stores)
             self.segment_at = started
         self.shipped_at = started

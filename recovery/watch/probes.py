@@ -116,7 +116,7 @@ def probe_database(site: SiteName, database: Database) -> DatabaseProbe:
 def probe_spool(target: Target, now: datetime | None = None) -> SpoolProbe:
     host = database_host(target)
     try:
-        spool = spool_dir(target.primary.database)
+        spool = spool_dir(target.writable.database)
         # A channel of its own on the shared connection: the shipper uses its own SFTP session meanwhile.
         with remote.connection(host).client.open_sftp() as sftp:
             listing = sftp.listdir_attr(str(spool))

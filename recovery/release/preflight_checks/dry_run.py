@@ -70,7 +70,7 @@ def _first_line(text: str, fallback: str) -> str:
 
 
 def _copy_schema(target: Target, scratch: str) -> None:
-    database = target.primary.database
+    database = target.writable.database
     pg_dump, psql = db.pg_tool(database, "pg_dump"), db.pg_tool(database, "psql")
     with tempfile.TemporaryFile() as schema_err, tempfile.TemporaryFile() as load_err:
         dump = subprocess.Popen(
@@ -113,7 +113,7 @@ def _copy_schema(target: Target, scratch: str) -> None:
 
 
 def _copy_sample(target: Target, scratch: str, sample_orders: int) -> dict[str, int]:
-    database = target.primary.database
+    database = target.writable.database
     chosen = sql.SQL("SELECT id FROM orders ORDER BY created_at DESC, id DESC LIMIT {}").format(
         sql.Literal(sample_orders)
     )
@@ -161,7 +161,7 @@ def _advance_sequences(conn: psycopg.Connection[Any]) -> None:
 
 
 def _run_migrate(target: Target, release: Release, scratch: str, owner: str, workdir: Path) -> dict[str, Any]:
-    database = target.primary.database
+    database = target.writable.database
     artifact = build_release_artifact(release.name, workdir / "artifacts")
     tree = workdir / "release"
     with tarfile.open(artifact) as archive:
@@ -185,7 +185,7 @@ def _run_migrate(target: Target, release: Release, scratch: str, owner: str, wor
             }
         )
     )
-    python = target.primary.hosts[0].python
+    python = target.writable.hosts[0].python
     result = subprocess.run(
         [python, "-m", "orderservice", "migrate", "--config", str(config)],
         cwd=tree,
@@ -212,7 +212,7 @@ def dry_run_migrations(
     target: Target, release: Release, *, sample_orders: int = DEFAULT_SAMPLE_ORDERS
 ) -> DryRunFacts:
     """Run `release`'s migrations on a scratch copy of the primary database; always drop the copy."""
-    database = target.primary.database
+    database = target.writable.database
     scratch = f"{database.name}_preflight_{uuid.uuid4().hex[:10]}"
     started = time.monotonic()
     counts: dict[str, int] = {}
@@ -259,5 +259,5 @@ def dry_run_migrations(
 
 
 def _drop(target: Target, scratch: str) -> None:
-    with db.connect(target.primary.database, dbname="postgres", autocommit=True) as admin:
+    with db.connect(target.writable.database, dbname="postgres", autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))

@@ -138,6 +138,15 @@ CASES = [
         "intake.no_queue",
     ),
     ("release build: unknown version", ["release", "build", "v9-nope"], USAGE, None),
+    ("switchover: unknown site", ["switchover", "--to", "moon", "--target", "{T}", "--yes"], USAGE, "usage"),
+    ("switchover: without --yes", ["switchover", "--target", "{T}"], CONFIRM, "confirm.required"),
+    (
+        "failover: a negative data loss",
+        ["failover", "--max-data-loss", "-1", "--target", "{T}", "--yes"],
+        USAGE,
+        "usage",
+    ),
+    ("failback: without --yes", ["failback", "--target", "{T}"], CONFIRM, "confirm.required"),
     ("unknown command", ["frobnicate"], USAGE, "usage"),
 ]
 

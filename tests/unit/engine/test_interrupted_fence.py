@@ -23,20 +23,30 @@ from recovery.engine.interrupted import (
     target_open_fences,
 )
 from recovery.engine.journal import JournalWriter, new_run_id, read_journal
+from recovery.runbooks.failover import (
+    failover_params,
+    failover_runbook,
+    switchover_params,
+    switchover_runbook,
+)
 from recovery.runbooks.restore import restore_params, restore_runbook
 from recovery.runbooks.rollback import rollback_runbook
 from recovery.targets import load_target
 
 
 def _runbook_steps() -> dict[str, tuple[str, ...]]:
-    """The real step names of the two fencing runbooks, in order."""
+    """The real step names of the fencing runbooks, in order."""
     root = Path(tempfile.mkdtemp(prefix="fence-steps-"))
     try:
         target = load_target(write_target(root))
         restore = restore_runbook(target, restore_params(["orders"], at=None, point=None, restore_id="r1"))
-        return {
-            book.name: tuple(s.name for s in book.steps) for book in (restore, rollback_runbook(target, {}))
-        }
+        books = (
+            restore,
+            rollback_runbook(target, {}),
+            switchover_runbook(target, switchover_params(None)),
+            failover_runbook(target, failover_params(None, None)),
+        )
+        return {book.name: tuple(s.name for s in book.steps) for book in books}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

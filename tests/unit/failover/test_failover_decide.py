@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from recovery.failover.decide import decide_failover, decide_returning_site, decide_switchover
+from recovery.failover.decide import (
+    decide_failback,
+    decide_failover,
+    decide_returning_site,
+    decide_switchover,
+)
 from recovery.failover.state import ClusterState, DatabaseState, ServiceState, SiteState
 
 WRITER_DB = DatabaseState(reachable=True, in_recovery=False, read_only=False, epoch=3)
@@ -147,4 +152,50 @@ def test_a_returning_old_primary_that_takes_writes_is_fenced() -> None:
     assert decide_returning_site(fenced).reason == (
         "the primary site is an old primary of generation 3 and refuses writes; rebuild it as a standby "
         "with `recovery failback`"
+    )
+
+
+def after_failover(primary_db: DatabaseState) -> ClusterState:
+    """The standby site took over at generation 4; the primary site is what `primary_db` says."""
+    return ClusterState(
+        writer="standby",
+        epoch=4,
+        sites=(
+            SiteState("primary", primary_db, NO_SERVICE),
+            SiteState("standby", replace(WRITER_DB, epoch=4), HEALTHY),
+        ),
+        traffic_to="standby",
+    )
+
+
+def test_failback_rebuilds_an_old_writer_after_carrying_its_writes() -> None:
+    fenced_old = replace(WRITER_DB, read_only=True)
+    decision = decide_failback(after_failover(fenced_old))
+    assert decision.action == "failback" and decision.to == "primary"
+    assert decision.reason == (
+        "the primary site's database is an old writer (generation 3, the standby site holds 4): what it "
+        "acknowledged after the split will be carried into the standby site, then it is rebuilt as a standby"
+    )
+
+
+def test_failback_needs_the_old_database_to_answer() -> None:
+    assert decide_failback(after_failover(DOWN_DB)).reason == (
+        "the primary site's database does not answer (connection refused): start it (it stays fenced) so "
+        "the writes it acknowledged after the split can be carried over, then run the failback again"
+    )
+
+
+def test_failback_of_a_standby_of_the_current_generation_does_nothing() -> None:
+    rebuilt = replace(STANDBY_DB, epoch=4)
+    decision = decide_failback(after_failover(rebuilt))
+    assert decision.action == "nothing"
+    assert decision.reason == "the primary site is already a standby of generation 4; nothing to rebuild"
+
+
+def test_failback_refuses_without_a_writer() -> None:
+    state = after_failover(replace(WRITER_DB, read_only=True))
+    lost = replace(state, sites=(state.sites[0], SiteState("standby", DOWN_DB, NO_SERVICE)))
+    assert decide_failback(lost).reason == (
+        "the standby site's database does not take writes (database: connection refused; service: "
+        "connection refused); a failback needs a working writer to rebuild from"
     )

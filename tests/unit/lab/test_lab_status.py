@@ -89,8 +89,16 @@ def test_a_watch_lab_up_started_that_is_gone_is_a_problem_and_one_never_started_
 
 
 def test_front_door_must_follow_the_active_site() -> None:
-    status = replace(_healthy(), active_site="standby", records={"PRIMARY": "127.0.0.12"})
+    status = replace(_healthy(), active_site="standby", records={"PRIMARY": "127.0.0.12"}, writer="standby")
     assert problems(status) == ["front door forwards to 127.0.0.11:45080, not to the active site"]
+
+
+def test_the_traffic_record_must_point_at_the_writer_of_the_site_record() -> None:
+    status = replace(_healthy(), writer="standby")
+    assert problems(status) == [
+        "the PRIMARY failover record points at the primary site, but the standby site holds the writable "
+        "database"
+    ]
 
 
 def test_down_stops_the_watch_first_then_clients_and_the_standby_before_the_primary() -> None:

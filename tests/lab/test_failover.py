@@ -1,0 +1,240 @@
+"""Site failover on a real lab: a switchover under load, refusals that change nothing, the loss of a whole
+site while orders flow (failover, the old site returning by itself, failback with carry-over, a
+switchover back), and a switchover killed at a step then resumed. One lab for the module; the tests run
+in file order and each starts from where the previous one left the sites."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Lab
+
+from recovery.cli.main import main
+from recovery.drivers import db
+from recovery.engine import LockHolder, journal_path, read_journal, run_ids, summarize
+from recovery.engine.lock import target_lock
+from recovery.errors import ExitCode
+from recovery.failover.service import host_health
+from recovery.lab.outage import restart_site, stop_site, walsender_pid
+from recovery.load.generator import LoadGenerator, LoadSettings
+from recovery.load.ledger import Ledger, read_ledger
+from recovery.load.ledger_check import verify_ledger
+from recovery.targets import Target, load_target
+
+
+def _target(lab: Lab) -> Target:
+    return load_target(lab.dir / "target.yaml")
+
+
+def _cli(capsys: pytest.CaptureFixture[str], lab: Lab, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([*args, "--target", str(lab.dir / "target.yaml"), "--yes"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def writable_sites(target: Target) -> list[str]:
+    found: list[str] = []
+    for site in (target.primary, target.standby):
+        try:
+            with db.connect(site.database, dbname="postgres", connect_timeout=3) as conn:
+                row = conn.execute(
+                    "SELECT NOT pg_is_in_recovery()"
+                    " AND current_setting('default_transaction_read_only') = 'off'"
+                ).fetchone()
+        except Exception:
+            continue
+        if row and row[0]:
+            found.append(site.name)
+    return found
+
+
+def front_door_site(lab: Lab) -> str | None:
+    backend = json.loads((lab.plan.front_door_dir / "backend.json").read_text())["backend"]
+    address = backend.rsplit(":", 1)[0]
+    return next((s.site for s in lab.plan.sites if s.address == address), None)
+
+
+def last_output(target: Target, runbook: str, step: str) -> dict[str, Any]:
+    """The output of `step` in the target's last run of `runbook`."""
+    run_id = next(r for r in run_ids(target.state_dir) if f"-{runbook}-" in r)
+    return dict(summarize(read_journal(journal_path(target.state_dir, run_id))).step(step).output or {})
+
+
+def _lost(target: Target, ledger: Ledger) -> int:
+    return verify_ledger(target, ledger).lost.count
+
+
+# --- refusals on the healthy lab ---------------------------------------------------------------------
+
+
+def test_refusals_are_one_line_with_their_code_and_change_nothing(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _cli(capsys, lab, "switchover", "--to", "primary")
+    assert code == ExitCode.REFUSED
+    assert err.strip().splitlines()[-1] == (
+        "error[switchover.refused]: the primary site already holds the writable database; nothing to switch"
+    )
+    code, _, err = _cli(capsys, lab, "failover")
+    assert code == ExitCode.REFUSED
+    assert "the primary site takes writes and its service is healthy: use `recovery switchover`" in err
+
+    # A second runbook while one holds the target's lock.
+    target = _target(lab)
+    holder = LockHolder(
+        "20261206T100000Z-restore-0001", "restore", os.getpid(), "ci", "ci", "2026-12-06T10:00:00Z"
+    )
+    with target_lock(target, holder):
+        code, _, err = _cli(capsys, lab, "switchover")
+    assert code == ExitCode.LOCKED and len(err.strip().splitlines()) == 1
+
+    # A fence that cannot be confirmed: the primary's service does not answer (frozen).
+    pidfile = next(p for p in (lab.plan.primary.app_dir / "shared").rglob("*.pid"))
+    service_pid = int(pidfile.read_text().split()[0])
+    os.kill(service_pid, signal.SIGSTOP)
+    try:
+        code, _, err = _cli(capsys, lab, "switchover")
+    finally:
+        os.kill(service_pid, signal.SIGCONT)
+    assert code == ExitCode.REFUSED
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error[switchover.fence_unconfirmable]: the fence of the primary site cannot be confirmed: the "
+            "service on primary-app does not answer /health; nothing was changed"
+        )
+    )
+    after = _target(lab)
+    assert after.writer == "primary" and writable_sites(after) == ["primary"]
+    assert front_door_site(lab) == "primary"
+
+
+# --- switchover under load ---------------------------------------------------------------------------
+
+
+def test_switchover_under_load_loses_no_acknowledged_order(lab: Lab, tmp_path: Path) -> None:
+    ledger_path = tmp_path / "switchover.jsonl"
+    with LoadGenerator(LoadSettings(lab.target.traffic.front_door_url, rate=20), ledger_path):
+        time.sleep(1.5)
+        code = main(["switchover", "--target", str(lab.dir / "target.yaml"), "--yes"])
+        time.sleep(1.5)
+    assert code == ExitCode.OK
+    target = _target(lab)
+    assert target.writer == "standby" and writable_sites(target) == ["standby"]
+    assert front_door_site(lab) == "standby"
+    ledger = read_ledger(ledger_path)
+    verdict = verify_ledger(target, ledger)
+    assert verdict.passed and verdict.lost.count == 0 and verdict.acknowledged > 20, verdict.summary()
+    # The old primary was confirmed read-only by both means before the promotion, and is a standby now.
+    fence = last_output(target, "switchover", "fence")
+    assert fence["unconfirmed"] == [] and {m["means"] for m in fence["means"]} == {"database", "service"}
+    with db.connect(target.primary.database, dbname="postgres") as conn:
+        assert db.in_recovery(conn)
+    assert last_output(target, "switchover", "rejoin")["method"] == "rewind"
+    record = last_output(target, "switchover", "record")
+    window = ledger.error_window
+    print(
+        f"switchover: writes refused {record['writes_refused_seconds']} s by the runbook's clock; "
+        f"client errors {window.failures if window else 0} over {window.seconds if window else 0} s"
+    )
+
+
+# --- site loss, return, failback, switch back ---------------------------------------------------------
+
+
+def test_site_loss_failover_return_and_failback_lose_nothing(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lost_site = lab.plan.standby  # the writer since the switchover
+    ledger_path = tmp_path / "site-loss.jsonl"
+    with LoadGenerator(LoadSettings(lab.target.traffic.front_door_url, rate=20), ledger_path):
+        time.sleep(1.0)
+        # The writer stops sending WAL a moment before its site is lost, so it acknowledges orders the
+        # standby never gets: what a failback must carry over.
+        sender = walsender_pid(_target(lab))
+        os.kill(sender, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+            command = stop_site(lab.plan, lost_site)
+        finally:  # never leave a frozen process behind, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sender, signal.SIGCONT)
+        code, _, err = _cli(capsys, lab, "failover")
+        assert code == ExitCode.OK, err
+        failed_over_at = time.time()
+        time.sleep(1.5)  # the new writer takes orders through the front door
+    target = _target(lab)
+    assert target.writer == "primary" and writable_sites(target) == ["primary"]
+    assert front_door_site(lab) == "primary"
+    fence = last_output(target, "failover", "fence")
+    assert any(m["means"] == "lab-disk" and m["confirmed"] for m in fence["means"]), fence
+    ledger = read_ledger(ledger_path)
+    assert any(o.at > failed_over_at for o in ledger.orders)  # acknowledged by the new writer
+    stranded = _lost(target, ledger)
+
+    # The lost site comes back by itself: it takes no write and gets no traffic.
+    restart_site(lab.plan, lost_site, command)
+    returned = target.standby
+    with db.connect(returned.database, dbname="postgres") as conn:
+        row = conn.execute("SELECT current_setting('default_transaction_read_only')").fetchone()
+    assert row is not None and row[0] == "on"
+    time.sleep(1.0)
+    assert not host_health(returned.hosts[0]).writable
+    assert writable_sites(target) == ["primary"] and front_door_site(lab) == "primary"
+    code, _, err = _cli(capsys, lab, "switchover", "--to", "standby")
+    assert code == ExitCode.REFUSED and "the standby site is not a healthy standby" in err
+
+    # Failback carries what the lost site acknowledged after the split, rebuilds it, switches back.
+    code, _, err = _cli(capsys, lab, "failback", "--switch-back")
+    assert code == ExitCode.OK, err
+    target = _target(lab)
+    carried = last_output(target, "failback", "carry-over")
+    verdict = verify_ledger(target, ledger)
+    assert verdict.lost.count == 0, verdict.summary()
+    assert stranded > 0 and int(carried["orders_inserted"]) >= stranded
+    assert target.writer == "standby" and writable_sites(target) == ["standby"]
+    assert front_door_site(lab) == "standby"
+    print(f"site loss: {stranded} acknowledged orders not on the standby at promotion; carried {carried}")
+
+
+# --- kill -9 at a step, then resume -------------------------------------------------------------------
+
+
+def test_a_switchover_killed_at_promote_resumes_to_one_writer(lab: Lab) -> None:
+    target = _target(lab)
+    before = set(run_ids(target.state_dir))
+    cli = Path(sys.executable).with_name("recovery")
+    process = subprocess.Popen(
+        [str(cli), "switchover", "--target", str(lab.dir / "target.yaml"), "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_id = _wait_for_step(target, before, "promote")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert main(["runs", "resume", run_id, "--target", str(lab.dir / "target.yaml"), "--yes"]) == ExitCode.OK
+    target = _target(lab)
+    assert writable_sites(target) == [target.writer] == ["primary"]
+    assert front_door_site(lab) == "primary"
+
+
+def _wait_for_step(target: Target, before: set[str], step: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for run_id in set(run_ids(target.state_dir)) - before:
+            path = journal_path(target.state_dir, run_id)
+            if any(r.get("event") == "step.started" and r.get("step") == step for r in read_journal(path)):
+                return run_id
+        time.sleep(0.01)
+    raise AssertionError(f"no new run reached step {step}")
