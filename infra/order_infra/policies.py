@@ -404,7 +404,12 @@ def runbook_role_policy(
             # per VPC (ModifyDBInstance on the database is in ObserveAndPromoteDatabase).
             "Sid": "FenceSecurityGroup",
             "Effect": "Allow",
-            "Action": ["ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress", "ec2:CreateTags"],
+            "Action": [
+                "ec2:CreateSecurityGroup",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:CreateTags",
+            ],
             "Resource": [
                 f"arn:aws:ec2:*:{account_id}:security-group/*",
                 f"arn:aws:ec2:*:{account_id}:vpc/*",

@@ -32,6 +32,7 @@ from recovery.errors import ExternalFailure, PreconditionFailed, UsageError
 SCRATCH_PREFIX = "order-recovery-scratch-"
 # The security group that admits nobody: an instance moved into it takes no connection (the fence).
 FENCE_GROUP_NAME = "order-recovery-fence"
+POSTGRES_PORT = 5432
 # Set on an instance before it is fenced: the groups it had, so a fence rerun after a crash still knows
 # what to give back.
 FENCED_FROM_TAG = "order-recovery:fenced-from"
@@ -521,8 +522,32 @@ class RdsDriver:
         )
         return self._available(identifier, f"{identifier} to be available after promotion")
 
-    def fence_group(self, vpc_id: str) -> str:
-        """The VPC's security group that admits nobody (created once, found by name afterwards)."""
+    def fence_group(self, vpc_id: str, admit: Sequence[str] = ()) -> str:
+        """The VPC's security group that admits nobody but PostgreSQL from `admit` (the controller's
+        CIDRs, so a failback can still read what the fenced primary acknowledged; never the service's
+        hosts). Created once, found by name afterwards; the admitted CIDRs are added when missing."""
+        group_id = self._find_or_create_fence_group(vpc_id)
+        ec2 = self.aws.client("ec2", self.region)
+        for cidr in admit:
+            rule = {
+                "IpProtocol": "tcp",
+                "FromPort": POSTGRES_PORT,
+                "ToPort": POSTGRES_PORT,
+                "IpRanges": [{"CidrIp": cidr, "Description": "the recovery controller"}],
+            }
+            self._call(
+                # Called at once, inside this iteration: the rule it reads is this one.
+                lambda: ec2.authorize_security_group_ingress(
+                    GroupId=group_id,
+                    IpPermissions=[rule],  # noqa: B023
+                ),
+                "admit the controller through the fence",
+                f"security group {group_id}",
+                absent=frozenset({"InvalidPermission.Duplicate"}),  # already admitted
+            )
+        return group_id
+
+    def _find_or_create_fence_group(self, vpc_id: str) -> str:
         ec2 = self.aws.client("ec2", self.region)
         found = self._call(
             lambda: ec2.describe_security_groups(
@@ -558,16 +583,17 @@ class RdsDriver:
         )
         return group_id
 
-    def fence(self, identifier: str) -> Fenced:
-        """Stop every new connection to the instance: its security groups replaced by the fence group,
-        applied at once; wait, then confirm from a fresh describe. Sessions already open are not cut by a
-        security group change: the caller also ends them (or reboots) where the instance still answers."""
+    def fence(self, identifier: str, admit: Sequence[str] = ()) -> Fenced:
+        """Stop every new connection to the instance but the controller's (`admit`: its CIDRs): its
+        security groups replaced by the fence group, applied at once; wait, then confirm from a fresh
+        describe. Sessions already open are not cut by a security group change: the caller also ends them
+        (or reboots) where the instance still answers."""
         instance = self.describe(identifier)
         if instance.vpc_id is None:
             raise PreconditionFailed(
                 f"RDS instance {identifier} is not in a VPC; it cannot be fenced by groups"
             )
-        group = self.fence_group(instance.vpc_id)
+        group = self.fence_group(instance.vpc_id, admit)
         if instance.security_groups == (group,):
             # Fenced before (a rerun): what it had is in the tag written then.
             recorded = tuple((instance.tag(FENCED_FROM_TAG) or "").split())

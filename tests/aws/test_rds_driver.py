@@ -260,6 +260,16 @@ def test_the_fence_moves_the_instance_into_a_group_that_admits_nobody(
     assert group["GroupName"] == FENCE_GROUP_NAME and group["VpcId"] == sites.primary.vpc_id
     assert group["IpPermissions"] == [] and group["IpPermissionsEgress"] == []
     assert driver.describe(PRIMARY_ID).security_groups == (fenced.fence_group,)
+    # The controller may be admitted through the fence (PostgreSQL only), the service's hosts never.
+    calls.clear()
+    assert driver.fence_group(sites.primary.vpc_id, ["10.255.0.0/24"]) == fenced.fence_group
+    assert driver.fence_group(sites.primary.vpc_id, ["10.255.0.0/24"]) == fenced.fence_group  # idempotent
+    (admitted,) = aws.client("ec2", PRIMARY_REGION).describe_security_groups(GroupIds=[fenced.fence_group])[
+        "SecurityGroups"
+    ][0]["IpPermissions"]
+    assert (admitted["FromPort"], admitted["ToPort"]) == (5432, 5432)
+    assert [r["CidrIp"] for r in admitted["IpRanges"]] == ["10.255.0.0/24"]
+    assert calls.operations().count("AuthorizeSecurityGroupIngress") == 2
     calls.clear()
     # A rerun (the first run's result lost with its process): nothing is modified, and the groups to give
     # back come from the tag written before the fence.
