@@ -40,6 +40,7 @@ from recovery.backup.catalog import catalog_for
 from recovery.backup.daily import backup_domains
 from recovery.drivers import db as dbdriver
 from recovery.drivers.db import tool_env
+from recovery.memory import return_large_buffers_to_the_os
 from recovery.restore.database import discard_restored, restore_beside
 from recovery.restore.selection import select_backups
 from recovery.restore.sources import open_copy, sources_for
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=24300)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    return_large_buffers_to_the_os()  # as the CLI does (recovery.memory)
     lab_dir = Path(tempfile.mkdtemp(prefix="bench-backup-restore-", dir="/var/tmp"))
     lab_dir.chmod(0o755)
     work = Path(tempfile.mkdtemp(prefix="bench-work-", dir="/var/tmp"))

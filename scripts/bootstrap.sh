@@ -13,6 +13,8 @@ command -v "$py" >/dev/null 2>&1 || need_apt+=(python3)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 /usr/bin/python3 -c 'import psycopg2' >/dev/null 2>&1 || need_apt+=(python3-psycopg2)
+# The order service's degraded mode sends orders to the SQS intake queue with the system interpreter's boto3.
+/usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need_apt+=(python3-boto3)
 command -v start-stop-daemon >/dev/null 2>&1 || [ -x /usr/sbin/start-stop-daemon ] || need_apt+=(dpkg)
 # Headless Chromium opens the game day's HTML report in the tests.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

@@ -2,7 +2,7 @@
 
 Every port a test listens on (or plans for a lab) is written as its value for a serial run, which uses
 25000-26299: labs at RECOVERY_TEST_BASE_PORT (default 25000) and a spare lab at 25500, single-port unit
-tests 25900-25999, the service tests 26100-26249. Worker gwN adds N * 3000 to all of them (gw0
+tests 25900-25999, the service tests 26100-26259. Worker gwN adds N * 3000 to all of them (gw0
 25000-26299, gw1 28000-29299, gw2 31000-32299): below the kernel's ephemeral range (32768 up), where an
 outgoing connection could hold a port for a moment, and clear of the benchmarks (21000-24999) and the
 default lab (27000-27999). A serial run (no xdist) shifts nothing.

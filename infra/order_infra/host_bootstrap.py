@@ -33,6 +33,7 @@ class HostBootstrap:
     db_name: str
     db_user: str
     service_secret_arn: str
+    intake_queue_url: str
 
 
 def host_user_data(spec: HostBootstrap) -> str:
@@ -55,6 +56,10 @@ def host_user_data(spec: HostBootstrap) -> str:
             ("order_db_passfile", PASSFILE),
             # Migrations run from the controller's deploy, never from a host that boots on its own.
             ("order_service_run_migrations", "false"),
+            # Degraded mode: orders the database cannot take go to the site's intake queue.
+            ("order_service_intake_queue_url", spec.intake_queue_url),
+            ("order_service_intake_region", spec.region),
+            ("order_service_install_packages", "true"),
         )
     )
     return f"""#!/bin/bash
@@ -62,7 +67,7 @@ def host_user_data(spec: HostBootstrap) -> str:
 set -euo pipefail
 exec > >(tee -a /var/log/orderservice-bootstrap.log) 2>&1
 export AWS_DEFAULT_REGION={q(spec.region)}
-dnf install -y -q python3 python3-psycopg2 ansible-core tar gzip
+dnf install -y -q python3 python3-psycopg2 python3-boto3 ansible-core tar gzip
 id {SERVICE_ACCOUNT} >/dev/null 2>&1 ||
   useradd --system --home-dir {BASE_DIR} --shell /sbin/nologin {SERVICE_ACCOUNT}
 work=$(mktemp -d)

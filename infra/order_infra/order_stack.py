@@ -331,7 +331,11 @@ class OrderStack(pulumi.ComponentResource):
     def _user_data(self) -> pulumi.Output[str]:
         cfg = self._args.config
         return pulumi.Output.all(
-            self._args.backup_bucket_name, self.db_address, self.db_port, self.service_db_secret_arn
+            self._args.backup_bucket_name,
+            self.db_address,
+            self.db_port,
+            self.service_db_secret_arn,
+            self.intake_queue_url,
         ).apply(
             lambda v: base64.b64encode(
                 host_user_data(
@@ -347,6 +351,7 @@ class OrderStack(pulumi.ComponentResource):
                         db_name=cfg.database.name,
                         db_user="orders",
                         service_secret_arn=v[3],
+                        intake_queue_url=v[4],
                     )
                 ).encode()
             ).decode()

@@ -1,20 +1,22 @@
 """The catalog: every backup across the local and remote copies, and the state of each copy.
 
 A copy is `missing` (no object), `present` (object and manifest exist, not verified yet), `verified`
-(checked) or `damaged` (with the reason). Shallow verification streams the stored object and compares
-its sha256 and size with the manifest; deep verification decrypts and decompresses it into a content
-checker supplied by the caller (the restore side checks row counts and content hashes through
-PostgreSQL) and compares what the checker saw with the manifest's tables. A backup counts only when both
-copies exist and verify.
+(checked), `damaged` (with the reason) or `unreachable` (its store did not answer: one region's store
+down must not stop a restore from the other copy, so the catalog says so instead of failing). Shallow
+verification streams the stored object and compares its sha256 and size with the manifest; deep
+verification decrypts and decompresses it into a content checker supplied by the caller (the restore
+side checks row counts and content hashes through PostgreSQL) and compares what the checker saw with the
+manifest's tables. A backup counts only when both copies exist and verify.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 from recovery.backup.keys import KeyProvider, key_provider
 from recovery.backup.manifest import Manifest, TableSummary
@@ -29,7 +31,7 @@ from recovery.backup.repository import (
 )
 from recovery.backup.stores import ObjectStore, stores_for
 from recovery.drivers.aws import AwsDriver
-from recovery.errors import IntegrityError, KeyUnavailable, UsageError
+from recovery.errors import ExternalFailure, IntegrityError, KeyUnavailable, UsageError
 from recovery.targets.model import Target
 
 
@@ -38,6 +40,7 @@ class CopyState(StrEnum):
     PRESENT = "present"
     VERIFIED = "verified"
     DAMAGED = "damaged"
+    UNREACHABLE = "unreachable"  # the store did not answer: the copy may exist but cannot be read now
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,13 @@ def compare_tables(expected: Sequence[TableSummary], seen: Sequence[TableSummary
     return None
 
 
+T = TypeVar("T")
+
+
+class _StoreDown(Exception):
+    """A store call failed after the driver's retries; the catalog remembers the store as unreachable."""
+
+
 class Catalog:
     """The backups of one target: its local and remote stores, and the keys to open them."""
 
@@ -143,6 +153,8 @@ class Catalog:
         self.local = local
         self.remote = remote
         self.keys = keys
+        # Store label -> why it did not answer. Asked once: every retry of a dead store costs seconds.
+        self.unreachable: dict[str, str] = {}
 
     def _stores(self) -> tuple[tuple[str, ObjectStore], ...]:
         return (("local", self.local), ("remote", self.remote))
@@ -157,16 +169,45 @@ class Catalog:
             raise IntegrityError(f"{status.detail}; use the other copy")
         return manifest
 
+    def _label_of(self, store: ObjectStore) -> str:
+        return "local" if store is self.local else "remote"
+
+    def _ask(self, store: ObjectStore, call: Callable[[], T]) -> T:
+        """One call to a store; a store that failed once is not asked again (`_StoreDown`)."""
+        label = self._label_of(store)
+        if label in self.unreachable:
+            raise _StoreDown
+        try:
+            return call()
+        except ExternalFailure as exc:
+            self.unreachable[label] = exc.message
+            raise _StoreDown from exc
+
+    def _down(self, store: ObjectStore) -> CopyStatus:
+        return CopyStatus(CopyState.UNREACHABLE, self.unreachable[self._label_of(store)])
+
     def _observe(
-        self, store: ObjectStore, name: BackupName, listed: set[str] | None = None
+        self, store: ObjectStore, name: BackupName, listed: Set[str] | None = None
+    ) -> tuple[CopyStatus, Manifest | None]:
+        if self._label_of(store) in self.unreachable:
+            return self._down(store), None
+        try:
+            return self._observe_reachable(store, name, listed)
+        except _StoreDown:
+            return self._down(store), None
+
+    def _observe_reachable(
+        self, store: ObjectStore, name: BackupName, listed: Set[str] | None
     ) -> tuple[CopyStatus, Manifest | None]:
         exists = (
-            object_key(name) in listed if listed is not None else store.head(object_key(name)) is not None
+            object_key(name) in listed
+            if listed is not None
+            else self._ask(store, lambda: store.head(object_key(name))) is not None
         )
         if not exists:
             return CopyStatus(CopyState.MISSING, f"{store.describe(object_key(name))} does not exist"), None
         try:
-            manifest = read_manifest(store, name)
+            manifest = self._ask(store, lambda: read_manifest(store, name))
         except IntegrityError as exc:
             return CopyStatus(CopyState.DAMAGED, exc.message), None
         if manifest is None:
@@ -186,10 +227,13 @@ class Catalog:
     def entries(self, domain: Domain | None = None) -> list[CatalogEntry]:
         """Every backup found in either copy, oldest first, each copy present, missing or damaged."""
         # One listing per store; then only the manifests are fetched.
-        listed = {
-            label: {object_key(name) for name in backup_names(store, domain)}
-            for label, store in self._stores()
-        }
+        listed: dict[str, set[str]] = {}
+        for label, store in self._stores():
+            try:
+                found = self._ask(store, partial(backup_names, store, domain))
+                listed[label] = {object_key(name) for name in found}
+            except _StoreDown:
+                listed[label] = set()  # every copy in it observes as unreachable below
         names = sorted({BackupName.parse(key.rpartition("/")[2]) for keys in listed.values() for key in keys})
         entries: list[CatalogEntry] = []
         for name in names:
@@ -228,9 +272,16 @@ class Catalog:
         checker: ContentChecker | None,
     ) -> CopyStatus:
         """Check one copy against its own manifest (never the other copy's)."""
-        where = store.describe(object_key(name))
+        stored = manifest.object_name  # another backup's when it shares that one's object
+        where = store.describe(object_key(stored))
+        try:
+            if stored != name and self._ask(store, lambda: store.head(object_key(stored))) is None:
+                return CopyStatus(CopyState.DAMAGED, f"{where}, which holds its bytes, does not exist")
+            if not deep:
+                digest, size = self._ask(store, lambda: stored_sha256(store, stored))
+        except _StoreDown:
+            return self._down(store)
         if not deep:
-            digest, size = stored_sha256(store, name)
             if size != manifest.sizes.stored:
                 return CopyStatus(
                     CopyState.DAMAGED, f"{where} is {size} bytes, the manifest says {manifest.sizes.stored}"

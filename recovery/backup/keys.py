@@ -114,8 +114,26 @@ class KmsKeys:
         self._region = region
         self._mac_key_id = mac_key_id
         self._mac_key_names: tuple[str, str] | None = None  # (ARN, key id) of the manifest key
+        self._usable = False  # the key's state was seen Enabled by this provider
+
+    def _check_usable(self) -> None:
+        """Refuse a key KMS holds but would not use (disabled, pending deletion, pending import) before
+        anything is encrypted under it: the refusal names the key's state, not a failed upload. Asked once
+        per provider (one DescribeKey per run; the runbook role may describe the site key)."""
+        if self._usable:
+            return
+        kms = self._aws.kms(self._region)
+        with self._aws.translate("look up the backup key", f"KMS key {self._key_id}"):
+            state = str(kms.describe_key(KeyId=self._key_id)["KeyMetadata"].get("KeyState", "Enabled"))
+        if state != "Enabled":
+            raise KeyUnavailable(
+                f"KMS key {self._key_id} is {state}, so no backup can be encrypted under it; enable the key "
+                "(or point the target's key source at a usable one) and run the backup again"
+            )
+        self._usable = True
 
     def new_data_key(self, *, context: KeyContext) -> DataKey:
+        self._check_usable()
         kms = self._aws.kms(self._region)
         with self._aws.translate("generate a data key", f"KMS key {self._key_id}"):
             answer = kms.generate_data_key(

@@ -143,6 +143,10 @@ class Manifest(StoredDocument):
     # Written by the runbook side with a key the order hosts cannot use; a manifest without a valid one
     # is never trusted (recovery.backup.catalog). Absent only in manifests written before it existed.
     mac: ManifestMac | None = None
+    # Set when this backup has no object of its own: the backup id whose stored object holds its bytes
+    # (one realtime base backup of the cluster serves both realtime domains). Sizes, sha256, chunk size
+    # and key are then that object's; the MAC covers this field, so it cannot be pointed elsewhere.
+    shares: str | None = None
 
     @field_validator("created_at")
     @classmethod
@@ -159,23 +163,43 @@ class Manifest(StoredDocument):
             raise ValueError(str(exc)) from None
         if (name.domain, name.kind) != (self.domain, self.kind):
             raise ValueError(f"backup id {self.backup_id} does not match domain {self.domain}/{self.kind}")
+        if self.shares is not None:
+            try:
+                owner = BackupName.parse(self.shares)
+            except UsageError as exc:
+                raise ValueError(f"shares: {exc}") from None
+            if owner.kind != self.kind or owner.backup_id == self.backup_id:
+                raise ValueError(f"backup {self.backup_id} cannot share the object of {self.shares}")
         return self
 
     @property
     def name(self) -> BackupName:
         return BackupName.parse(self.backup_id)
 
+    def to_json(self) -> bytes:
+        # Without `shares` while unset: every manifest but a sharing one stays readable by older readers.
+        unset = set() if self.shares else {"shares"}
+        return self.model_dump_json(indent=2, exclude=unset).encode("utf-8") + b"\n"
+
+    @property
+    def object_name(self) -> BackupName:
+        """The backup whose stored object holds this backup's bytes: its own, or the one it shares."""
+        return BackupName.parse(self.shares or self.backup_id)
+
     def table(self, name: str) -> TableSummary | None:
         return next((table for table in self.tables if table.name == name), None)
 
     @property
     def key_context(self) -> dict[str, str]:
-        """The encryption context its data key was wrapped with (and must be unwrapped with)."""
-        return backup_context(self.backup_id, self.domain, self.kind)
+        """The encryption context its data key was wrapped with (and must be unwrapped with): that of
+        the backup whose object it is."""
+        owner = self.object_name
+        return backup_context(owner.backup_id, owner.domain, owner.kind)
 
     def signed_bytes(self) -> bytes:
         """The canonical form the MAC covers: every field but the MAC, sorted keys, no spaces."""
-        fields = self.model_dump(mode="json", exclude={"mac"})
+        # `shares` only when set: manifests written before it existed keep the bytes their MAC covers.
+        fields = self.model_dump(mode="json", exclude={"mac"} if self.shares else {"mac", "shares"})
         body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return b"order-recovery backup manifest v1\n" + body.encode("ascii")
 

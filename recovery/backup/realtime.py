@@ -6,9 +6,10 @@
   removes it from the spool. Shipping is idempotent: a file already stored and verifying is not
   written again, only removed from the spool.
 - `take_base_backup` streams `pg_basebackup -D - -Ft -X fetch` through the codec into both copies as the
-  day's `orders` realtime backup, then re-encrypts the verified plaintext as the `transactions` realtime
-  backup (the cluster holds both domains; each domain's backup stands alone under retention). Beside
-  each, `<name>.wal-range.json` records the start and end LSN, timeline and times of the base backup.
+  day's `orders` realtime backup; the `transactions` realtime backup of the same day shares that object
+  (the cluster holds both domains: its manifest names the orders backup in `shares`, so the bytes are
+  encrypted and stored once). Beside each, `<name>.wal-range.json` records the start and end LSN,
+  timeline and times of the base backup.
 - `create_restore_point` names the current WAL position, forces a segment switch and ships it.
 - `coverage` says from when to when a realtime backup can be recovered: from the end of its base
   backup to the last write of the newest segment in the unbroken run shipped after it.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import queue
 import re
 import shlex
 import stat
@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -45,9 +45,9 @@ from recovery.backup.repository import (
     BackupMetadata,
     next_backup_name,
     object_key,
-    read_backup,
     read_manifest,
     write_backup,
+    write_shared_backup,
 )
 from recovery.backup.stores import ObjectStore, stores_for
 from recovery.backup.wal import (
@@ -509,39 +509,6 @@ class BaseBackup:
         return next(item for item in self.manifests if item.domain == domain)
 
 
-def _decoded(store: ObjectStore, name: BackupName, keys: KeyProvider, manifest: Manifest) -> Iterator[bytes]:
-    """The plaintext of a stored backup as blocks, decoded in a thread (bounded queue)."""
-    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-    failure: list[BaseException] = []
-
-    class _Sink:
-        def write(self, data: bytes) -> int:
-            blocks.put(bytes(data))
-            return len(data)
-
-    def run() -> None:
-        try:
-            read_backup(store, name, _Sink(), keys, manifest)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            failure.append(exc)
-        finally:
-            blocks.put(None)
-
-    worker = threading.Thread(target=run, name=f"decode-{name.backup_id}", daemon=True)
-    worker.start()
-    try:
-        while (block := blocks.get()) is not None:
-            yield block
-    finally:
-        # Drain so the decoder can finish even when the consumer stopped early.
-        while worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                blocks.get(timeout=0.1)
-        worker.join()
-    if failure:
-        raise failure[0]
-
-
 def take_base_backup(
     target: Target,
     *,
@@ -616,21 +583,14 @@ def take_base_backup(
     )
     for store in chosen.both:
         store.put_bytes(wal_range_key(orders_name), wal_range.to_json())
-    manifests = [orders]
-    # The cluster holds transactions too: re-encrypt the verified plaintext under its own name and key.
+    # The cluster holds transactions too: the same object serves it (its manifest shares the orders
+    # one's), so the bytes are encrypted and stored once; it keeps its own name, manifest and WAL range.
     transactions_name = next_backup_name(chosen.both, today, "transactions", "realtime")
-    transactions = write_backup(
-        _decoded(chosen.local, orders_name, chosen.keys, orders),
-        transactions_name,
-        BackupMetadata(orders.source, orders.schema_version, orders.service_version, ()),
-        chosen.both,
-        chosen.keys,
-        created_at=started_at,
-    )
+    transactions = write_shared_backup(orders, transactions_name, chosen.both, chosen.keys)
     transactions_range = wal_range.model_copy(update={"backup_id": transactions_name.backup_id})
     for store in chosen.both:
         store.put_bytes(wal_range_key(transactions_name), transactions_range.to_json())
-    manifests.append(transactions)
+    manifests = [orders, transactions]
     # Complete and ship the segment holding the backup's end, so the backup is recoverable at once.
     switch_and_wait_archived(database)
     ship_wal(target, stores=chosen)

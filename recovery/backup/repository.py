@@ -27,7 +27,7 @@ from recovery.backup.codec import (
 from recovery.backup.keys import DataKey, KeyProvider, backup_context
 from recovery.backup.manifest import Manifest, Sizes, SourcePosition, TableSummary, key_info
 from recovery.backup.naming import MANIFEST_SUFFIX, SUFFIX, BackupName, Domain, Kind, next_name
-from recovery.backup.stores import ObjectStore
+from recovery.backup.stores import DEFAULT_PART_SIZE, ObjectStore
 from recovery.errors import IntegrityError, UsageError
 
 HASH_BLOCK = 1024 * 1024
@@ -52,13 +52,44 @@ class BackupMetadata:
 
 
 class _Tee:
-    def __init__(self, sinks: Sequence[Sink]) -> None:
+    """Writes the encoded stream to every copy in whole parts of `part_size` bytes, cut once.
+
+    Each copy then gets the same bytes objects: an S3 copy uploads them as they are, so the copies
+    share their parts in flight instead of each buffering and copying the stream (memory stays flat:
+    about one part here plus the parts in flight, whatever the backup's size).
+    """
+
+    def __init__(self, sinks: Sequence[Sink], part_size: int = DEFAULT_PART_SIZE) -> None:
         self._sinks = sinks
+        self._part_size = part_size
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     def write(self, data: bytes) -> int:
-        for sink in self._sinks:
-            sink.write(data)
+        self._pending.append(bytes(data))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self._part_size:
+            joined = b"".join(self._pending)
+            self._pending.clear()
+            whole = len(joined) - len(joined) % self._part_size
+            for start in range(0, whole, self._part_size):
+                self._to_all(joined[start : start + self._part_size])
+            rest = joined[whole:]
+            self._pending_bytes = len(rest)
+            if rest:
+                self._pending.append(rest)
         return len(data)
+
+    def flush(self) -> None:
+        """Hand over what is left (less than a part); call before the copies complete."""
+        if self._pending:
+            self._to_all(b"".join(self._pending))
+            self._pending.clear()
+            self._pending_bytes = 0
+
+    def _to_all(self, part: bytes) -> None:
+        for sink in self._sinks:
+            sink.write(part)
 
 
 def backup_names(store: ObjectStore, domain: Domain | None = None) -> list[BackupName]:
@@ -104,7 +135,9 @@ def write_backup(
     data_key = keys.new_data_key(context=backup_context(name.backup_id, name.domain, name.kind))
     with ExitStack() as stack:
         sinks = [stack.enter_context(store.create(object_key(name))) for store in stores]
-        result = encode(source, _Tee(sinks), data_key, name.backup_id, chunk_size=chunk_size, threads=threads)
+        tee = _Tee(sinks)
+        result = encode(source, tee, data_key, name.backup_id, chunk_size=chunk_size, threads=threads)
+        tee.flush()
     known = metadata() if callable(metadata) else metadata
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -126,6 +159,32 @@ def write_backup(
     return manifest
 
 
+SHARED_MARKER = b"order-recovery: this backup's bytes are in the object its manifest's `shares` names\n"
+
+
+def write_shared_backup(
+    owner: Manifest, name: BackupName, stores: Sequence[ObjectStore], keys: KeyProvider
+) -> Manifest:
+    """Record `name` as a backup of the same bytes as `owner` without storing them again; return its
+    manifest. `owner` must be written and verified in every store first.
+
+    Its object is a short marker (so the catalog, which lists backups by object, sees it), and its
+    manifest carries `owner`'s sizes, sha256 and wrapped key with `shares` naming the owner.
+    """
+    if owner.shares is not None or owner.kind != name.kind:
+        raise UsageError(
+            f"{name.backup_id} can only share the object of a {name.kind} backup that has its own"
+        )
+    manifest = owner.model_copy(
+        update={"backup_id": name.backup_id, "domain": name.domain, "shares": owner.backup_id, "mac": None}
+    )
+    manifest = Manifest.model_validate(manifest.model_dump()).signed(keys)
+    for store in stores:
+        store.put_bytes(object_key(name), SHARED_MARKER)
+        store.put_bytes(manifest_key(name), manifest.to_json())
+    return manifest
+
+
 def read_manifest(store: ObjectStore, name: BackupName) -> Manifest | None:
     """The store's manifest of `name`; None when absent, IntegrityError when damaged or foreign."""
     data = store.get_bytes(manifest_key(name))
@@ -139,7 +198,7 @@ def read_manifest(store: ObjectStore, name: BackupName) -> Manifest | None:
 
 
 def stored_sha256(store: ObjectStore, name: BackupName) -> tuple[str, int]:
-    """sha256 and size of the stored object, streamed."""
+    """sha256 and size of the stored object, streamed (`name`: the manifest's `object_name`)."""
     digest = hashlib.sha256()
     size = 0
     with store.open(object_key(name)) as stream:
@@ -176,11 +235,14 @@ def read_backup(
         )
     if data_key is None:
         data_key = manifest.unwrap_key(keys)
-    with store.open(object_key(name)) as stream:
-        result = decode(stream, sink, data_key, name.backup_id)
+    # A backup that shares another's object (one base backup for both realtime domains) reads that
+    # object, bound to that backup's id as it was encoded.
+    stored = manifest.object_name
+    with store.open(object_key(stored)) as stream:
+        result = decode(stream, sink, data_key, stored.backup_id)
     if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:
         raise IntegrityError(
-            f"{store.describe(object_key(name))} decrypted but does not match its manifest "
+            f"{store.describe(object_key(stored))} decrypted but does not match its manifest "
             "(sha256 or size); use the other copy"
         )
     return manifest, result

@@ -121,7 +121,29 @@ def plan_retention(entries: Sequence[CatalogEntry], policy: RetentionPolicy) -> 
     for entry in entries:
         groups.setdefault((entry.domain, entry.kind), []).append(entry)
     decisions = [decision for group in groups.values() for decision in _decide_group(group, policy)]
-    return sorted(decisions, key=lambda decision: decision.backup_id)
+    return sorted(_keep_shared_objects(entries, decisions), key=lambda decision: decision.backup_id)
+
+
+def _keep_shared_objects(
+    entries: Sequence[CatalogEntry], decisions: Sequence[RetentionDecision]
+) -> list[RetentionDecision]:
+    """A backup whose object a kept backup shares (one base backup serves both realtime domains) is
+    kept while that one is: deleting it would delete the kept backup's bytes."""
+    kept = {decision.backup_id for decision in decisions if decision.keep}
+    sharers: dict[str, str] = {}
+    for entry in entries:
+        if entry.manifest is not None and entry.manifest.shares and entry.backup_id in kept:
+            sharers.setdefault(entry.manifest.shares, entry.backup_id)
+    return [
+        RetentionDecision(
+            decision.backup_id,
+            True,
+            f"its object holds the bytes of kept backup {sharers[decision.backup_id]}",
+        )
+        if not decision.keep and decision.backup_id in sharers
+        else decision
+        for decision in decisions
+    ]
 
 
 # Realtime WAL series ------------------------------------------------------------------------------------

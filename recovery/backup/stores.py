@@ -9,6 +9,7 @@ streamed GET: moto's server copies the whole object for every ranged GET, so ran
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -90,10 +91,17 @@ class _MultipartUpload:
             self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
 
     def write(self, data: bytes) -> int:
+        if not self._buffer and len(data) == self._part_size and isinstance(data, bytes):
+            # A whole part handed over as it is (the backup writer cuts parts once for both copies):
+            # uploaded without a copy, the same bytes in flight to every copy.
+            self._send(data)
+            return len(data)
         self._buffer += data
         while len(self._buffer) >= self._part_size:
-            self._send(bytes(self._buffer[: self._part_size]))
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self._part_size])  # one copy, not a slice's and then bytes()'s
             del self._buffer[: self._part_size]
+            self._send(part)
         return len(data)
 
     def _send(self, body: bytes) -> None:
@@ -111,7 +119,13 @@ class _MultipartUpload:
     def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
         with AwsDriver.translate(f"upload part {number}", self._where):
             answer = self._s3.upload_part(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+                # A stream, not bytes: the HTTP layer would join a bytes body to the request head, a
+                # copy of every part in flight; a BytesIO over the part shares its buffer.
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=io.BytesIO(body),
             )
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
@@ -169,13 +183,14 @@ class S3Store:
         self.bucket = address.bucket
         self.region = address.region
         self.prefix = address.prefix
+        self.endpoint_url = address.endpoint_url
         self._aws = aws
         self._part_size = part_size
         self._in_flight = parts_in_flight
 
     @property
     def _s3(self) -> S3Client:
-        return self._aws.s3(self.region)
+        return self._aws.s3(self.region, self.endpoint_url)
 
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key} ({self.label} copy)"

@@ -75,7 +75,7 @@ def _render_entries(rows: list[dict[str, Any]]) -> None:
             f"remote {row['remote']['state']:<9}{point}"
         )
         for label in ("local", "remote"):
-            if row[label]["state"] == "damaged":
+            if row[label]["state"] in ("damaged", "unreachable"):
                 typer.echo(f"    {label}: {row[label]['detail']}")
 
 

@@ -45,13 +45,19 @@ def _summary(run: GameDayRun, report_dir: Path) -> dict[str, Any]:
     }
 
 
+def _seconds(value: float | None) -> str:
+    """A measured time, or `-` for a scenario that does not measure it (no detection marker, say)."""
+    return "-" if value is None else f"{value} s"
+
+
 def _render(doc: dict[str, Any]) -> None:
     for run in doc["runs"]:
         verdict = "PASSED" if run["passed"] else "FAILED"
         typer.echo(f"{run['scenario']}: {verdict} (experiment {run['experiment_status']})")
         typer.echo(
-            f"  time to detect {run['time_to_detect_s']} s, RTO {run['rto_s']} s, orders acknowledged "
-            f"{run['orders_acknowledged']}, lost {run['orders_lost']}, error rate {run['error_rate']:.1%}"
+            f"  time to detect {_seconds(run['time_to_detect_s'])}, RTO {_seconds(run['rto_s'])}, "
+            f"orders acknowledged {run['orders_acknowledged']}, lost {run['orders_lost']}, "
+            f"error rate {run['error_rate']:.1%}"
         )
         for objective in run["objectives"]:
             typer.echo(
@@ -111,7 +117,8 @@ def history_command(
         for run in document["runs"]:
             typer.echo(
                 f"{run['started_at']}  {run['scenario']:<32} {'pass' if run['passed'] else 'FAIL'}  "
-                f"detect {run['time_to_detect_s']} s  RTO {run['rto_s']} s  lost {run['orders_lost']}"
+                f"detect {_seconds(run['time_to_detect_s'])}  RTO {_seconds(run['rto_s'])}  "
+                f"lost {run['orders_lost']}"
             )
         for sentence in document["trends"]:
             typer.echo(sentence)

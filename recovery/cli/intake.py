@@ -10,11 +10,16 @@ import typer
 
 from recovery.cli.common import OutputFormat, OutputOpt, TargetOpt, emit
 from recovery.cli.preflight import emit_or_fail
-from recovery.drivers.orderservice import call
 from recovery.errors import UsageError, VerificationFailed
-from recovery.intake.book import intake_queue, queued_ids, read_catalog, record_queued
+from recovery.intake.book import (
+    intake_queue,
+    queued_ids,
+    read_catalog,
+    record_queued,
+    replay_document,
+    replay_target,
+)
 from recovery.intake.csv_orders import parse_csv_orders
-from recovery.intake.replay import replay
 from recovery.notify.publish import Notifier
 from recovery.targets import load_target
 
@@ -93,20 +98,7 @@ def replay_command(
     output: OutputOpt = OutputFormat.text,
 ) -> None:
     """Enter every queued order into the order service once; set aside what it can never accept."""
-    loaded = load_target(target)
-    url = loaded.traffic.front_door_url
-    outcome = replay(
-        intake_queue(loaded),
-        lambda body: call(url, "POST", "/orders", body),
-        notifier=Notifier(loaded),
-        limit=limit,
-    )
-    doc = {
-        "created": outcome.created,
-        "already_present": outcome.present,
-        "set_aside": [{"order_id": s.order_id, "reason": s.reason} for s in outcome.set_aside],
-        "stopped": outcome.stopped,
-    }
+    doc = replay_document(replay_target(load_target(target), limit=limit))
 
     def render(d: dict[str, Any]) -> None:
         typer.echo(f"replayed {d['created']} orders ({d['already_present']} were already there)")

@@ -30,6 +30,7 @@ from recovery.cli import (
 from recovery.cli.common import envelope, forget_invoked_target
 from recovery.engine.redact import redact_text
 from recovery.errors import ExitCode, RecoveryError
+from recovery.memory import return_large_buffers_to_the_os
 
 app = typer.Typer(
     name="recovery",
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 def _invoke(args: list[str]) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    return_large_buffers_to_the_os()  # streams of MiB buffers: memory flat however long they run
     try:
         result = app(args=args, prog_name="recovery", standalone_mode=False)
     except RecoveryError as exc:

@@ -55,6 +55,8 @@ def verify_command(
         "summary": verdict.summary(),
         "acknowledged": verdict.acknowledged,
         "present": verdict.present,
+        "pending": verdict.pending,
+        "pending_present": verdict.pending_present,
         "payments": verdict.payments,
         "failures_in_ledger": len(read.failures),
         "torn_last_line": read.torn_last_line,

@@ -185,14 +185,16 @@ class AwsDriver:
         self._config = client_config(
             pool_size, attempts=attempts, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str, str | None], Any] = {}
         # boto3 sessions are not thread-safe, clients are: build under a lock, then share.
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
 
-    def client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str, endpoint_url: str | None = None) -> Any:
+        """The client of `service` in `region`, at the target's endpoint or at `endpoint_url`."""
+        endpoint = endpoint_url or self._endpoint_url
         with self._lock:
-            cached = self._clients.get((service, region))
+            cached = self._clients.get((service, region, endpoint))
             if cached is None:
                 if self._session is None:
                     self._session = self._new_session()
@@ -200,17 +202,17 @@ class AwsDriver:
                     cached = self._session.client(
                         service,  # type: ignore[call-overload]
                         region_name=region,
-                        endpoint_url=self._endpoint_url,
+                        endpoint_url=endpoint,
                         config=self._config,
                     )
-                self._clients[(service, region)] = cached
+                self._clients[(service, region, endpoint)] = cached
             return cached
 
     def _new_session(self) -> boto3.session.Session:
         return new_session(self._endpoint_url, self._profile)
 
-    def s3(self, region: str) -> S3Client:
-        client: S3Client = self.client("s3", region)
+    def s3(self, region: str, endpoint_url: str | None = None) -> S3Client:
+        client: S3Client = self.client("s3", region, endpoint_url)
         return client
 
     def kms(self, region: str) -> KMSClient:

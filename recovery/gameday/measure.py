@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from recovery.gameday.model import Bucket, Measured, ObjectiveResult, Objectives, TimelineEvent
+from recovery.gameday.scenario import Response
 from recovery.load.ledger import Ledger
 
 
@@ -80,3 +82,47 @@ def evaluate(objectives: Objectives, measured: Measured) -> tuple[ObjectiveResul
         _check("error rate during the incident", objectives.error_rate, rate, "%"),
     )
     return tuple(check for check in checks if check is not None)
+
+
+def _answer(response: Response, run: Mapping[str, Any] | None) -> tuple[str, bool, str]:
+    """(what was seen, whether it is the expected answer, why) for one command of the method."""
+    if run is None:
+        return "did not run", False, f"{response.activity} never ran"
+    output = run.get("output")
+    if not isinstance(output, Mapping) or "status" not in output:
+        raised = run.get("exception")  # chaostoolkit-lib keeps the traceback as a list of lines
+        text = (
+            "".join(raised) if isinstance(raised, list) else str(raised or run.get("status") or "no output")
+        )
+        failure = [line for line in text.splitlines() if line.strip()]
+        last = failure[-1].strip() if failure else "?"
+        return "no exit code", False, f"{response.activity} gave no exit code ({last})"
+    code = int(output["status"])
+    lines = [line for line in str(output.get("stderr") or "").splitlines() if line.strip()]
+    seen = f"exit {code}" + (f", {lines[0][:120]}" if len(lines) == 1 else f", {len(lines)} stderr lines")
+    if code != response.exit_code:
+        return seen, False, f"{response.activity} exited {code}, expected {response.exit_code}"
+    if response.exit_code == 0:
+        return seen, True, f"{response.activity} succeeded"
+    wanted = f"error[{response.error}]" if response.error else "error["
+    if len(lines) != 1 or not lines[0].startswith(wanted):
+        return seen, False, f"{response.activity} did not say why in one `{wanted}...` line on stderr"
+    return seen, True, f"{response.activity} exited {code} with one line: {lines[0][:160]}"
+
+
+def check_responses(
+    responses: Sequence[Response], chaos_journal: Mapping[str, Any]
+) -> tuple[ObjectiveResult, ...]:
+    """Each expected answer of a command of the method against what Chaos Toolkit's journal recorded."""
+    runs: dict[str, Mapping[str, Any]] = {}
+    for run in chaos_journal.get("run") or []:
+        name = str((run.get("activity") or {}).get("name", ""))
+        runs.setdefault(name, run)
+    results = []
+    for response in responses:
+        seen, passed, reason = _answer(response, runs.get(response.activity))
+        goal = f"exit {response.exit_code}" + (
+            f", one line error[{response.error}]" if response.error else ""
+        )
+        results.append(ObjectiveResult(f"response: {response.activity}", goal, seen, passed, reason))
+    return tuple(results)

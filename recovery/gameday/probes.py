@@ -7,9 +7,12 @@ provider): a scenario runs the same commands a person or a pipeline would.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from recovery.backup.catalog import CopyState, catalog_for
+from recovery.drivers import db
 from recovery.drivers.orderservice import call
 from recovery.engine.journal import is_running, read_journal, run_ids, runs_dir
 from recovery.engine.result import summarize
@@ -17,6 +20,8 @@ from recovery.errors import ExternalFailure
 from recovery.load.ledger import read_ledger
 from recovery.load.ledger_check import verify_ledger
 from recovery.targets import load_target
+
+CATALOGUE_MARK = " [damaged by a game day]"  # what recovery.gameday.faults.damage_catalogue appends
 
 
 def front_door_healthy(target: str = "lab") -> bool:
@@ -76,3 +81,35 @@ def last_run(runbook: str, target: str = "lab") -> dict[str, Any] | None:
                 "code": result.code,
             }
     return None
+
+
+def catalogue_intact(target: str = "lab") -> dict[str, Any]:
+    """`passed` when no product carries the mark a game day's catalogue damage leaves."""
+    with db.connect(load_target(target).primary.database, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE position(%s in name) > 0), count(*) FROM products",
+            (CATALOGUE_MARK,),
+        ).fetchone()
+    damaged, products = (int(row[0]), int(row[1])) if row else (0, 0)
+    return {"passed": damaged == 0, "damaged": damaged, "products": products}
+
+
+def backups_whole(target: str = "lab") -> dict[str, Any]:
+    """`passed` when every backup in either copy has its object and manifest in both: nothing half-written
+    or half-deleted sits among the backups (a failed backup leaves no object at all)."""
+    entries = catalog_for(load_target(target)).entries()
+    partial = [
+        f"{entry.backup_id} (local {entry.local.state}, remote {entry.remote.state})"
+        for entry in entries
+        if (entry.local.state, entry.remote.state) != (CopyState.PRESENT, CopyState.PRESENT)
+    ]
+    return {"passed": not partial, "backups": len(entries), "partial": partial}
+
+
+def last_restore(target: str = "lab") -> dict[str, Any] | None:
+    """The newest restore's record: which backup and which copy each domain came from, and why."""
+    records = sorted((load_target(target).state_dir / "restores").glob("*.json"))
+    if not records:
+        return None
+    record: dict[str, Any] = json.loads(records[-1].read_text(encoding="utf-8"))
+    return {"run_id": record.get("run_id"), "choices": record.get("choices", [])}

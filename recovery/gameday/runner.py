@@ -1,9 +1,10 @@
 """Run a scenario through chaostoolkit-lib, then add what its journal lacks: the ledger, the timeline of
 the toolkit's own runbooks, the objectives, and the reports.
 
-The experiment gets three configuration values from here (a plain `chaos run` takes them from the
+The experiment gets four configuration values from here (a plain `chaos run` takes them from the
 environment or their defaults): `recovery_target`, `ledger` (where the load generator writes every
-acknowledged order of this run) and `recovery_bin` (the directory of the `recovery` command the process
+acknowledged order of this run), `faulty_target` (where a network fault writes the target whose store
+sits behind the fault proxy) and `recovery_bin` (the directory of the `recovery` command the process
 activities call).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 from recovery.engine.journal import read_journal, run_ids, runs_dir
 from recovery.errors import PreconditionFailed
 from recovery.gameday.history import RUN_FILE
-from recovery.gameday.measure import error_rate_between, evaluate, load_buckets
+from recovery.gameday.measure import check_responses, error_rate_between, evaluate, load_buckets
 from recovery.gameday.model import GameDayRun, Measured, to_json
 from recovery.gameday.report import html_report, junit_report, markdown_report
 from recovery.gameday.scenario import Scenario
@@ -74,7 +75,12 @@ def run_game_day(
     started = datetime.now(UTC)
     clock = time.monotonic()
     with _recovery_on_path() as bin_dir:
-        config = {"recovery_target": target_ref, "ledger": str(ledger_path), "recovery_bin": str(bin_dir)}
+        config = {
+            "recovery_target": target_ref,
+            "ledger": str(ledger_path),
+            "faulty_target": str(out / "faulty-target.yaml"),
+            "recovery_bin": str(bin_dir),
+        }
         chaos_journal = _chaos(scenario, config)
     duration = time.monotonic() - clock
     (out / "chaos-journal.json").write_text(json.dumps(chaos_journal, indent=2) + "\n")
@@ -116,7 +122,7 @@ def run_game_day(
         experiment_status=str(chaos_journal.get("status", "unknown")),
         objectives=objectives,
         measured=measured,
-        results=evaluate(objectives, measured),
+        results=evaluate(objectives, measured) + check_responses(scenario.recovery.responses, chaos_journal),
         timeline=timeline.events,
         load=buckets,
     )

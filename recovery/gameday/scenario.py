@@ -10,6 +10,8 @@ The extension block adds what a game day measures and Chaos Toolkit does not kno
         detected_when: {runbook: upgrade, event: step.failed}
         recovered_when: {runbook: rollback, event: run.finished}
         objectives: {time_to_detect_s: 30, rto_s: 60, orders_lost: 0, error_rate: 0.5}
+        responses:                        # what a command of the method must answer
+          - {activity: deploy v2-unhealthy, exit_code: 6, error: upgrade.rolled_back}
 
 A malformed scenario is refused with one line naming the file, the line and the field.
 """
@@ -42,8 +44,18 @@ class Marker(_Strict):
 
     # pydantic matches with Rust regex, where `$` is the very end (a trailing newline is refused)
     runbook: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
-    event: Literal["run.started", "step.failed", "run.finished"]
+    event: Literal["run.started", "step.finished", "step.failed", "run.finished"]
     status: Literal["ok", "failed"] | None = None  # run.finished only: which outcome counts
+    step: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")  # step events: only this step
+
+
+class Response(_Strict):
+    """What a command of the method must answer: its exit code and, when it fails, exactly one line on
+    stderr naming the error code (`error[CODE]: ...`), as the README's exit-code table promises."""
+
+    activity: str = Field(min_length=1)
+    exit_code: int = Field(ge=0, le=255)
+    error: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_.]*$")
 
 
 class ObjectivesBlock(_Strict):
@@ -60,6 +72,7 @@ class RecoveryBlock(_Strict):
     detected_when: Marker | None = None
     recovered_when: Marker | None = None
     objectives: ObjectivesBlock = ObjectivesBlock()
+    responses: tuple[Response, ...] = ()
 
     def to_objectives(self) -> Objectives:
         o = self.objectives
@@ -132,4 +145,13 @@ def load_scenario(path: Path) -> Scenario:
     if block.fault not in names:
         line = _line_of(root, ("extensions", index, "fault"))
         raise _refuse(path, line, f"extensions[recovery].fault: no method activity is named {block.fault!r}")
+    for number, response in enumerate(block.responses):
+        if response.activity not in names:
+            line = _line_of(root, ("extensions", index, "responses", number, "activity"))
+            raise _refuse(
+                path,
+                line,
+                f"extensions[recovery].responses.{number}.activity: no method activity is named "
+                f"{response.activity!r}",
+            )
     return Scenario(path, path.stem, str(document["title"]), document, block)

@@ -47,6 +47,8 @@ class Timeline:
 def _matches(marker: Marker | None, runbook: str, record: Mapping[str, Any]) -> bool:
     if marker is None or runbook != marker.runbook or record.get("event") != marker.event:
         return False
+    if marker.step is not None and record.get("step") != marker.step:
+        return False
     return marker.status is None or record.get("status") == marker.status
 
 

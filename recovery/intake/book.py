@@ -1,5 +1,6 @@
 """The intake's I/O at the toolkit's side: the catalog snapshot rows are checked against, the record of
-what was queued (so a second run of the same file queues nothing twice), and the queue of a target."""
+what was queued (so a second run of the same file queues nothing twice), the queue of a target, and the
+replay of that queue into the target's order service (the CLI and the runbooks' last step share it)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 from recovery.drivers import db
 from recovery.drivers.aws import AwsDriver
+from recovery.drivers.orderservice import call
 from recovery.errors import UsageError
 from recovery.intake.csv_orders import Catalog, Product
 from recovery.intake.queue import IntakeQueue
 from recovery.intake.record import IntakeOrder
+from recovery.intake.replay import ReplayOutcome, replay
+from recovery.notify.publish import Notifier
 from recovery.targets.model import Target
 
 QUEUED = Path("intake") / "queued.jsonl"
@@ -71,3 +75,24 @@ def record_queued(target: Target, order: IntakeOrder, message_id: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replay_target(target: Target, *, limit: int | None = None) -> ReplayOutcome:
+    """Replay the target's intake queue through its front door; customers hear of each order."""
+    url = target.traffic.front_door_url
+    return replay(
+        intake_queue(target),
+        lambda body: call(url, "POST", "/orders", body),
+        notifier=Notifier(target),
+        limit=limit,
+    )
+
+
+def replay_document(outcome: ReplayOutcome) -> dict[str, object]:
+    """A replay's outcome as the CLI and the journal show it."""
+    return {
+        "created": outcome.created,
+        "already_present": outcome.present,
+        "set_aside": [{"order_id": s.order_id, "reason": s.reason} for s in outcome.set_aside],
+        "stopped": outcome.stopped,
+    }

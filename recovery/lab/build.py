@@ -356,7 +356,7 @@ def wait_first_round(plan: LabPlan, pid: int, timeout: float) -> None:
 
 
 def _write_descriptions(user: LabUser, plan: LabPlan, pg_bin: Path, aws_ids: dict[str, str]) -> None:
-    inventory = render.inventory(plan, ssh_user=user.name)
+    inventory = render.inventory(plan, ssh_user=user.name, intake_queue_url=aws_ids["intake_queue_url"])
     plan.inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
     if service.GROUP_VARS.is_dir():
         shutil.copytree(service.GROUP_VARS, plan.inventory_dir / "group_vars", dirs_exist_ok=True)

@@ -171,8 +171,9 @@ def known_hosts_line(site: SitePlan, host_public_key: str) -> str:
     return f"[{site.address}]:{site.ssh_port} {key_type} {key_body}"
 
 
-def inventory(plan: LabPlan, *, ssh_user: str) -> dict[str, Any]:
-    """docs/architecture.md, "Ansible contract": groups app > primary/standby, one host each."""
+def inventory(plan: LabPlan, *, ssh_user: str, intake_queue_url: str = "") -> dict[str, Any]:
+    """docs/architecture.md, "Ansible contract": groups app > primary/standby, one host each. With an
+    intake queue, the services take orders into it while their database cannot (degraded mode)."""
 
     def host_vars(s: SitePlan) -> dict[str, Any]:
         return {
@@ -195,13 +196,14 @@ def inventory(plan: LabPlan, *, ssh_user: str) -> dict[str, Any]:
             "order_db_passfile": str(s.service_pgpass),
         }
 
-    return {
-        "all": {
-            "children": {
-                "app": {"children": {s.site: {"hosts": {s.host_name: host_vars(s)}} for s in plan.sites}}
-            }
+    app: dict[str, Any] = {"children": {s.site: {"hosts": {s.host_name: host_vars(s)}} for s in plan.sites}}
+    if intake_queue_url:
+        app["vars"] = {
+            "order_service_intake_queue_url": intake_queue_url,
+            "order_service_intake_region": PRIMARY_REGION,
+            "order_service_intake_endpoint_url": plan.moto_url,
         }
-    }
+    return {"all": {"children": {"app": app}}}
 
 
 def target(

@@ -1,7 +1,8 @@
 """Prove every acknowledged order of a ledger exists exactly once in the database with its total.
 
 `observe_orders` reads the orders the ledger names from the primary database (I/O); `check_ledger`
-decides (pure): an acknowledged order is present, set aside for a person (absent from the books but
+decides (pure): an acknowledged order (stored at once, or accepted as pending into the intake queue and
+stored by its replay) is present, set aside for a person (absent from the books but
 listed in a rollback's hand-over file: not lost, a person decides), lost (no row and in no list),
 duplicated (more than one row with its id: only possible when a restore or carry-over broke the primary
 key), mismatched (its total differs from the acknowledged one) or, for an acknowledged payment, unpaid
@@ -50,6 +51,8 @@ class LedgerVerdict:
     mismatched: Finding
     unpaid: Finding
     conflicting_acks: Finding
+    pending: int = 0  # of the acknowledged: accepted-pending (202), stored only once the queue is replayed
+    pending_present: int = 0
 
     @property
     def passed(self) -> bool:
@@ -61,9 +64,14 @@ class LedgerVerdict:
             aside = (
                 f"; {self.set_aside.count} set aside for a person, none lost" if self.set_aside.count else ""
             )
+            queued = (
+                f"; {self.pending_present} of them were accepted as pending and replayed"
+                if self.pending
+                else ""
+            )
             return (
                 f"{self.present} of {self.acknowledged} acknowledged orders exist exactly once with their "
-                f"acknowledged totals ({self.payments} acknowledged payments are paid){aside}"
+                f"acknowledged totals ({self.payments} acknowledged payments are paid){queued}{aside}"
             )
         parts = []
         for label, finding in (
@@ -77,6 +85,11 @@ class LedgerVerdict:
                 parts.append(f"{finding.count} {label} (e.g. {', '.join(finding.examples[:MAX_EXAMPLES])})")
         if self.set_aside.count:
             parts.append(f"{self.set_aside.count} set aside for a person (not lost)")
+        if self.pending_present < self.pending:
+            parts.append(
+                f"{self.pending - self.pending_present} of the {self.pending} accepted as pending are not "
+                "stored yet: replay the intake queue (`recovery intake replay`), then check again"
+            )
         return f"of {self.acknowledged} acknowledged orders: {self.present} present; " + "; ".join(parts)
 
 
@@ -130,6 +143,8 @@ def check_ledger(
         mismatched=_finding(mismatched),
         unpaid=_finding(unpaid),
         conflicting_acks=_finding(list(ledger.conflicting_acks)),
+        pending=len(ledger.pending),
+        pending_present=sum(1 for order in ledger.pending if stored.get(order.order_id)),
     )
 
 

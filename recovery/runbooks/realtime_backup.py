@@ -42,7 +42,7 @@ class RealtimeTaken(TypedOutput):
 
 def archiving_on(target: Target) -> bool:
     """Whether the primary archives WAL (archive_mode on and an archive command set)."""
-    with db.connect(target.primary.database, dbname="postgres", what="the primary database") as conn:
+    with db.connect(target.writable.database, dbname="postgres", what="the primary database") as conn:
         row = conn.execute(
             "SELECT current_setting('archive_mode'), current_setting('archive_command')"
         ).fetchone()

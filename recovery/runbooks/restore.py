@@ -21,6 +21,7 @@ recovery provides (a `FromDatabase` over a recovered scratch cluster) once it ex
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_run
 from recovery.engine.model import thaw
 from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError, VerificationFailed
 from recovery.paths import PLAYBOOKS_DIR
+from recovery.release.gates import observe_host_health
+from recovery.restore import fence
 from recovery.restore.beside import restore_with_fallbacks
 from recovery.restore.carryover import RESTORE_CARRIES, carry_over
 from recovery.restore.catchup import catch_up, report_lines
@@ -63,6 +66,7 @@ from recovery.restore.rds_source import is_rds_choice
 from recovery.restore.replaced import needed_by_unfinished_runs, plan_replaced, replaced_databases
 from recovery.restore.scope import DEFAULT_SCOPE_POLICY, SCOPE_POLICIES, after_cut_sentence
 from recovery.restore.selection import DomainChoice, Selection
+from recovery.runbooks.replay_intake import replay_intake_step
 from recovery.targets.model import Database, Target
 from recovery.verify.domains import tables_for
 from recovery.verify.reports import failure_line
@@ -70,6 +74,7 @@ from recovery.verify.restored import check_restored_copy, expectations_for
 from recovery.verify.smoke import smoke_test
 
 RESTORE_PLAYBOOK = PLAYBOOKS_DIR / "restore.yml"
+UNFENCED_HEALTH_TIMEOUT_S = 60.0
 
 
 # Step results ------------------------------------------------------------------------------------------
@@ -309,9 +314,39 @@ def _service(ctx: RunContext, phase: str) -> None:
 
 
 def _fence_step(ctx: RunContext) -> dict[str, object]:
-    ctx.progress("stopping the order service on every app host")
-    _service(ctx, "stop")
-    return {"stopped": [host.name for host in ctx.target.hosts()]}
+    """Keep the service's database role out and end its sessions; the service keeps answering, so with
+    degraded mode its orders go to the intake queue meanwhile (replayed by the last step). A service
+    without a role of its own to fence is stopped instead."""
+    db = _db(ctx.target)
+    try:
+        role = fence.service_role(db)
+    except PreconditionFailed as exc:
+        ctx.note(f"cannot fence: {exc.message}; stopping the service on every host instead")
+        ctx.progress("stopping the order service on every app host")
+        _service(ctx, "stop")
+        return {"stopped": [host.name for host in ctx.target.hosts()]}
+    fenced = fence.fence(db, role)
+    ctx.note(
+        f"role {role} may not log in until the swap is done ({fenced.terminated_sessions} sessions ended)"
+    )
+    return {"role": role, "terminated_sessions": fenced.terminated_sessions, "stopped": []}
+
+
+def _unfence(ctx: RunContext) -> None:
+    """Let the service back in: lift its role's fence, or start it where it was stopped."""
+    role = (ctx.outputs.get("fence-service") or {}).get("role")
+    if not role:
+        _service(ctx, "start")
+        return
+    fence.lift(_db(ctx.target), str(role))
+    deadline = time.monotonic() + UNFENCED_HEALTH_TIMEOUT_S
+    while not all(observe_host_health(host, timeout=2.0).healthy for host in ctx.target.hosts()):
+        if time.monotonic() > deadline:
+            raise ExternalFailure(
+                f"the order service did not answer /health 200 within {UNFENCED_HEALTH_TIMEOUT_S:.0f} s "
+                "of being let back into its database; check its log"
+            )
+        time.sleep(0.2)
 
 
 def _catch_up_step(ctx: RunContext) -> dict[str, object]:
@@ -366,9 +401,9 @@ def _restart_after_catch_up(ctx: RunContext) -> str:
         discard_restored(_admin(ctx.target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
     except RecoveryError as exc:
         dropped = f"dropping the restored copy failed ({exc.message})"
-    ctx.progress("the catch-up failed: starting the order service again on live")
+    ctx.progress("the catch-up failed: letting the order service back into live")
     try:
-        _service(ctx, "start")
+        _unfence(ctx)
     except RecoveryError as exc:
         return (
             f"{dropped}; starting the order service again failed too ({exc.message}): start it by hand; "
@@ -438,8 +473,8 @@ def _carry_step(ctx: RunContext) -> dict[str, object]:
 
 
 def _start_step(ctx: RunContext) -> dict[str, object]:
-    ctx.progress("starting the order service and waiting for health")
-    _service(ctx, "start")
+    ctx.progress("letting the order service back in and waiting for health")
+    _unfence(ctx)
     host = ctx.target.writable.hosts[0]
     report = smoke_test(f"http://{host.address}:{host.service_port}")
     line = failure_line(report)
@@ -520,7 +555,12 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
                 _verify_step,
                 mutating=False,
             ),
-            Step("fence-service", "stop the order service on every app host", _fence_step, acts_on=hosts),
+            Step(
+                "fence-service",
+                "keep the order service out of the database (or stop it) until the swap is done",
+                _fence_step,
+                acts_on=hosts,
+            ),
             Step(
                 "catch-up-live",
                 f"carry rows written to live's other domains since the copy over into {names.scratch}",
@@ -551,6 +591,7 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
                 acts_on=hosts,
             ),
             Step("record", "record the restore and the database kept for rollback", _record_step),
+            replay_intake_step(),
         ),
     )
 

@@ -55,6 +55,7 @@ from recovery.restore.carryover import LOOKBACK, carry_over
 from recovery.restore.database import RestoredDatabase, restore_id_for, restore_names, swap_in
 from recovery.restore.handover import write_handover
 from recovery.runbooks import speculative
+from recovery.runbooks.replay_intake import replay_intake_step
 from recovery.runbooks.upgrade import RUNBOOK as UPGRADE_RUNBOOK
 from recovery.runbooks.upgrade import RestorePoint, upgrade_runbook
 from recovery.targets.model import Target
@@ -533,6 +534,7 @@ def rollback_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
                 mutating=False,
                 acts_on=(database, *hosts),
             ),
+            replay_intake_step(),
         ),
     )
 

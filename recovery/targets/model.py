@@ -88,6 +88,9 @@ class BackupStore(_Frozen):
     bucket: str
     region: str
     prefix: str = "backups/"
+    # Where this copy's S3 answers when it is not the target's AWS endpoint (an S3-compatible store, a
+    # VPC endpoint; a game day's fault proxy). None: the target's `aws.endpoint_url`.
+    endpoint_url: str | None = None
 
 
 class BackupStores(_Frozen):

@@ -31,7 +31,7 @@ from recovery.drivers.aws import AwsDriver
 from recovery.engine.interrupted import target_open_fences
 from recovery.engine.journal import is_running, journal_path
 from recovery.engine.lock import lock_path, read_holder
-from recovery.errors import RecoveryError
+from recovery.errors import ExternalFailure, RecoveryError
 from recovery.notify import Notifier
 from recovery.targets.model import SiteName, Target
 from recovery.watch import act
@@ -201,6 +201,12 @@ class Watch:
                 found.append(
                     (domain, kind, newest.position if newest else None, newest.backup_id if newest else None)
                 )
+        if catalog.unreachable:
+            # The catalog remembers a store that did not answer; a new one asks it again next time. Until
+            # then the ages already known keep growing, and the outage is reported.
+            self._catalog = None
+            down = "; ".join(f"{label} copy: {why}" for label, why in sorted(catalog.unreachable.items()))
+            raise ExternalFailure(f"a backup store does not answer ({down}); backups cannot be counted")
         return tuple(found)
 
     def _ages(self, now: datetime) -> tuple[BackupAge, ...]:

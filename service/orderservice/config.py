@@ -21,6 +21,20 @@ class DbConfig:
 
 
 @dataclass(frozen=True)
+class IntakeConfig:
+    """Where orders go while the database cannot take writes (the SQS intake queue).
+
+    No credentials here: a real host signs with its instance role; a loopback endpoint (the lab's moto)
+    gets fixed, non-secret ones (orderservice.intake)."""
+
+    queue_url: str
+    region: str
+    endpoint_url: str | None = None
+    # Off: the service refuses orders it cannot write, as before degraded mode existed (to compare).
+    degraded_mode: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     release: str
     site: str
@@ -30,6 +44,7 @@ class Config:
     log_file: str
     pool_min: int = 1
     pool_max: int = 8
+    intake: IntakeConfig | None = None
 
 
 def _field(data: dict, key: str, kind: type, where: str) -> object:
@@ -41,6 +56,43 @@ def _field(data: dict, key: str, kind: type, where: str) -> object:
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise ConfigProblem(f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _region_of(queue_url: str) -> str:
+    """The region of an AWS queue URL (https://sqs.<region>.amazonaws.com/...); '' for other endpoints."""
+    host = queue_url.split("/")[2] if "://" in queue_url else ""
+    parts = host.split(".")
+    return parts[1] if len(parts) >= 3 and parts[0] == "sqs" else ""
+
+
+def _intake(data: dict, path: str) -> IntakeConfig | None:
+    """The optional `intake` object; absent or without a queue URL: no degraded mode."""
+    raw = data.get("intake")
+    if raw is None:
+        return None
+    where = f"{path} intake"
+    if not isinstance(raw, dict):
+        raise ConfigProblem(f"{where}: must be an object with queue_url and region")
+    if not raw.get("queue_url"):
+        return None
+    endpoint = raw.get("endpoint_url") or None
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise ConfigProblem(f"{where}: field 'endpoint_url' must be a URL string")
+    degraded = raw.get("degraded_mode", True)
+    if isinstance(degraded, str) and degraded.lower() in ("true", "false"):
+        degraded = degraded.lower() == "true"  # templating tools sometimes render booleans as strings
+    if not isinstance(degraded, bool):
+        raise ConfigProblem(f"{where}: field 'degraded_mode' must be true or false")
+    queue_url = str(_field(raw, "queue_url", str, where))
+    region = raw.get("region") or _region_of(queue_url)
+    if not isinstance(region, str) or not region:
+        raise ConfigProblem(f"{where}: field 'region' is missing and the queue URL names none; set it")
+    return IntakeConfig(
+        queue_url=queue_url,
+        region=region,
+        endpoint_url=endpoint,
+        degraded_mode=degraded,
+    )
 
 
 def load_config(path: str) -> Config:
@@ -77,4 +129,5 @@ def load_config(path: str) -> Config:
         log_file=str(_field(data, "log_file", str, path)),
         pool_min=int(_field(pool, "min", int, f"{path} pool")) if "min" in pool else 1,  # type: ignore[call-overload]
         pool_max=int(_field(pool, "max", int, f"{path} pool")) if "max" in pool else 8,  # type: ignore[call-overload]
+        intake=_intake(data, path),
     )

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg2
 import psycopg2.errors
 
-from orderservice import catalog, edge, health, orders, probes
+from orderservice import catalog, edge, health, intake, orders, probes
 from orderservice.config import Config
 from orderservice.db import Database
 from orderservice.errors import ApiError, BadRequest, ReadOnly, Unavailable
@@ -27,6 +28,18 @@ log = logging.getLogger("orderservice")
 
 Reply = tuple[int, Any]
 
+# The database failures that mean "cannot write now" (down, fenced, read-only, being swapped, no free
+# connection): only these send an order to the intake queue; any other error is answered as before.
+CANNOT_WRITE = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    psycopg2.errors.ReadOnlySqlTransaction,
+)
+# After a write the database could not take, reads say they are degraded for this long (or until a
+# write succeeds again).
+DEGRADED_WINDOW_S = 30.0
+DEGRADED_HEADER = "X-Order-Service-Degraded"
+
 
 class App:
     """Everything a request needs; handlers are methods returning (status, JSON document)."""
@@ -35,6 +48,9 @@ class App:
         self.config = config
         self.info = info
         self.db = Database(config.db, config.pool_min, config.pool_max)
+        degraded = config.intake is not None and config.intake.degraded_mode
+        self.intake = intake.IntakeQueue(config.intake) if degraded and config.intake else None
+        self._write_blocked_at: float | None = None
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., Reply]]] = [
             ("GET", re.compile(r"/health"), self.health),
             ("GET", re.compile(r"/version"), self.version),
@@ -51,6 +67,8 @@ class App:
 
     def health(self, query: dict[str, str], body: Any) -> Reply:
         healthy, report = health.check(self.db, self.config, self.info)
+        report["degraded_mode"] = "queue" if self.intake is not None else "off"
+        report["writes_blocked"] = self.degraded()
         return (200 if healthy else 503), report
 
     def version(self, query: dict[str, str], body: Any) -> Reply:
@@ -79,8 +97,43 @@ class App:
         return 200, catalog.get_product(self.db, int(product_id))
 
     def create_order(self, query: dict[str, str], body: Any) -> Reply:
-        created, order = orders.create_order(self.db, orders.parse_order_request(body))
+        request = orders.parse_order_request(body)
+        try:
+            created, order = orders.create_order(self.db, request)
+        except CANNOT_WRITE as exc:
+            self._write_blocked_at = time.monotonic()
+            if self.intake is None:
+                raise
+            return self.accept_pending(request, exc)
+        self._write_blocked_at = None
         return (201 if created else 200), order
+
+    def accept_pending(self, request: orders.OrderRequest, cause: Exception) -> Reply:
+        """Degraded mode: the order goes durably into the intake queue, then (only then) a 202."""
+        order_id = str(request.order_id)
+        received_at = datetime.now(intake.UTC_ZONE)
+        message = intake.message_for(order_id, request.user_id, request.lines, received_at)
+        assert self.intake is not None
+        message_id = self.intake.send(order_id, message)
+        log.warning(
+            "order %s queued (message %s): the database cannot take writes (%s)",
+            order_id,
+            message_id,
+            type(cause).__name__,
+        )
+        return 202, {
+            "status": "pending",
+            "order_id": order_id,
+            "idempotency_key": order_id,
+            "received_at": received_at.isoformat(),
+            "message": "accepted, pending: the order is queued and will be entered once the order system "
+            "is back; do not order again",
+        }
+
+    def degraded(self) -> bool:
+        """Whether a recent write found the database unable to take it (reads then say so)."""
+        blocked = self._write_blocked_at
+        return blocked is not None and time.monotonic() - blocked < DEGRADED_WINDOW_S
 
     def list_orders(self, query: dict[str, str], body: Any) -> Reply:
         after = orders.parse_uuid(query["after"], "after") if query.get("after") else None
@@ -116,8 +169,9 @@ class App:
                 return error.status, {"error": error.code, "message": error.message}
             except psycopg2.OperationalError as exc:
                 log.warning("database unavailable: %s", str(exc).strip().splitlines()[:1])
-                error = Unavailable("the database is unavailable; retry later")
-                return error.status, {"error": error.code, "message": error.message}
+                said = "; orders are still accepted as pending" if self.intake is not None else ""
+                error = Unavailable(f"the database is unavailable{said}; retry later")
+                return error.status, {"error": error.code, "message": error.message, "degraded": True}
         if allowed:
             return 405, {"error": "method_not_allowed", "message": f"{method} is not allowed on {path}"}
         return 404, {"error": "not_found", "message": f"no route for {path}"}
@@ -156,6 +210,9 @@ class Handler(BaseHTTPRequestHandler):
         payload = json.dumps(document, default=str).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if method == "GET" and self.app.degraded():
+            # A read served while writes cannot be taken: the answer may be stale, orders are pending.
+            self.send_header(DEGRADED_HEADER, "writes are queued; this answer may not show recent orders")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -202,6 +259,9 @@ def serve(config: Config) -> int:
     setup_logging(config.log_file)
     info = load_release_info()
     app = App(config, info)
+    problem = app.intake.prepare() if app.intake is not None else None
+    if problem:
+        log.error("%s: orders the database cannot take will be refused", problem)
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = ThreadingHTTPServer((config.listen, config.port), handler)
     server.daemon_threads = True

@@ -87,6 +87,26 @@ def test_copies_upload_in_parts_and_download_streamed(aws: AwsDriver, keys: KmsK
     assert not s3.list_multipart_uploads(Bucket=LOCAL.bucket).get("Uploads")
 
 
+def test_parts_are_cut_once_for_both_copies_and_the_rest_follows(aws: AwsDriver, keys: KmsKeys) -> None:
+    """The writer cuts the stream into whole parts once and hands the same parts to both copies (no
+    per-copy buffering); the rest under a part is handed over at the end."""
+    defaults = (S3Store(aws, LOCAL, "local"), S3Store(aws, REMOTE, "remote"))
+    data = os.urandom(17 * MIB)  # incompressible: 8 + 8 + a bit over 1 MiB
+    sizes: dict[str, list[int]] = {LOCAL.region: [], REMOTE.region: []}
+    for region, seen in sizes.items():
+        aws.s3(region).meta.events.register(
+            "before-call.s3.UploadPart",
+            lambda params, seen=seen, **_: seen.append(len(params["body"].getvalue())),
+        )
+    write_backup(io.BytesIO(data), NAME, METADATA, defaults, keys, chunk_size=1 * MIB)
+    for seen in sizes.values():
+        assert sorted(seen, reverse=True)[:2] == [8 * MIB, 8 * MIB] and len(seen) == 3
+    for store in defaults:
+        out = io.BytesIO()
+        read_backup(store, NAME, out, keys)
+        assert out.getvalue() == data
+
+
 def test_small_backup_is_a_single_part_and_overwrite_is_refused(keys: KmsKeys, copies: Copies) -> None:
     write_backup(io.BytesIO(b"orders\t1\n"), NAME, METADATA, copies, keys)
     with pytest.raises(PreconditionFailed, match="already exists; backups are never overwritten"):

@@ -207,9 +207,12 @@ def test_hosts_boot_into_the_service_with_the_ansible_role(
             "order_service_port=8080",
             f"order_db_host={run.outputs['dbAddress']}",
             "order_service_run_migrations=false",
+            f"order_service_intake_queue_url={run.outputs['intakeQueueUrl']}",
+            "order_service_install_packages=true",
         ):
             assert f"-e {setting}" in script or f"-e '{setting}'" in script, setting
         assert run.outputs["serviceDbSecretArn"] in script
+        assert "python3-boto3" in script  # the service's degraded mode sends to SQS with it
         assert "password" not in run.one(LAUNCH_TEMPLATE).inputs  # only the secret's ARN travels
 
 

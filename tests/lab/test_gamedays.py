@@ -1,5 +1,6 @@
 """Game days on the real lab: `recovery gameday run` measures a failed upgrade and fails on a missed
-objective; a scenario also runs as a plain Chaos Toolkit experiment (`chaos run`)."""
+objective; a scenario also runs as a plain Chaos Toolkit experiment (`chaos run`); every other scenario
+of the library runs on the same lab and meets its objectives."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +19,8 @@ from conftest import Lab
 from recovery.cli.main import main
 from recovery.errors import ExitCode
 from recovery.gameday.history import read_runs
-from recovery.gameday.probes import last_run, service_version
+from recovery.gameday.model import GameDayRun
+from recovery.gameday.probes import backups_whole, catalogue_intact, last_run, service_version
 
 LIBRARY = Path(__file__).resolve().parents[2] / "gamedays"
 
@@ -31,20 +35,7 @@ def test_a_game_day_with_an_impossible_rto_reports_the_miss_and_exits_non_zero(
     monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "20")
     reports = tmp_path / "reports"
     target = str(lab.dir / "target.yaml")
-    code = main(
-        [
-            "gameday",
-            "run",
-            str(path),
-            "--target",
-            target,
-            "--report-dir",
-            str(reports),
-            "--yes",
-            "--output",
-            "json",
-        ]
-    )
+    code = _gameday_run(lab, reports, path)
     out, err = capsys.readouterr()
     assert code == ExitCode.VERIFY_FAILED, err
     assert "error[gameday.objective_missed]: game day missed its objectives: impossible-rto" in err
@@ -91,3 +82,118 @@ def test_a_scenario_runs_as_a_plain_chaos_toolkit_experiment(lab: Lab, tmp_path:
     refused = next(r for r in journal["run"] if r["activity"]["name"] == "which step refused the upgrade")
     assert refused["output"]["failed_step"] == "preflight"
     assert service_version(target) == "v1"
+
+
+def _gameday_run(lab: Lab, reports: Path, *scenarios: Path) -> int:
+    args = ["gameday", "run", *map(str, scenarios), "--target", str(lab.dir / "target.yaml")]
+    return main([*args, "--report-dir", str(reports), "--yes", "--output", "json"])
+
+
+Library = tuple[dict[str, dict[str, Any]], dict[str, GameDayRun], Path]
+
+
+@pytest.fixture
+def run_library(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Library]:
+    """`recovery gameday run` of library scenarios on the lab with `load_seconds` of load. Asserts that
+    each met its objectives and responses and lost no order; returns each run's summary and stored
+    report by scenario, and the report folder."""
+
+    def run(load_seconds: int, *names: str) -> Library:
+        monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", str(load_seconds))
+        reports = tmp_path / "reports"
+        code = _gameday_run(lab, reports, *(LIBRARY / f"{name}.yaml" for name in names))
+        out, err = capsys.readouterr()
+        assert code == ExitCode.OK, err[-3000:]
+        summaries = {run["scenario"]: run for run in json.loads(out)["result"]["runs"]}
+        for name in names:
+            summary = summaries[name]
+            missed = [f"{o['name']}: {o['reason']}" for o in summary["objectives"] if not o["passed"]]
+            assert summary["passed"] and summary["experiment_status"] == "completed", missed
+            assert summary["orders_lost"] == 0
+            assert any(o["name"].startswith("response: ") for o in summary["objectives"])
+        return summaries, {run.scenario: run for run in read_runs(reports)}, reports
+
+    return run
+
+
+def _response(summary: dict[str, Any], activity: str) -> str:
+    return str(next(o["reason"] for o in summary["objectives"] if o["name"] == f"response: {activity}"))
+
+
+def _activity_output(run_dir: Path, name: str) -> Any:
+    journal = json.loads((run_dir / "chaos-journal.json").read_text())
+    return next(r["output"] for r in journal["run"] if r["activity"]["name"] == name)
+
+
+def test_the_faulty_releases_that_corrupt_totals_or_break_a_migration_are_rolled_back(
+    lab: Lab, run_library: Callable[..., Library]
+) -> None:
+    names = ("failed-upgrade-corrupts-totals", "failed-upgrade-bad-migration")
+    runs, stored, _ = run_library(25, *names)
+    for name in names:
+        assert 0 < runs[name]["time_to_detect_s"] < runs[name]["rto_s"]
+        kinds = [event.kind for event in stored[name].timeline]
+        assert kinds.index("fault") < kinds.index("detected") < kinds.index("recovered")
+    gates = {
+        name: _response(runs[name], f"deploy v2-{name.removeprefix('failed-upgrade-')}") for name in names
+    }
+    assert "gate smoke failed" in gates["failed-upgrade-corrupts-totals"]  # only the business check sees it
+    assert "gate migrate failed" in gates["failed-upgrade-bad-migration"]
+    assert service_version(str(lab.dir / "target.yaml")) == "v1"
+
+
+def test_a_restore_reads_the_other_copy_when_one_is_corrupted_missing_or_unreachable(
+    lab: Lab, run_library: Callable[..., Library]
+) -> None:
+    names = ("backup-copy-corrupted", "backup-copy-missing", "backup-region-unavailable")
+    _, stored, reports = run_library(8, *names)
+    read = {
+        name: _activity_output(reports / stored[name].run_id, "the copy the restore read") for name in names
+    }
+    [corrupted] = read["backup-copy-corrupted"]["choices"]
+    assert corrupted["copy"] == "remote" and "local copy is damaged" in corrupted["reason"]
+    [missing] = read["backup-copy-missing"]["choices"]
+    assert missing["copy"] == "remote" and "local copy is missing" in missing["reason"]
+    [local] = read["backup-region-unavailable"]["choices"]
+    assert local["copy"] == "local"
+    region = reports / stored["backup-region-unavailable"].run_id
+    listed = json.loads(_activity_output(region, "list the backups while the remote store is down")["stdout"])
+    remote_states = {row["remote"]["state"] for row in listed["result"]["backups"]}
+    assert remote_states == {"unreachable"}
+    failed = _activity_output(region, "back up while the remote store is down")["stderr"].strip()
+    assert failed.startswith("error[external.failed]:") and "remote copy" in failed
+    # The copies are as the backups wrote them again, and the faulty target is gone.
+    assert backups_whole(str(lab.dir / "target.yaml"))["passed"]
+    assert not (region / "faulty-target.yaml").exists()
+
+
+def test_backups_ride_out_network_trouble_and_refuse_clearly_without_the_link_or_the_key(
+    lab: Lab, run_library: Callable[..., Library]
+) -> None:
+    _, stored, reports = run_library(8, "backup-upload-network-trouble", "backup-key-disabled")
+    refused = _activity_output(
+        reports / stored["backup-key-disabled"].run_id, "back up while the key is disabled"
+    )
+    assert "is Disabled, so no backup can be encrypted" in refused["stderr"]
+    assert backups_whole(str(lab.dir / "target.yaml"))["passed"]
+
+
+def test_operator_errors_are_refused_with_one_line(run_library: Callable[..., Library]) -> None:
+    _, stored, reports = run_library(8, "operator-errors")
+    held = _activity_output(
+        reports / stored["operator-errors"].run_id, "back up while another controller holds the lock"
+    )
+    assert "locked by run" in held["stderr"] and "another controller's run" in held["stderr"]
+
+
+def test_a_restore_under_load_loses_no_order(lab: Lab, run_library: Callable[..., Library]) -> None:
+    # The load outlasts the restore's fence: orders fail while the service is fenced, none is lost.
+    _, stored, _ = run_library(30, "restore-under-load")
+    under_load = stored["restore-under-load"]
+    restore = next(e for e in under_load.timeline if e.label.startswith("restore started"))
+    recovered = next(e for e in under_load.timeline if e.kind == "recovered")
+    during = [b for b in under_load.load if restore.at_s <= b.at_s <= recovered.at_s]
+    assert sum(b.acknowledged for b in during) > 0  # orders were placed while the restore ran
+    assert catalogue_intact(str(lab.dir / "target.yaml"))["passed"]

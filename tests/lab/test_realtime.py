@@ -35,6 +35,7 @@ from recovery.backup.realtime import (
     take_base_backup,
     wal_archive_extravars,
 )
+from recovery.backup.repository import object_key
 from recovery.backup.wal import parse_wal_keys
 from recovery.cli.wal_ship import ship as ship_command
 from recovery.drivers import db
@@ -114,9 +115,9 @@ def base(lab: Lab) -> BaseBackup:
         return take_base_backup(lab.target, stores=_stores(lab), service_version="v1")
 
 
-def _realtime_choice(base: BaseBackup, copy: str = "local") -> DomainChoice:
-    backup_id = base.manifest("orders").backup_id
-    return DomainChoice("orders", backup_id, "realtime", copy, "chosen by the test")  # type: ignore[arg-type]
+def _realtime_choice(base: BaseBackup, copy: str = "local", domain: str = "orders") -> DomainChoice:
+    backup_id = base.manifest(domain).backup_id  # type: ignore[arg-type]
+    return DomainChoice(domain, backup_id, "realtime", copy, "chosen by the test")  # type: ignore[arg-type]
 
 
 def test_the_role_sets_up_archiving_in_check_mode_first_then_for_real(lab: Lab, tmp_path: Path) -> None:
@@ -171,7 +172,13 @@ def test_a_base_backup_is_cataloged_for_orders_and_transactions(lab: Lab, base: 
     stores = _stores(lab)
     orders = base.manifest("orders")
     assert orders.backup_id.endswith("-orders-realtime") or "-orders-realtime-" in orders.backup_id
-    assert base.manifest("transactions").source == orders.source
+    transactions = base.manifest("transactions")
+    assert transactions.source == orders.source
+    # One base backup serves both domains: the transactions backup reads the orders object, stored once.
+    assert transactions.shares == orders.backup_id and transactions.sha256 == orders.sha256
+    for store in stores.both:
+        assert (store.head(object_key(transactions.name)) or 0) < 1024
+        assert store.head(object_key(orders.name)) == orders.sizes.stored
     assert orders.source.lsn == base.wal_range.end_lsn
     entries = {entry.backup_id: entry for entry in catalog_for(lab.target).verify_all()}
     for manifest in base.manifests:
@@ -208,7 +215,8 @@ def test_recovery_to_a_time_whose_next_commit_is_in_a_later_segment(lab: Lab, ba
     second = _insert_orders(lab, 3)
     switch_and_wait_archived(lab.target.primary.database)
     ship_wal(lab.target)
-    with recover_to(lab.target, _realtime_choice(base), at=noted) as conninfo:
+    # Recovered through the transactions backup: it shares the orders one's object and recovers alone.
+    with recover_to(lab.target, _realtime_choice(base, domain="transactions"), at=noted) as conninfo:
         assert _present(conninfo, first + second) == set(first)
 
 

@@ -1,7 +1,8 @@
 """A real PostgreSQL for the service tests (one per session), plus helpers to run real releases.
 
 PostgreSQL refuses root, so initdb and pg_ctl run as the lab user through runuser; its data directory
-lives in a temporary directory given to that user. Ports come from 26100-26199 only (shifted per
+lives in a temporary directory given to that user. Ports come from 26100-26199 and the intake tests' moto
+server's 26250-26259 only (shifted per
 pytest-xdist worker, tests/worker_ports.py). Every process started here is stopped by its pid in a
 finalizer, also when tests fail.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from moto_helpers import create_intake_queue, moto_server_at
 from psycopg import sql
 from restore_helpers import drop_family
 from worker_ports import ports
@@ -285,7 +287,9 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
     """deploy(version, dbname, site="primary") -> ServiceRun: unpack the real artifact and write a config."""
     runs: list[ServiceRun] = []
 
-    def make(version: str, dbname: str, site: str = "primary") -> ServiceRun:
+    def make(
+        version: str, dbname: str, site: str = "primary", *, intake: dict | None = None, db_port: int = 0
+    ) -> ServiceRun:
         artifact = build_release_artifact(version, artifacts_dir)
         directory = tmp_path / f"releases-{len(runs)}" / version
         directory.mkdir(parents=True)
@@ -304,13 +308,14 @@ def deploy(postgres: Postgres, artifacts_dir: Path, tmp_path: Path) -> Iterator:
                     "port": port,
                     "db": {
                         "host": "127.0.0.1",
-                        "port": postgres.port,
+                        "port": db_port or postgres.port,
                         "name": dbname,
                         "user": "orders",
                         "passfile": str(postgres.passfile),
                     },
                     "log_file": str(log_file),
                     "pool": {"min": 1, "max": 8},
+                    **({"intake": intake} if intake is not None else {}),
                 }
             )
         )
@@ -380,6 +385,16 @@ def admin(postgres: Postgres) -> str:
 INTAKE_REGION = "us-east-1"
 
 
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixed credentials and region for moto (in process or its server), whatever the machine has."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": INTAKE_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def intake_queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An SQS intake queue with its dead-letter queue (redrive policy), as the stacks and the lab make."""
@@ -387,15 +402,47 @@ def intake_queue_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     from recovery.drivers.aws import AwsDriver
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": INTAKE_REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+    fake_aws_credentials(monkeypatch)
     with mock_aws():
-        sqs = AwsDriver().client("sqs", INTAKE_REGION)
-        dlq = sqs.create_queue(QueueName="intake-dlq")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"})
-        yield sqs.create_queue(QueueName="intake", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+        yield create_intake_queue(AwsDriver().client("sqs", INTAKE_REGION))[0]
+
+
+# --- the intake queue on moto's server, for the service (another process) to send to ----------------
+
+# One port of this range per worker (tests/worker_ports.py) for the server; the rest stay closed.
+MOTO_PORTS = ports(26250, 26260)
+
+
+@dataclass(frozen=True)
+class MotoIntake:
+    endpoint_url: str
+    queue_url: str
+    dlq_url: str
+
+    def service_config(self, *, degraded_mode: bool = True, endpoint_url: str | None = None) -> dict:
+        """The service config's `intake` object for this queue."""
+        return {
+            "queue_url": self.queue_url,
+            "region": INTAKE_REGION,
+            "endpoint_url": endpoint_url or self.endpoint_url,
+            "degraded_mode": degraded_mode,
+        }
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """moto's server on loopback (what the lab runs as its AWS endpoint); its URL."""
+    with moto_server_at(free_port(MOTO_PORTS)) as url:
+        yield url
+
+
+@pytest.fixture
+def moto_intake(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> MotoIntake:
+    """A fresh intake queue with its dead-letter queue on the moto server; this process's boto3 talks
+    to it through the target's endpoint or these fixed credentials."""
+    import boto3
+
+    fake_aws_credentials(monkeypatch)
+    sqs = boto3.client("sqs", region_name=INTAKE_REGION, endpoint_url=moto_server)
+    queue, dlq = create_intake_queue(sqs, f"intake-{uuid.uuid4().hex[:8]}")
+    return MotoIntake(moto_server, queue, dlq)

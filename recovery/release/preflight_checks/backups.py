@@ -36,7 +36,7 @@ def observe_backups(target: Target) -> BackupFacts:
         where = f"s3://{store.bucket} ({store.region})"
         try:
             with aws.translate("reach the bucket", where):
-                aws.s3(store.region).head_bucket(Bucket=store.bucket)
+                aws.s3(store.region, store.endpoint_url).head_bucket(Bucket=store.bucket)
             stores.append(StoreFacts(label, where, None))
         except RecoveryError as exc:
             stores.append(StoreFacts(label, where, exc.message))

@@ -66,6 +66,7 @@ def test_dry_run_prints_the_steps_and_runs_nothing(
         "carry-over",
         "switch-release",
         "verify",
+        "replay-intake",
     ]
     assert not (tmp_path / "state" / "runs").exists()
 

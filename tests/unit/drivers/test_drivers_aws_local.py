@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
+from moto_helpers import moto_server_at
 from worker_ports import ports
 
 from recovery.drivers.aws import AwsDriver, is_local_endpoint
@@ -29,13 +29,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server_at(_free_port()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -59,8 +59,17 @@ def test_every_scenario_in_the_library_loads_and_is_a_valid_experiment(
         ("title: [unclosed\n", ":2: not YAML"),
         (
             BASE + "    detected_when: {runbook: upgrade, event: step.done}\n",
-            ":10: extensions[recovery].detected_when.event: Input should be 'run.started', 'step.failed' "
-            "or 'run.finished'",
+            ":10: extensions[recovery].detected_when.event: Input should be 'run.started', "
+            "'step.finished', 'step.failed' or 'run.finished'",
+        ),
+        (
+            BASE + "    responses:\n      - {activity: break it, exit_code: 0}\n"
+            "      - {activity: fix it, exit_code: 4, error: lock.held}\n",
+            ":12: extensions[recovery].responses.1.activity: no method activity is named 'fix it'",
+        ),
+        (
+            BASE + "    responses:\n      - {activity: break it, exit_code: 4, error: Lock Held}\n",
+            ":11: extensions[recovery].responses.0.error: String should match pattern",
         ),
     ],
 )

@@ -67,3 +67,18 @@ def test_a_rollback_that_failed_is_no_recovery() -> None:
     failed = [*ROLLBACK[:-1], {"event": "run.finished", "at": "2026-12-06T20:00:29.000Z", "status": "failed"}]
     timeline = build_timeline(STARTED, CHAOS, [UPGRADE, failed], BLOCK)
     assert timeline.time_to_detect_s == 17.5 and timeline.rto_s is None
+
+
+def test_a_marker_can_name_the_step_whose_end_counts() -> None:
+    block = RecoveryBlock(
+        name="recovery",
+        fault="deploy v2-unhealthy",
+        detected_when=Marker(runbook="upgrade", event="step.finished", step="preflight"),
+        recovered_when=Marker(runbook="rollback", event="step.finished", step="swap-in"),
+    )
+    timeline = build_timeline(STARTED, CHAOS, [UPGRADE, ROLLBACK], block)
+    assert (timeline.time_to_detect_s, timeline.rto_s) == (7.0, 24.0)
+    other = block.model_copy(
+        update={"detected_when": Marker(runbook="upgrade", event="step.finished", step="gates")}
+    )
+    assert build_timeline(STARTED, CHAOS, [UPGRADE, ROLLBACK], other).time_to_detect_s is None

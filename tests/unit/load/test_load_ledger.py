@@ -202,3 +202,22 @@ def test_the_error_window_is_ordered_by_time_whatever_the_write_order() -> None:
     failures = [Failure("order", 30.0, "HTTP 503", 1.0, 503), Failure("order", 10.0, "no answer", 1.0)]
     window = error_window(failures)
     assert window is not None and (window.first_at, window.last_at, window.seconds) == (10.0, 30.0, 20.0)
+
+
+def pending(order_id: str, at: float = 1.0) -> str:
+    return line(kind="order", order_id=order_id, at=at, status="pending", total_cents=None, latency_ms=5.0)
+
+
+def test_pending_orders_pass_once_replayed_and_fail_with_the_replay_to_run_before() -> None:
+    ledger = parse_ledger([order(A, 100), pending(B), pending(C)])
+    before = check_ledger(ledger, {A: [stored(A, 100)], B: [stored(B, 450)]})
+    assert not before.passed and before.lost.examples == (C,)
+    assert (before.pending, before.pending_present) == (2, 1)
+    assert "1 of the 2 accepted as pending are not stored yet: replay the intake queue" in before.summary()
+    after = check_ledger(ledger, {A: [stored(A, 100)], B: [stored(B, 450)], C: [stored(C, 90)]})
+    assert after.passed and (after.pending, after.pending_present) == (2, 2)
+    assert after.summary().endswith("2 of them were accepted as pending and replayed")
+    twice = check_ledger(
+        ledger, {A: [stored(A, 100)], B: [stored(B, 450), stored(B, 450)], C: [stored(C, 9)]}
+    )
+    assert not twice.passed and twice.duplicated.examples == (f"{B} (2 rows)",)
