@@ -103,3 +103,45 @@ def write_unit_target(root: Path, name: str = "unit") -> Path:
     path = root / "target.yaml"
     path.write_text(yaml.safe_dump(unit_target_doc(root, name)))
     return path
+
+
+def rds_target(
+    root: Path,
+    *,
+    regions: tuple[str, str] = ("eu-west-1", "us-west-2"),
+    database: tuple[str, int] = ("127.0.0.1", 15432),
+    master_secret_arn: str | None = None,
+    instance_ids: tuple[str, str] = ("order-recovery-primary", "order-recovery-standby"),
+    endpoint_url: str | None = None,
+) -> Target:
+    """An AWS target as `recovery target from-pulumi` writes it without host addresses: both sites find
+    their hosts by tags, both databases are on RDS (credentials from `master_secret_arn` at run time)."""
+    doc = unit_target_doc(root, "shop")
+    doc["kind"] = "aws"
+    doc["inventory"] = str(root / "inventory" / "aws_ec2.yml")
+    if endpoint_url is not None:
+        doc["aws"] = {"endpoint_url": endpoint_url}
+    for site_name, region, identifier in zip(("primary", "standby"), regions, instance_ids, strict=True):
+        site = doc[site_name]
+        site["region"] = region
+        site["hosts"] = []
+        site["discover"] = {
+            "tags": {"project": "order-recovery", "site": site_name, "role": "order-service"},
+            "ssh_user": "ec2-user",
+            "ssh_key": str(root / "id_ed25519"),
+            "base_dir": "/srv/order-service",
+            "service_port": 8080,
+        }
+        site["database"] = {
+            "kind": "rds",
+            "address": database[0],
+            "port": database[1],
+            "user": "admin",
+            "rds_instance_id": identifier,
+            "master_secret_arn": master_secret_arn,
+        }
+    doc["backup"] = {
+        "local": {"bucket": "b-local", "region": regions[0]},
+        "remote": {"bucket": "b-remote", "region": regions[1]},
+    }
+    return Target.model_validate(doc)

@@ -263,6 +263,7 @@ class OrderStack(pulumi.ComponentResource):
         self.intake_queue_url = intake.url
         self.intake_queue_arn = intake.arn
         self.dead_letter_queue_url = dead_letters.url
+        self._dead_letter_queue_arn = dead_letters.arn
         self._team_topic = team
         self.team_topic_arn = team.arn
         self.customer_topic_arn = customers.arn
@@ -611,6 +612,16 @@ class OrderStack(pulumi.ComponentResource):
                 skip_final_snapshot=True,
                 **common,
             )
+            # The primary's automated backups, replicated into this region with this region's key: a
+            # point-in-time recovery of the primary's data from here, when its own region is lost (the
+            # remote copy of the RDS realtime kind, recovery/restore/rds_source.py).
+            aws.rds.InstanceAutomatedBackupsReplication(
+                f"{name}-db-backup-replication",
+                source_db_instance_arn=args.replica_source_db_arn,
+                kms_key_id=args.key_arn,
+                retention_period=db.backup_retention_days,
+                opts=self._child,
+            )
         self._db = instance
         self.db_instance_identifier = instance.identifier
         self.db_instance_arn = instance.arn
@@ -802,6 +813,7 @@ class OrderStack(pulumi.ComponentResource):
                 self.team_topic_arn,
                 self.customer_topic_arn,
                 self._group.arn,
+                self._dead_letter_queue_arn,
                 *secrets,
             ).apply(
                 lambda v: json.dumps(
@@ -813,13 +825,14 @@ class OrderStack(pulumi.ComponentResource):
                         db_instance_arn=v[3],
                         db_resource_id=v[4],
                         db_username=cfg.database.username,
-                        db_secret_arns=list(v[10:]),
+                        db_secret_arns=list(v[11:]),
                         hosted_zone_id=cfg.hosted_zone_id,
                         # The global table answers under one name in both regions.
                         lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[5]}"],
                         queue_arn=v[6],
                         topic_arns=[v[7], v[8]],
                         auto_scaling_group_arn=v[9],
+                        dead_letter_queue_arn=v[10],
                     )
                 )
             ),

@@ -146,6 +146,11 @@ def instance_role_policy(
 # The databases of both sites follow one naming scheme, so a site's runbook role can act on the other
 # site's instance during failback (re-create the old primary as a replica of the new one).
 DB_IDENTIFIER_PATTERN = "order-recovery-*"
+# The instances a restore creates from a point in time or a snapshot, and deletes when it is done
+# (recovery/drivers/rds.py SCRATCH_PREFIX): the only databases the runbooks may delete.
+SCRATCH_IDENTIFIER_PATTERN = "order-recovery-scratch-*"
+# The alias of the HMAC key that authenticates backup manifests (recovery/backup/keys.py).
+MANIFEST_MAC_KEY_ALIAS = "alias/order-recovery-manifests"
 
 
 def runbook_role_policy(
@@ -163,10 +168,13 @@ def runbook_role_policy(
     queue_arn: str,
     topic_arns: list[str],
     auto_scaling_group_arn: str,
+    dead_letter_queue_arn: str,
 ) -> Document:
     """What the recovery runbooks do at one site: back up, restore, promote, fail back, switch traffic,
-    lock, publish the watch's metrics and notify."""
+    lock, publish the watch's metrics and notify. docs/deploy.md lists every AWS call the toolkit makes
+    and the statement here that allows it."""
     any_project_db = f"arn:aws:rds:*:{account_id}:db:{DB_IDENTIFIER_PATTERN}"
+    scratch_db = f"arn:aws:rds:*:{account_id}:db:{SCRATCH_IDENTIFIER_PATTERN}"
     return _doc(
         {
             "Sid": "ObserveAndPromoteDatabase",
@@ -183,10 +191,18 @@ def runbook_role_policy(
             "Resource": [db_instance_arn],
         },
         {
-            # Failback: the old primary comes back as a read replica of the new one, in either direction.
+            # Failback: the old primary comes back as a read replica of the new one, in either direction:
+            # fenced (its security groups), kept as a snapshot, set aside under a new name (a modify),
+            # then replaced by a replica under its old name.
             "Sid": "RebuildAsReplicaOfTheOtherSite",
             "Effect": "Allow",
-            "Action": ["rds:CreateDBInstanceReadReplica", "rds:DescribeDBInstances", "rds:AddTagsToResource"],
+            "Action": [
+                "rds:CreateDBInstanceReadReplica",
+                "rds:DescribeDBInstances",
+                "rds:AddTagsToResource",
+                "rds:ModifyDBInstance",
+                "rds:CreateDBSnapshot",
+            ],
             "Resource": [
                 any_project_db,
                 f"arn:aws:rds:*:{account_id}:subgrp:*",
@@ -223,13 +239,26 @@ def runbook_role_policy(
         {
             "Sid": "ReadHealthChecks",
             "Effect": "Allow",
-            "Action": ["route53:GetHealthCheckStatus", "route53:GetHealthCheck", "route53:GetChange"],
+            "Action": [
+                "route53:GetHealthCheckStatus",
+                "route53:GetHealthCheck",
+                "route53:GetChange",
+                "route53:ListHealthChecks",
+            ],
             "Resource": ["*"],  # health checks and changes have no resource-level permissions
+        },
+        {
+            # The failover runbooks give the writer's service a health check when it has none.
+            "Sid": "ManageHealthChecks",
+            "Effect": "Allow",
+            "Action": ["route53:CreateHealthCheck"],
+            "Resource": ["*"],  # CreateHealthCheck has no resource-level permissions
         },
         {
             "Sid": "ReadAndWriteBackups",
             "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"],
+            # AbortMultipartUpload: a backup upload that failed half way leaves no parts behind.
+            "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:AbortMultipartUpload"],
             "Resource": [f"{bucket_arn}/{backup_prefix}*"],
         },
         {
@@ -269,9 +298,12 @@ def runbook_role_policy(
                 "sqs:SendMessage",
                 "sqs:ReceiveMessage",
                 "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
                 "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
             ],
-            "Resource": [queue_arn],
+            # The dead-letter queue: intake status reads its depth, found by name from the redrive policy.
+            "Resource": [queue_arn, dead_letter_queue_arn],
         },
         {
             "Sid": "Notify",
@@ -298,10 +330,99 @@ def runbook_role_policy(
             "Action": [
                 "autoscaling:DescribeAutoScalingGroups",
                 "ec2:DescribeInstances",
+                "ec2:DescribeSecurityGroups",
                 "cloudwatch:GetMetricData",
+                "cloudwatch:GetMetricStatistics",
                 "cloudwatch:DescribeAlarms",
+                "rds:DescribeDBInstanceAutomatedBackups",
             ],
-            "Resource": ["*"],  # Describe*/GetMetricData do not support resource-level permissions
+            "Resource": ["*"],  # Describe*/GetMetric* do not support resource-level permissions
+        },
+        {
+            # Point-in-time recovery and restore points on RDS: a scratch instance beside the live one,
+            # from the live instance's backups, its backups replicated into the other region, or a snapshot.
+            "Sid": "RestoreIntoScratchInstances",
+            "Effect": "Allow",
+            "Action": [
+                "rds:RestoreDBInstanceToPointInTime",
+                "rds:RestoreDBInstanceFromDBSnapshot",
+                "rds:AddTagsToResource",
+            ],
+            "Resource": [
+                any_project_db,
+                f"arn:aws:rds:*:{account_id}:snapshot:*",
+                f"arn:aws:rds:*:{account_id}:auto-backup:*",
+                f"arn:aws:rds:*:{account_id}:subgrp:*",
+                f"arn:aws:rds:*:{account_id}:pg:*",
+                f"arn:aws:rds:*:{account_id}:og:*",
+            ],
+        },
+        {
+            # Only the restore's own scratch instances, never a live database.
+            "Sid": "DeleteOnlyScratchInstances",
+            "Effect": "Allow",
+            "Action": ["rds:DeleteDBInstance", "rds:ModifyDBInstance", "rds:DescribeDBInstances"],
+            "Resource": [scratch_db],
+        },
+        {
+            # A scratch instance keeps its own RDS-managed master secret (ManageMasterUserPassword): RDS
+            # creates it with the caller's rights, and the restore reads it to reach the instance.
+            "Sid": "ScratchInstanceSecrets",
+            "Effect": "Allow",
+            "Action": [
+                "secretsmanager:CreateSecret",
+                "secretsmanager:TagResource",
+                "secretsmanager:RotateSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+            ],
+            "Resource": [f"arn:aws:secretsmanager:*:{account_id}:secret:rds!*"],
+            "Condition": {
+                "StringLike": {"secretsmanager:ResourceTag/aws:rds:primaryDBInstanceArn": scratch_db}
+            },
+        },
+        {
+            # Restore points: a manual snapshot of the live database and its copy into the other region;
+            # the other region's copy of the automated backups, for a site built before its declaration.
+            "Sid": "SnapshotsAndTheirCopies",
+            "Effect": "Allow",
+            "Action": [
+                "rds:CreateDBSnapshot",
+                "rds:CopyDBSnapshot",
+                "rds:DescribeDBSnapshots",
+                "rds:AddTagsToResource",
+                "rds:StartDBInstanceAutomatedBackupsReplication",
+            ],
+            "Resource": [
+                any_project_db,
+                f"arn:aws:rds:*:{account_id}:snapshot:*",
+                f"arn:aws:rds:*:{account_id}:auto-backup:*",
+            ],
+        },
+        {
+            # The fence RDS allows: the database moved into a security group that admits nobody, made once
+            # per VPC (ModifyDBInstance on the database is in ObserveAndPromoteDatabase).
+            "Sid": "FenceSecurityGroup",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:CreateSecurityGroup",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:CreateTags",
+            ],
+            "Resource": [
+                f"arn:aws:ec2:*:{account_id}:security-group/*",
+                f"arn:aws:ec2:*:{account_id}:vpc/*",
+            ],
+        },
+        {
+            # Manifests are authenticated with an HMAC key only the runbooks may use (docs/deploy.md has
+            # the commands that create it under this alias).
+            "Sid": "AuthenticateManifests",
+            "Effect": "Allow",
+            "Action": ["kms:GenerateMac", "kms:VerifyMac", "kms:DescribeKey"],
+            "Resource": [f"arn:aws:kms:*:{account_id}:key/*"],
+            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": MANIFEST_MAC_KEY_ALIAS}},
         },
     )
 

@@ -20,6 +20,7 @@ from recovery.release.preflight import (
     run_preflight,
 )
 from recovery.release.preflight_checks.dry_run import DEFAULT_SAMPLE_ORDERS
+from recovery.runbooks.run_time import run_time_target
 from recovery.targets import load_target
 
 _MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip"}
@@ -84,7 +85,8 @@ def preflight_command(
     )
     chosen = get_release(release)
     loaded = load_target(target)
-    report: PreflightReport = run_preflight(loaded, chosen, options)
+    with run_time_target(loaded) as live:
+        report: PreflightReport = run_preflight(live, chosen, options)
     failure: RecoveryError | None = None
     try:
         ensure_passed(report)

@@ -54,6 +54,7 @@ from recovery.engine.interrupted import interrupted_inside_fence
 from recovery.engine.result import NotAJournal
 from recovery.errors import RecoveryError, UsageError
 from recovery.notify import Notifier
+from recovery.runbooks.run_time import run_time_target
 from recovery.targets import Target, load_target
 
 app = typer.Typer(help="List, show and resume runbook runs (the audit journal).", no_args_is_help=True)
@@ -255,11 +256,13 @@ def run_runbook(
         emit(output, found.command, plan.to_json(), lambda _: render_plan(plan))
         return None
     confirm_command(found, runbook.confirm or f"{found.command} changes {target.name}", yes)
-    return _finish(
-        output,
-        found.command,
-        lambda display: Engine(target, subscribers(target, display)).run(runbook),
-    )
+
+    def run(display: ProgressDisplay | None) -> RunResult:
+        # Hosts found by tags and RDS credentials read now, for this run only (docs/deploy.md).
+        with run_time_target(target) as live:
+            return Engine(live, subscribers(live, display)).run(runbook)
+
+    return _finish(output, found.command, run)
 
 
 # Commands -------------------------------------------------------------------------------------------
@@ -356,8 +359,8 @@ def resume_run(
             )
             confirm_command("runs resume", what, yes)
 
-    _finish(
-        output,
-        "runs resume",
-        lambda display: Engine(loaded, subscribers(loaded, display)).resume(run_id, approve),
-    )
+    def resume(display: ProgressDisplay | None) -> RunResult:
+        with run_time_target(loaded) as live:
+            return Engine(live, subscribers(live, display)).resume(run_id, approve)
+
+    _finish(output, "runs resume", resume)

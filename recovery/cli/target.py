@@ -6,12 +6,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from recovery.cli.common import OutputFormat, OutputOpt, emit
-from recovery.errors import UsageError
+from recovery.errors import ConfigError, EnvironmentProblem, UsageError
 from recovery.targets import BackupStore, Target, load_target, resolve_target_path
+from recovery.targets.inventory import (
+    INVENTORY_SUFFIX,
+    collection_installed,
+    ec2_inventory,
+    inventory_problems,
+)
 from recovery.targets.load import write_target
-from recovery.targets.model import SiteName
+from recovery.targets.model import Site, SiteName
 from recovery.targets.pulumi_outputs import OperatorInputs, read_stack_outputs, target_from_pulumi_outputs
 
 app = typer.Typer(help="Write and check target descriptions.", no_args_is_help=True)
@@ -28,6 +35,39 @@ def _store(store: BackupStore) -> str:
     return f"s3://{store.bucket}/{store.prefix} ({store.region})"
 
 
+def _hosts(site: Site) -> list[str]:
+    if site.discover is not None:
+        tags = ", ".join(f"{key}={value}" for key, value in site.discover.tags.items())
+        return [f"found at run time: running instances tagged {tags} ({site.discover.ssh_user}@)"]
+    return [f"{h.name} {h.ssh_user}@{h.address}:{h.ssh_port}" for h in site.hosts]
+
+
+def check_discovery(target: Target) -> None:
+    """A target whose hosts are discovered needs its aws_ec2 inventory and the collection that reads it."""
+    if all(site.discover is None for site in (target.primary, target.standby)):
+        return
+    if not target.inventory.is_file():
+        raise ConfigError(
+            f"the target discovers its hosts but its inventory {target.inventory} does not exist; "
+            "write it with `recovery target from-pulumi`"
+        )
+    try:
+        document = yaml.safe_load(target.inventory.read_text())
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"{target.inventory} is not valid YAML; write it again with `recovery target from-pulumi`"
+        ) from None
+    problems = inventory_problems(target, document)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{target.inventory}: {problems[0]}{more}")
+    if not collection_installed():
+        raise EnvironmentProblem(
+            "the amazon.aws collection (its aws_ec2 inventory plugin) is not installed; install the "
+            "`ansible` package pinned in pyproject.toml"
+        )
+
+
 def summarize(target: Target, path: Path) -> dict[str, Any]:
     """What `check` reports: where the target is, its sites, stores, traffic switch and objectives."""
     return {
@@ -37,7 +77,8 @@ def summarize(target: Target, path: Path) -> dict[str, Any]:
         "sites": {
             site.name: {
                 "region": site.region,
-                "hosts": [f"{h.name} {h.ssh_user}@{h.address}:{h.ssh_port}" for h in site.hosts],
+                "hosts": _hosts(site),
+                "discovered": site.discover is not None,
                 "database": _database(target, site.name),
             }
             for site in (target.primary, target.standby)
@@ -58,7 +99,8 @@ def summarize(target: Target, path: Path) -> dict[str, Any]:
 def _render_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"target {summary['name']} ({summary['kind']}) is valid: {summary['path']}")
     for name, site in summary["sites"].items():
-        typer.echo(f"  {name}: {site['region']}, {len(site['hosts'])} host(s), database {site['database']}")
+        count = "hosts found at run time" if site["discovered"] else f"{len(site['hosts'])} host(s)"
+        typer.echo(f"  {name}: {site['region']}, {count}, database {site['database']}")
         for host in site["hosts"]:
             typer.echo(f"    {host}")
     typer.echo(f"  backups: local {summary['backup']['local']}, remote {summary['backup']['remote']}")
@@ -75,6 +117,7 @@ def check(
     """Validate a target description and print what it describes."""
     path = resolve_target_path(target)
     loaded = load_target(path)
+    check_discovery(loaded)
     emit(output, "target check", summarize(loaded, path), _render_summary)
 
 
@@ -91,11 +134,19 @@ def from_pulumi(
     ],
     ssh_user: Annotated[str, typer.Option("--ssh-user", help="the controller's SSH user on the order hosts")],
     primary_host: Annotated[
-        list[str], typer.Option("--primary-host", help="address of a primary order host (repeat for each)")
-    ],
+        list[str] | None,
+        typer.Option(
+            "--primary-host",
+            help="address of a primary order host (repeat for each); default: found by tags at run time",
+        ),
+    ] = None,
     standby_host: Annotated[
-        list[str], typer.Option("--standby-host", help="address of a standby order host (repeat for each)")
-    ],
+        list[str] | None,
+        typer.Option(
+            "--standby-host",
+            help="address of a standby order host (repeat for each); default: found by tags at run time",
+        ),
+    ] = None,
     ssh_key: Annotated[
         Path | None, typer.Option("--ssh-key", help="the controller's private key file")
     ] = None,
@@ -124,8 +175,8 @@ def from_pulumi(
 ) -> None:
     """Write a target description from the primary's and the standby's stack outputs."""
     operator = OperatorInputs(
-        primary_hosts=tuple(primary_host),
-        standby_hosts=tuple(standby_host),
+        primary_hosts=tuple(primary_host or ()),
+        standby_hosts=tuple(standby_host or ()),
         ssh_user=ssh_user,
         ssh_key=ssh_key,
         known_hosts=known_hosts,
@@ -137,7 +188,16 @@ def from_pulumi(
         aws_profile=aws_profile,
     )
     target = target_from_pulumi_outputs(read_stack_outputs(primary), read_stack_outputs(standby), operator)
+    discovering = target.primary.discover is not None or target.standby.discover is not None
+    if discovering and not operator.inventory.name.endswith(INVENTORY_SUFFIX):
+        raise UsageError(
+            f"--inventory {operator.inventory} must end in {INVENTORY_SUFFIX}: "
+            "the aws_ec2 plugin reads only such files"
+        )
     try:
+        if discovering:
+            # The aws_ec2 plugin configuration and the group variables beside it, before the target.
+            ec2_inventory(target).write(target.inventory.parent, target.inventory.name)
         write_target(target, out)
     except OSError as exc:
         raise UsageError(f"cannot write {out} ({exc.strerror}); choose a writable --out path") from None

@@ -39,6 +39,7 @@ from recovery.runbooks.rollback import (
     rollback_runbook,
     upgrade_with_rollback,
 )
+from recovery.runbooks.run_time import run_time_target
 from recovery.runbooks.upgrade import (
     DEFAULT_HEALTH_TIMEOUT,
     DEFAULT_WATCH_SECONDS,
@@ -161,12 +162,13 @@ def upgrade_command(
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     listeners = subscribers(loaded, display)
     try:
-        outcome = upgrade_with_rollback(
-            loaded,
-            params,
-            auto_rollback=ci_default() if auto_rollback is None else auto_rollback,
-            subscribers=listeners,
-        )
+        with run_time_target(loaded) as live:
+            outcome = upgrade_with_rollback(
+                live,
+                params,
+                auto_rollback=ci_default() if auto_rollback is None else auto_rollback,
+                subscribers=listeners,
+            )
     finally:
         if display is not None:
             display.close()
@@ -218,7 +220,8 @@ def rollback_command(
     confirm_command("rollback", what, yes)
     display = ProgressDisplay(stderr_console) if output is OutputFormat.text else None
     try:
-        result = Engine(loaded, subscribers(loaded, display)).run(runbook)
+        with run_time_target(loaded) as live:
+            result = Engine(live, subscribers(live, display)).run(runbook)
         report = rollback_report(result, status="rolled_back", exit_code=0, reason=None)
         code = None
     except RecoveryError as exc:

@@ -86,8 +86,23 @@ def is_secret_key(name: str) -> bool:
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
+# Secret values the process read at run time (a database password from Secrets Manager): cut from any
+# text verbatim, whatever surrounds them. Short values are not remembered: they would cut common words.
+_KNOWN_SECRETS: set[str] = set()
+_KNOWN_SECRET_MIN_LENGTH = 6
+
+
+def remember_secret(value: str) -> None:
+    """From now on, `redact_text` cuts `value` wherever it appears."""
+    if len(value) >= _KNOWN_SECRET_MIN_LENGTH:
+        _KNOWN_SECRETS.add(value)
+
+
 def redact_text(text: str) -> str:
-    """Cut secrets embedded in a string (URL passwords, password=..., PEM private keys, bearer tokens)."""
+    """Cut secrets embedded in a string (URL passwords, password=..., PEM private keys, bearer tokens,
+    and every value given to `remember_secret`)."""
+    for known in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        text = text.replace(known, REDACTED)
     for pattern, replacement in _TEXT_PATTERNS:
         text = pattern.sub(replacement, text)
     return text

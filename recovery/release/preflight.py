@@ -28,6 +28,7 @@ from recovery.release.catalog import Release, Requirements
 from recovery.release.preflight_checks.backups import BackupFacts, observe_backups
 from recovery.release.preflight_checks.dry_run import DEFAULT_SAMPLE_ORDERS, DryRunFacts, dry_run_migrations
 from recovery.release.preflight_checks.hosts import HostFacts, observe_host
+from recovery.release.preflight_checks.rds import RDS_CHECK_NAMES, RdsFacts, decide_rds, observe_rds
 from recovery.targets.model import Objectives, SiteName, Target
 
 Status = Literal["pass", "fail", "skip"]
@@ -43,6 +44,7 @@ CHECK_NAMES: tuple[str, ...] = (
     "backup_store",
     "backups_fresh",
     "migration_dry_run",
+    *RDS_CHECK_NAMES,
 )
 
 
@@ -118,6 +120,7 @@ class PreflightFacts:
     backups: BackupFacts
     dry_run: DryRunFacts | None = None  # None: not run
     extra: dict[str, str] = field(default_factory=dict)
+    rds: tuple[RdsFacts, ...] = ()  # the sites whose database is on RDS
 
 
 # -- pure decisions --------------------------------------------------------------------------------
@@ -361,6 +364,11 @@ def decide_preflight(
         restore_point_pending=options.restore_point_pending,
         target=target.name,
     )
+    for site in facts.rds:
+        findings = decide_rds(
+            site, postgres_min_major=requires.postgres_min_major, objectives=target.objectives, now=now
+        )
+        checks += [_check(f.name, f.subject, f.ok, f.reason) for f in findings]
     return [apply_skip(c, options.skip) for c in checks]
 
 
@@ -423,7 +431,10 @@ def _endpoints(target: Target, host_name: str) -> list[tuple[str, str, int]]:
 def observe(target: Target) -> PreflightFacts:
     hosts = tuple(observe_host(h, _endpoints(target, h.name)) for h in target.hosts())
     databases = tuple(_observe_database(target, site) for site in ("primary", "standby"))
-    return PreflightFacts(hosts, databases, _observe_replication(target), observe_backups(target))
+    backups = observe_backups(target)
+    return PreflightFacts(
+        hosts, databases, _observe_replication(target), backups, rds=observe_rds(target, backups.observed_at)
+    )
 
 
 def run_preflight(

@@ -1,7 +1,8 @@
 """Restoring chosen backups beside live: every chosen copy opened with its own manifest and data key,
 realtime choices recovered into scratch clusters, then every domain loaded into the copy
 (`restore_beside`). A chosen copy that fails while it is opened or read is marked damaged and the choice
-is made again (the other copy, an older backup, the daily kind): `with_fallbacks`."""
+is made again (the other copy, an older backup, the daily kind): `with_fallbacks`.
+On RDS a realtime choice is recovered into a scratch instance instead (recovery.restore.rds_source)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from recovery.errors import IntegrityError, KeyUnavailable
 from recovery.restore.choose import RestoreRequest, choose, mark_damaged, recovery_groups, refusal_error
 from recovery.restore.database import FromDatabase, RestoredDatabase, restore_beside
 from recovery.restore.pitr import recover_to
+from recovery.restore.rds_source import is_rds_choice, rds_recover_to, rds_sources
 from recovery.restore.selection import DomainChoice, Selection
-from recovery.restore.sources import CopyReadFailed, open_copies, sources_for
+from recovery.restore.sources import CopyReadFailed, open_copies
 from recovery.targets.model import Target
 from recovery.verify.restored import recovered_fingerprints
 
@@ -113,8 +115,10 @@ def _restore_once(
     """Recover the realtime choices into scratch clusters (kept until the load ends), then restore beside."""
     db = target.writable.database
     bin_dir = dbdriver.pg_bin(db)
-    # Before anything is created: each chosen copy's own manifest, authenticated, and its data key.
-    opened = open_copies(catalog, selection.choices)
+    # Before anything is created: each chosen copy's own manifest, authenticated, and its data key. RDS
+    # restores have neither: they are recovered into a scratch instance.
+    rds = [choice for choice in selection.choices if is_rds_choice(choice.backup_id)]
+    opened = open_copies(catalog, [choice for choice in selection.choices if choice not in rds])
     manifests = {backup_id: copy.manifest for backup_id, copy in opened.items()}
     with ExitStack() as clusters:
         recovered: dict[str, FromDatabase] = {}
@@ -122,8 +126,9 @@ def _restore_once(
         for choice, domains in recovery_groups(selection.choices, manifests):
             progress(f"recovering {choice.backup_id} into a scratch cluster (for {', '.join(domains)})")
             try:
+                recover = rds_recover_to if is_rds_choice(choice.backup_id) else recover_to
                 conninfo = clusters.enter_context(
-                    recover_to(target, choice, at=request.at, restore_point=request.point)
+                    recover(target, choice, at=request.at, restore_point=request.point)
                 )
             except IntegrityError as exc:  # its WAL or base backup: this copy's, the other may do
                 raise CopyReadFailed(exc, choice) from exc
@@ -131,7 +136,7 @@ def _restore_once(
             # cluster itself, so the copy beside live can be checked table by table against it.
             prints.update(recovered_fingerprints(conninfo, domains))
             recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
-        sources = sources_for(list(opened.values()), recovered)
+        sources = rds_sources(list(opened.values()), recovered, rds)
         progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
         restored = restore_beside(
             dbdriver.conninfo(db, dbname="postgres"),

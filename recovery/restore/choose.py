@@ -18,6 +18,7 @@ from recovery.backup.wal import check_restore_point_name
 from recovery.drivers import db as dbdriver
 from recovery.errors import IntegrityError, PreconditionFailed, UsageError
 from recovery.restore.pitr import choose_for_restore_point
+from recovery.restore.rds_source import is_rds_choice, is_rds_target, rds_cut, rds_selection
 from recovery.restore.scope import Cut, LiveRows, ScopeDecision, ScopeFindings, ScopePolicy, find_scope
 from recovery.restore.selection import DomainChoice, Selection, select_backups
 from recovery.targets.model import Target
@@ -42,6 +43,9 @@ def choose(
     verified now); returns the selection and the entries it was made from."""
     if entries is None:
         entries = verified_entries(target, request.domains, progress)
+    if is_rds_target(target):
+        # RDS keeps the realtime kind itself (point-in-time recovery); the catalog holds the daily backups.
+        return rds_selection(target, request.domains, request.at, request.point, entries), list(entries)
     realtime = any(entry.kind == "realtime" for entry in entries)
     if realtime:
         # A realtime backup reaches to the end of its shipped WAL, not just its objective.
@@ -67,7 +71,10 @@ def cut_of(choice: DomainChoice, entries: Sequence[CatalogEntry], moment: dateti
     """The moment a chosen backup puts its domain back to. Pure.
 
     A daily backup: its position (and the rows per table its manifest counted). A realtime one: the
-    requested time or restore point's time (`moment`), else the end of its shipped WAL."""
+    requested time or restore point's time (`moment`), else the end of its shipped WAL. An RDS restore:
+    the time its id names (recovery.restore.rds_source)."""
+    if is_rds_choice(choice.backup_id):
+        return rds_cut(choice)
     entry = next(entry for entry in entries if entry.backup_id == choice.backup_id)
     manifest = entry.manifest_of(choice.copy)
     assert manifest is not None, "a chosen copy has a trusted manifest"

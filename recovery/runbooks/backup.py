@@ -29,6 +29,7 @@ from recovery.drivers.ansible import require_success, run_playbook
 from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_runbook
 from recovery.errors import UsageError
 from recovery.paths import PLAYBOOKS_DIR
+from recovery.restore.rds_source import is_rds_target, point_snapshot_id, take_point_snapshot
 from recovery.targets.model import Target
 
 LOG_PLAYBOOK = PLAYBOOKS_DIR / "backup.yml"
@@ -114,6 +115,14 @@ def _clean_host_files(ctx: RunContext) -> dict[str, object]:
     return {"removed": [str(host_log_file(host, ctx.run_id)) for host in ctx.target.hosts()]}
 
 
+def _snapshot_point(ctx: RunContext) -> dict[str, object]:
+    _, point = _params(ctx)
+    assert point is not None
+    ctx.progress(f"snapshotting the RDS instance as restore point {point!r}")
+    taken = take_point_snapshot(ctx.target, point)
+    return {"snapshot": taken.snapshot_id, "local": taken.local, "remote": taken.remote}
+
+
 def _buckets(target: Target) -> tuple[str, str]:
     return (f"s3://{target.backup.local.bucket}", f"s3://{target.backup.remote.bucket}")
 
@@ -145,6 +154,18 @@ def backup_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             mutating=False,
         ),
     ]
+    if point and is_rds_target(target):
+        point_snapshot_id(str(point))  # a name RDS cannot take is refused before anything runs
+        # On RDS a restore point is also a snapshot of the instance, copied into the other region: what a
+        # restore to that point recovers the realtime domains from (recovery/restore/rds_source.py).
+        steps.append(
+            Step(
+                "snapshot-point",
+                f"snapshot the RDS instance as restore point {point!r} and copy it into the other region",
+                _snapshot_point,
+                acts_on=(f"RDS instance {target.writable.database.rds_instance_id}",),
+            )
+        )
     if "logs" in domains:
         steps.append(
             Step(

@@ -62,6 +62,7 @@ from recovery.restore.database import (
     swap_in,
 )
 from recovery.restore.handover import write_handover
+from recovery.restore.rds_source import is_rds_choice
 from recovery.restore.replaced import needed_by_unfinished_runs, plan_replaced, replaced_databases
 from recovery.restore.scope import DEFAULT_SCOPE_POLICY, SCOPE_POLICIES, after_cut_sentence
 from recovery.restore.selection import DomainChoice, Selection
@@ -241,7 +242,8 @@ def _select_step(ctx: RunContext) -> Selected:
     if scoped.choices:
         # Chosen by the scope step from copies it verified a moment ago; read, not verified again.
         selection = Selection(tuple(record.choice() for record in scoped.choices), ())
-        manifests = manifests_of(catalog, selection.choices)
+        # RDS restores have no manifest (recovery.restore.rds_source).
+        manifests = manifests_of(catalog, [c for c in selection.choices if not is_rds_choice(c.backup_id)])
     else:  # a run journaled before the scope step chose
         selection, entries = choose(ctx.target, _request(ctx), progress=ctx.progress)
         for refusal in selection.refusals:

@@ -45,13 +45,36 @@ class Database(_Frozen):
     bin_dir: Path | None = Field(default=None, description="pg_* tools of the server's major version")
     data_dir: Path | None = None
     rds_instance_id: str | None = None
+    # RDS: the secret holding the master user's credentials (`manage_master_user_password`), read at run
+    # time when no passfile is given; a replica names its source's secret (the same credentials).
+    master_secret_arn: str | None = None
+
+
+class HostDiscovery(_Frozen):
+    """Hosts that come and go (an auto scaling group): found at run time by their tags, by Ansible through
+    the amazon.aws.aws_ec2 inventory plugin and by the toolkit through EC2 DescribeInstances."""
+
+    tags: dict[str, str] = Field(min_length=1, description="every tag an order host of the site carries")
+    ssh_user: str
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+    base_dir: Path
+    service_port: int = Field(ge=1, le=65535)
 
 
 class Site(_Frozen):
     name: SiteName
     region: str
-    hosts: tuple[Host, ...] = Field(min_length=1)
+    # Fixed hosts, or none when `discover` finds them at run time.
+    hosts: tuple[Host, ...] = ()
+    discover: HostDiscovery | None = None
     database: Database
+
+    @model_validator(mode="after")
+    def _hosts_known(self) -> Site:
+        if not self.hosts and self.discover is None:
+            raise ValueError("a site needs hosts, or discover (the tags its hosts carry)")
+        return self
 
 
 class AwsEndpoint(_Frozen):

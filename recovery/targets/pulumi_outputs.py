@@ -29,6 +29,7 @@ from recovery.targets.model import (
     BackupStores,
     Database,
     Host,
+    HostDiscovery,
     KeySource,
     LockTable,
     Objectives,
@@ -66,6 +67,12 @@ REQUIRED_OUTPUTS = (
 DB_ROLE_OUTPUT = "dbRole"
 WRITABLE = "primary"
 
+# The writable site's RDS-managed master secret (a replica has none and uses its source's).
+MASTER_SECRET_OUTPUT = "dbMasterSecretArn"  # noqa: S105 - an output name
+# The tags every order host carries (infra/order_infra/tags.py and the auto scaling group's `role`).
+PROJECT_TAG = {"project": "order-recovery"}
+HOST_ROLE_TAG = {"role": "order-service"}
+
 # Pulumi prints this in place of a secret output unless --show-secrets is given.
 REDACTED_OUTPUT = "[secret]"
 _HOST_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*\Z")
@@ -75,15 +82,15 @@ _HOST_ADDRESS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]*\Z")
 class OperatorInputs:
     """What the stacks cannot know: how the controller reaches the hosts and where it keeps its state.
 
-    The order hosts live in auto scaling groups, so their addresses come from the operator (see
-    docs/deploy.md for the command that lists them).
+    The order hosts live in auto scaling groups: with no addresses given, a site's hosts are found at run
+    time by their tags (`HostDiscovery`); addresses given pin the site to those hosts.
     """
 
-    primary_hosts: tuple[str, ...]
-    standby_hosts: tuple[str, ...]
     ssh_user: str
     state_dir: Path
     inventory: Path
+    primary_hosts: tuple[str, ...] = ()
+    standby_hosts: tuple[str, ...] = ()
     target_name: str = "production"
     ssh_key: Path | None = None
     known_hosts: Path | None = None
@@ -111,14 +118,25 @@ def _require(outputs: Mapping[str, Any], label: str) -> None:
         )
 
 
+def host_tags(site: SiteName) -> dict[str, str]:
+    """The tags that single out a site's order hosts."""
+    return {**PROJECT_TAG, "site": site, **HOST_ROLE_TAG}
+
+
+def _discovery(site: SiteName, operator: OperatorInputs, port: int) -> HostDiscovery:
+    return HostDiscovery(
+        tags=host_tags(site),
+        ssh_user=operator.ssh_user,
+        ssh_key=operator.ssh_key,
+        known_hosts=operator.known_hosts,
+        base_dir=operator.service_base_dir,
+        service_port=port,
+    )
+
+
 def _hosts(
     site: SiteName, addresses: tuple[str, ...], operator: OperatorInputs, port: int
 ) -> tuple[Host, ...]:
-    if not addresses:
-        raise UsageError(
-            f"no {site} host given; pass --{site}-host ADDRESS for each instance of the {site} "
-            "auto scaling group (docs/deploy.md lists them)"
-        )
     hosts = []
     for index, address in enumerate(addresses, start=1):
         if not _HOST_ADDRESS.match(address):
@@ -137,12 +155,25 @@ def _hosts(
     return tuple(hosts)
 
 
-def _site(site: SiteName, outputs: Mapping[str, Any], operator: OperatorInputs) -> Site:
+def _master_secret(site: SiteName, outputs: Mapping[str, Any], primary: Mapping[str, Any]) -> str | None:
+    """The site's own master secret once it is writable, else its source's (the primary's)."""
+    own = outputs.get(MASTER_SECRET_OUTPUT)
+    if own and own != REDACTED_OUTPUT:
+        return str(own)
+    source = primary.get(MASTER_SECRET_OUTPUT) if site == "standby" else None
+    return str(source) if source and source != REDACTED_OUTPUT else None
+
+
+def _site(
+    site: SiteName, outputs: Mapping[str, Any], operator: OperatorInputs, primary: Mapping[str, Any]
+) -> Site:
     addresses = operator.primary_hosts if site == "primary" else operator.standby_hosts
+    port = int(outputs["servicePort"])
     return Site(
         name=site,
         region=str(outputs["region"]),
-        hosts=_hosts(site, addresses, operator, int(outputs["servicePort"])),
+        hosts=_hosts(site, addresses, operator, port),
+        discover=None if addresses else _discovery(site, operator, port),
         database=Database(
             kind="rds",
             address=str(outputs["dbAddress"]),
@@ -151,6 +182,7 @@ def _site(site: SiteName, outputs: Mapping[str, Any], operator: OperatorInputs) 
             user=str(outputs["dbUsername"]),
             passfile=operator.db_passfile,
             rds_instance_id=str(outputs["dbInstanceIdentifier"]),
+            master_secret_arn=_master_secret(site, outputs, primary),
         ),
     )
 
@@ -214,8 +246,8 @@ def target_from_pulumi_outputs(
             state_dir=operator.state_dir,
             inventory=operator.inventory,
             aws=AwsEndpoint(profile=operator.aws_profile),
-            primary=_site("primary", primary, operator),
-            standby=_site("standby", standby, operator),
+            primary=_site("primary", primary, operator, primary),
+            standby=_site("standby", standby, operator, primary),
             # The local copy is the writable site's bucket, the remote one the other site's.
             backup=BackupStores(
                 local=BackupStore(

@@ -354,7 +354,11 @@ def test_runbook_roles_can_promote_fail_back_and_read_secrets_on_either_site(
         rebuild = statements["RebuildAsReplicaOfTheOtherSite"]
         assert "rds:CreateDBInstanceReadReplica" in rebuild["Action"]
         assert f"arn:aws:rds:*:{ACCOUNT}:db:order-recovery-*" in rebuild["Resource"]
-        assert "rds:DeleteDBInstance" not in json.dumps(statements)
+        # A database is deleted only as a restore's own scratch instance, never a live one.
+        deleting = [st for st in statements.values() if "rds:DeleteDBInstance" in st["Action"]]
+        assert [st["Resource"] for st in deleting] == [
+            [f"arn:aws:rds:*:{ACCOUNT}:db:order-recovery-scratch-*"]
+        ]
         assert statements["ConnectWithIamAuthentication"]["Resource"] == [
             f"arn:aws:rds-db:*:{ACCOUNT}:dbuser:{run.outputs['dbResourceId']}/orders_admin"
         ]

@@ -98,7 +98,7 @@ def test_target_is_frozen() -> None:
         ),
         (lambda d: d["standby"]["hosts"][0].update(ssh_port="ssh"), "standby.hosts.0.ssh_port", "integer"),
         (lambda d: d.update(kind="cloud"), "kind", "'lab' or 'aws'"),
-        (lambda d: d["primary"].update(hosts=[]), "primary.hosts", "at least 1"),
+        (lambda d: d["primary"].update(hosts=[]), "primary", "a site needs hosts, or discover"),
         (lambda d: d.update(colour="blue"), "colour", "Extra inputs are not permitted"),
         (lambda d: d["primary"]["hosts"][0].update(name="Primary App"), "primary.hosts.0.name", "pattern"),
         (lambda d: d.pop("traffic"), "traffic", "Field required"),
@@ -299,11 +299,22 @@ def test_hidden_secret_outputs_are_refused() -> None:
         target_from_pulumi_outputs(primary, stack_outputs("standby"), operator())
 
 
-def test_hosts_are_required_and_checked() -> None:
-    with pytest.raises(UsageError, match="no standby host given; pass --standby-host ADDRESS"):
-        target_from_pulumi_outputs(
-            stack_outputs("primary"), stack_outputs("standby"), operator(standby_hosts=())
-        )
+def test_a_site_without_host_addresses_finds_its_hosts_by_tags() -> None:
+    target = target_from_pulumi_outputs(
+        stack_outputs("primary"), stack_outputs("standby"), operator(standby_hosts=())
+    )
+    assert target.standby.hosts == ()
+    assert target.standby.discover is not None
+    assert target.standby.discover.tags == {
+        "project": "order-recovery",
+        "site": "standby",
+        "role": "order-service",
+    }
+    assert (target.standby.discover.ssh_user, target.standby.discover.service_port) == ("ec2-user", 8080)
+    assert target.primary.discover is None and len(target.primary.hosts) == 2
+
+
+def test_host_addresses_are_checked() -> None:
     with pytest.raises(UsageError, match=r"'10\.0\.0\.1; rm' is not a host name"):
         target_from_pulumi_outputs(
             stack_outputs("primary"), stack_outputs("standby"), operator(primary_hosts=("10.0.0.1; rm",))
@@ -438,9 +449,40 @@ def test_cli_from_pulumi_missing_option_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = _from_pulumi_args(tmp_path, stack_outputs("primary"), stack_outputs("standby"))
-    without_standby_hosts = [a for i, a in enumerate(args) if "--standby-host" not in args[i - 1 : i + 1]]
-    assert main(without_standby_hosts) == 2
-    assert "--standby-host" in capsys.readouterr().err
+    without_ssh_user = [a for i, a in enumerate(args) if "--ssh-user" not in args[i - 1 : i + 1]]
+    assert main(without_ssh_user) == 2
+    assert "--ssh-user" in capsys.readouterr().err
+    assert not (tmp_path / "production").exists()
+
+
+def test_cli_from_pulumi_without_host_addresses_writes_the_ec2_inventory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _from_pulumi_args(tmp_path, stack_outputs("primary"), stack_outputs("standby"))
+    without_hosts = [
+        a for i, a in enumerate(args) if not {"--standby-host", "--primary-host"} & set(args[i - 1 : i + 1])
+    ]
+    assert main(without_hosts) == 0
+    folder = tmp_path / "production"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.yml")) == [
+        "aws_ec2.yml",
+        "group_vars/all.yml",
+        "group_vars/primary.yml",
+        "group_vars/standby.yml",
+    ]
+    capsys.readouterr()
+    assert main(["target", "check", str(folder / "target.yaml")]) == 0
+    assert "hosts found at run time" in capsys.readouterr().out
+    bad = [
+        *without_hosts,
+        "--inventory",
+        str(tmp_path / "hosts.yml"),
+        "--out",
+        str(tmp_path / "other" / "t.yaml"),
+    ]
+    assert main(bad) == 2
+    assert "must end in aws_ec2.yml" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_cli_from_pulumi_json_output_and_unwritable_out(
