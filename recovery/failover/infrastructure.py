@@ -37,8 +37,10 @@ def fence_infrastructure(target: Target, site: Site, role: str) -> FenceMeans:
     encoded = base64.b64encode(json.dumps(args).encode()).decode()
     # As root, act as the data directory's owner (PostgreSQL's files must stay its own).
     switch = os.geteuid() == 0 and owner.st_uid != 0
+    # The script's text travels in the command, as over SSH: the data directory's owner may not be able to
+    # read the controller's checkout (a clone in a private home directory).
     done = subprocess.run(
-        [db_host(site).python, str(HOSTOPS), "fence", encoded],
+        [db_host(site).python, "-c", HOSTOPS.read_text(), "fence", encoded],
         capture_output=True,
         text=True,
         timeout=120,
