@@ -14,7 +14,8 @@ from target_files import unit_target_doc
 
 from recovery.failover import infrastructure
 from recovery.failover.hostops import MARK
-from recovery.lab.pgbin import embedded_install
+from recovery.lab.pgbin import resolve_pg_bin
+from recovery.lab.processes import lab_user
 from recovery.targets.model import Target
 
 LAB_USER = "orderlab"
@@ -55,7 +56,8 @@ def test_the_fence_below_the_host_works_when_the_checkout_is_private(
         site_root.chmod(0o755)
         doc: dict[str, Any] = unit_target_doc(tmp_path)
         doc["primary"]["database"]["data_dir"] = str(data)
-        doc["primary"]["database"]["bin_dir"] = str(embedded_install() / "bin")
+        # The bin directory the lab user runs PostgreSQL from, as the lab resolves it.
+        doc["primary"]["database"]["bin_dir"] = str(resolve_pg_bin(lab_user(), None))
         target = Target.model_validate(doc)
 
         means = infrastructure.fence_infrastructure(target, target.primary, "orders")
