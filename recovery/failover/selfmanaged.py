@@ -263,7 +263,8 @@ class SelfManaged:
         assert row is not None
         return Promotion(already=already, lsn=str(row[0]), timeline=int(row[1]))
 
-    def open_for_writes(self, site: Site, epoch: int) -> None:
+    def record_generation(self, site: Site, epoch: int) -> None:
+        """The site's generation in its database (written past a read-only default)."""
         with db_driver.connect(site.database, dbname="postgres") as conn:
             conn.execute("SET default_transaction_read_only = off")
             conn.execute(_GENERATION)
@@ -272,6 +273,10 @@ class SelfManaged:
                 " ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, site = excluded.site, at = now()",
                 (epoch, site.name),
             )
+
+    def open_for_writes(self, site: Site, epoch: int) -> None:
+        self.record_generation(site, epoch)
+        with db_driver.connect(site.database, dbname="postgres") as conn:
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(self.service_role)))
