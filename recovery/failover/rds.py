@@ -27,7 +27,7 @@ from recovery.drivers.aws import AwsDriver
 from recovery.drivers.rds import FENCED_FROM_TAG, Fenced, Placement, RdsDriver, RdsInstance
 from recovery.errors import PreconditionFailed, RecoveryError, UsageError, first_line
 from recovery.failover.platform import FenceMeans, Promotion, Rebuild
-from recovery.failover.selfmanaged import SelfManaged
+from recovery.failover.selfmanaged import SelfManaged, record_generation
 from recovery.failover.state import DatabaseState
 from recovery.restore.rds_source import key_in_region
 from recovery.targets.model import Site, Target
@@ -209,8 +209,8 @@ class RdsPlatform:
     def open_for_writes(self, site: Site, epoch: int) -> None:
         """Give back the groups recorded before a fence, then let the role in and record the generation."""
         self.unfence(site)
-        self._sql.record_generation(site, epoch)
         with db_driver.connect(site.database, dbname="postgres") as conn:
+            record_generation(conn, site, epoch)
             name = sql.Identifier(self.service_role)
             conn.execute(sql.SQL("ALTER ROLE {} RESET default_transaction_read_only").format(name))
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(name))

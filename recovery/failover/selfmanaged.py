@@ -263,20 +263,9 @@ class SelfManaged:
         assert row is not None
         return Promotion(already=already, lsn=str(row[0]), timeline=int(row[1]))
 
-    def record_generation(self, site: Site, epoch: int) -> None:
-        """The site's generation in its database (written past a read-only default)."""
-        with db_driver.connect(site.database, dbname="postgres") as conn:
-            conn.execute("SET default_transaction_read_only = off")
-            conn.execute(_GENERATION)
-            conn.execute(
-                "INSERT INTO recovery_generation (epoch, site) VALUES (%s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, site = excluded.site, at = now()",
-                (epoch, site.name),
-            )
-
     def open_for_writes(self, site: Site, epoch: int) -> None:
-        self.record_generation(site, epoch)
         with db_driver.connect(site.database, dbname="postgres") as conn:
+            record_generation(conn, site, epoch)
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(self.service_role)))
@@ -320,6 +309,18 @@ class SelfManaged:
         return Rebuild(
             method=result["method"], detail=str(result.get("detail", "")), set_aside=result.get("set_aside")
         )
+
+
+def record_generation(conn: db_driver.Connection, site: Site, epoch: int) -> None:
+    """The site's generation in its database. The session is made writable first (a fenced database is
+    read-only by default), and stays so for what the caller does next on it."""
+    conn.execute("SET default_transaction_read_only = off")
+    conn.execute(_GENERATION)
+    conn.execute(
+        "INSERT INTO recovery_generation (epoch, site) VALUES (%s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, site = excluded.site, at = now()",
+        (epoch, site.name),
+    )
 
 
 def run_hostops(site: Site, action: str, args: dict[str, Any], *, timeout: float = 120) -> dict[str, Any]:
