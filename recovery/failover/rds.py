@@ -27,7 +27,7 @@ from recovery.drivers.aws import AwsDriver
 from recovery.drivers.rds import FENCED_FROM_TAG, Fenced, Placement, RdsDriver, RdsInstance
 from recovery.errors import PreconditionFailed, RecoveryError, UsageError, first_line
 from recovery.failover.platform import FenceMeans, Promotion, Rebuild
-from recovery.failover.selfmanaged import SelfManaged, record_generation
+from recovery.failover.selfmanaged import SelfManaged, record_generation, wal_position
 from recovery.failover.state import DatabaseState
 from recovery.restore.rds_source import key_in_region
 from recovery.targets.model import Site, Target
@@ -197,14 +197,9 @@ class RdsPlatform:
         """The new writer's WAL position and timeline over SQL; "unknown" and 0 when it does not answer."""
         try:
             with db_driver.connect(site.database, dbname="postgres", connect_timeout=3) as conn:
-                row = conn.execute(
-                    "SELECT pg_current_wal_lsn()::text,"
-                    " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-                ).fetchone()
+                return wal_position(conn)
         except RecoveryError:
             return "unknown", 0
-        assert row is not None
-        return str(row[0]), int(row[1])
 
     def open_for_writes(self, site: Site, epoch: int) -> None:
         """Give back the groups recorded before a fence, then let the role in and record the generation."""

@@ -254,14 +254,8 @@ class SelfManaged:
                         f"the {site.name} site's database did not finish promotion within "
                         f"{PROMOTE_WAIT_SECONDS} s; see its server log"
                     )
-            row = conn.execute(
-                # The timeline is the first 8 hex digits of the current WAL file's name (the control
-                # file's checkpoint still names the old one until the first checkpoint after promotion).
-                "SELECT pg_current_wal_lsn()::text,"
-                " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-            ).fetchone()
-        assert row is not None
-        return Promotion(already=already, lsn=str(row[0]), timeline=int(row[1]))
+            lsn, timeline = wal_position(conn)
+        return Promotion(already=already, lsn=lsn, timeline=timeline)
 
     def open_for_writes(self, site: Site, epoch: int) -> None:
         with db_driver.connect(site.database, dbname="postgres") as conn:
@@ -309,6 +303,18 @@ class SelfManaged:
         return Rebuild(
             method=result["method"], detail=str(result.get("detail", "")), set_aside=result.get("set_aside")
         )
+
+
+def wal_position(conn: db_driver.Connection) -> tuple[str, int]:
+    """A writer's current WAL position and timeline. The timeline is the first 8 hex digits of the current
+    WAL file's name (the control file's checkpoint still names the old one until the first checkpoint
+    after promotion)."""
+    row = conn.execute(
+        "SELECT pg_current_wal_lsn()::text,"
+        " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
 
 
 def record_generation(conn: db_driver.Connection, site: Site, epoch: int) -> None:

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
-from moto import mock_aws
-from rds_sites import PRIMARY_ID, PRIMARY_REGION, build_sites
+from rds_sites import PRIMARY_ID, PRIMARY_REGION, build_sites, moto_in_process
 from target_files import unit_target_doc
 
 from recovery.drivers.aws import AwsDriver
@@ -24,11 +23,8 @@ if TYPE_CHECKING:  # the fixture's type; conftest is not importable as a module 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsDriver]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield AwsDriver()
+    with moto_in_process(monkeypatch) as driver:
+        yield driver
 
 
 def _target(root: Path, postgres: Postgres, name: str) -> Target:
@@ -81,5 +77,8 @@ def test_the_fence_is_confirmed_by_groups_and_sql_and_opening_undoes_both(
             assert row == ("off",)
         opened = platform.observe(target.primary, None)
         assert opened.writable and opened.epoch == 4
+        # No replica any more in moto: promotion is a no-op whose position is read from PostgreSQL.
+        promotion = platform.promote(target.primary)
+        assert promotion.already and "/" in promotion.lsn and promotion.timeline >= 1
         groups = RdsDriver(aws, PRIMARY_REGION).describe(PRIMARY_ID).security_groups
         assert groups == (sites.primary.security_group,)
