@@ -4,8 +4,13 @@ call made."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
+from moto import mock_aws
 
 from recovery.drivers.aws import AwsDriver
 
@@ -138,3 +143,13 @@ def recorder_for(aws: AwsDriver, *services: str) -> CallRecorder:
         for region in (PRIMARY_REGION, STANDBY_REGION):
             recorder.attach(aws.client(service, region), region)
     return recorder
+
+
+@contextlib.contextmanager
+def moto_in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsDriver]:
+    """moto in process, for tests outside tests/aws (whose conftest has its own `aws` fixture)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield AwsDriver()

@@ -32,7 +32,8 @@ def _why_not_standby(site: SiteState) -> str | None:
         return f"its database does not answer ({db.problem or 'no reason given'})"
     if db.in_recovery is False:
         return "its database is not a standby (it already takes writes)"
-    if db.lag_bytes is None:
+    # RDS's ReplicaLag gives seconds without bytes: either measure places the standby.
+    if db.lag_bytes is None and db.lag_seconds is None:
         return "its replication position is unknown"
     return None
 
@@ -48,6 +49,11 @@ def _describe_down(site: SiteState) -> str:
     elif not site.service.healthy:
         parts.append(f"service: unhealthy ({site.service.problem or 'no reason given'})")
     return "; ".join(parts) or "no fault seen"
+
+
+def _bytes(value: int | None) -> str:
+    """A lag's bytes in parentheses; nothing when only seconds are known (RDS's ReplicaLag)."""
+    return "" if value is None else f" ({value} bytes)"
 
 
 def _seconds(value: float) -> str:
@@ -127,11 +133,11 @@ def decide_failover(
         limit = "--max-data-loss" if max_data_loss_seconds is not None else "the RPO objective"
         return Decision(
             "refuse",
-            f"the {target} site lags {_seconds(lag_s)} ({lag_b} bytes) behind, beyond {limit} of "
+            f"the {target} site lags {_seconds(lag_s)}{_bytes(lag_b)} behind, beyond {limit} of "
             f"{_seconds(allowed)}: a failover now would lose up to {_seconds(lag_s)} of writes; pass "
             f"--max-data-loss {lag_s:.0f} or more to accept it",
         )
-    loss = "an unknown amount" if lag_s is None else f"up to {_seconds(lag_s)} ({lag_b} bytes)"
+    loss = "an unknown amount" if lag_s is None else f"up to {_seconds(lag_s)}{_bytes(lag_b)}"
     return Decision(
         "failover",
         f"the {source} site is lost or broken ({_describe_down(writer)}); the {target} site is a healthy "

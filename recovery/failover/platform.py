@@ -1,5 +1,5 @@
 """The database platform behind the failover runbooks: one small interface, one implementation per kind
-of database (self-managed PostgreSQL over SQL and SSH today; RDS through its API later).
+of database (self-managed PostgreSQL over SQL and SSH: selfmanaged.py; RDS through its API: rds.py).
 
 The runbooks call these operations and nothing else on a database, so the same steps (observe, fence,
 wait for replay, promote, open for writes, rebuild as a standby) run against either kind. Every
@@ -35,9 +35,10 @@ class Promotion:
 
 @dataclass(frozen=True)
 class Rebuild:
-    method: Literal["rewind", "base-backup", "none"]  # "none": it already streams from the writer
+    # "none": it already streams from the writer; "replica": RDS made a new replica under the old name
+    method: Literal["rewind", "base-backup", "replica", "none"]
     detail: str
-    set_aside: str | None = None  # where a replaced data directory was moved (base-backup only)
+    set_aside: str | None = None  # where a replaced data directory (or RDS instance) was moved
 
 
 class DatabasePlatform(Protocol):

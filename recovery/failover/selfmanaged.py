@@ -254,24 +254,12 @@ class SelfManaged:
                         f"the {site.name} site's database did not finish promotion within "
                         f"{PROMOTE_WAIT_SECONDS} s; see its server log"
                     )
-            row = conn.execute(
-                # The timeline is the first 8 hex digits of the current WAL file's name (the control
-                # file's checkpoint still names the old one until the first checkpoint after promotion).
-                "SELECT pg_current_wal_lsn()::text,"
-                " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-            ).fetchone()
-        assert row is not None
-        return Promotion(already=already, lsn=str(row[0]), timeline=int(row[1]))
+            lsn, timeline = wal_position(conn)
+        return Promotion(already=already, lsn=lsn, timeline=timeline)
 
     def open_for_writes(self, site: Site, epoch: int) -> None:
         with db_driver.connect(site.database, dbname="postgres") as conn:
-            conn.execute("SET default_transaction_read_only = off")
-            conn.execute(_GENERATION)
-            conn.execute(
-                "INSERT INTO recovery_generation (epoch, site) VALUES (%s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, site = excluded.site, at = now()",
-                (epoch, site.name),
-            )
+            record_generation(conn, site, epoch)
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(self.service_role)))
@@ -315,6 +303,30 @@ class SelfManaged:
         return Rebuild(
             method=result["method"], detail=str(result.get("detail", "")), set_aside=result.get("set_aside")
         )
+
+
+def wal_position(conn: db_driver.Connection) -> tuple[str, int]:
+    """A writer's current WAL position and timeline. The timeline is the first 8 hex digits of the current
+    WAL file's name (the control file's checkpoint still names the old one until the first checkpoint
+    after promotion)."""
+    row = conn.execute(
+        "SELECT pg_current_wal_lsn()::text,"
+        " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+def record_generation(conn: db_driver.Connection, site: Site, epoch: int) -> None:
+    """The site's generation in its database. The session is made writable first (a fenced database is
+    read-only by default), and stays so for what the caller does next on it."""
+    conn.execute("SET default_transaction_read_only = off")
+    conn.execute(_GENERATION)
+    conn.execute(
+        "INSERT INTO recovery_generation (epoch, site) VALUES (%s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, site = excluded.site, at = now()",
+        (epoch, site.name),
+    )
 
 
 def run_hostops(site: Site, action: str, args: dict[str, Any], *, timeout: float = 120) -> dict[str, Any]:

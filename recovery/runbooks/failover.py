@@ -23,6 +23,7 @@ from recovery.failover.decide import Decision, decide_failover, decide_switchove
 from recovery.failover.infrastructure import fence_infrastructure
 from recovery.failover.observe import observe
 from recovery.failover.platform import DatabasePlatform, FenceMeans, wait_replayed
+from recovery.failover.rds import RdsPlatform
 from recovery.failover.selfmanaged import SelfManaged
 from recovery.failover.service import confirm_no_writes, host_health, wait_writable
 from recovery.failover.state import ClusterState, SiteName, other
@@ -38,12 +39,14 @@ SITES: tuple[SiteName, ...] = ("primary", "standby")
 
 
 def platform_for(target: Target) -> DatabasePlatform:
-    """The database platform of the target's sites (self-managed PostgreSQL; RDS comes next)."""
+    """The database platform of the target's sites: self-managed PostgreSQL, or RDS (both sites alike)."""
     kinds = {target.primary.database.kind, target.standby.database.kind}
+    if kinds == {"rds"}:
+        return RdsPlatform(target)
     if kinds != {"self-managed"}:
         raise UsageError(
-            f"target {target.name}: failover of {', '.join(sorted(kinds))} databases is not supported yet; "
-            "only self-managed PostgreSQL"
+            f"target {target.name}: one site's database is on RDS and the other is not; failover needs "
+            "both sites on the same kind of database"
         )
     return SelfManaged((target.writable, target.replica))
 
@@ -399,7 +402,7 @@ def _fence_lost(ctx: RunContext) -> Fenced:
     check = ensure_health_check(ctx.target, decided.to)
     started = time.time()
     means = [*platform.fence(source), confirm_no_writes(source, timeout=3)]
-    if not any(m.confirmed and m.means in ("database", "data-dir") for m in means):
+    if not any(m.confirmed and m.means in ("database", "data-dir", "security-group") for m in means):
         means.append(fence_infrastructure(ctx.target, source, platform.service_role))
     fenced = _fenced(decided.source, started, tuple(means), check)
     for line in fenced.unconfirmed:

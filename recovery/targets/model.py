@@ -48,6 +48,9 @@ class Database(_Frozen):
     # RDS: the secret holding the master user's credentials (`manage_master_user_password`), read at run
     # time when no passfile is given; a replica names its source's secret (the same credentials).
     master_secret_arn: str | None = None
+    # RDS: the controller's CIDRs, admitted through the fence's security group so a failback can still
+    # read what the fenced writer acknowledged (never the service's hosts).
+    fence_admit: tuple[str, ...] = ()
 
 
 class HostDiscovery(_Frozen):

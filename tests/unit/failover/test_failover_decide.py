@@ -130,6 +130,25 @@ def test_failover_never_assumes_an_unknown_lag_is_small() -> None:
     assert accepted.action == "failover" and "gives up an unknown amount of writes" in accepted.reason
 
 
+def test_failover_takes_a_lag_known_in_seconds_only_and_a_position_known_by_neither_is_refused() -> None:
+    # RDS's ReplicaLag (CloudWatch) gives seconds and no bytes when the endpoint does not answer.
+    seconds_only = replace(STANDBY_DB, lag_bytes=None, lag_seconds=2.0)
+    state = cluster(primary_db=DOWN_DB, primary_service=NO_SERVICE, standby_db=seconds_only)
+    decision = decide_failover(state, rpo_seconds=5)
+    assert decision.action == "failover" and decision.expected_loss_bytes is None
+    assert decision.reason.endswith("promoting it gives up up to 2.0 s of writes, within 5.0 s")
+    lagging = replace(seconds_only, lag_seconds=9.0)
+    refused = decide_failover(
+        replace(state, sites=(state.sites[0], replace(state.sites[1], database=lagging))), rpo_seconds=5
+    )
+    assert refused.reason.startswith("the standby site lags 9.0 s behind, beyond the RPO objective")
+    neither = replace(STANDBY_DB, lag_bytes=None, lag_seconds=None)
+    unknown = cluster(primary_db=DOWN_DB, primary_service=NO_SERVICE, standby_db=neither)
+    assert decide_failover(unknown, rpo_seconds=5).reason == (
+        "the standby site cannot take over: its replication position is unknown"
+    )
+
+
 def test_a_returning_old_primary_that_takes_writes_is_fenced() -> None:
     after = ClusterState(
         writer="standby",
