@@ -1,7 +1,7 @@
 """Site failover on a real lab: a switchover under load, refusals that change nothing, the loss of a whole
 site while orders flow (failover, the old site returning by itself, failback with carry-over, a
-switchover back), and a switchover killed at a step then resumed. One lab for the module; the tests run
-in file order and each starts from where the previous one left the sites."""
+switchover back), and a switchover killed at each of its mutating steps then resumed. One lab for the
+module; the tests run in file order and each starts from where the previous one left the sites."""
 
 from __future__ import annotations
 
@@ -23,12 +23,15 @@ from recovery.drivers import db
 from recovery.engine import LockHolder, journal_path, read_journal, run_ids, summarize
 from recovery.engine.lock import target_lock
 from recovery.errors import ExitCode
-from recovery.failover.service import host_health
+from recovery.failover.observe import observe
+from recovery.failover.service import base_url, host_health
 from recovery.lab.outage import restart_site, stop_site, walsender_pid
 from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.load.ledger import Ledger, read_ledger
 from recovery.load.ledger_check import verify_ledger
+from recovery.runbooks.failover import platform_for
 from recovery.targets import Target, load_target
+from recovery.verify.smoke import smoke_test
 
 
 def _target(lab: Lab) -> Target:
@@ -208,10 +211,32 @@ def test_site_loss_failover_return_and_failback_lose_nothing(
     print(f"site loss: {stranded} acknowledged orders not on the standby at promotion; carried {carried}")
 
 
-# --- kill -9 at a step, then resume -------------------------------------------------------------------
+# --- kill -9 at each step, then resume ----------------------------------------------------------------
+
+# Every mutating step of a switchover, in order. Each kill's switchover goes the other way from the one
+# before (a switchover without --to moves the writer to the other site), so no switch back is needed.
+KILLED_AT = ("fence", "wait-replay", "promote", "open-for-writes", "move-traffic", "rejoin")
 
 
-def test_a_switchover_killed_at_promote_resumes_to_one_writer(lab: Lab) -> None:
+@pytest.mark.parametrize("step", KILLED_AT)
+def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str) -> None:
+    target_file = str(lab.dir / "target.yaml")
+    expected = "primary" if _target(lab).writer == "standby" else "standby"
+    run_id, landed = _kill_switchover_at(lab, step)
+    assert landed == step, f"the kill landed in {landed}, after {step} had finished"
+    assert main(["runs", "resume", run_id, "--target", target_file, "--yes"]) == ExitCode.OK
+    target = _target(lab)
+    assert summarize(read_journal(journal_path(target.state_dir, run_id))).status == "ok"
+    assert writable_sites(target) == [target.writer] == [expected]
+    state = observe(target, platform_for(target))
+    assert state.traffic_to == expected and front_door_site(lab) == expected
+    assert _replication_state(target) == "streaming"
+    smoke = smoke_test(base_url(target.writable.hosts[0]))
+    assert smoke.passed, [s for s in smoke.steps if not s.passed]
+
+
+def _kill_switchover_at(lab: Lab, step: str) -> tuple[str, str]:
+    """Start a switchover, kill -9 it once it started `step`; its run id and the step it was in."""
     target = _target(lab)
     before = set(run_ids(target.state_dir))
     cli = Path(sys.executable).with_name("recovery")
@@ -220,13 +245,23 @@ def test_a_switchover_killed_at_promote_resumes_to_one_writer(lab: Lab) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    run_id = _wait_for_step(target, before, "promote")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert main(["runs", "resume", run_id, "--target", str(lab.dir / "target.yaml"), "--yes"]) == ExitCode.OK
-    target = _target(lab)
-    assert writable_sites(target) == [target.writer] == ["primary"]
-    assert front_door_site(lab) == "primary"
+    try:
+        run_id = _wait_for_step(target, before, step)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    summary = summarize(read_journal(journal_path(target.state_dir, run_id)))
+    assert summary.status == "interrupted"
+    return run_id, next((s.name for s in summary.steps if s.status == "running"), "between steps")
+
+
+def _replication_state(target: Target) -> str | None:
+    """How the replica's walreceiver stands on the writer (streaming when it follows it)."""
+    with db.connect(target.writable.database, dbname="postgres") as conn:
+        row = conn.execute(
+            "SELECT state FROM pg_stat_replication WHERE application_name = %s", (target.replica.name,)
+        ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _wait_for_step(target: Target, before: set[str], step: str) -> str:
