@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ from recovery.engine.lock import target_lock
 from recovery.errors import ExitCode
 from recovery.failover.observe import observe
 from recovery.failover.service import base_url, host_health
+from recovery.failover.state import SiteName
 from recovery.lab.outage import restart_site, stop_site, walsender_pid
 from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.load.ledger import Ledger, read_ledger
 from recovery.load.ledger_check import verify_ledger
 from recovery.runbooks.failover import platform_for
 from recovery.targets import Target, load_target
+from recovery.targets.model import Database
 from recovery.verify.smoke import smoke_test
 
 
@@ -213,16 +216,43 @@ def test_site_loss_failover_return_and_failback_lose_nothing(
 
 # --- kill -9 at each step, then resume ----------------------------------------------------------------
 
-# Every mutating step of a switchover, in order. Each kill's switchover goes the other way from the one
-# before (a switchover without --to moves the writer to the other site), so no switch back is needed.
-KILLED_AT = ("fence", "wait-replay", "promote", "open-for-writes", "move-traffic", "rejoin")
+# Every mutating step of a switchover, in order, killed as soon as it started; then the steps whose effect
+# shows well before they finish, killed once it shows (the old writer refuses writes; its database is
+# down for its rewind). Nothing is left to replay once the writer is fenced, so wait-replay would end
+# before a kill reaches it: the standby's replay is paused for that kill (the fence's own writes then wait)
+# and resumed after it, as when replication stalls and a person stops the run. Each kill's switchover goes
+# the other way from the one before (a switchover without --to moves the writer to the other site), so
+# no switch back is needed.
+KILLS = (
+    *(
+        (step, "started")
+        for step in ("fence", "wait-replay", "promote", "open-for-writes", "move-traffic", "rejoin")
+    ),
+    ("fence", "old writer read-only"),
+    ("rejoin", "old writer down"),
+)
 
 
-@pytest.mark.parametrize("step", KILLED_AT)
-def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str) -> None:
+def _effect_shows(lab: Lab, effect: str, source: SiteName) -> bool:
+    target = _target(lab)
+    if effect == "started":
+        return True
+    try:
+        with db.connect(target.site(source).database, dbname="postgres", connect_timeout=1) as conn:
+            row = conn.execute("SELECT current_setting('default_transaction_read_only') = 'on'").fetchone()
+    except Exception:
+        return effect == "old writer down"
+    return effect == "old writer read-only" and bool(row and row[0])
+
+
+@pytest.mark.parametrize(("step", "effect"), KILLS)
+def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str, effect: str) -> None:
     target_file = str(lab.dir / "target.yaml")
-    expected = "primary" if _target(lab).writer == "standby" else "standby"
-    run_id, landed = _kill_switchover_at(lab, step)
+    source = _target(lab).writer
+    expected: SiteName = "primary" if source == "standby" else "standby"
+    replica = _target(lab).site(expected)
+    with _replay_paused(replica.database) if step == "wait-replay" else contextlib.nullcontext():
+        run_id, landed = _kill_switchover_at(lab, step, lambda: _effect_shows(lab, effect, source))
     assert landed == step, f"the kill landed in {landed}, after {step} had finished"
     assert main(["runs", "resume", run_id, "--target", target_file, "--yes"]) == ExitCode.OK
     target = _target(lab)
@@ -235,8 +265,9 @@ def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str
     assert smoke.passed, [s for s in smoke.steps if not s.passed]
 
 
-def _kill_switchover_at(lab: Lab, step: str) -> tuple[str, str]:
-    """Start a switchover, kill -9 it once it started `step`; its run id and the step it was in."""
+def _kill_switchover_at(lab: Lab, step: str, when: Callable[[], bool]) -> tuple[str, str]:
+    """Start a switchover, kill -9 it once it started `step` and `when` holds; its run id and the step
+    it was in."""
     target = _target(lab)
     before = set(run_ids(target.state_dir))
     cli = Path(sys.executable).with_name("recovery")
@@ -247,12 +278,26 @@ def _kill_switchover_at(lab: Lab, step: str) -> tuple[str, str]:
     )
     try:
         run_id = _wait_for_step(target, before, step)
+        deadline = time.monotonic() + 60
+        while not when() and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     summary = summarize(read_journal(journal_path(target.state_dir, run_id)))
     assert summary.status == "interrupted"
     return run_id, next((s.name for s in summary.steps if s.status == "running"), "between steps")
+
+
+@contextlib.contextmanager
+def _replay_paused(standby: Database) -> Iterator[None]:
+    with db.connect(standby, dbname="postgres") as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    try:
+        yield
+    finally:
+        with db.connect(standby, dbname="postgres") as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
 
 
 def _replication_state(target: Target) -> str | None:
