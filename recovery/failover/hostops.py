@@ -10,11 +10,16 @@ only the standard library). Usage: `hostops.py ACTION BASE64_JSON_ARGS`; prints 
   rewinding is impossible, move the data directory aside and take a fresh pg_basebackup), put the
   configuration back without the fence, point it at the writer with a replication slot, start it as a
   standby.
+
+Both hold an exclusive lock next to the data directory for as long as they run: a runbook killed while
+one runs leaves it running on the host (its SSH session outlives the runbook's process), and the resumed
+run's attempt must wait for it instead of rewinding the same directory at the same time.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import subprocess
@@ -137,6 +142,10 @@ def rebuild(args: dict[str, str]) -> dict[str, object]:
     return result
 
 
+def data_dir_lock(data: Path) -> Path:
+    return data.with_name(f".{data.name}.hostops.lock")
+
+
 def main(argv: list[str]) -> int:
     action, encoded = argv[1], argv[2]
     args = json.loads(base64.b64decode(encoded))
@@ -144,7 +153,9 @@ def main(argv: list[str]) -> int:
     if action not in actions:
         print(f"unknown action {action}", file=sys.stderr)
         return 2
-    print(json.dumps(actions[action](args)))
+    with data_dir_lock(Path(args["data_dir"])).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when this process ends, however it ends
+        print(json.dumps(actions[action](args)))
     return 0
 
 

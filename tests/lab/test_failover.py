@@ -1,7 +1,7 @@
 """Site failover on a real lab: a switchover under load, refusals that change nothing, the loss of a whole
 site while orders flow (failover, the old site returning by itself, failback with carry-over, a
-switchover back), and a switchover killed at a step then resumed. One lab for the module; the tests run
-in file order and each starts from where the previous one left the sites."""
+switchover back), and a switchover killed at each of its mutating steps then resumed. One lab for the
+module; the tests run in file order and each starts from where the previous one left the sites."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,17 @@ from recovery.drivers import db
 from recovery.engine import LockHolder, journal_path, read_journal, run_ids, summarize
 from recovery.engine.lock import target_lock
 from recovery.errors import ExitCode
-from recovery.failover.service import host_health
+from recovery.failover.observe import observe
+from recovery.failover.service import base_url, host_health
+from recovery.failover.state import SiteName
 from recovery.lab.outage import restart_site, stop_site, walsender_pid
 from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.load.ledger import Ledger, read_ledger
 from recovery.load.ledger_check import verify_ledger
+from recovery.runbooks.failover import platform_for
 from recovery.targets import Target, load_target
+from recovery.targets.model import Database
+from recovery.verify.smoke import smoke_test
 
 
 def _target(lab: Lab) -> Target:
@@ -208,10 +214,60 @@ def test_site_loss_failover_return_and_failback_lose_nothing(
     print(f"site loss: {stranded} acknowledged orders not on the standby at promotion; carried {carried}")
 
 
-# --- kill -9 at a step, then resume -------------------------------------------------------------------
+# --- kill -9 at each step, then resume ----------------------------------------------------------------
+
+# Every mutating step of a switchover, in order, killed as soon as it started; then the steps whose effect
+# shows well before they finish, killed once it shows (the old writer refuses writes; its database is
+# down for its rewind). Nothing is left to replay once the writer is fenced, so wait-replay would end
+# before a kill reaches it: the standby's replay is paused for that kill (the fence's own writes then wait)
+# and resumed after it, as when replication stalls and a person stops the run. Each kill's switchover goes
+# the other way from the one before (a switchover without --to moves the writer to the other site), so
+# no switch back is needed.
+KILLS = (
+    *(
+        (step, "started")
+        for step in ("fence", "wait-replay", "promote", "open-for-writes", "move-traffic", "rejoin")
+    ),
+    ("fence", "old writer read-only"),
+    ("rejoin", "old writer down"),
+)
 
 
-def test_a_switchover_killed_at_promote_resumes_to_one_writer(lab: Lab) -> None:
+def _effect_shows(lab: Lab, effect: str, source: SiteName) -> bool:
+    target = _target(lab)
+    if effect == "started":
+        return True
+    try:
+        with db.connect(target.site(source).database, dbname="postgres", connect_timeout=1) as conn:
+            row = conn.execute("SELECT current_setting('default_transaction_read_only') = 'on'").fetchone()
+    except Exception:
+        return effect == "old writer down"
+    return effect == "old writer read-only" and bool(row and row[0])
+
+
+@pytest.mark.parametrize(("step", "effect"), KILLS)
+def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str, effect: str) -> None:
+    target_file = str(lab.dir / "target.yaml")
+    source = _target(lab).writer
+    expected: SiteName = "primary" if source == "standby" else "standby"
+    replica = _target(lab).site(expected)
+    with _replay_paused(replica.database) if step == "wait-replay" else contextlib.nullcontext():
+        run_id, landed = _kill_switchover_at(lab, step, lambda: _effect_shows(lab, effect, source))
+    assert landed == step, f"the kill landed in {landed}, after {step} had finished"
+    assert main(["runs", "resume", run_id, "--target", target_file, "--yes"]) == ExitCode.OK
+    target = _target(lab)
+    assert summarize(read_journal(journal_path(target.state_dir, run_id))).status == "ok"
+    assert writable_sites(target) == [target.writer] == [expected]
+    state = observe(target, platform_for(target))
+    assert state.traffic_to == expected and front_door_site(lab) == expected
+    assert _replication_state(target) == "streaming"
+    smoke = smoke_test(base_url(target.writable.hosts[0]))
+    assert smoke.passed, [s for s in smoke.steps if not s.passed]
+
+
+def _kill_switchover_at(lab: Lab, step: str, when: Callable[[], bool]) -> tuple[str, str]:
+    """Start a switchover, kill -9 it once it started `step` and `when` holds; its run id and the step
+    it was in."""
     target = _target(lab)
     before = set(run_ids(target.state_dir))
     cli = Path(sys.executable).with_name("recovery")
@@ -220,13 +276,37 @@ def test_a_switchover_killed_at_promote_resumes_to_one_writer(lab: Lab) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    run_id = _wait_for_step(target, before, "promote")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert main(["runs", "resume", run_id, "--target", str(lab.dir / "target.yaml"), "--yes"]) == ExitCode.OK
-    target = _target(lab)
-    assert writable_sites(target) == [target.writer] == ["primary"]
-    assert front_door_site(lab) == "primary"
+    try:
+        run_id = _wait_for_step(target, before, step)
+        deadline = time.monotonic() + 60
+        while not when() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    summary = summarize(read_journal(journal_path(target.state_dir, run_id)))
+    assert summary.status == "interrupted"
+    return run_id, next((s.name for s in summary.steps if s.status == "running"), "between steps")
+
+
+@contextlib.contextmanager
+def _replay_paused(standby: Database) -> Iterator[None]:
+    with db.connect(standby, dbname="postgres") as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    try:
+        yield
+    finally:
+        with db.connect(standby, dbname="postgres") as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
+def _replication_state(target: Target) -> str | None:
+    """How the replica's walreceiver stands on the writer (streaming when it follows it)."""
+    with db.connect(target.writable.database, dbname="postgres") as conn:
+        row = conn.execute(
+            "SELECT state FROM pg_stat_replication WHERE application_name = %s", (target.replica.name,)
+        ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _wait_for_step(target: Target, before: set[str], step: str) -> str:
