@@ -146,6 +146,24 @@ def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryE
     return ExternalFailure(f"failed to {action} on {resource}: {type(exc).__name__}")
 
 
+def failover_record_upsert(
+    name: str, role: str, address: str, ttl: int, health_check: str | None = None
+) -> dict[str, Any]:
+    """One Route53 change: UPSERT the `role` (PRIMARY or SECONDARY) failover A record `name` to
+    `address`, with the health check Route53 evaluates for it. Pure."""
+    record: dict[str, Any] = {
+        "Name": name,
+        "Type": "A",
+        "SetIdentifier": role.lower(),
+        "Failover": role,
+        "TTL": ttl,
+        "ResourceRecords": [{"Value": address}],
+    }
+    if health_check:
+        record["HealthCheckId"] = health_check
+    return {"Action": "UPSERT", "ResourceRecordSet": record}
+
+
 def new_session(endpoint_url: str | None, profile: str | None = None) -> boto3.session.Session:
     """A boto3 session for an endpoint: the profile's credentials, or for a local endpoint without any
     the fixed ones it accepts."""

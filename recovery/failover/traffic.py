@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from recovery.drivers.aws import AwsDriver
+from recovery.drivers.aws import AwsDriver, failover_record_upsert
 from recovery.failover.state import SiteName
 from recovery.targets.model import Target
 
@@ -94,20 +94,6 @@ def ensure_health_check(target: Target, site: SiteName) -> str:
     return str(created["HealthCheck"]["Id"])
 
 
-def _record(target: Target, role: str, address: str, health_check: str | None) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "Name": target.traffic.record_name,
-        "Type": "A",
-        "SetIdentifier": role.lower(),
-        "Failover": role,
-        "TTL": TRAFFIC_TTL_SECONDS,
-        "ResourceRecords": [{"Value": address}],
-    }
-    if health_check:
-        record["HealthCheckId"] = health_check
-    return {"Action": "UPSERT", "ResourceRecordSet": record}
-
-
 def point_traffic(
     target: Target, writer: SiteName, *, standby_healthy: bool, health_check: str | None = None
 ) -> Records:
@@ -123,8 +109,16 @@ def point_traffic(
             ChangeBatch={
                 "Comment": f"order-recovery: traffic to the {writer} site",
                 "Changes": [
-                    _record(target, "PRIMARY", site_address(target, writer), check),
-                    _record(target, "SECONDARY", secondary, None),
+                    failover_record_upsert(
+                        target.traffic.record_name,
+                        "PRIMARY",
+                        site_address(target, writer),
+                        TRAFFIC_TTL_SECONDS,
+                        check,
+                    ),
+                    failover_record_upsert(
+                        target.traffic.record_name, "SECONDARY", secondary, TRAFFIC_TTL_SECONDS
+                    ),
                 ],
             },
         )

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recovery.backup.keys import DEFAULT_MANIFEST_MAC_KEY
-from recovery.drivers.aws import new_client
+from recovery.drivers.aws import failover_record_upsert, new_client
 from recovery.engine.lock import LAB_LOCK_TABLE
 from recovery.errors import EnvironmentProblem, ExternalFailure
 from recovery.lab.plan import (
@@ -165,26 +165,12 @@ def _route53(plan: LabPlan, url: str) -> tuple[str, str]:
             HostedZoneId=zone_id,
             ChangeBatch={
                 "Changes": [
-                    _change("UPSERT", "PRIMARY", primary.address, check_id),
-                    _change("UPSERT", "SECONDARY", plan.standby.address, None),
+                    failover_record_upsert(SHOP_RECORD, "PRIMARY", primary.address, RECORD_TTL, check_id),
+                    failover_record_upsert(SHOP_RECORD, "SECONDARY", plan.standby.address, RECORD_TTL),
                 ]
             },
         )
     return zone_id, check_id
-
-
-def _change(action: str, role: str, address: str, health_check_id: str | None) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "Name": SHOP_RECORD,
-        "Type": "A",
-        "SetIdentifier": role.lower(),
-        "Failover": role,
-        "TTL": RECORD_TTL,
-        "ResourceRecords": [{"Value": address}],
-    }
-    if health_check_id:
-        record["HealthCheckId"] = health_check_id
-    return {"Action": action, "ResourceRecordSet": record}
 
 
 def current_records(
@@ -213,6 +199,5 @@ def point_primary_record(
 ) -> None:
     """UPSERT the PRIMARY failover record to `address` (the lab's traffic switch)."""
     r53 = client("route53", endpoint_url)
-    change = _change("UPSERT", "PRIMARY", address, health_check_id)
-    change["ResourceRecordSet"]["Name"] = record_name
+    change = failover_record_upsert(record_name, "PRIMARY", address, RECORD_TTL, health_check_id)
     r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [change]})
