@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 
 @contextlib.contextmanager
 def moto_server_at(port: int) -> Iterator[str]:
-    """moto's server on 127.0.0.1:port for the block; its URL."""
+    """moto's server on 127.0.0.1:port for the block, starting empty; its URL."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        # The threaded server shares this process's moto backends, so it would start with whatever an
+        # earlier test left in them; reset, as a server of its own process would start.
+        reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=10).close()
+        yield url
     finally:
         server.stop()
 
