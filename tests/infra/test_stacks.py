@@ -564,6 +564,14 @@ def test_mocked_outputs_convert_into_a_valid_target(
     assert target.keys.kms_key_id == _key_arn(primary)
     assert target.traffic.record_name == "orders.example.com"
     assert target.traffic.hosted_zone_id == "Z0EXAMPLE0PUBLICZONE"
+    for site, run in (("primary", primary), ("standby", standby)):
+        balancer = target.site(site).load_balancer  # type: ignore[arg-type]
+        assert balancer is not None
+        assert (balancer.arn, balancer.dns_name, balancer.hosted_zone_id) == (
+            run.outputs["loadBalancerArn"],
+            run.outputs["loadBalancerDnsName"],
+            run.outputs["loadBalancerZoneId"],
+        )
     assert target.objectives.rto_seconds == 900
     assert target.primary.hosts[0].service_port == 8080
     assert target.intake_queue_url == primary.outputs["intakeQueueUrl"]
