@@ -255,6 +255,13 @@ def runbook_role_policy(
             "Resource": ["*"],  # CreateHealthCheck has no resource-level permissions
         },
         {
+            # Before a traffic move: the new writer's load balancer is there as the target names it.
+            "Sid": "ReadLoadBalancers",
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:DescribeLoadBalancers"],
+            "Resource": ["*"],  # Describe actions have no resource-level permissions
+        },
+        {
             "Sid": "ReadAndWriteBackups",
             "Effect": "Allow",
             # AbortMultipartUpload: a backup upload that failed half way leaves no parts behind.
