@@ -440,6 +440,16 @@ def test_failover_records_primary_with_health_check_and_secondary(
     assert all(r["aliases"][0]["evaluateTargetHealth"] is True for r in (first, second))
 
 
+def test_a_pulumi_up_never_moves_traffic_back_from_where_a_runbook_pointed_it(
+    primary: StackRun, standby: StackRun
+) -> None:
+    # After a failover the PRIMARY alias names the standby's load balancer, without the primary's health
+    # check: the stacks create the records but leave their target to the runbooks.
+    for run in (primary, standby):
+        (record,) = [r for r in run.of_type(RECORD) if "failoverRoutingPolicies" in r.inputs]
+        assert set(record.ignore_changes) == {"aliases", "healthCheckId"}
+
+
 # -- least privilege ---------------------------------------------------------------------------------------
 
 
