@@ -75,6 +75,15 @@ class LoadBalancer(_Frozen):
     hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]+$")
 
 
+class NetworkFence(_Frozen):
+    """A self-managed database on AWS: the security group rule that admits the order service to it. A
+    failover whose old writer answers neither SQL nor SSH revokes it (the cloud-level fence); failback
+    gives it back once the site is a standby again."""
+
+    database_group_id: str = Field(pattern=r"^sg-[0-9a-f]+$")
+    service_group_id: str = Field(pattern=r"^sg-[0-9a-f]+$")
+
+
 class Site(_Frozen):
     name: SiteName
     region: str
@@ -83,6 +92,7 @@ class Site(_Frozen):
     discover: HostDiscovery | None = None
     database: Database
     load_balancer: LoadBalancer | None = None
+    network_fence: NetworkFence | None = None
 
     @model_validator(mode="after")
     def _hosts_known(self) -> Site:
