@@ -2,7 +2,8 @@
 
 Each stack owns its own record: the primary's PRIMARY record (with the health check on its load balancer)
 and the standby's SECONDARY record. Losing the primary region therefore never blocks an update of the
-standby's record.
+standby's record. The stacks create the records; which load balancer each one names is the runbooks' to
+change after that (recovery/failover/traffic.py, docs/failover.md), so `pulumi up` ignores it.
 
 Route53 publishes health check metrics in us-east-1 only, so the health check's alarm lives there: it
 notifies the team topic when the site is in us-east-1, and otherwise a topic of its own in us-east-1 (an
@@ -83,7 +84,10 @@ class FailoverRouting(pulumi.ComponentResource):
                 )
             ],
             health_check_id=health_check.id if health_check is not None else None,
-            opts=child,
+            # The stacks create the pair; where it points is the runbooks' to change (a switchover or a
+            # failover aliases PRIMARY to the new writer's load balancer, with that one's health check or
+            # none): a later `pulumi up` must not send clients back to a fenced old writer.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["aliases", "healthCheckId"]),
         )
         self.record_fqdn = record.fqdn
         self.health_check_id = health_check.id if health_check is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from order_infra.config import PROJECT
 from recovery.watch.metrics_contract import NAMESPACE as METRIC_NAMESPACE
 
 Document = dict[str, Any]
@@ -255,6 +256,13 @@ def runbook_role_policy(
             "Resource": ["*"],  # CreateHealthCheck has no resource-level permissions
         },
         {
+            # Before a traffic move: the new writer's load balancer is there as the target names it.
+            "Sid": "ReadLoadBalancers",
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:DescribeLoadBalancers"],
+            "Resource": ["*"],  # Describe actions have no resource-level permissions
+        },
+        {
             "Sid": "ReadAndWriteBackups",
             "Effect": "Allow",
             # AbortMultipartUpload: a backup upload that failed half way leaves no parts behind.
@@ -414,6 +422,21 @@ def runbook_role_policy(
                 f"arn:aws:ec2:*:{account_id}:security-group/*",
                 f"arn:aws:ec2:*:{account_id}:vpc/*",
             ],
+        },
+        {
+            # The cloud-level fence of a self-managed database (recovery/failover/network_fence.py): the
+            # order service's rule on the database's group revoked, kept in a tag first, given back by
+            # failback; on the project's own groups only.
+            "Sid": "FenceSelfManagedDatabase",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:CreateTags",
+                "ec2:DeleteTags",
+            ],
+            "Resource": [f"arn:aws:ec2:*:{account_id}:security-group/*"],
+            "Condition": {"StringEquals": {"aws:ResourceTag/project": PROJECT}},
         },
         {
             # Manifests are authenticated with an HMAC key only the runbooks may use (docs/deploy.md has

@@ -147,17 +147,50 @@ def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryE
 
 
 def failover_record_upsert(
-    name: str, role: str, address: str, ttl: int, health_check: str | None = None
+    name: str,
+    role: str,
+    address: str,
+    ttl: int,
+    health_check: str | None = None,
+    *,
+    set_identifier: str | None = None,
 ) -> dict[str, Any]:
     """One Route53 change: UPSERT the `role` (PRIMARY or SECONDARY) failover A record `name` to
     `address`, with the health check Route53 evaluates for it. Pure."""
+    value = {"TTL": ttl, "ResourceRecords": [{"Value": address}]}
+    return _failover_upsert(name, role, set_identifier, value, health_check)
+
+
+def failover_alias_upsert(
+    name: str,
+    role: str,
+    dns_name: str,
+    alias_zone_id: str,
+    health_check: str | None = None,
+    *,
+    set_identifier: str | None = None,
+) -> dict[str, Any]:
+    """One Route53 change: UPSERT the `role` failover record `name` as an alias to a load balancer
+    (`dns_name` in its canonical zone `alias_zone_id`). EvaluateTargetHealth stays on: the record is
+    healthy only while the load balancer has healthy targets (and `health_check`, when given, passes).
+    An alias has no TTL of its own. Pure."""
+    value = {
+        "AliasTarget": {"HostedZoneId": alias_zone_id, "DNSName": dns_name, "EvaluateTargetHealth": True}
+    }
+    return _failover_upsert(name, role, set_identifier, value, health_check)
+
+
+def _failover_upsert(
+    name: str, role: str, set_identifier: str | None, value: dict[str, Any], health_check: str | None
+) -> dict[str, Any]:
+    # The set identifier names the record within the pair: reuse the one the zone has (a stack names
+    # them after its site), or else the role, so an UPSERT replaces the record instead of adding one.
     record: dict[str, Any] = {
         "Name": name,
         "Type": "A",
-        "SetIdentifier": role.lower(),
+        "SetIdentifier": set_identifier or role.lower(),
         "Failover": role,
-        "TTL": ttl,
-        "ResourceRecords": [{"Value": address}],
+        **value,
     }
     if health_check:
         record["HealthCheckId"] = health_check

@@ -1,9 +1,9 @@
 """The fence below the database and its host: what a target's infrastructure can do to a site that
 answers neither SQL nor SSH, so that it refuses writes if it ever starts again by itself.
 
-On a real AWS target that is an instance- or network-level action through the cloud API (stop the
-instances, or revoke the database port from the site's security groups); the target does not name
-those resources yet, so the fence is reported as not confirmed with what a person must do. In the lab
+On a real AWS target that is a network-level action through the cloud API: when the site names its
+`network_fence`, the security group rule admitting the order service to the database is revoked
+(network_fence.py); otherwise the fence is reported as not confirmed with what a person must do. In the lab
 the sites' hosts are directories of the controller's own machine, as an instance's volume is reachable
 through the cloud API: the same on-disk fence the SSH path writes is written there directly, as the
 owner of the data directory.
@@ -16,18 +16,22 @@ import json
 import os
 import subprocess
 
+from recovery.failover.network_fence import revoke_service_ingress
 from recovery.failover.platform import FenceMeans
 from recovery.failover.selfmanaged import HOSTOPS, db_host
 from recovery.targets.model import Site, Target
 
 
 def fence_infrastructure(target: Target, site: Site, role: str) -> FenceMeans:
+    if site.network_fence is not None:
+        return revoke_service_ingress(target, site)
     if target.kind != "lab":
         return FenceMeans(
             "cloud",
             False,
-            f"no cloud-level fence is configured for the {site.name} site: stop its instances or revoke "
-            "its database port in its security groups before it can return",
+            f"no cloud-level fence is configured for the {site.name} site (name its network_fence in the "
+            "target): stop its instances or revoke its database port in its security groups before it "
+            "can return",
         )
     database = site.database
     if database.data_dir is None or database.bin_dir is None or not database.data_dir.is_dir():

@@ -5,7 +5,9 @@ observe and decide -> fence the old writer (it stays so until rebuilt) -> carry 
 after the split (the writer's promotion, from the site record) into the writer with the carry-over's
 rules, orders it cannot carry listed for a person, then check every such order is on the writer or on
 that list -> rebuild it as a standby (pg_rewind, else a fresh base backup) and wait until it streams at
-the current generation -> let the SECONDARY failover record point at it -> verify -> record.
+the current generation -> give its service back the security group rule a failover's cloud-level
+fence revoked (network_fence.py; nothing to do elsewhere) -> let the SECONDARY failover record point
+at it -> verify -> record.
 `recovery failback --switch-back` then runs a switchover back to it.
 """
 
@@ -19,6 +21,7 @@ from recovery.drivers import db as db_driver
 from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_runbook
 from recovery.errors import PreconditionFailed, VerificationFailed
 from recovery.failover.decide import decide_failback
+from recovery.failover.network_fence import restore_service_ingress
 from recovery.failover.observe import observe
 from recovery.failover.platform import wait_replayed
 from recovery.failover.service import confirm_no_writes
@@ -151,6 +154,15 @@ def _rebuild(ctx: RunContext) -> dict[str, Any]:
     return {"method": rebuilt.method, "detail": rebuilt.detail, "set_aside": rebuilt.set_aside}
 
 
+def _readmit_service(ctx: RunContext) -> dict[str, Any]:
+    """The rule the failover's cloud-level fence revoked, given back now that the site is a standby."""
+    decided = ctx.output("observe", FailbackDecided)
+    given_back = restore_service_ingress(ctx.target, ctx.target.site(decided.old))
+    if given_back:
+        ctx.note(given_back)
+    return {"given_back": given_back}
+
+
 def _move_traffic(ctx: RunContext) -> dict[str, Any]:
     decided = ctx.output("observe", FailbackDecided)
     records = point_traffic(ctx.target, decided.writer, standby_healthy=True)
@@ -195,6 +207,11 @@ def failback_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
         ),
         Step(
             "rebuild", "Rebuild the old writer as a standby (pg_rewind, else a fresh base backup)", _rebuild
+        ),
+        Step(
+            "readmit-service",
+            "Give the rebuilt standby's service back the security group rule a failover revoked",
+            _readmit_service,
         ),
         Step("move-traffic", "Let the SECONDARY failover record point at the rebuilt standby", _move_traffic),
         Step("verify", "Check one writer and a standby of the current generation", _verify, mutating=False),

@@ -27,7 +27,7 @@ from recovery.failover.rds import RdsPlatform
 from recovery.failover.selfmanaged import SelfManaged
 from recovery.failover.service import confirm_no_writes, host_health, wait_writable
 from recovery.failover.state import ClusterState, SiteName, other
-from recovery.failover.traffic import TRAFFIC_TTL_SECONDS, ensure_health_check, point_traffic
+from recovery.failover.traffic import point_traffic, prepare_traffic, record_ttl
 from recovery.runbooks.replay_intake import replay_intake_step
 from recovery.targets.model import Target
 from recovery.targets.sites import SiteRecord, read_site_record, write_site_record
@@ -73,7 +73,9 @@ class Fenced(TypedOutput):
     started_at: float
     means: tuple[dict[str, Any], ...]
     unconfirmed: tuple[str, ...]
-    health_check: str  # the new writer's Route53 health check, made ready before anything is fenced
+    # The new writer's Route53 health check (none: a load balancer alias evaluated on its targets alone),
+    # found before anything is fenced, like everything else the move needs.
+    health_check: str | None
 
 
 class Replayed(TypedOutput):
@@ -156,7 +158,7 @@ def _fence_planned(ctx: RunContext) -> Fenced:
             "site is lost)",
             code="switchover.fence_unconfirmable",
         )
-    check = ensure_health_check(ctx.target, decided.to)  # ready, so moving traffic is one call later
+    check = prepare_traffic(ctx.target, decided.to)  # checked, so moving traffic is one change later
     started = time.time()
     means = (*platform.fence(source), confirm_no_writes(source))
     unconfirmed = tuple(f"{m.means}: {m.detail}" for m in means if not m.confirmed)
@@ -170,7 +172,9 @@ def _fence_planned(ctx: RunContext) -> Fenced:
     return _fenced(decided.source, started, means, check)
 
 
-def _fenced(site: SiteName, started: float, means: tuple[FenceMeans, ...], health_check: str) -> Fenced:
+def _fenced(
+    site: SiteName, started: float, means: tuple[FenceMeans, ...], health_check: str | None
+) -> Fenced:
     return Fenced(
         site=site,
         started_at=started,
@@ -248,7 +252,7 @@ def _move_traffic(ctx: RunContext) -> dict[str, Any]:
 def _smoke_through_front_door(ctx: RunContext) -> SmokeReport:
     """A smoke order through the front door. Clients follow a changed record within its TTL, so a smoke
     test that fails at its first step (health) is tried again until the TTL has passed."""
-    deadline = time.monotonic() + TRAFFIC_TTL_SECONDS * 2
+    deadline = time.monotonic() + record_ttl(ctx.target) * 2
     while True:
         smoke = smoke_test(ctx.target.traffic.front_door_url)
         first_failed = next((s.name for s in smoke.steps if not s.passed), None)
@@ -399,7 +403,7 @@ def _fence_lost(ctx: RunContext) -> Fenced:
     way (the writer is lost); what was not confirmed is in the record for a person."""
     decided = ctx.output("observe", Decided)
     platform, source = platform_for(ctx.target), ctx.target.site(decided.source)
-    check = ensure_health_check(ctx.target, decided.to)
+    check = prepare_traffic(ctx.target, decided.to)
     started = time.time()
     means = [*platform.fence(source), confirm_no_writes(source, timeout=3)]
     if not any(m.confirmed and m.means in ("database", "data-dir", "security-group") for m in means):

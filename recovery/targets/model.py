@@ -65,6 +65,25 @@ class HostDiscovery(_Frozen):
     service_port: int = Field(ge=1, le=65535)
 
 
+class LoadBalancer(_Frozen):
+    """A site's load balancer: the alias target of its Route53 failover record on a real AWS target (the
+    lab has none: its records are A records with a host's address)."""
+
+    arn: str = Field(pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:")
+    dns_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+    # The load balancer's canonical hosted zone (an alias target's HostedZoneId), not the record's zone.
+    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]+$")
+
+
+class NetworkFence(_Frozen):
+    """A self-managed database on AWS: the security group rule that admits the order service to it. A
+    failover whose old writer answers neither SQL nor SSH revokes it (the cloud-level fence); failback
+    gives it back once the site is a standby again."""
+
+    database_group_id: str = Field(pattern=r"^sg-[0-9a-f]+$")
+    service_group_id: str = Field(pattern=r"^sg-[0-9a-f]+$")
+
+
 class Site(_Frozen):
     name: SiteName
     region: str
@@ -72,6 +91,8 @@ class Site(_Frozen):
     hosts: tuple[Host, ...] = ()
     discover: HostDiscovery | None = None
     database: Database
+    load_balancer: LoadBalancer | None = None
+    network_fence: NetworkFence | None = None
 
     @model_validator(mode="after")
     def _hosts_known(self) -> Site:
@@ -191,6 +212,9 @@ class Target(_Frozen):
     def _sites_named(self) -> Target:
         if self.primary.name != "primary" or self.standby.name != "standby":
             raise ValueError("the sites must be named primary and standby")
+        if (self.primary.load_balancer is None) != (self.standby.load_balancer is None):
+            # Traffic moves by alias to a load balancer, or by address: never half of each.
+            raise ValueError("name the load_balancer of both sites or of neither")
         return self
 
     def site(self, name: SiteName) -> Site:

@@ -31,6 +31,7 @@ from recovery.targets.model import (
     Host,
     HostDiscovery,
     KeySource,
+    LoadBalancer,
     LockTable,
     Objectives,
     Site,
@@ -61,6 +62,10 @@ REQUIRED_OUTPUTS = (
     "objectives",
     "lockTableName",
     "lockTableRegion",
+    # The failover records are aliases to these: the traffic move names them (recovery/failover/traffic.py).
+    "loadBalancerArn",
+    "loadBalancerDnsName",
+    "loadBalancerZoneId",
 )
 
 # Which database a stack declares: a writable primary, or a replica of the other site's.
@@ -184,6 +189,16 @@ def _site(
             rds_instance_id=str(outputs["dbInstanceIdentifier"]),
             master_secret_arn=_master_secret(site, outputs, primary),
         ),
+        load_balancer=_load_balancer(outputs),
+    )
+
+
+def _load_balancer(outputs: Mapping[str, Any]) -> LoadBalancer:
+    """The site's load balancer, the alias target its failover record names."""
+    return LoadBalancer(
+        arn=str(outputs["loadBalancerArn"]),
+        dns_name=str(outputs["loadBalancerDnsName"]),
+        hosted_zone_id=str(outputs["loadBalancerZoneId"]),
     )
 
 

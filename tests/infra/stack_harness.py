@@ -153,6 +153,8 @@ class _Cloud(pulumi_mocks.Mocks):
                 dnsName=f"{name}-1234.{region}.elb.amazonaws.com",
                 zoneId="Z35SXDOTRQ7X7K",
                 arnSuffix=f"app/{name}/0123456789abcdef",
+                # An ELB ARN names the service `elasticloadbalancing`, not the type's module `lb`.
+                arn=f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:loadbalancer/app/{name}/0123456789abcdef",
             )
         elif typ == "aws:lb/targetGroup:TargetGroup":
             state.update(arnSuffix=f"targetgroup/{name}/0123456789abcdef")

@@ -25,7 +25,10 @@ SERVICES = {
     "EC2": "ec2",
     "CloudWatch": "cloudwatch",
     "Route53": "route53",
+    "Elastic Load Balancing": "elbv2",
 }
+# Where a service's IAM action prefix is not its botocore name.
+IAM_PREFIXES = {"elbv2": "elasticloadbalancing"}
 # Method names in recovery/ that match an AWS operation but are not AWS calls.
 NOT_AWS_CALLS = {
     "verify": "Catalog.verify (a backup's copies against its manifest), not KMS Verify",
@@ -117,7 +120,7 @@ def test_every_listed_action_is_allowed_by_its_statement(stack: str, request: py
         statement = statements[where]
         assert statement["Effect"] == "Allow", (service, operation)
         for action in actions:
-            assert action.startswith(f"{service}:"), (operation, action)
+            assert action.startswith(f"{IAM_PREFIXES.get(service, service)}:"), (operation, action)
             assert action in _actions(statement), f"{stack}: {where} lacks {action} for {service} {operation}"
             assert action not in denied, f"{stack}: {action} is denied"
 

@@ -440,6 +440,16 @@ def test_failover_records_primary_with_health_check_and_secondary(
     assert all(r["aliases"][0]["evaluateTargetHealth"] is True for r in (first, second))
 
 
+def test_a_pulumi_up_never_moves_traffic_back_from_where_a_runbook_pointed_it(
+    primary: StackRun, standby: StackRun
+) -> None:
+    # After a failover the PRIMARY alias names the standby's load balancer, without the primary's health
+    # check: the stacks create the records but leave their target to the runbooks.
+    for run in (primary, standby):
+        (record,) = [r for r in run.of_type(RECORD) if "failoverRoutingPolicies" in r.inputs]
+        assert set(record.ignore_changes) == {"aliases", "healthCheckId"}
+
+
 # -- least privilege ---------------------------------------------------------------------------------------
 
 
@@ -564,6 +574,14 @@ def test_mocked_outputs_convert_into_a_valid_target(
     assert target.keys.kms_key_id == _key_arn(primary)
     assert target.traffic.record_name == "orders.example.com"
     assert target.traffic.hosted_zone_id == "Z0EXAMPLE0PUBLICZONE"
+    for site, run in (("primary", primary), ("standby", standby)):
+        balancer = target.site(site).load_balancer  # type: ignore[arg-type]
+        assert balancer is not None
+        assert (balancer.arn, balancer.dns_name, balancer.hosted_zone_id) == (
+            run.outputs["loadBalancerArn"],
+            run.outputs["loadBalancerDnsName"],
+            run.outputs["loadBalancerZoneId"],
+        )
     assert target.objectives.rto_seconds == 900
     assert target.primary.hosts[0].service_port == 8080
     assert target.intake_queue_url == primary.outputs["intakeQueueUrl"]

@@ -1,7 +1,8 @@
 """Site failover on a real lab: a switchover under load, refusals that change nothing, the loss of a whole
 site while orders flow (failover, the old site returning by itself, failback with carry-over, a
-switchover back), and a switchover killed at each of its mutating steps then resumed. One lab for the
-module; the tests run in file order and each starts from where the previous one left the sites."""
+switchover back), a switchover killed at each of its mutating steps then resumed, and last a failover
+killed at its fence and its resume killed at the promotion. One lab for the module; the tests run in
+file order and each starts from where the previous one left the sites."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from recovery.drivers import db
 from recovery.engine import LockHolder, journal_path, read_journal, run_ids, summarize
 from recovery.engine.lock import target_lock
 from recovery.errors import ExitCode
+from recovery.failover import hostops
 from recovery.failover.observe import observe
 from recovery.failover.service import base_url, host_health
 from recovery.failover.state import SiteName
+from recovery.gameday.site_actions import kill_site_database
 from recovery.lab.outage import restart_site, stop_site, walsender_pid
 from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.load.ledger import Ledger, read_ledger
@@ -34,6 +37,7 @@ from recovery.load.ledger_check import verify_ledger
 from recovery.runbooks.failover import platform_for
 from recovery.targets import Target, load_target
 from recovery.targets.model import Database
+from recovery.targets.sites import read_site_record
 from recovery.verify.smoke import smoke_test
 
 
@@ -270,23 +274,37 @@ def _kill_switchover_at(lab: Lab, step: str, when: Callable[[], bool]) -> tuple[
     it was in."""
     target = _target(lab)
     before = set(run_ids(target.state_dir))
-    cli = Path(sys.executable).with_name("recovery")
-    process = subprocess.Popen(
-        [str(cli), "switchover", "--target", str(lab.dir / "target.yaml"), "--yes"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = _recovery(lab, "switchover")
     try:
         run_id = _wait_for_step(target, before, step)
         deadline = time.monotonic() + 60
         while not when() and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        _kill(process)
+    return run_id, _interrupted_in(target, run_id)
+
+
+def _recovery(lab: Lab, *args: str) -> subprocess.Popen[bytes]:
+    """The `recovery` CLI in a process of its own (to kill -9), on the lab's target, with --yes."""
+    cli = Path(sys.executable).with_name("recovery")
+    return subprocess.Popen(
+        [str(cli), *args, "--target", str(lab.dir / "target.yaml"), "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _interrupted_in(target: Target, run_id: str) -> str:
+    """The step an interrupted run was in when it was killed."""
     summary = summarize(read_journal(journal_path(target.state_dir, run_id)))
     assert summary.status == "interrupted"
-    return run_id, next((s.name for s in summary.steps if s.status == "running"), "between steps")
+    return next((s.name for s in summary.steps if s.status == "running"), "between steps")
 
 
 @contextlib.contextmanager
@@ -313,8 +331,59 @@ def _wait_for_step(target: Target, before: set[str], step: str) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for run_id in set(run_ids(target.state_dir)) - before:
-            path = journal_path(target.state_dir, run_id)
-            if any(r.get("event") == "step.started" and r.get("step") == step for r in read_journal(path)):
+            if _starts_of(target, run_id, step):
                 return run_id
         time.sleep(0.01)
     raise AssertionError(f"no new run reached step {step}")
+
+
+def _starts_of(target: Target, run_id: str, step: str) -> int:
+    """How many times the run's journal says `step` started (each resume starts it again)."""
+    records = read_journal(journal_path(target.state_dir, run_id))
+    return sum(1 for r in records if r.get("event") == "step.started" and r.get("step") == step)
+
+
+# --- a failover killed at its fence, its resume killed at the promotion ---------------------------------
+
+
+def test_a_failover_killed_at_its_fence_and_at_its_promotion_resumes_to_one_writer(lab: Lab) -> None:
+    """The writer's database crashes (kill -9; its host and sshd stay up, so the fence goes over SSH into
+    its data directory). The failover is killed once its fence started, the resume once the promotion
+    started, and a second resume ends the run: one writable database, one more generation, traffic and
+    the front door at it, the old writer fenced."""
+    before = _target(lab)
+    source, expected = before.writer, before.replica.name
+    epoch = read_site_record(before.state_dir).epoch
+    kill_site_database(source, str(lab.dir / "target.yaml"))
+    known = set(run_ids(before.state_dir))
+
+    failover = _recovery(lab, "failover")
+    try:
+        run_id = _wait_for_step(before, known, "fence")
+    finally:
+        _kill(failover)
+    assert _interrupted_in(before, run_id) == "fence"
+
+    resume = _recovery(lab, "runs", "resume", run_id)
+    try:
+        deadline = time.monotonic() + 60
+        while not _starts_of(before, run_id, "promote") and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        _kill(resume)
+    assert _interrupted_in(before, run_id) == "promote"
+
+    assert main(["runs", "resume", run_id, "--target", str(lab.dir / "target.yaml"), "--yes"]) == ExitCode.OK
+    target = _target(lab)
+    summary = summarize(read_journal(journal_path(target.state_dir, run_id)))
+    assert summary.status == "ok" and _starts_of(target, run_id, "promote") == 2
+    assert writable_sites(target) == [target.writer] == [expected]
+    assert read_site_record(target.state_dir).epoch == epoch + 1  # promoted once, however often resumed
+    fence = summary.step("fence").output or {}
+    assert any(m["means"] == "data-dir" and m["confirmed"] for m in fence["means"]), fence
+    hba = (next(s for s in lab.plan.sites if s.site == source).pg_data / "pg_hba.conf").read_text()
+    assert f"reject {hostops.MARK}" in hba  # the old writer stays fenced when it restarts
+    state = observe(target, platform_for(target))
+    assert state.traffic_to == expected and front_door_site(lab) == expected
+    smoke = smoke_test(base_url(target.writable.hosts[0]))
+    assert smoke.passed, [s for s in smoke.steps if not s.passed]

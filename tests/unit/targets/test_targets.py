@@ -208,6 +208,8 @@ def stack_outputs(site: str) -> dict[str, Any]:
         "recordName": "orders.example.com",
         "frontDoorUrl": "https://orders.example.com/",
         "loadBalancerDnsName": f"{site}-alb.{region}.elb.amazonaws.com",
+        "loadBalancerArn": f"arn:aws:elasticloadbalancing:{region}:123456789012:loadbalancer/app/{site}/0a1b",
+        "loadBalancerZoneId": "Z35SXDOTRQ7X7K" if site == "primary" else "Z1H1FL5HABSF5",
         "lockTableName": "order-recovery-locks",
         "lockTableRegion": region,
         "objectives": {
@@ -259,13 +261,19 @@ def test_outputs_become_a_complete_aws_target() -> None:
     assert target.keys.kind == "kms"
     assert target.keys.kms_key_id == "arn:aws:kms:us-east-1:123456789012:key/mrk-0abc"
     assert target.traffic.record_name == "orders.example.com"
+    # Each site's load balancer: the alias target its failover record names when traffic moves.
+    assert target.standby.load_balancer is not None
+    assert target.standby.load_balancer.dns_name == "standby-alb.us-west-2.elb.amazonaws.com"
+    assert target.standby.load_balancer.hosted_zone_id == "Z1H1FL5HABSF5"
+    assert target.primary.load_balancer is not None
+    assert target.primary.load_balancer.arn.endswith(":loadbalancer/app/primary/0a1b")
     assert target.objectives.rto_seconds == 900
     assert target.objectives.replication_lag_max_seconds == 30
     assert target.intake_queue_url is not None and target.intake_queue_url.endswith("/primary-intake")
     assert target.team_topic_arn == "arn:aws:sns:us-east-1:123456789012:primary-team"
 
 
-@pytest.mark.parametrize("missing", ["dbAddress", "backupBucketName", "objectives"])
+@pytest.mark.parametrize("missing", ["dbAddress", "backupBucketName", "objectives", "loadBalancerZoneId"])
 def test_a_missing_output_is_named(missing: str) -> None:
     primary = stack_outputs("primary")
     del primary[missing]
