@@ -45,3 +45,5 @@ INSTANCE_ROLE_ARN = "instanceRoleArn"
 RUNBOOK_ROLE_ARN = "runbookRoleArn"
 REPLICATION_ROLE_ARN = "replicationRoleArn"  # standby only
 OBJECTIVES = "objectives"
+# Where the recovery controller connects from (network.adminCidrs): what the RDS fence still admits.
+ADMIN_CIDRS = "adminCidrs"
