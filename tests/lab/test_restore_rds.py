@@ -1,11 +1,16 @@
-"""The restore runbook end to end with the RDS driver: the lab's database declared `kind: rds`, its RDS
-instance in the lab's moto server, and the scratch instance a point-in-time recovery makes answered by a
-real PostgreSQL: the lab's standby, its replay paused before a change to live, holds live as it was then.
+"""The restore, backup and upgrade runbooks end to end with the RDS driver: the lab's database declared
+`kind: rds`, its RDS instance in the lab's moto server, and the scratch instance a point-in-time recovery
+makes answered by a real PostgreSQL: the lab's standby, its replay paused before a change to live, holds
+live as it was then.
 
 The runbook runs as an operator runs it (`recovery restore ... --yes`): RDS point-in-time recovery is
 chosen (no backup exists in S3 at all), the scratch instance is created through moto, the domains are
 copied beside live from the standby standing in for it, verified, the service fenced by the restore
 playbook, the copy swapped in, the service started and smoke-tested; the scratch instance is deleted.
+
+The daily backup and an upgrade with its rollback then run on a target whose writer is the RDS instance
+with no passfile at all: its credentials are read from the instance's managed secret in moto (holding the
+lab's password), and the upgrade's restore point is also an RDS snapshot copied into the other region.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from rds_sites import PRIMARY_ID, build_sites
+from rds_sites import PRIMARY_ID, CallRecorder, RdsSites, build_sites
 
 from recovery.cli.main import main
 from recovery.drivers import db as dbdriver
 from recovery.drivers.aws import AwsDriver
-from recovery.drivers.rds import SCRATCH_PREFIX, RdsInstance
+from recovery.drivers.rds import SCRATCH_PREFIX, RdsDriver, RdsInstance
+from recovery.engine import run_ids
 from recovery.errors import ExitCode
 from recovery.lab.plan import PRIMARY_REGION, STANDBY_REGION, LabPlan
+from recovery.lab.render import parse_pgpass
 from recovery.restore import rds_source
+from recovery.restore.rds_source import point_snapshot_id
 from recovery.targets.model import Database, Target
 
 pytestmark = pytest.mark.lab
@@ -39,11 +47,37 @@ class Lab:  # the shape of the `lab` fixture (tests/lab/conftest.py)
     target: Target
 
 
-@pytest.fixture(autouse=True)
-def _lab_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="module")
+def _lab_aws_credentials() -> Iterator[None]:
     # moto accepts any credentials; the lab's target names none (its endpoint is the lab's moto server).
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "lab")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "lab")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "lab")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "lab")
+        yield
+
+
+@pytest.fixture(scope="module")
+def sites(lab: Lab) -> RdsSites:
+    """The lab's database as an RDS instance and its cross-region replica, in the lab's moto server."""
+    return build_sites(AwsDriver(lab.target.aws), (PRIMARY_REGION, STANDBY_REGION))
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
+    """Every AWS call any driver of the test's runs sends, in order."""
+    recorder = CallRecorder()
+    attached: set[int] = set()
+    make_client = AwsDriver.client
+
+    def client(self: AwsDriver, service: str, region: str, endpoint_url: str | None = None) -> Any:
+        made = make_client(self, service, region, endpoint_url)
+        if id(made) not in attached:
+            attached.add(id(made))
+            recorder.attach(made, region)
+        return made
+
+    monkeypatch.setattr(AwsDriver, "client", client)
+    return recorder
 
 
 def _rds_variant(lab: Lab, folder: Path) -> Path:
@@ -70,10 +104,13 @@ def _step(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_a_point_in_time_recovery_on_rds_restores_through_the_same_runbook(
-    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    lab: Lab,
+    sites: RdsSites,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     aws = AwsDriver(lab.target.aws)
-    build_sites(aws, (PRIMARY_REGION, STANDBY_REGION))
     live, standby = lab.target.primary.database, lab.target.standby.database
     reached: list[RdsInstance] = []
 
@@ -129,3 +166,136 @@ def test_a_point_in_time_recovery_on_rds_restores_through_the_same_runbook(
             "SELECT count(*) FROM transactions WHERE id = ANY(%s::uuid[])", (gone,)
         ).fetchone()
     assert back is not None and back[0] == 7
+
+
+def _writer_by_secret(lab: Lab, sites: RdsSites, folder: Path) -> tuple[Path, str]:
+    """The lab's target with its writer the RDS instance, known by its managed secret only (no passfile)."""
+    aws = AwsDriver(lab.target.aws)
+    secret = aws.client("rds", PRIMARY_REGION).describe_db_instances(DBInstanceIdentifier=PRIMARY_ID)[
+        "DBInstances"
+    ][0]["MasterUserSecret"]["SecretArn"]
+    # The secret RDS manages holds the endpoint's master credentials: here the lab server's superuser.
+    password = parse_pgpass(lab.plan.pgpass.read_text())["postgres"]
+    aws.client("secretsmanager", PRIMARY_REGION).put_secret_value(
+        SecretId=secret, SecretString=json.dumps({"username": "postgres", "password": password})
+    )
+    # What RDS publishes and preflight reads: the instance's free storage (40 of its 50 GiB).
+    aws.client("cloudwatch", PRIMARY_REGION).put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[
+            {
+                "MetricName": "FreeStorageSpace",
+                "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": sites.primary.identifier}],
+                "Value": 40 * 1024**3,
+                "Unit": "Bytes",
+            }
+        ],
+    )
+    document = yaml.safe_load((lab.dir / "target.yaml").read_text())
+    document["primary"]["database"].update(
+        kind="rds", rds_instance_id=PRIMARY_ID, master_secret_arn=secret, passfile=None
+    )
+    path = folder / "target.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path, secret
+
+
+def _json(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    code = main([*args, "-o", "json"])
+    out, err = capsys.readouterr()
+    assert out, err
+    return code, json.loads(out)
+
+
+def test_the_daily_backup_and_an_upgrade_rolled_back_run_with_the_rds_writers_secret(
+    lab: Lab,
+    sites: RdsSites,
+    tmp_path: Path,
+    recorder: CallRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # moto's server has no DescribePendingMaintenanceActions (tests/aws/test_rds_driver.py checks that
+    # call with botocore's Stubber): nothing is pending.
+    monkeypatch.setattr(RdsDriver, "pending_maintenance", lambda self, arn: [])
+    # A snapshot copy is encrypted with the other region's copy of the target's multi-region key. moto
+    # cannot decrypt data keys of a multi-region key (its 40-character id overflows moto's ciphertext
+    # header), so the lab's backups keep the lab's key and the copy names the standby site's own key.
+    monkeypatch.setattr(rds_source, "key_in_region", lambda key, region: sites.standby.kms_key_arn)
+    path, secret = _writer_by_secret(lab, sites, tmp_path)
+    target = str(path)
+    with _connect(lab.target.primary.database) as conn:
+        orders_before = conn.execute("SELECT count(*) FROM orders").fetchone()
+    recorder.clear()
+
+    code, doc = _json(["backup", "run", "--domain", "orders", "-t", target], capsys)
+    assert code == ExitCode.OK, doc
+    # The password was read from the secret first; the dump went into both buckets; RDS saw no call.
+    assert recorder.calls[0] == (PRIMARY_REGION, "GetSecretValue", {"SecretId": secret})
+    written = {
+        params["Bucket"] for params in recorder.params("PutObject") + recorder.params("CreateMultipartUpload")
+    }
+    assert written == {lab.target.backup.local.bucket, lab.target.backup.remote.bucket}
+    assert not [operation for operation in recorder.operations() if "DB" in operation]
+
+    recorder.clear()
+    code, doc = _json(
+        [
+            "upgrade",
+            "--release",
+            "v2-unhealthy",
+            "--auto-rollback",
+            "--watch",
+            "3",
+            "--health-timeout",
+            "8",
+            "--yes",
+            "-t",
+            target,
+        ],
+        capsys,
+    )
+    result = doc["result"]
+    assert code == ExitCode.ROLLED_BACK, result["reason"]
+    assert result["failed_gate"] == "health"
+    assert result["rollback"]["status"] == "ok" and result["rollback"]["database_restored"] is True
+    assert recorder.calls[0] == (PRIMARY_REGION, "GetSecretValue", {"SecretId": secret})
+    # The restore point is also a snapshot of the instance named after the upgrade run, copied into the
+    # other region with that region's key; the rollback itself restores the point's files, so these are
+    # every RDS call of the upgrade and its rollback, in order.
+    created = recorder.params("CreateDBSnapshot")
+    assert len(created) == 1
+    run_id = dict((t["Key"], t["Value"]) for t in created[0]["Tags"])["restore-point"]
+    assert run_id in run_ids(lab.target.state_dir) and "-upgrade-" in run_id
+    snapshot = point_snapshot_id(run_id)
+    local_arn = f"arn:aws:rds:{PRIMARY_REGION}:123456789012:snapshot:{snapshot}"
+    rds_calls = [(region, op) for region, op, _ in recorder.calls if "DB" in op]
+    assert rds_calls == [
+        (PRIMARY_REGION, "DescribeDBInstances"),  # preflight
+        (PRIMARY_REGION, "DescribeDBSnapshots"),  # not taken yet
+        (PRIMARY_REGION, "CreateDBSnapshot"),
+        (PRIMARY_REGION, "DescribeDBSnapshots"),  # the waiter
+        (PRIMARY_REGION, "DescribeDBSnapshots"),
+        (STANDBY_REGION, "DescribeDBSnapshots"),  # not copied yet
+        (STANDBY_REGION, "CopyDBSnapshot"),
+        (STANDBY_REGION, "DescribeDBSnapshots"),  # the waiter
+        (STANDBY_REGION, "DescribeDBSnapshots"),
+    ]
+    assert created[0]["DBInstanceIdentifier"] == PRIMARY_ID and created[0]["DBSnapshotIdentifier"] == snapshot
+    assert recorder.params("CopyDBSnapshot") == [
+        {
+            "SourceDBSnapshotIdentifier": local_arn,
+            "TargetDBSnapshotIdentifier": snapshot,
+            "KmsKeyId": sites.standby.kms_key_arn,
+            "SourceRegion": PRIMARY_REGION,
+            "CopyTags": True,
+        }
+    ]
+    aws = AwsDriver(lab.target.aws)
+    for region in (PRIMARY_REGION, STANDBY_REGION):
+        kept = aws.client("rds", region).describe_db_snapshots(DBSnapshotIdentifier=snapshot)["DBSnapshots"]
+        assert [s["Status"] for s in kept] == ["available"]
+    with _connect(lab.target.primary.database) as conn:
+        orders_after = conn.execute("SELECT count(*) FROM orders").fetchone()
+    assert orders_after == orders_before
