@@ -23,6 +23,7 @@ from order_infra.policies import (
     assume_role_by_principals,
     assume_role_by_service,
     instance_role_policy,
+    pruning_role_policy,
     runbook_role_policy,
 )
 from order_infra.tags import with_name
@@ -86,6 +87,7 @@ class OrderStack(pulumi.ComponentResource):
     customer_topic_arn: pulumi.Output[str]
     instance_role_arn: pulumi.Output[str]
     runbook_role_arn: pulumi.Output[str]
+    pruning_role_arn: pulumi.Output[str]
     db_resource_id: pulumi.Output[str]
     db_master_secret_arn: pulumi.Output[str] | None
     service_db_secret_arn: pulumi.Output[str]
@@ -108,6 +110,7 @@ class OrderStack(pulumi.ComponentResource):
         self._service_tier(network, lb_sg, app_sg)
         self._alarms()
         self._runbook_role()
+        self._pruning_role()
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, Any]:
@@ -130,6 +133,7 @@ class OrderStack(pulumi.ComponentResource):
             "customerTopicArn": self.customer_topic_arn,
             "instanceRoleArn": self.instance_role_arn,
             "runbookRoleArn": self.runbook_role_arn,
+            "pruningRoleArn": self.pruning_role_arn,
             "serviceDbSecretArn": self.service_db_secret_arn,
         }
         if self.db_master_secret_arn is not None:
@@ -839,3 +843,39 @@ class OrderStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=role),
         )
         self.runbook_role_arn = role.arn
+
+    # -- pruning old backups: its own role, the only one that may delete a backup ------------------------
+    def _pruning_role(self) -> None:
+        name, args = self._name, self._args
+        cfg = args.config
+        role = aws.iam.Role(
+            f"{name}-pruning-role",
+            description=f"recovery backup prune on the {cfg.site} site's backups (delete markers only)",
+            assume_role_policy=json.dumps(assume_role_by_principals(list(cfg.runbook_principals))),
+            max_session_duration=3600,
+            tags=args.tags,
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-pruning-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                args.account_id,
+                args.backup_bucket_arn,
+                args.lock_table_name,
+                self.team_topic_arn,
+                self.customer_topic_arn,
+            ).apply(
+                lambda v: json.dumps(
+                    pruning_role_policy(
+                        account_id=v[0],
+                        bucket_arn=v[1],
+                        backup_prefix=cfg.backup.prefix,
+                        lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[2]}"],
+                        topic_arns=[v[3], v[4]],
+                    )
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        self.pruning_role_arn = role.arn
