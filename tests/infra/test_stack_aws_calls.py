@@ -88,6 +88,34 @@ def _calls_in_code() -> dict[tuple[str, str], set[str]]:
     return found
 
 
+def _waits_in_code() -> dict[tuple[str, str], set[str]]:
+    """The operation each boto3 waiter the code waits with polls (waiters are named, not called; the
+    RDS driver's `_wait("<waiter>", ...)` and any `get_waiter("<waiter>")`), with the files."""
+    session = botocore.session.get_session()
+    models = {service: session.get_waiter_model(service) for service in ("rds", "ec2", "s3")}
+    named = re.compile(r"(?:_wait|get_waiter)\(\s*\"([a-z0-9_]+)\"")
+    found: dict[tuple[str, str], set[str]] = {}
+    for path in sorted((REPO / "recovery").rglob("*.py")):
+        if path.parent.name == "lab":
+            continue
+        for name in named.findall(path.read_text()):
+            for service, model in models.items():
+                # The model names waiters in CamelCase (DBInstanceAvailable), the code as boto3 does.
+                camel = next((w for w in model.waiter_names if botocore.xform_name(w) == name), None)
+                if camel is not None:
+                    operation = model.get_waiter(camel).operation
+                    found.setdefault((service, operation), set()).add(str(path.relative_to(REPO)))
+    return found
+
+
+def test_the_table_lists_what_every_waiter_polls() -> None:
+    listed = {(service, operation) for service, operation, _, _ in _table()}
+    waits = _waits_in_code()
+    # The RDS driver waits for instances, snapshots and deletions (a broken scan cannot pass silently).
+    assert {("rds", "DescribeDBInstances"), ("rds", "DescribeDBSnapshots")} <= set(waits)
+    assert not set(waits) - listed, f"waiters poll operations missing from the table: {set(waits) - listed}"
+
+
 def _statements(run: StackRun, role: str = "runbook") -> dict[str, dict[str, Any]]:
     policy = next(p for p in run.of_type(ROLE_POLICY) if f"{role}-policy" in p.name)
     return {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
