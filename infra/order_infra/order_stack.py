@@ -789,93 +789,85 @@ class OrderStack(pulumi.ComponentResource):
         )
 
     # -- the recovery runbooks' role ------------------------------------------------------------------------
-    def _runbook_role(self) -> None:
+    def _operator_role(self, kind: str, description: str, policy: pulumi.Output[str]) -> aws.iam.Role:
+        """A role only the configured operators and pipeline assume, with its one inline policy."""
         name, args = self._name, self._args
-        cfg = args.config
         role = aws.iam.Role(
-            f"{name}-runbook-role",
-            description=f"Recovery runbooks acting on the {cfg.site} site",
-            assume_role_policy=json.dumps(assume_role_by_principals(list(cfg.runbook_principals))),
+            f"{name}-{kind}-role",
+            description=description,
+            assume_role_policy=json.dumps(assume_role_by_principals(list(args.config.runbook_principals))),
             max_session_duration=3600,
             tags=args.tags,
             opts=self._child,
         )
+        aws.iam.RolePolicy(
+            f"{name}-{kind}-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role)
+        )
+        return role
+
+    def _runbook_role(self) -> None:
+        args = self._args
+        cfg = args.config
         # The master secrets the runbooks read: this site's once it is a primary, and the primary's while
         # this site's database is its replica (same credentials).
         secrets = [s for s in (self.db_master_secret_arn, args.primary_db_secret_arn) if s is not None]
-        aws.iam.RolePolicy(
-            f"{name}-runbook-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                args.account_id,
-                args.backup_bucket_arn,
-                args.key_arn,
-                self.db_instance_arn,
-                self.db_resource_id,
-                args.lock_table_name,
-                self.intake_queue_arn,
-                self.team_topic_arn,
-                self.customer_topic_arn,
-                self._group.arn,
-                self._dead_letter_queue_arn,
-                *secrets,
-            ).apply(
-                lambda v: json.dumps(
-                    runbook_role_policy(
-                        account_id=v[0],
-                        bucket_arn=v[1],
-                        backup_prefix=cfg.backup.prefix,
-                        key_arn=v[2],
-                        db_instance_arn=v[3],
-                        db_resource_id=v[4],
-                        db_username=cfg.database.username,
-                        db_secret_arns=list(v[11:]),
-                        hosted_zone_id=cfg.hosted_zone_id,
-                        # The global table answers under one name in both regions.
-                        lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[5]}"],
-                        queue_arn=v[6],
-                        topic_arns=[v[7], v[8]],
-                        auto_scaling_group_arn=v[9],
-                        dead_letter_queue_arn=v[10],
-                    )
+        policy = pulumi.Output.all(
+            args.account_id,
+            args.backup_bucket_arn,
+            args.key_arn,
+            self.db_instance_arn,
+            self.db_resource_id,
+            args.lock_table_name,
+            self.intake_queue_arn,
+            self.team_topic_arn,
+            self.customer_topic_arn,
+            self._group.arn,
+            self._dead_letter_queue_arn,
+            *secrets,
+        ).apply(
+            lambda v: json.dumps(
+                runbook_role_policy(
+                    account_id=v[0],
+                    bucket_arn=v[1],
+                    backup_prefix=cfg.backup.prefix,
+                    key_arn=v[2],
+                    db_instance_arn=v[3],
+                    db_resource_id=v[4],
+                    db_username=cfg.database.username,
+                    db_secret_arns=list(v[11:]),
+                    hosted_zone_id=cfg.hosted_zone_id,
+                    # The global table answers under one name in both regions.
+                    lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[5]}"],
+                    queue_arn=v[6],
+                    topic_arns=[v[7], v[8]],
+                    auto_scaling_group_arn=v[9],
+                    dead_letter_queue_arn=v[10],
                 )
-            ),
-            opts=pulumi.ResourceOptions(parent=role),
+            )
         )
+        role = self._operator_role("runbook", f"Recovery runbooks acting on the {cfg.site} site", policy)
         self.runbook_role_arn = role.arn
 
     # -- pruning old backups: its own role, the only one that may delete a backup ------------------------
     def _pruning_role(self) -> None:
-        name, args = self._name, self._args
+        args = self._args
         cfg = args.config
-        role = aws.iam.Role(
-            f"{name}-pruning-role",
-            description=f"recovery backup prune on the {cfg.site} site's backups (delete markers only)",
-            assume_role_policy=json.dumps(assume_role_by_principals(list(cfg.runbook_principals))),
-            max_session_duration=3600,
-            tags=args.tags,
-            opts=self._child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-pruning-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                args.account_id,
-                args.backup_bucket_arn,
-                args.lock_table_name,
-                self.team_topic_arn,
-                self.customer_topic_arn,
-            ).apply(
-                lambda v: json.dumps(
-                    pruning_role_policy(
-                        account_id=v[0],
-                        bucket_arn=v[1],
-                        backup_prefix=cfg.backup.prefix,
-                        lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[2]}"],
-                        topic_arns=[v[3], v[4]],
-                    )
+        policy = pulumi.Output.all(
+            args.account_id,
+            args.backup_bucket_arn,
+            args.lock_table_name,
+            self.team_topic_arn,
+            self.customer_topic_arn,
+        ).apply(
+            lambda v: json.dumps(
+                pruning_role_policy(
+                    account_id=v[0],
+                    bucket_arn=v[1],
+                    backup_prefix=cfg.backup.prefix,
+                    lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[2]}"],
+                    topic_arns=[v[3], v[4]],
                 )
-            ),
-            opts=pulumi.ResourceOptions(parent=role),
+            )
         )
-        self.pruning_role_arn = role.arn
+        description = f"recovery backup prune on the {cfg.site} site's backups (delete markers only)"
+        self.pruning_role_arn = self._operator_role("pruning", description, policy).arn
