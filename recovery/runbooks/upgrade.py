@@ -36,7 +36,7 @@ from recovery.release.catalog import get_release
 from recovery.release.installed import read_target_releases
 from recovery.release.preflight import CHECK_NAMES, PreflightOptions, ensure_passed, run_preflight
 from recovery.restore.database import restore_id_for
-from recovery.restore.rds_source import is_rds_target, take_point_snapshot
+from recovery.restore.rds_source import is_rds_target, point_copy_key, take_point_snapshot
 from recovery.runbooks import speculative
 from recovery.runbooks.upgrade_point import (
     RestorePoint,
@@ -276,6 +276,8 @@ def upgrade_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     hosts = tuple(h.name for h in target.hosts())
     db = target.writable.database
     database = f"{db.address}:{db.port}/{db.name}"
+    if is_rds_target(target):
+        point_copy_key(target)  # a target that cannot copy the snapshot is refused before anything runs
     rds_snapshot = (
         Step(
             "snapshot-point",
