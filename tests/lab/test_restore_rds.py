@@ -271,7 +271,10 @@ def test_the_daily_backup_and_an_upgrade_rolled_back_run_with_the_rds_writers_se
         [
             "upgrade",
             "--release",
-            "v2-unhealthy",
+            # Its migration fails half way, the deploy's earliest failure: the database must be restored.
+            "v2-bad-migration",
+            "--skip-check",
+            "migration_dry_run",  # which would refuse it (tests/service/test_dry_run_master_credentials.py)
             "--auto-rollback",
             "--watch",
             "3",
@@ -285,7 +288,7 @@ def test_the_daily_backup_and_an_upgrade_rolled_back_run_with_the_rds_writers_se
     )
     result = doc["result"]
     assert code == ExitCode.ROLLED_BACK, result["reason"]
-    assert result["failed_gate"] == "health"
+    assert result["failed_gate"] == "migrate"
     assert result["rollback"]["status"] == "ok" and result["rollback"]["database_restored"] is True
     assert recorder.calls[0] == (PRIMARY_REGION, "GetSecretValue", {"SecretId": secret})
     # The restore point is also a snapshot of the instance named after the upgrade run, copied into the
