@@ -23,6 +23,7 @@ from order_infra.policies import (
     assume_role_by_principals,
     assume_role_by_service,
     instance_role_policy,
+    pruning_role_policy,
     runbook_role_policy,
 )
 from order_infra.tags import with_name
@@ -86,6 +87,7 @@ class OrderStack(pulumi.ComponentResource):
     customer_topic_arn: pulumi.Output[str]
     instance_role_arn: pulumi.Output[str]
     runbook_role_arn: pulumi.Output[str]
+    pruning_role_arn: pulumi.Output[str]
     db_resource_id: pulumi.Output[str]
     db_master_secret_arn: pulumi.Output[str] | None
     service_db_secret_arn: pulumi.Output[str]
@@ -108,6 +110,7 @@ class OrderStack(pulumi.ComponentResource):
         self._service_tier(network, lb_sg, app_sg)
         self._alarms()
         self._runbook_role()
+        self._pruning_role()
         self.register_outputs(self.outputs())
 
     def outputs(self) -> dict[str, Any]:
@@ -130,6 +133,7 @@ class OrderStack(pulumi.ComponentResource):
             "customerTopicArn": self.customer_topic_arn,
             "instanceRoleArn": self.instance_role_arn,
             "runbookRoleArn": self.runbook_role_arn,
+            "pruningRoleArn": self.pruning_role_arn,
             "serviceDbSecretArn": self.service_db_secret_arn,
         }
         if self.db_master_secret_arn is not None:
@@ -785,57 +789,85 @@ class OrderStack(pulumi.ComponentResource):
         )
 
     # -- the recovery runbooks' role ------------------------------------------------------------------------
-    def _runbook_role(self) -> None:
+    def _operator_role(self, kind: str, description: str, policy: pulumi.Output[str]) -> aws.iam.Role:
+        """A role only the configured operators and pipeline assume, with its one inline policy."""
         name, args = self._name, self._args
-        cfg = args.config
         role = aws.iam.Role(
-            f"{name}-runbook-role",
-            description=f"Recovery runbooks acting on the {cfg.site} site",
-            assume_role_policy=json.dumps(assume_role_by_principals(list(cfg.runbook_principals))),
+            f"{name}-{kind}-role",
+            description=description,
+            assume_role_policy=json.dumps(assume_role_by_principals(list(args.config.runbook_principals))),
             max_session_duration=3600,
             tags=args.tags,
             opts=self._child,
         )
+        aws.iam.RolePolicy(
+            f"{name}-{kind}-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role)
+        )
+        return role
+
+    def _runbook_role(self) -> None:
+        args = self._args
+        cfg = args.config
         # The master secrets the runbooks read: this site's once it is a primary, and the primary's while
         # this site's database is its replica (same credentials).
         secrets = [s for s in (self.db_master_secret_arn, args.primary_db_secret_arn) if s is not None]
-        aws.iam.RolePolicy(
-            f"{name}-runbook-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                args.account_id,
-                args.backup_bucket_arn,
-                args.key_arn,
-                self.db_instance_arn,
-                self.db_resource_id,
-                args.lock_table_name,
-                self.intake_queue_arn,
-                self.team_topic_arn,
-                self.customer_topic_arn,
-                self._group.arn,
-                self._dead_letter_queue_arn,
-                *secrets,
-            ).apply(
-                lambda v: json.dumps(
-                    runbook_role_policy(
-                        account_id=v[0],
-                        bucket_arn=v[1],
-                        backup_prefix=cfg.backup.prefix,
-                        key_arn=v[2],
-                        db_instance_arn=v[3],
-                        db_resource_id=v[4],
-                        db_username=cfg.database.username,
-                        db_secret_arns=list(v[11:]),
-                        hosted_zone_id=cfg.hosted_zone_id,
-                        # The global table answers under one name in both regions.
-                        lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[5]}"],
-                        queue_arn=v[6],
-                        topic_arns=[v[7], v[8]],
-                        auto_scaling_group_arn=v[9],
-                        dead_letter_queue_arn=v[10],
-                    )
+        policy = pulumi.Output.all(
+            args.account_id,
+            args.backup_bucket_arn,
+            args.key_arn,
+            self.db_instance_arn,
+            self.db_resource_id,
+            args.lock_table_name,
+            self.intake_queue_arn,
+            self.team_topic_arn,
+            self.customer_topic_arn,
+            self._group.arn,
+            self._dead_letter_queue_arn,
+            *secrets,
+        ).apply(
+            lambda v: json.dumps(
+                runbook_role_policy(
+                    account_id=v[0],
+                    bucket_arn=v[1],
+                    backup_prefix=cfg.backup.prefix,
+                    key_arn=v[2],
+                    db_instance_arn=v[3],
+                    db_resource_id=v[4],
+                    db_username=cfg.database.username,
+                    db_secret_arns=list(v[11:]),
+                    hosted_zone_id=cfg.hosted_zone_id,
+                    # The global table answers under one name in both regions.
+                    lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[5]}"],
+                    queue_arn=v[6],
+                    topic_arns=[v[7], v[8]],
+                    auto_scaling_group_arn=v[9],
+                    dead_letter_queue_arn=v[10],
                 )
-            ),
-            opts=pulumi.ResourceOptions(parent=role),
+            )
         )
+        role = self._operator_role("runbook", f"Recovery runbooks acting on the {cfg.site} site", policy)
         self.runbook_role_arn = role.arn
+
+    # -- pruning old backups: its own role, the only one that may delete a backup ------------------------
+    def _pruning_role(self) -> None:
+        args = self._args
+        cfg = args.config
+        policy = pulumi.Output.all(
+            args.account_id,
+            args.backup_bucket_arn,
+            args.lock_table_name,
+            self.team_topic_arn,
+            self.customer_topic_arn,
+        ).apply(
+            lambda v: json.dumps(
+                pruning_role_policy(
+                    account_id=v[0],
+                    bucket_arn=v[1],
+                    backup_prefix=cfg.backup.prefix,
+                    lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[2]}"],
+                    topic_arns=[v[3], v[4]],
+                )
+            )
+        )
+        description = f"recovery backup prune on the {cfg.site} site's backups (delete markers only)"
+        self.pruning_role_arn = self._operator_role("pruning", description, policy).arn

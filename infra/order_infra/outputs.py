@@ -43,5 +43,8 @@ FRONT_DOOR_URL = "frontDoorUrl"
 HEALTH_CHECK_ID = "healthCheckId"  # primary only
 INSTANCE_ROLE_ARN = "instanceRoleArn"
 RUNBOOK_ROLE_ARN = "runbookRoleArn"
+PRUNING_ROLE_ARN = "pruningRoleArn"  # the one role `recovery backup prune` may delete backups with
 REPLICATION_ROLE_ARN = "replicationRoleArn"  # standby only
 OBJECTIVES = "objectives"
+# Where the recovery controller connects from (network.adminCidrs): what the RDS fence still admits.
+ADMIN_CIDRS = "adminCidrs"

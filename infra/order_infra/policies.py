@@ -30,6 +30,9 @@ BACKUP_DESTRUCTIVE_ACTIONS = (
     "s3:DeleteBucketPolicy",
     "s3:PutReplicationConfiguration",
 )
+# What even the pruning role may never do: its one destructive action is DeleteObject without a version
+# id, which in the versioned, object-locked buckets only puts a delete marker in front of the backup.
+PRUNE_NEVER_ACTIONS = tuple(action for action in BACKUP_DESTRUCTIVE_ACTIONS if action != "s3:DeleteObject")
 
 
 def _doc(*statements: Document) -> Document:
@@ -287,18 +290,7 @@ def runbook_role_policy(
             "Action": ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:DescribeKey"],
             "Resource": [key_arn],
         },
-        {
-            "Sid": "RunbookLocks",
-            "Effect": "Allow",
-            "Action": [
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:DescribeTable",
-            ],
-            "Resource": sorted(lock_table_arns),
-        },
+        _runbook_locks(lock_table_arns),
         {
             "Sid": "DrainAndReplayIntake",
             "Effect": "Allow",
@@ -313,12 +305,7 @@ def runbook_role_policy(
             # The dead-letter queue: intake status reads its depth, found by name from the redrive policy.
             "Resource": [queue_arn, dead_letter_queue_arn],
         },
-        {
-            "Sid": "Notify",
-            "Effect": "Allow",
-            "Action": ["sns:Publish"],
-            "Resource": list(topic_arns),
-        },
+        _notify(topic_arns),
         {
             "Sid": "ScaleTheOrderService",
             "Effect": "Allow",
@@ -438,15 +425,81 @@ def runbook_role_policy(
             "Resource": [f"arn:aws:ec2:*:{account_id}:security-group/*"],
             "Condition": {"StringEquals": {"aws:ResourceTag/project": PROJECT}},
         },
+        # Manifests are authenticated with an HMAC key only the runbooks may use (docs/deploy.md has the
+        # commands that create it under this alias).
+        _manifest_key(
+            "AuthenticateManifests", ["kms:GenerateMac", "kms:VerifyMac", "kms:DescribeKey"], account_id
+        ),
+    )
+
+
+def _runbook_locks(lock_table_arns: list[str]) -> Document:
+    return {
+        "Sid": "RunbookLocks",
+        "Effect": "Allow",
+        "Action": [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:DescribeTable",
+        ],
+        "Resource": sorted(lock_table_arns),
+    }
+
+
+def _notify(topic_arns: list[str]) -> Document:
+    return {"Sid": "Notify", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": list(topic_arns)}
+
+
+def _manifest_key(sid: str, actions: list[str], account_id: str) -> Document:
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": [f"arn:aws:kms:*:{account_id}:key/*"],
+        "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": MANIFEST_MAC_KEY_ALIAS}},
+    }
+
+
+def pruning_role_policy(
+    *,
+    account_id: str,
+    bucket_arn: str,
+    backup_prefix: str,
+    lock_table_arns: list[str],
+    topic_arns: list[str],
+) -> Document:
+    """What `recovery backup prune` does at one site and nothing more: list and read the backups (its plan
+    verifies every one's manifest), delete those outside the retention, take the target's lock and
+    announce the run. The buckets are versioned and object-locked: a DeleteObject without a version id
+    only puts a delete marker in front of a backup, every version stays until its retention ends and the
+    lifecycle expires it. Deleting a version, bypassing or changing the lock is denied (the runbook role
+    may not delete at all: pruning is a separate, deliberate act)."""
+    backups = f"{bucket_arn}/{backup_prefix}*"
+    return _doc(
         {
-            # Manifests are authenticated with an HMAC key only the runbooks may use (docs/deploy.md has
-            # the commands that create it under this alias).
-            "Sid": "AuthenticateManifests",
+            "Sid": "ListBackups",
             "Effect": "Allow",
-            "Action": ["kms:GenerateMac", "kms:VerifyMac", "kms:DescribeKey"],
-            "Resource": [f"arn:aws:kms:*:{account_id}:key/*"],
-            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": MANIFEST_MAC_KEY_ALIAS}},
+            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+            "Resource": [bucket_arn],
         },
+        {"Sid": "ReadBackups", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [backups]},
+        {
+            "Sid": "PruneOutsideRetention",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject"],
+            "Resource": [backups],
+        },
+        {
+            "Sid": "NeverDestroyBackupVersions",
+            "Effect": "Deny",
+            "Action": list(PRUNE_NEVER_ACTIONS),
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        },
+        _manifest_key("VerifyManifests", ["kms:VerifyMac", "kms:DescribeKey"], account_id),
+        _runbook_locks(lock_table_arns),
+        _notify(topic_arns),
     )
 
 

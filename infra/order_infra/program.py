@@ -162,7 +162,9 @@ def build_site(config: StackConfig) -> dict[str, Any]:
         out.FRONT_DOOR_URL: f"https://{config.domain_name}/",
         out.INSTANCE_ROLE_ARN: orders.instance_role_arn,
         out.RUNBOOK_ROLE_ARN: orders.runbook_role_arn,
+        out.PRUNING_ROLE_ARN: orders.pruning_role_arn,
         out.OBJECTIVES: config.objectives.model_dump(by_alias=True),
+        out.ADMIN_CIDRS: list(config.network.admin_cidrs),
     }
     if routing.health_check_id is not None:
         exported[out.HEALTH_CHECK_ID] = routing.health_check_id

@@ -198,7 +198,8 @@ def prune(
     output: OutputOpt = OutputFormat.text,
 ) -> None:
     """Delete backups outside the retention (never the newest verified backup of a domain) and the WAL
-    series no kept realtime backup needs, from both copies; journaled like every run."""
+    series no kept realtime backup needs, from both copies; journaled like every run. On AWS run it with
+    the site's pruning role (the stacks' pruningRoleArn): the runbook role may not delete backups."""
     loaded = load_target(target)
     policy = RetentionPolicy(daily=keep_daily, weekly=keep_weekly)
     plan = plan_prune(loaded, policy)

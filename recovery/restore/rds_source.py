@@ -417,23 +417,27 @@ class PointSnapshots:
     remote: str  # ARN of its copy in the other region
 
 
+def point_copy_key(target: Target) -> str:
+    """The key a restore point's snapshot copy is encrypted with: the other region's copy of the target's
+    multi-region KMS key; UsageError when the target has none (checked before anything is made)."""
+    if target.keys.kind != "kms" or target.keys.kms_key_id is None:
+        raise UsageError("copying a restore point's snapshot needs the target's KMS key (keys.kind: kms)")
+    return key_in_region(target.keys.kms_key_id, target.standby.region)
+
+
 def take_point_snapshot(target: Target, point: str, aws: AwsDriver | None = None) -> PointSnapshots:
     """The snapshot that carries restore point `point`, of the live instance, and its copy in the other
     region (encrypted with that region's copy of the target's key). Idempotent: existing ones are kept."""
     driver = aws or AwsDriver(target.aws)
     snapshot_id = point_snapshot_id(point)
+    copy_key = point_copy_key(target)
     local = RdsDriver(driver, target.primary.region)
     remote = RdsDriver(driver, target.standby.region)
     made = local.find_snapshot(snapshot_id) or local.create_snapshot(
         _live_instance(target), snapshot_id, {"restore-point": point}
     )
-    if target.keys.kind != "kms" or target.keys.kms_key_id is None:
-        raise UsageError("copying a restore point's snapshot needs the target's KMS key (keys.kind: kms)")
     copy = remote.find_snapshot(snapshot_id) or remote.copy_snapshot(
-        made.arn,
-        target.primary.region,
-        snapshot_id,
-        kms_key_id=key_in_region(target.keys.kms_key_id, target.standby.region),
+        made.arn, target.primary.region, snapshot_id, kms_key_id=copy_key
     )
     return PointSnapshots(snapshot_id, made.arn, copy.arn)
 

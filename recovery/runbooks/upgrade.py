@@ -7,6 +7,8 @@ before, also after this process was killed):
                    one release, and the latency baseline of the running release (`gates.measure_baseline`)
 2. restore-point   one consistent snapshot of the database dumped to files (schema + every domain); then
                    the point is restored beside live and verified in the background (runbooks/speculative)
+   snapshot-point  (RDS targets) the instance snapshotted as restore point <run id>, copied into the
+                   other region: a safe copy AWS keeps (`recovery restore --point <run id>`)
 3. deploy          playbooks/deploy.yml: unpack, migrate once, switch `current`, restart, wait for health
 4. gates           `recovery.release.gates.watch_gates` over the watch window (health and release of every
                    host, error rate, latency against the baseline, smoke test, invariants)
@@ -34,6 +36,7 @@ from recovery.release.catalog import get_release
 from recovery.release.installed import read_target_releases
 from recovery.release.preflight import CHECK_NAMES, PreflightOptions, ensure_passed, run_preflight
 from recovery.restore.database import restore_id_for
+from recovery.restore.rds_source import is_rds_target, point_copy_key, take_point_snapshot
 from recovery.runbooks import speculative
 from recovery.runbooks.upgrade_point import (
     RestorePoint,
@@ -144,6 +147,16 @@ def _restore_point(ctx: RunContext) -> dict[str, Any]:
         started = speculative.start_copy(ctx.target, point, restore_id_for(ctx.run_id))
         ctx.note(f"restoring the point beside live ahead of a rollback: {started}")
     return point.to_json()
+
+
+def _snapshot_point(ctx: RunContext) -> dict[str, Any]:
+    """On RDS, the restore point is also a snapshot of the instance and its copy in the other region,
+    named after this run: a safe copy kept by AWS that outlives the controller's files, which
+    `recovery restore --point <run id>` recovers from like any restore point."""
+    ctx.progress(f"snapshotting the RDS instance as restore point {ctx.run_id!r}")
+    taken = take_point_snapshot(ctx.target, ctx.run_id)
+    ctx.note(f"RDS snapshot {taken.snapshot_id} carries restore point {ctx.run_id!r} in both regions")
+    return {"point": ctx.run_id, "snapshot": taken.snapshot_id, "local": taken.local, "remote": taken.remote}
 
 
 def deploy_release(target: Target, release: str, health_timeout: int, run_id: str) -> PlaybookResult:
@@ -263,6 +276,16 @@ def upgrade_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     hosts = tuple(h.name for h in target.hosts())
     db = target.writable.database
     database = f"{db.address}:{db.port}/{db.name}"
+    if is_rds_target(target):
+        point_copy_key(target)  # a target that cannot copy the snapshot is refused before anything runs
+    rds_snapshot = (
+        Step(
+            "snapshot-point",
+            "snapshot the RDS instance as this run's restore point and copy it into the other region",
+            _snapshot_point,
+            acts_on=(f"RDS instance {db.rds_instance_id}",),
+        ),
+    )
     return Runbook(
         name=RUNBOOK,
         params=dict(params),
@@ -280,6 +303,7 @@ def upgrade_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
                 _restore_point,
                 acts_on=(database,),
             ),
+            *(rds_snapshot if is_rds_target(target) else ()),
             Step(
                 "deploy",
                 f"deploy {release}: unpack, migrate, switch current, restart, wait for health",

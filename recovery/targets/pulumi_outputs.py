@@ -13,6 +13,7 @@ queue and the topics, so a target written after a failover works without the los
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -77,6 +78,9 @@ MASTER_SECRET_OUTPUT = "dbMasterSecretArn"  # noqa: S105 - an output name
 # The tags every order host carries (infra/order_infra/tags.py and the auto scaling group's `role`).
 PROJECT_TAG = {"project": "order-recovery"}
 HOST_ROLE_TAG = {"role": "order-service"}
+
+# Where the recovery controller connects from (the stack's network.adminCidrs): the RDS fence admits these.
+ADMIN_CIDRS_OUTPUT = "adminCidrs"
 
 # Pulumi prints this in place of a secret output unless --show-secrets is given.
 REDACTED_OUTPUT = "[secret]"
@@ -169,6 +173,20 @@ def _master_secret(site: SiteName, outputs: Mapping[str, Any], primary: Mapping[
     return str(source) if source and source != REDACTED_OUTPUT else None
 
 
+def _admin_cidrs(site: SiteName, outputs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The controller's CIDRs the site's fence admits; none when an older stack does not export them."""
+    raw = outputs.get(ADMIN_CIDRS_OUTPUT, [])
+    try:
+        if isinstance(raw, str) or not all(isinstance(cidr, str) for cidr in raw):
+            raise ValueError(raw)
+        return tuple(str(ipaddress.ip_network(cidr)) for cidr in raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"the {site} stack's {ADMIN_CIDRS_OUTPUT} output is not a list of CIDRs; "
+            "export the outputs again after `pulumi up`"
+        ) from None
+
+
 def _site(
     site: SiteName, outputs: Mapping[str, Any], operator: OperatorInputs, primary: Mapping[str, Any]
 ) -> Site:
@@ -188,6 +206,7 @@ def _site(
             passfile=operator.db_passfile,
             rds_instance_id=str(outputs["dbInstanceIdentifier"]),
             master_secret_arn=_master_secret(site, outputs, primary),
+            fence_admit=_admin_cidrs(site, outputs),
         ),
         load_balancer=_load_balancer(outputs),
     )

@@ -14,6 +14,7 @@ from target_files import rds_target
 from recovery.drivers.aws import AwsDriver
 from recovery.drivers.rds import SCRATCH_PREFIX, RdsDriver
 from recovery.drivers.secrets import read_credentials
+from recovery.errors import UsageError
 from recovery.restore.rds_source import (
     RdsRestore,
     observe_rds_restores,
@@ -134,3 +135,10 @@ def test_a_restore_point_is_a_snapshot_copied_into_the_other_region(aws: AwsDriv
     calls.clear()
     assert take_point_snapshot(with_key, "before-v2", aws) == taken
     assert all(op.startswith("Describe") for op in calls.operations())
+
+
+def test_a_target_without_a_kms_key_is_refused_before_any_snapshot(aws: AwsDriver, target: Target) -> None:
+    calls = recorder_for(aws, "rds")
+    with pytest.raises(UsageError, match=r"needs the target's KMS key \(keys.kind: kms\)"):
+        take_point_snapshot(target, "before-v2", aws)  # the fixture's target wraps with a keyring
+    assert calls.operations() == []

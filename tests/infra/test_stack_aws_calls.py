@@ -38,6 +38,22 @@ NOT_AWS_CALLS = {
     "copy_snapshot": "RdsDriver.copy_snapshot (RDS CopyDBSnapshot), not EC2 CopySnapshot",
 }
 TABLE_HEADING = "## Every AWS call the toolkit makes, and its permission"
+PRUNING_ROLE = "pruning role: "
+# Every operation `recovery backup prune` sends (recovery/backup/prune.py and the engine around it): the
+# catalog listed and shallow-verified (manifests authenticated), the lock, the run's announcements, and
+# the deletes.
+PRUNE_CALLS = (
+    ("s3", "ListObjectsV2"),
+    ("s3", "GetObject"),
+    ("s3", "HeadObject"),
+    ("s3", "HeadBucket"),
+    ("s3", "DeleteObject"),
+    ("kms", "DescribeKey"),
+    ("kms", "VerifyMac"),
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "UpdateItem"),
+    ("sns", "Publish"),
+)
 
 
 def _table() -> list[tuple[str, str, list[str], str]]:
@@ -75,8 +91,36 @@ def _calls_in_code() -> dict[tuple[str, str], set[str]]:
     return found
 
 
-def _statements(run: StackRun) -> dict[str, dict[str, Any]]:
-    policy = next(p for p in run.of_type(ROLE_POLICY) if "runbook-policy" in p.name)
+def _waits_in_code() -> dict[tuple[str, str], set[str]]:
+    """The operation each boto3 waiter the code waits with polls (waiters are named, not called; the
+    RDS driver's `_wait("<waiter>", ...)` and any `get_waiter("<waiter>")`), with the files."""
+    session = botocore.session.get_session()
+    models = {service: session.get_waiter_model(service) for service in ("rds", "ec2", "s3")}
+    named = re.compile(r"(?:_wait|get_waiter)\(\s*\"([a-z0-9_]+)\"")
+    found: dict[tuple[str, str], set[str]] = {}
+    for path in sorted((REPO / "recovery").rglob("*.py")):
+        if path.parent.name == "lab":
+            continue
+        for name in named.findall(path.read_text()):
+            for service, model in models.items():
+                # The model names waiters in CamelCase (DBInstanceAvailable), the code as boto3 does.
+                camel = next((w for w in model.waiter_names if botocore.xform_name(w) == name), None)
+                if camel is not None:
+                    operation = model.get_waiter(camel).operation
+                    found.setdefault((service, operation), set()).add(str(path.relative_to(REPO)))
+    return found
+
+
+def test_the_table_lists_what_every_waiter_polls() -> None:
+    listed = {(service, operation) for service, operation, _, _ in _table()}
+    waits = _waits_in_code()
+    # The RDS driver waits for instances, snapshots and deletions (a broken scan cannot pass silently).
+    assert {("rds", "DescribeDBInstances"), ("rds", "DescribeDBSnapshots")} <= set(waits)
+    assert not set(waits) - listed, f"waiters poll operations missing from the table: {set(waits) - listed}"
+
+
+def _statements(run: StackRun, role: str = "runbook") -> dict[str, dict[str, Any]]:
+    policy = next(p for p in run.of_type(ROLE_POLICY) if f"{role}-policy" in p.name)
     return {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
 
 
@@ -114,8 +158,12 @@ def test_every_listed_action_is_allowed_by_its_statement(stack: str, request: py
             assert not set(actions) & allowed, f"{stack}: the runbook role may {actions}"
             continue
         if where.startswith("denied: "):
-            sid = where.removeprefix("denied: ").split(" ", 1)[0]
+            sid = where.removeprefix("denied: ").split(" ", 1)[0].rstrip(";")
             assert statements[sid]["Effect"] == "Deny" and set(actions) <= set(_actions(statements[sid]))
+            if PRUNING_ROLE in where:
+                # Denied to the runbook role, granted to the pruning role only.
+                pruning = _statements(run, "pruning")[where.split(PRUNING_ROLE, 1)[1].strip()]
+                assert pruning["Effect"] == "Allow" and set(actions) <= set(_actions(pruning)), where
             continue
         statement = statements[where]
         assert statement["Effect"] == "Allow", (service, operation)
@@ -156,3 +204,39 @@ def test_the_docs_table_is_read() -> None:
     rows = _table()
     assert len(rows) >= 40
     assert ("rds", "DeleteDBInstance", ["rds:DeleteDBInstance"], "DeleteOnlyScratchInstances") in rows
+
+
+@pytest.mark.parametrize("stack", ["primary", "standby"])
+def test_the_pruning_role_allows_what_prune_calls_and_never_a_versions_deletion(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: StackRun = request.getfixturevalue(stack)
+    statements = _statements(run, "pruning")
+    allowed = {a for s in statements.values() if s["Effect"] == "Allow" for a in _actions(s)}
+    denied = {a for s in statements.values() if s["Effect"] == "Deny" for a in _actions(s)}
+    table = {(service, operation): actions for service, operation, actions, _ in _table()}
+    for call in PRUNE_CALLS:
+        assert set(table[call]) <= allowed - denied, f"{stack}: the pruning role cannot {call}"
+    # Its only write is a delete under the backup prefix (a delete marker in the versioned bucket).
+    writes = {a for a in allowed if not a.split(":")[1].startswith(("List", "Get", "Describe", "Verify"))}
+    assert writes == {
+        "s3:DeleteObject",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "sns:Publish",
+    }
+    bucket = run.outputs["backupBucketArn"]
+    assert statements["PruneOutsideRetention"]["Resource"] == [f"{bucket}/backups/*"]
+    assert {
+        "s3:DeleteObjectVersion",
+        "s3:BypassGovernanceRetention",
+        "s3:PutObjectRetention",
+        "s3:PutBucketObjectLockConfiguration",
+        "s3:PutLifecycleConfiguration",
+        "s3:PutBucketVersioning",
+    } <= denied
+    assert statements["NeverDestroyBackupVersions"]["Resource"] == [bucket, f"{bucket}/*"]
+    # The runbook role still may not delete a backup, and the pruning role is a role of its own.
+    assert "s3:DeleteObject" in _actions(_statements(run)["NeverDestroyBackups"])
+    assert run.outputs["pruningRoleArn"] != run.outputs["runbookRoleArn"]

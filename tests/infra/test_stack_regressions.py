@@ -299,7 +299,7 @@ def test_order_stack_registers_every_output(primary: StackRun, promoted_standby:
     for run in (primary, promoted_standby):
         component = run.one("order-recovery:infra:OrderStack")
         registered = run.component_outputs[component.urn]
-        assert len(registered) == 19
+        assert len(registered) == 20  # pruningRoleArn too
         for name, value in registered.items():
             if name in run.outputs:
                 assert run.outputs[name] == value, name

@@ -98,3 +98,14 @@ def test_an_inventory_that_misses_a_site_fails_the_check_with_one_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "does not search us-west-2, the standby site's region" in err
+
+
+def test_each_sites_fence_admits_the_controller_cidrs_its_stack_exports(
+    primary: StackRun, standby: StackRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _from_pulumi(primary, standby, tmp_path, capsys)
+    written = yaml.safe_load(out.read_text())
+    for run in (primary, standby):
+        # Each stack exports its own network.adminCidrs (Pulumi.<stack>.yaml); its site's fence admits them.
+        assert run.outputs["adminCidrs"] == ["10.255.0.0/24"]
+        assert written[run.stack]["database"]["fence_admit"] == run.outputs["adminCidrs"]

@@ -160,6 +160,12 @@ def _advance_sequences(conn: psycopg.Connection[Any]) -> None:
         )
 
 
+def role_option(role: str) -> str:
+    """libpq's PGOPTIONS that make a session act as `role` from its start (its spaces escaped). Pure."""
+    escaped = role.replace("\\", "\\\\").replace(" ", "\\ ")
+    return f"-c role={escaped}"
+
+
 def _run_migrate(target: Target, release: Release, scratch: str, owner: str, workdir: Path) -> dict[str, Any]:
     database = target.writable.database
     artifact = build_release_artifact(release.name, workdir / "artifacts")
@@ -179,7 +185,9 @@ def _run_migrate(target: Target, release: Release, scratch: str, owner: str, wor
                     "host": database.address,
                     "port": database.port,
                     "name": scratch,
-                    "user": owner,
+                    # The controller's own role and passfile (on RDS the master user's, from its secret: it
+                    # holds no password of the owner), switched to the owner as a restore does (--role).
+                    "user": database.user,
                     "passfile": str(database.passfile) if database.passfile else None,
                 },
             }
@@ -193,7 +201,7 @@ def _run_migrate(target: Target, release: Release, scratch: str, owner: str, wor
         text=True,
         timeout=MIGRATE_TIMEOUT_S,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGOPTIONS": role_option(owner)},
     )
     try:
         report = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else None
