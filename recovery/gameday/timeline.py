@@ -82,7 +82,7 @@ def build_timeline(
         head = records[0]
         runbook = str(head.get("runbook", "?"))
         events.append(TimelineEvent(at(head["at"]), "decision", f"{runbook} started ({head.get('run_id')})"))
-        for record in records[1:]:
+        for record in records:  # the head too: a `run.started` marker is that record
             when = at(record["at"])
             if record.get("event") in ("step.finished", "step.failed"):
                 duration = float(record.get("duration_s") or 0.0)

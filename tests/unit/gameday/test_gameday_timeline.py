@@ -82,3 +82,10 @@ def test_a_marker_can_name_the_step_whose_end_counts() -> None:
         update={"detected_when": Marker(runbook="upgrade", event="step.finished", step="gates")}
     )
     assert build_timeline(STARTED, CHAOS, [UPGRADE, ROLLBACK], other).time_to_detect_s is None
+
+
+def test_a_run_started_marker_is_the_runs_first_record() -> None:
+    block = BLOCK.model_copy(update={"detected_when": Marker(runbook="rollback", event="run.started")})
+    timeline = build_timeline(STARTED, CHAOS, [UPGRADE, ROLLBACK], block)
+    assert timeline.time_to_detect_s == 17.7
+    assert (20.7, "detected", "rollback: run.started") in [(e.at_s, e.kind, e.label) for e in timeline.events]
