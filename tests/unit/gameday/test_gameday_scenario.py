@@ -64,7 +64,8 @@ def test_every_scenario_in_the_library_loads_and_is_a_valid_experiment(
         ),
         (
             BASE + "    detected_when: {activity: the watch alarms}\n",
-            ":10: extensions[recovery].detected_when.activity: no method activity is named 'the watch alarms'",
+            ":10: extensions[recovery].detected_when.activity: no method activity is named "
+            "'the watch alarms'",
         ),
         (
             BASE + "    recovered_when: {activity: break it, runbook: upgrade}\n",
