@@ -82,6 +82,8 @@ def test_a_crashed_primary_database_and_a_lost_site_are_failed_over_and_back_los
             f"\n{name}: detected after {measured.time_to_detect_s} s, RTO {measured.rto_s} s, acknowledged "
             f"{measured.orders_acknowledged}, lost {measured.orders_lost}, queued {measured.orders_queued}"
         )
+    # The database crash found the service up: it queued the orders meanwhile, the failover replayed them.
+    assert stored["primary-database-crash"].measured.orders_queued > 0
     # The lost site came back by itself and stayed fenced: the standby site kept the writes and traffic.
     lost = reports / stored["site-lost"].run_id
     assert (
