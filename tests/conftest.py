@@ -69,7 +69,8 @@ def free_port() -> Callable[[], int]:
 # first, the long ones run side by side instead of one of them running alone at the end of the run.
 LONGEST_FIRST = (
     "tests/lab/test_upgrade_rollback.py",  # 450-650 s on a busy machine: as long as all others below
-    "tests/lab/test_gamedays.py",  # every scenario of the game day library on one lab
+    "tests/lab/test_gamedays.py",  # the game day library but the site scenarios, on one lab
+    "tests/lab/test_gamedays_sites.py",  # the site game days on a lab with its watch: 3-7 min
     "tests/lab/test_realtime.py",
     "tests/lab/test_backup_restore.py",
     "tests/lab/test_realtime_restore.py",

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from recovery.targets.model import AwsEndpoint
 
 MAX_ATTEMPTS = 5
+# For an endpoint already known unreachable in this process: one retry (a store that came back answers
+# the first attempt), and a connect timeout that still suits a distant region.
+FAST_FAIL_ATTEMPTS = 2
+FAST_FAIL_CONNECT_TIMEOUT = 2.0
 
 # KMS answers that mean "this key cannot be used now": refuse the backup or restore instead of retrying.
 KEY_ERROR_CODES = frozenset(
@@ -140,7 +144,7 @@ def translate_error(exc: BaseException, action: str, resource: str) -> RecoveryE
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
         endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
         return ExternalFailure(
-            f"cannot reach {endpoint} to {action} on {resource} after {MAX_ATTEMPTS} attempts; "
+            f"cannot reach {endpoint} to {action} on {resource} after retrying; "
             "check the endpoint and the network"
         )
     return ExternalFailure(f"failed to {action} on {resource}: {type(exc).__name__}")
@@ -219,6 +223,43 @@ def new_client(service: str, region: str, *, endpoint_url: str | None, config: C
     )
 
 
+class UnreachableEndpoints:
+    """The endpoint URLs a call could not connect to after its retries, in this process, until a call to
+    them succeeds. Fed by botocore's `after-call-error` and `after-call` events of every driver's clients,
+    so no call site has to report anything."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._urls: set[str] = set()
+
+    def __contains__(self, url: object) -> bool:
+        with self._lock:
+            return url in self._urls
+
+    def watch(self, client: Any) -> None:
+        """Follow the outcome of every call `client` makes."""
+        url = str(client.meta.endpoint_url)
+
+        def failed(exception: BaseException, **_: Any) -> None:
+            if isinstance(exception, EndpointConnectionError | ConnectTimeoutError):
+                with self._lock:
+                    self._urls.add(url)
+
+        def answered(**_: Any) -> None:  # any HTTP answer, an error status included: it is reachable
+            with self._lock:
+                self._urls.discard(url)
+
+        client.meta.events.register("after-call-error", failed)
+        client.meta.events.register("after-call", answered)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._urls.clear()
+
+
+UNREACHABLE = UnreachableEndpoints()
+
+
 class AwsDriver:
     """boto3 clients for one target's AWS endpoint, one per service and region, shared across threads."""
 
@@ -236,28 +277,44 @@ class AwsDriver:
         self._config = client_config(
             pool_size, attempts=attempts, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
-        self._clients: dict[tuple[str, str, str | None], Any] = {}
+        self._fast_fail_config = client_config(
+            pool_size,
+            attempts=min(attempts, FAST_FAIL_ATTEMPTS),
+            connect_timeout=min(connect_timeout, FAST_FAIL_CONNECT_TIMEOUT),
+            read_timeout=read_timeout,
+        )
+        # (service, region, endpoint, fast fail) -> client
+        self._clients: dict[tuple[str, str, str | None, bool], Any] = {}
         # boto3 sessions are not thread-safe, clients are: build under a lock, then share.
         self._lock = threading.Lock()
         self._session: boto3.session.Session | None = None
 
     def client(self, service: str, region: str, endpoint_url: str | None = None) -> Any:
-        """The client of `service` in `region`, at the target's endpoint or at `endpoint_url`."""
+        """The client of `service` in `region`, at the target's endpoint or at `endpoint_url`; one that
+        fails fast while that endpoint is known unreachable in this process."""
         endpoint = endpoint_url or self._endpoint_url
         with self._lock:
-            cached = self._clients.get((service, region, endpoint))
-            if cached is None:
-                if self._session is None:
-                    self._session = self._new_session()
-                with self.translate("create a client", f"{service} in {region}"):
-                    cached = self._session.client(
-                        service,  # type: ignore[call-overload]
-                        region_name=region,
-                        endpoint_url=endpoint,
-                        config=self._config,
-                    )
-                self._clients[(service, region, endpoint)] = cached
-            return cached
+            client = self._cached_client(service, region, endpoint, fast_fail=False)
+            if client.meta.endpoint_url in UNREACHABLE:
+                client = self._cached_client(service, region, endpoint, fast_fail=True)
+            return client
+
+    def _cached_client(self, service: str, region: str, endpoint: str | None, *, fast_fail: bool) -> Any:
+        key = (service, region, endpoint, fast_fail)
+        cached = self._clients.get(key)
+        if cached is None:
+            if self._session is None:
+                self._session = self._new_session()
+            with self.translate("create a client", f"{service} in {region}"):
+                cached = self._session.client(
+                    service,  # type: ignore[call-overload]
+                    region_name=region,
+                    endpoint_url=endpoint,
+                    config=self._fast_fail_config if fast_fail else self._config,
+                )
+            UNREACHABLE.watch(cached)
+            self._clients[key] = cached
+        return cached
 
     def _new_session(self) -> boto3.session.Session:
         return new_session(self._endpoint_url, self._profile)

@@ -8,6 +8,7 @@ provider): a scenario runs the same commands a person or a pipeline would.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,18 @@ def service_version(target: str = "lab") -> str | None:
     except ExternalFailure:
         return None
     return str(document.get("version")) if status == 200 and isinstance(document, dict) else None
+
+
+def orders_flowing(ledger: str, timeout: float = 60) -> dict[str, Any]:
+    """Waits until the load has an acknowledged order in its ledger (or `timeout` passed): a fault
+    injected before the load took its first order would meet no load at all, and starting the `recovery`
+    command takes seconds on a loaded machine. `flowing` and the number acknowledged so far."""
+    deadline = time.monotonic() + timeout
+    while True:
+        acknowledged = len(read_ledger(Path(ledger)).orders) if Path(ledger).exists() else 0
+        if acknowledged > 0 or time.monotonic() > deadline:
+            return {"flowing": acknowledged > 0, "acknowledged": acknowledged}
+        time.sleep(0.2)
 
 
 def ledger_intact(ledger: str, target: str = "lab") -> dict[str, Any]:

@@ -105,8 +105,8 @@ def run_game_day(
         orders_acknowledged=verdict.acknowledged,
         orders_lost=verdict.lost.count,
         orders_set_aside=verdict.set_aside.count,
-        orders_queued=0,
-        orders_replayed=0,
+        orders_queued=verdict.pending,  # acknowledged as accepted-pending (202) while the database was out
+        orders_replayed=verdict.pending_present,
         error_rate=error_rate_between(buckets, timeline.fault_at_s, timeline.recovered_at_s),
         seconds_of_writes_lost=None,
         notifications=notifications,

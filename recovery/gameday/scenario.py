@@ -7,7 +7,7 @@ The extension block adds what a game day measures and Chaos Toolkit does not kno
       - name: recovery
         load: {rate: 10}                  # orders per second while the scenario runs (the ledger)
         fault: deploy v2-unhealthy        # the method activity whose start is the fault
-        detected_when: {runbook: upgrade, event: step.failed}
+        detected_when: {runbook: upgrade, event: step.failed}   # or {activity: NAME}: when it ended
         recovered_when: {runbook: rollback, event: run.finished}
         objectives: {time_to_detect_s: 30, rto_s: 60, orders_lost: 0, error_rate: 0.5}
         responses:                        # what a command of the method must answer
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recovery.errors import UsageError
 from recovery.gameday.model import Objectives
@@ -40,13 +40,24 @@ class LoadPlan(_Strict):
 
 
 class Marker(_Strict):
-    """The run-journal event that marks a moment: the first `event` of a `runbook` run after the fault."""
+    """What marks a moment: the first `event` of a `runbook` run after the fault (the run journals), or
+    the end of a method `activity` (a probe that waited for the watch's alarm, when no runbook runs)."""
 
     # pydantic matches with Rust regex, where `$` is the very end (a trailing newline is refused)
-    runbook: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
-    event: Literal["run.started", "step.finished", "step.failed", "run.finished"]
+    runbook: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")
+    event: Literal["run.started", "step.finished", "step.failed", "run.finished"] | None = None
     status: Literal["ok", "failed"] | None = None  # run.finished only: which outcome counts
     step: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$")  # step events: only this step
+    activity: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Marker:
+        if self.activity is not None:
+            if any(v is not None for v in (self.runbook, self.event, self.status, self.step)):
+                raise ValueError("an activity marker takes no runbook, event, status or step")
+        elif self.runbook is None or self.event is None:
+            raise ValueError("give runbook and event (a run-journal event) or activity (a method activity)")
+        return self
 
 
 class Response(_Strict):
@@ -145,6 +156,16 @@ def load_scenario(path: Path) -> Scenario:
     if block.fault not in names:
         line = _line_of(root, ("extensions", index, "fault"))
         raise _refuse(path, line, f"extensions[recovery].fault: no method activity is named {block.fault!r}")
+    for marker_field in ("detected_when", "recovered_when"):
+        marker = getattr(block, marker_field)
+        if marker is not None and marker.activity is not None and marker.activity not in names:
+            line = _line_of(root, ("extensions", index, marker_field, "activity"))
+            raise _refuse(
+                path,
+                line,
+                f"extensions[recovery].{marker_field}.activity: no method activity is named "
+                f"{marker.activity!r}",
+            )
     for number, response in enumerate(block.responses):
         if response.activity not in names:
             line = _line_of(root, ("extensions", index, "responses", number, "activity"))

@@ -52,6 +52,10 @@ def _matches(marker: Marker | None, runbook: str, record: Mapping[str, Any]) -> 
     return marker.status is None or record.get("status") == marker.status
 
 
+def _ends(marker: Marker | None, activity: str) -> bool:
+    return marker is not None and marker.activity == activity
+
+
 def build_timeline(
     started: datetime,
     chaos_journal: Mapping[str, Any],
@@ -63,6 +67,7 @@ def build_timeline(
 
     events: list[TimelineEvent] = []
     fault_at: float | None = None
+    detected = recovered = None
     for run in chaos_journal.get("run") or []:
         activity = run.get("activity") or {}
         name = str(activity.get("name", "?"))
@@ -72,17 +77,23 @@ def build_timeline(
         if name == block.fault and fault_at is None:
             fault_at = begin
             events.append(TimelineEvent(begin, "fault", name))
-        else:
-            kind: EventKind = "load" if activity.get("background") else "note"
-            events.append(TimelineEvent(begin, kind, name, run.get("duration")))
-    detected = recovered = None
+            continue
+        kind: EventKind = "load" if activity.get("background") else "note"
+        events.append(TimelineEvent(begin, kind, name, run.get("duration")))
+        end = round(begin + float(run.get("duration") or 0.0), 3)
+        if fault_at is not None and detected is None and _ends(block.detected_when, name):
+            detected = end
+            events.append(TimelineEvent(end, "detected", name))
+        if fault_at is not None and recovered is None and _ends(block.recovered_when, name):
+            recovered = end
+            events.append(TimelineEvent(end, "recovered", name))
     for records in run_journals:
         if not records:
             continue
         head = records[0]
         runbook = str(head.get("runbook", "?"))
         events.append(TimelineEvent(at(head["at"]), "decision", f"{runbook} started ({head.get('run_id')})"))
-        for record in records[1:]:
+        for record in records:  # the head too: a `run.started` marker is that record
             when = at(record["at"])
             if record.get("event") in ("step.finished", "step.failed"):
                 duration = float(record.get("duration_s") or 0.0)

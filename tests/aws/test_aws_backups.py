@@ -172,7 +172,7 @@ def test_unreachable_endpoint_is_translated() -> None:
     )
     assert isinstance(error, ExternalFailure)
     assert error.message == (
-        "cannot reach http://127.0.0.1:9/ to upload part 3 on s3://b/k (remote copy) after 5 attempts; "
+        "cannot reach http://127.0.0.1:9/ to upload part 3 on s3://b/k (remote copy) after retrying; "
         "check the endpoint and the network"
     )
 

@@ -10,19 +10,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from conftest import Lab
+from gameday_library import LIBRARY, Library, activity_output, gameday_run, library_runner, response
 
-from recovery.cli.main import main
 from recovery.errors import ExitCode
 from recovery.gameday.history import read_runs
-from recovery.gameday.model import GameDayRun
 from recovery.gameday.probes import backups_whole, catalogue_intact, last_run, service_version
-
-LIBRARY = Path(__file__).resolve().parents[2] / "gamedays"
 
 
 def test_a_game_day_with_an_impossible_rto_reports_the_miss_and_exits_non_zero(
@@ -35,7 +31,7 @@ def test_a_game_day_with_an_impossible_rto_reports_the_miss_and_exits_non_zero(
     monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", "20")
     reports = tmp_path / "reports"
     target = str(lab.dir / "target.yaml")
-    code = _gameday_run(lab, reports, path)
+    code = gameday_run(lab, reports, path)
     out, err = capsys.readouterr()
     assert code == ExitCode.VERIFY_FAILED, err
     assert "error[gameday.objective_missed]: game day missed its objectives: impossible-rto" in err
@@ -84,47 +80,11 @@ def test_a_scenario_runs_as_a_plain_chaos_toolkit_experiment(lab: Lab, tmp_path:
     assert service_version(target) == "v1"
 
 
-def _gameday_run(lab: Lab, reports: Path, *scenarios: Path) -> int:
-    args = ["gameday", "run", *map(str, scenarios), "--target", str(lab.dir / "target.yaml")]
-    return main([*args, "--report-dir", str(reports), "--yes", "--output", "json"])
-
-
-Library = tuple[dict[str, dict[str, Any]], dict[str, GameDayRun], Path]
-
-
 @pytest.fixture
 def run_library(
     lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Library]:
-    """`recovery gameday run` of library scenarios on the lab with `load_seconds` of load. Asserts that
-    each met its objectives and responses and lost no order; returns each run's summary and stored
-    report by scenario, and the report folder."""
-
-    def run(load_seconds: int, *names: str) -> Library:
-        monkeypatch.setenv("RECOVERY_GAMEDAY_LOAD_SECONDS", str(load_seconds))
-        reports = tmp_path / "reports"
-        code = _gameday_run(lab, reports, *(LIBRARY / f"{name}.yaml" for name in names))
-        out, err = capsys.readouterr()
-        assert code == ExitCode.OK, err[-3000:]
-        summaries = {run["scenario"]: run for run in json.loads(out)["result"]["runs"]}
-        for name in names:
-            summary = summaries[name]
-            missed = [f"{o['name']}: {o['reason']}" for o in summary["objectives"] if not o["passed"]]
-            assert summary["passed"] and summary["experiment_status"] == "completed", missed
-            assert summary["orders_lost"] == 0
-            assert any(o["name"].startswith("response: ") for o in summary["objectives"])
-        return summaries, {run.scenario: run for run in read_runs(reports)}, reports
-
-    return run
-
-
-def _response(summary: dict[str, Any], activity: str) -> str:
-    return str(next(o["reason"] for o in summary["objectives"] if o["name"] == f"response: {activity}"))
-
-
-def _activity_output(run_dir: Path, name: str) -> Any:
-    journal = json.loads((run_dir / "chaos-journal.json").read_text())
-    return next(r["output"] for r in journal["run"] if r["activity"]["name"] == name)
+    return library_runner(lab, tmp_path, capsys, monkeypatch)
 
 
 def test_the_faulty_releases_that_corrupt_totals_or_break_a_migration_are_rolled_back(
@@ -137,7 +97,7 @@ def test_the_faulty_releases_that_corrupt_totals_or_break_a_migration_are_rolled
         kinds = [event.kind for event in stored[name].timeline]
         assert kinds.index("fault") < kinds.index("detected") < kinds.index("recovered")
     gates = {
-        name: _response(runs[name], f"deploy v2-{name.removeprefix('failed-upgrade-')}") for name in names
+        name: response(runs[name], f"deploy v2-{name.removeprefix('failed-upgrade-')}") for name in names
     }
     assert "gate smoke failed" in gates["failed-upgrade-corrupts-totals"]  # only the business check sees it
     assert "gate migrate failed" in gates["failed-upgrade-bad-migration"]
@@ -150,7 +110,7 @@ def test_a_restore_reads_the_other_copy_when_one_is_corrupted_missing_or_unreach
     names = ("backup-copy-corrupted", "backup-copy-missing", "backup-region-unavailable")
     _, stored, reports = run_library(8, *names)
     read = {
-        name: _activity_output(reports / stored[name].run_id, "the copy the restore read") for name in names
+        name: activity_output(reports / stored[name].run_id, "the copy the restore read") for name in names
     }
     [corrupted] = read["backup-copy-corrupted"]["choices"]
     assert corrupted["copy"] == "remote" and "local copy is damaged" in corrupted["reason"]
@@ -159,10 +119,10 @@ def test_a_restore_reads_the_other_copy_when_one_is_corrupted_missing_or_unreach
     [local] = read["backup-region-unavailable"]["choices"]
     assert local["copy"] == "local"
     region = reports / stored["backup-region-unavailable"].run_id
-    listed = json.loads(_activity_output(region, "list the backups while the remote store is down")["stdout"])
+    listed = json.loads(activity_output(region, "list the backups while the remote store is down")["stdout"])
     remote_states = {row["remote"]["state"] for row in listed["result"]["backups"]}
     assert remote_states == {"unreachable"}
-    failed = _activity_output(region, "back up while the remote store is down")["stderr"].strip()
+    failed = activity_output(region, "back up while the remote store is down")["stderr"].strip()
     assert failed.startswith("error[external.failed]:") and "remote copy" in failed
     # The copies are as the backups wrote them again, and the faulty target is gone.
     assert backups_whole(str(lab.dir / "target.yaml"))["passed"]
@@ -173,7 +133,7 @@ def test_backups_ride_out_network_trouble_and_refuse_clearly_without_the_link_or
     lab: Lab, run_library: Callable[..., Library]
 ) -> None:
     _, stored, reports = run_library(8, "backup-upload-network-trouble", "backup-key-disabled")
-    refused = _activity_output(
+    refused = activity_output(
         reports / stored["backup-key-disabled"].run_id, "back up while the key is disabled"
     )
     assert "is Disabled, so no backup can be encrypted" in refused["stderr"]
@@ -182,7 +142,7 @@ def test_backups_ride_out_network_trouble_and_refuse_clearly_without_the_link_or
 
 def test_operator_errors_are_refused_with_one_line(run_library: Callable[..., Library]) -> None:
     _, stored, reports = run_library(8, "operator-errors")
-    held = _activity_output(
+    held = activity_output(
         reports / stored["operator-errors"].run_id, "back up while another controller holds the lock"
     )
     assert "locked by run" in held["stderr"] and "another controller's run" in held["stderr"]

@@ -63,6 +63,19 @@ def test_every_scenario_in_the_library_loads_and_is_a_valid_experiment(
             "'step.finished', 'step.failed' or 'run.finished'",
         ),
         (
+            BASE + "    detected_when: {activity: the watch alarms}\n",
+            ":10: extensions[recovery].detected_when.activity: no method activity is named "
+            "'the watch alarms'",
+        ),
+        (
+            BASE + "    recovered_when: {activity: break it, runbook: upgrade}\n",
+            ":10: extensions[recovery].recovered_when: Value error, an activity marker takes no runbook",
+        ),
+        (
+            BASE + "    detected_when: {runbook: upgrade}\n",
+            ":10: extensions[recovery].detected_when: Value error, give runbook and event",
+        ),
+        (
             BASE + "    responses:\n      - {activity: break it, exit_code: 0}\n"
             "      - {activity: fix it, exit_code: 4, error: lock.held}\n",
             ":12: extensions[recovery].responses.1.activity: no method activity is named 'fix it'",

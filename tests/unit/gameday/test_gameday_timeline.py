@@ -82,3 +82,21 @@ def test_a_marker_can_name_the_step_whose_end_counts() -> None:
         update={"detected_when": Marker(runbook="upgrade", event="step.finished", step="gates")}
     )
     assert build_timeline(STARTED, CHAOS, [UPGRADE, ROLLBACK], other).time_to_detect_s is None
+
+
+def test_a_run_started_marker_is_the_runs_first_record() -> None:
+    block = BLOCK.model_copy(update={"detected_when": Marker(runbook="rollback", event="run.started")})
+    timeline = build_timeline(STARTED, CHAOS, [UPGRADE, ROLLBACK], block)
+    assert timeline.time_to_detect_s == 17.7
+    assert (20.7, "detected", "rollback: run.started") in [(e.at_s, e.kind, e.label) for e in timeline.events]
+
+
+def test_an_activity_marker_is_that_activitys_end_after_the_fault() -> None:
+    watch = {"activity": {"name": "the watch alarms"}, "start": "2026-12-06T20:00:04", "duration": 6.25}
+    before = {"activity": {"name": "the watch alarms"}, "start": "2026-12-06T20:00:01", "duration": 0.5}
+    chaos = {**CHAOS, "run": [CHAOS["run"][0], before, CHAOS["run"][1], watch]}
+    block = BLOCK.model_copy(update={"detected_when": Marker(activity="the watch alarms")})
+    timeline = build_timeline(STARTED, chaos, [UPGRADE, ROLLBACK], block)
+    assert timeline.time_to_detect_s == 7.25  # the run before the fault does not count
+    assert (10.25, "detected", "the watch alarms") in [(e.at_s, e.kind, e.label) for e in timeline.events]
+    assert timeline.rto_s == 26.0
