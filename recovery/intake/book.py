@@ -18,6 +18,7 @@ from recovery.intake.queue import IntakeQueue
 from recovery.intake.record import IntakeOrder
 from recovery.intake.replay import ReplayOutcome, replay
 from recovery.notify.publish import Notifier
+from recovery.notify.templates import PENDING_EVENT, load_templates
 from recovery.targets.model import Target
 
 QUEUED = Path("intake") / "queued.jsonl"
@@ -75,6 +76,20 @@ def record_queued(target: Target, order: IntakeOrder, message_id: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def pending_notice_vars(target: Target) -> dict[str, str]:
+    """The order service role's variables for "received, pending" from the service itself: the target's
+    customer topic and its `customer/order-pending` template as the toolkit checked it. Empty without an
+    intake queue or a customer topic (the 202 answer is then the only "received, pending")."""
+    if not (target.intake_queue_url and target.customer_topic_arn):
+        return {}
+    subject, body = load_templates(target.notification_templates).source_text(PENDING_EVENT)
+    return {
+        "order_service_customer_topic_arn": target.customer_topic_arn,
+        "order_service_pending_subject": subject,
+        "order_service_pending_body": body,
+    }
 
 
 def replay_target(target: Target, *, limit: int | None = None) -> ReplayOutcome:
