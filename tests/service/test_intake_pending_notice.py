@@ -12,11 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import INTAKE_REGION, MotoIntake
+from conftest import INTAKE_REGION, MotoIntake, open_shop
 
 from recovery.notify.templates import PENDING_EVENT, load_templates
-
-PRODUCTS = "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 100)"
 
 
 @pytest.fixture
@@ -59,18 +57,8 @@ def shop(postgres, deploy, moto_intake: MotoIntake):  # type: ignore[no-untyped-
         subject, body = load_templates().source_text(PENDING_EVENT)
         intake = moto_intake.service_config()
         intake["pending_notice"] = {"topic_arn": topic_arn, "subject": subject, "body": body}
-        db = postgres.create_database("pending")
-        run = deploy("v1", db, intake=intake)
-        assert run.migrate().returncode == 0
-        postgres.execute(db, PRODUCTS)
-        run.start()
-        assert run.wait_listening()
-        status, user = run.call("POST", "/users", {"email": "ann@shop.example", "name": "Ann"})
-        assert status == 201
-        run.db, run.user_id = db, user["id"]
-        run.product_id = postgres.query(db, "SELECT id FROM products WHERE sku = 'A'")[0][0]
-        made.append(run)
-        return run
+        made.append(open_shop(postgres, deploy, "pending", intake))
+        return made[-1]
 
     yield make
     for run in made:

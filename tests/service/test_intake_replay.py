@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from conftest import INTAKE_REGION
+from conftest import INTAKE_REGION, open_shop
 
 from recovery.drivers.aws import AwsDriver
 from recovery.drivers.orderservice import call
@@ -24,21 +24,10 @@ def queue(intake_queue_url: str) -> IntakeQueue:
 
 @pytest.fixture
 def shop(postgres, deploy):  # type: ignore[no-untyped-def]
-    db = postgres.create_database("intake")
-    run = deploy("v1", db)
-    assert run.migrate().returncode == 0
-    postgres.execute(
-        db, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 100)"
-    )
-    run.start()
-    assert run.wait_listening()
-    status, user = run.call("POST", "/users", {"email": "ann@shop.example", "name": "Ann"})
-    assert status == 201
-    run.db, run.user_id = db, user["id"]
-    run.product_id = postgres.query(db, "SELECT id FROM products WHERE sku = 'A'")[0][0]
+    run = open_shop(postgres, deploy, "intake")
     yield run
     run.stop()
-    postgres.drop_database(db)
+    postgres.drop_database(run.db)
 
 
 def order(shop, quantity: int = 1, user_id: int | None = None) -> IntakeOrder:  # type: ignore[no-untyped-def]
