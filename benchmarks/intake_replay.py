@@ -8,7 +8,7 @@ and the queue is empty. Prints the figures and the load average; asserts nothing
 Uses a running lab (`--target PATH` of its target.yaml) or builds its own (`--base-port`, `--lab-dir`,
 torn down at the end).
 
-Usage: .venv/bin/python benchmarks/intake_replay.py [--orders-queued N] [--rounds R]
+Usage: .venv/bin/python benchmarks/intake_replay.py [--orders-queued N] [--rounds R] [--workers W]
                                                     [--target PATH | --base-port B --lab-dir DIR]
 """
 
@@ -28,6 +28,7 @@ from rollback_lab import lab, lab_dir_for, load_average
 from recovery.drivers import db
 from recovery.intake.book import intake_queue, read_catalog, replay_target
 from recovery.intake.record import IntakeItem, IntakeOrder
+from recovery.intake.replay import REPLAY_WORKERS
 from recovery.targets.load import load_target
 from recovery.targets.model import Target
 
@@ -63,10 +64,10 @@ def stored_once(target: Target, ids: list[uuid.UUID]) -> tuple[int, int]:
     return int(str(row[0])), int(str(row[1]))
 
 
-def one_round(target: Target, count: int, seed: int) -> str:
+def one_round(target: Target, count: int, seed: int, workers: int) -> str:
     ids = queue_orders(target, count, seed)
     started = time.monotonic()
-    outcome = replay_target(target)
+    outcome = replay_target(target, workers=workers)
     seconds = time.monotonic() - started
     stored, distinct = stored_once(target, ids)
     waiting = intake_queue(target).status()
@@ -76,8 +77,9 @@ def one_round(target: Target, count: int, seed: int) -> str:
             f"stopped {outcome.stopped}; set aside {len(outcome.set_aside)}"
         )
     return (
-        f"{count} orders replayed in {seconds:.2f} s: {outcome.replayed / seconds:.1f} orders/s "
-        f"(created {outcome.created}, already there {outcome.present}; queue after: waiting "
+        f"{count} orders replayed ({workers} posts at once) in {seconds:.2f} s: "
+        f"{outcome.replayed / seconds:.1f} orders/s (created {outcome.created}, already there "
+        f"{outcome.present}; queue after: waiting "
         f"{waiting.waiting}, in flight {waiting.in_flight}); load average {load_average()}"
     )
 
@@ -86,6 +88,7 @@ def main_benchmark() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders-queued", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=REPLAY_WORKERS, help="orders posted at once")
     parser.add_argument("--target", type=Path, default=None, help="a running lab's target.yaml")
     parser.add_argument("--orders", type=int, default=2_000, help="orders seeded in a lab built here")
     parser.add_argument("--base-port", type=int, default=23000)
@@ -99,7 +102,7 @@ def main_benchmark() -> int:
         built = lab(lab_dir_for(args.lab_dir, "order-recovery-bench-replay-"), args.orders, args.base_port)
     with built as target:
         for round_no in range(args.rounds):
-            print(one_round(target, args.orders_queued, seed=round_no), flush=True)
+            print(one_round(target, args.orders_queued, round_no, args.workers), flush=True)
     return 0
 
 

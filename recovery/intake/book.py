@@ -16,7 +16,7 @@ from recovery.errors import UsageError
 from recovery.intake.csv_orders import Catalog, Product
 from recovery.intake.queue import IntakeQueue
 from recovery.intake.record import IntakeOrder
-from recovery.intake.replay import ReplayOutcome, replay
+from recovery.intake.replay import REPLAY_WORKERS, ReplayOutcome, replay
 from recovery.notify.publish import Notifier
 from recovery.notify.templates import PENDING_EVENT, load_templates
 from recovery.targets.model import Target
@@ -92,7 +92,9 @@ def pending_notice_vars(target: Target) -> dict[str, str]:
     }
 
 
-def replay_target(target: Target, *, limit: int | None = None) -> ReplayOutcome:
+def replay_target(
+    target: Target, *, limit: int | None = None, workers: int = REPLAY_WORKERS
+) -> ReplayOutcome:
     """Replay the target's intake queue through its front door; customers hear of each order."""
     url = target.traffic.front_door_url
     return replay(
@@ -100,6 +102,7 @@ def replay_target(target: Target, *, limit: int | None = None) -> ReplayOutcome:
         lambda body: call(url, "POST", "/orders", body),
         notifier=Notifier(target),
         limit=limit,
+        workers=workers,
     )
 
 
