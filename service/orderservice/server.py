@@ -39,6 +39,8 @@ CANNOT_WRITE = (
 # write succeeds again).
 DEGRADED_WINDOW_S = 30.0
 DEGRADED_HEADER = "X-Order-Service-Degraded"
+# At a clean stop, how long the "received, pending" messages already handed over may still take.
+NOTICE_DRAIN_S = 5.0
 
 
 class App:
@@ -295,6 +297,8 @@ def serve(config: Config) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        if app.notices is not None and not app.notices.drain(NOTICE_DRAIN_S):
+            log.warning("stopping with 'received, pending' messages not yet published")
         app.db.close()
         log.info("stopped")
     return 0
