@@ -8,7 +8,11 @@ orders through the front door, each answer in a ledger):
   rollback  `upgrade --release v2-unhealthy --auto-rollback`: the rollback fences the service out of its
             database around the swap, then switches the code back (a restart);
   restore   a backup of the users domain, then `restore --domains users`: fenced around the catch-up
-            and the swap.
+            and the swap;
+  failover  the writer's database killed (kill -9; its order service and host stay up), then
+            `failover --yes`: fence, promote the standby, move traffic, replay. Between the two modes the
+            lost database is started again and `failback --switch-back` puts the lab back as it was
+            (not measured).
 Columns: orders sent; refused = order requests answered with an error status (the database could not
 take them); no answer = refused connections and timeouts (the service restarting); queued = accepted as
 pending (202); replayed = entered by the runbook's replay step (created + already there); duplicated and
@@ -16,7 +20,7 @@ lost = `recovery verify --ledger` after the incident; replay rate = orders per s
 Prints a table and the load average; asserts nothing. The lab is torn down at the end, also on failure.
 
 Usage: .venv/bin/python benchmarks/intake_incidents.py [--orders N] [--base-port B] [--lab-dir DIR]
-                                                       [--rate R]
+                                                       [--rate R] [--kinds rollback,restore,failover]
 """
 
 from __future__ import annotations
@@ -36,15 +40,17 @@ from rollback_lab import lab, lab_dir_for, load_average
 
 from recovery.cli.main import main
 from recovery.lab import service
+from recovery.lab.outage import restart_database, stop_database
 from recovery.lab.plan import plan_lab
 from recovery.load.generator import LoadGenerator, LoadSettings
 from recovery.load.ledger import read_ledger
 from recovery.load.ledger_check import verify_ledger
 from recovery.runbooks.rollback import upgrade_with_rollback
 from recovery.runbooks.upgrade import upgrade_params
+from recovery.targets.load import load_target
 from recovery.targets.model import Target
 
-KINDS = ("rollback", "restore")
+KINDS = ("rollback", "restore", "failover")
 
 
 def set_degraded_mode(lab_dir: Path, base_port: int, on: bool) -> None:
@@ -71,7 +77,12 @@ def rollback(target: Target) -> dict[str, Any]:
     return dict(outcome.rollback.step("replay-intake").output or {})
 
 
-def restore(target: Target, target_file: Path) -> dict[str, Any]:
+def _replay_step(document: dict[str, Any]) -> dict[str, Any]:
+    steps = {step["name"]: step["output"] for step in document["result"]["steps"]}
+    return dict(steps.get("replay-intake") or {})
+
+
+def restore(target_file: Path) -> dict[str, Any]:
     where = ("-t", str(target_file))
     code, document = _json_cli("backup", "run", "-d", "users", *where)
     if code != 0:
@@ -79,13 +90,36 @@ def restore(target: Target, target_file: Path) -> dict[str, Any]:
     code, document = _json_cli("restore", "--domains", "users", "--yes", *where)
     if code != 0:
         raise SystemExit(f"restore failed: {document}")
-    steps = {step["name"]: step["output"] for step in document["result"]["steps"]}
-    return dict(steps.get("replay-intake") or {})
+    return _replay_step(document)
+
+
+def failover(target_file: Path, base_port: int) -> dict[str, Any]:
+    """The writer's database lost under load, then the failover runbook (ending with the replay)."""
+    time.sleep(2)  # orders before the loss too
+    lost = plan_lab(target_file.parent, base_port).site(load_target(target_file).writer)
+    stop_database(lost)
+    time.sleep(2)  # what the failover's decision takes on a real site: someone notices
+    code, document = _json_cli("failover", "--yes", "-t", str(target_file))
+    if code != 0:
+        raise SystemExit(f"failover failed: {document}")
+    return _replay_step(document)
+
+
+def put_back(target_file: Path, base_port: int) -> None:
+    """After a failover: the lost database started again, rebuilt as a standby, the writer switched back."""
+    plan = plan_lab(target_file.parent, base_port)
+    restart_database(plan, plan.site(load_target(target_file).replica.name))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):  # two runs (failback, then the switchover back): two documents
+        code = main(["failback", "--switch-back", "--yes", "-t", str(target_file), "-o", "json"])
+    if code != 0:
+        raise SystemExit(f"failback failed ({code}): {out.getvalue()[-2000:]}")
 
 
 def measure(
-    target: Target, incident: Callable[[], dict[str, Any]], ledger_path: Path, rate: float
+    target_file: Path, incident: Callable[[], dict[str, Any]], ledger_path: Path, rate: float
 ) -> dict[str, Any]:
+    target = load_target(target_file)
     generator = LoadGenerator(LoadSettings(target.traffic.front_door_url, rate=rate, seed=11), ledger_path)
     generator.start()
     started = time.monotonic()
@@ -96,7 +130,7 @@ def measure(
         summary = generator.stop()
     ledger = read_ledger(ledger_path)
     orders = [f for f in ledger.failures if f.op == "order"]
-    verdict = verify_ledger(target, ledger)
+    verdict = verify_ledger(load_target(target_file), ledger)  # a failover moved the writer
     return {
         "seconds": round(time.monotonic() - started, 1),
         "sent": summary.sent,
@@ -139,24 +173,30 @@ def main_benchmark() -> int:
     parser.add_argument("--base-port", type=int, default=23000)
     parser.add_argument("--lab-dir", type=Path, default=None)
     parser.add_argument("--rate", type=float, default=20.0, help="orders per second during each incident")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"incidents to run, of {', '.join(KINDS)}")
     args = parser.parse_args()
+    kinds = [kind for kind in KINDS if kind in args.kinds.split(",")]
     lab_dir = lab_dir_for(args.lab_dir, "order-recovery-bench-intake-")
     ledgers = lab_dir / "ledgers"
     ledgers.mkdir(exist_ok=True)
     print(f"load average before: {load_average()}", flush=True)
     rows: list[dict[str, Any]] = []
-    with lab(lab_dir, args.orders, args.base_port) as target:
+    with lab(lab_dir, args.orders, args.base_port):
         target_file = lab_dir / "lab" / "target.yaml"
         incidents: dict[str, Callable[[], dict[str, Any]]] = {
-            "rollback": lambda: rollback(target),
-            "restore": lambda: restore(target, target_file),
+            "rollback": lambda: rollback(load_target(target_file)),
+            "restore": lambda: restore(target_file),
+            "failover": lambda: failover(target_file, args.base_port),
         }
         for mode in ("off", "on"):
+            if mode == "on" and "failover" in kinds:
+                put_back(target_file, args.base_port)
             set_degraded_mode(lab_dir / "lab", args.base_port, mode == "on")
-            for kind in KINDS:
+            for kind in kinds:
                 print(f"-- {kind}, degraded mode {mode}", flush=True)
-                row = measure(target, incidents[kind], ledgers / f"{kind}-{mode}.jsonl", args.rate)
+                row = measure(target_file, incidents[kind], ledgers / f"{kind}-{mode}.jsonl", args.rate)
                 rows.append({"incident": kind, "mode": mode, **row})
+                print(json.dumps(rows[-1]), flush=True)  # kept even if a later incident fails
     print_table(args.orders, args.rate, rows)
     print(f"load average at the end: {load_average()}")
     print(json.dumps(rows, indent=2), file=sys.stderr)

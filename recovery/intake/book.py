@@ -16,8 +16,9 @@ from recovery.errors import UsageError
 from recovery.intake.csv_orders import Catalog, Product
 from recovery.intake.queue import IntakeQueue
 from recovery.intake.record import IntakeOrder
-from recovery.intake.replay import ReplayOutcome, replay
+from recovery.intake.replay import REPLAY_WORKERS, ReplayOutcome, replay
 from recovery.notify.publish import Notifier
+from recovery.notify.templates import PENDING_EVENT, load_templates
 from recovery.targets.model import Target
 
 QUEUED = Path("intake") / "queued.jsonl"
@@ -77,7 +78,23 @@ def record_queued(target: Target, order: IntakeOrder, message_id: str) -> None:
         os.close(fd)
 
 
-def replay_target(target: Target, *, limit: int | None = None) -> ReplayOutcome:
+def pending_notice_vars(target: Target) -> dict[str, str]:
+    """The order service role's variables for "received, pending" from the service itself: the target's
+    customer topic and its `customer/order-pending` template as the toolkit checked it. Empty without an
+    intake queue or a customer topic (the 202 answer is then the only "received, pending")."""
+    if not (target.intake_queue_url and target.customer_topic_arn):
+        return {}
+    subject, body = load_templates(target.notification_templates).source_text(PENDING_EVENT)
+    return {
+        "order_service_customer_topic_arn": target.customer_topic_arn,
+        "order_service_pending_subject": subject,
+        "order_service_pending_body": body,
+    }
+
+
+def replay_target(
+    target: Target, *, limit: int | None = None, workers: int = REPLAY_WORKERS
+) -> ReplayOutcome:
     """Replay the target's intake queue through its front door; customers hear of each order."""
     url = target.traffic.front_door_url
     return replay(
@@ -85,6 +102,7 @@ def replay_target(target: Target, *, limit: int | None = None) -> ReplayOutcome:
         lambda body: call(url, "POST", "/orders", body),
         notifier=Notifier(target),
         limit=limit,
+        workers=workers,
     )
 
 

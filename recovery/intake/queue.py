@@ -19,6 +19,7 @@ from recovery.intake.record import IntakeOrder, PoisonMessage, from_message
 
 # Long enough for one replay batch to reach the service; a crashed replay's messages come back after it.
 VISIBILITY_SECONDS = 30
+BATCH = 10  # SQS's most messages per receive and entries per batch call
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ class IntakeQueue:
     def delete(self, received: Received) -> None:
         with self.aws.translate("remove a replayed order", f"intake queue {self.url}"):
             self._sqs().delete_message(QueueUrl=self.url, ReceiptHandle=received.receipt)
+
+    def delete_all(self, messages: Sequence[Received]) -> None:
+        """Delete replayed messages, up to ten per call. An entry SQS refuses is deleted on its own once
+        more; should that fail too, the message comes back and its order is found already there."""
+        for start in range(0, len(messages), BATCH):
+            chunk = messages[start : start + BATCH]
+            with self.aws.translate("remove replayed orders", f"intake queue {self.url}"):
+                answer = self._sqs().delete_message_batch(
+                    QueueUrl=self.url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": m.receipt} for n, m in enumerate(chunk)],
+                )
+            for failed in answer.get("Failed", []):
+                self.delete(chunk[int(failed["Id"])])
 
     def release(self, messages: Sequence[Received]) -> None:
         """Make received messages visible again at once: the replay stopped before reaching them."""

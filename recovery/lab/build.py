@@ -47,6 +47,7 @@ from recovery.lab.processes import (
 )
 from recovery.lab.state import LabState, ProcessRecord, read_state, write_state
 from recovery.lab.teardown import stop_records
+from recovery.notify.templates import PENDING_EVENT, load_templates
 from recovery.targets.load import write_target
 from recovery.watch.act import recovery_argv
 
@@ -356,7 +357,13 @@ def wait_first_round(plan: LabPlan, pid: int, timeout: float) -> None:
 
 
 def _write_descriptions(user: LabUser, plan: LabPlan, pg_bin: Path, aws_ids: dict[str, str]) -> None:
-    inventory = render.inventory(plan, ssh_user=user.name, intake_queue_url=aws_ids["intake_queue_url"])
+    inventory = render.inventory(
+        plan,
+        ssh_user=user.name,
+        intake_queue_url=aws_ids["intake_queue_url"],
+        customer_topic_arn=aws_ids["customer_topic_arn"],
+        pending=load_templates().source_text(PENDING_EVENT),
+    )
     plan.inventory_file.write_text(yaml.safe_dump(inventory, sort_keys=False))
     if service.GROUP_VARS.is_dir():
         shutil.copytree(service.GROUP_VARS, plan.inventory_dir / "group_vars", dirs_exist_ok=True)

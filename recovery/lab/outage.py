@@ -1,8 +1,9 @@
 """A site outage in the lab: stop every process of one site at once (kill -9, as a site lost to a power
 cut), and start them again as they were: the same sshd, the same PostgreSQL data directory, the same
-order service command line, environment and user, as machines that come back by themselves. lab.json
-and the service's pidfile are updated, so `lab down` stops the restarted processes too. Used by the
-failover tests and benchmarks."""
+order service command line, environment and user, as machines that come back by themselves. Or its
+database alone, killed and started again while the rest of the site stays up. lab.json and the service's
+pidfile are updated, so `lab down` stops the restarted processes too. Used by the failover tests and
+benchmarks."""
 
 from __future__ import annotations
 
@@ -62,9 +63,14 @@ def stop_site(plan: LabPlan, site: SitePlan) -> ServiceCommand:
     command = _service_command(site)
     record = _state(plan).process(f"sshd-{site.site}")
     _kill_tree(int(command.pidfile.read_text().split()[0]))
-    _kill_tree(postgres.running_postmaster(site.pg_data))
+    stop_database(site)
     _kill_tree(record.pid if record else None)
     return command
+
+
+def stop_database(site: SitePlan) -> None:
+    """kill -9 the site's PostgreSQL only (postmaster and backends): its order service and sshd stay up."""
+    _kill_tree(postgres.running_postmaster(site.pg_data))
 
 
 def _state(plan: LabPlan) -> LabState:
@@ -80,12 +86,8 @@ def _record(plan: LabPlan, process: ProcessRecord) -> None:
 
 def restart_site(plan: LabPlan, site: SitePlan, command: ServiceCommand) -> None:
     """Start the site's processes again as they were, as if its machines came back by themselves."""
-    state = _state(plan)
-    if state.pg_bin is None:
-        raise EnvironmentProblem(f"{plan.lab_dir / 'lab.json'} names no PostgreSQL binaries; run `lab up`")
-    user = lab_user()
-    sshd.start(user, site, lambda r: _record(plan, r))
-    postgres.start(user, plan, site, state.pg_bin, lambda r: _record(plan, r))
+    sshd.start(lab_user(), site, lambda r: _record(plan, r))
+    restart_database(plan, site)
     log = (site.app_dir / "shared" / "restarted-service.log").open("ab")
     with log:
         started = subprocess.Popen(
@@ -100,6 +102,14 @@ def restart_site(plan: LabPlan, site: SitePlan, command: ServiceCommand) -> None
             start_new_session=True,
         )
     command.pidfile.write_text(f"{started.pid}\n")
+
+
+def restart_database(plan: LabPlan, site: SitePlan) -> None:
+    """Start the site's PostgreSQL again on its data directory, as it was."""
+    state = _state(plan)
+    if state.pg_bin is None:
+        raise EnvironmentProblem(f"{plan.lab_dir / 'lab.json'} names no PostgreSQL binaries; run `lab up`")
+    postgres.start(lab_user(), plan, site, state.pg_bin, lambda r: _record(plan, r))
 
 
 def walsender_pid(target: Target) -> int:

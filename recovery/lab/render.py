@@ -171,9 +171,18 @@ def known_hosts_line(site: SitePlan, host_public_key: str) -> str:
     return f"[{site.address}]:{site.ssh_port} {key_type} {key_body}"
 
 
-def inventory(plan: LabPlan, *, ssh_user: str, intake_queue_url: str = "") -> dict[str, Any]:
+def inventory(
+    plan: LabPlan,
+    *,
+    ssh_user: str,
+    intake_queue_url: str = "",
+    customer_topic_arn: str = "",
+    pending: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """docs/architecture.md, "Ansible contract": groups app > primary/standby, one host each. With an
-    intake queue, the services take orders into it while their database cannot (degraded mode)."""
+    intake queue, the services take orders into it while their database cannot (degraded mode); with a
+    customer topic and the `pending` template's (subject, body), they tell each customer "received,
+    pending" there."""
 
     def host_vars(s: SitePlan) -> dict[str, Any]:
         return {
@@ -203,6 +212,12 @@ def inventory(plan: LabPlan, *, ssh_user: str, intake_queue_url: str = "") -> di
             "order_service_intake_region": PRIMARY_REGION,
             "order_service_intake_endpoint_url": plan.moto_url,
         }
+        if customer_topic_arn and pending is not None:
+            app["vars"].update(
+                order_service_customer_topic_arn=customer_topic_arn,
+                order_service_pending_subject=pending[0],
+                order_service_pending_body=pending[1],
+            )
     return {"all": {"children": {"app": app}}}
 
 

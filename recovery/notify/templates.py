@@ -33,6 +33,9 @@ _RUN = frozenset({"target", "runbook", "run_id", "at"})
 # Customer messages offer the order id and when it was received: no amounts, no payment details, no
 # address. A template cannot ask for more because nothing more is offered.
 _ORDER = frozenset({"order_id", "received_at"})
+# The order service sends this one itself when it queues an order (orderservice/notices.py): the deploy
+# hands it the template's text, and it fills the same two fields.
+PENDING_EVENT = "customer/order-pending"
 EVENT_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "team/run-started": _RUN | {"user", "host", "steps"},
@@ -45,7 +48,7 @@ EVENT_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "team/watch-page": frozenset({"target", "message", "action", "at"}),
         "team/watch-failover": frozenset({"target", "message", "command", "at"}),
         "team/watch-fenced": frozenset({"target", "message", "fence", "command", "at"}),
-        "customer/order-pending": _ORDER,
+        "customer/order-pending": _ORDER,  # also rendered by the order service (PENDING_EVENT)
         "customer/order-confirmed": _ORDER,
         "customer/order-needs-attention": _ORDER,
     }
@@ -90,7 +93,18 @@ def _fail(source: Path, line: int, what: str) -> ConfigError:
     return ConfigError(f"{source}:{line}: {what}", code="notify.template_invalid")
 
 
-def _placeholders(source: Path, line_no: int, line: str, allowed: frozenset[str]) -> None:
+# The deploy hands the order service its template through Ansible, which would evaluate these.
+JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def _placeholders(source: Path, line_no: int, line: str, allowed: frozenset[str], event: str = "") -> None:
+    if event == PENDING_EVENT and any(marker in line for marker in JINJA_MARKERS):
+        raise _fail(
+            source,
+            line_no,
+            "`{{`, `{%` and `{#` cannot appear here: the order service gets this text through Ansible, "
+            "which would evaluate them",
+        )
     found = string.Template(line)
     if not found.is_valid():
         raise _fail(source, line_no, "a `$` that starts no ${field}; write `$$` for a dollar sign")
@@ -115,14 +129,14 @@ def parse_template(text: str, source: Path, event: str) -> Template:
     subject_line = lines[index].removeprefix("subject:").strip()
     if not subject_line:
         raise _fail(source, index + 1, "the subject is empty")
-    _placeholders(source, index + 1, subject_line, allowed)
+    _placeholders(source, index + 1, subject_line, allowed, event)
     if index + 1 >= len(lines) or lines[index + 1].strip() != SEPARATOR:
         raise _fail(source, index + 2, f"a line `{SEPARATOR}` must follow the subject")
     body_lines = lines[index + 2 :]
     if not any(line.strip() for line in body_lines):
         raise _fail(source, index + 3, "the body is empty")
     for offset, line in enumerate(body_lines):
-        _placeholders(source, index + 3 + offset, line, allowed)
+        _placeholders(source, index + 3 + offset, line, allowed, event)
     return Template(event, string.Template(subject_line), string.Template("\n".join(body_lines)), source)
 
 
@@ -141,6 +155,12 @@ class TemplateSet:
 
     def render(self, event: str, fields: Mapping[str, object]) -> Message:
         return self.templates[event].render(fields)
+
+    def source_text(self, event: str) -> tuple[str, str]:
+        """(subject, body) of `event`'s template as written, placeholders unfilled: for a renderer
+        outside the toolkit (the order service's "received, pending"), after this set checked them."""
+        chosen = self.templates[event]
+        return chosen.subject.template, chosen.body.template
 
 
 def load_templates(override_dir: Path | None = None) -> TemplateSet:

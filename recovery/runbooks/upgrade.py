@@ -29,6 +29,7 @@ from recovery.drivers.ansible import PlaybookResult, run_playbook
 from recovery.drivers.aws import AwsDriver
 from recovery.engine import Runbook, RunContext, Step, register_runbook
 from recovery.errors import PreconditionFailed, RecoveryError, UsageError
+from recovery.intake.book import pending_notice_vars
 from recovery.paths import PLAYBOOKS_DIR
 from recovery.release import gates
 from recovery.release.artifacts import build_release_artifact
@@ -168,6 +169,7 @@ def deploy_release(target: Target, release: str, health_timeout: int, run_id: st
             "order_service_release": release,
             "order_service_artifact": str(artifact),
             "order_service_health_timeout": health_timeout,
+            **pending_notice_vars(target),
         },
         private_data_dir=target.state_dir / "ansible" / f"{run_id}-deploy",
     )

@@ -21,6 +21,16 @@ class DbConfig:
 
 
 @dataclass(frozen=True)
+class PendingNotice:
+    """Where and what "received, pending" is for an order the service queued (orderservice.notices): the
+    customer SNS topic and the toolkit's `customer/order-pending` template, handed over by the deploy."""
+
+    topic_arn: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
 class IntakeConfig:
     """Where orders go while the database cannot take writes (the SQS intake queue).
 
@@ -32,6 +42,7 @@ class IntakeConfig:
     endpoint_url: str | None = None
     # Off: the service refuses orders it cannot write, as before degraded mode existed (to compare).
     degraded_mode: bool = True
+    pending_notice: PendingNotice | None = None  # None: the 202 answer is the only "received, pending"
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,27 @@ def _intake(data: dict, path: str) -> IntakeConfig | None:
         region=region,
         endpoint_url=endpoint,
         degraded_mode=degraded,
+        pending_notice=_pending_notice(raw, where),
     )
+
+
+def _pending_notice(intake: dict, where: str) -> PendingNotice | None:
+    """The optional `pending_notice` object of `intake`; absent or without a topic: no such message."""
+    raw = intake.get("pending_notice")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigProblem(f"{where}: 'pending_notice' must be an object with topic_arn, subject and body")
+    if not raw.get("topic_arn"):
+        return None
+    inner = f"{where} pending_notice"
+    topic = str(_field(raw, "topic_arn", str, inner))
+    if len(topic.split(":")) != 6 or not topic.startswith("arn:aws:sns:"):
+        raise ConfigProblem(f"{inner}: 'topic_arn' {topic!r} is not an SNS topic ARN")
+    subject, body = str(_field(raw, "subject", str, inner)), str(_field(raw, "body", str, inner))
+    if not subject.strip() or not body.strip():
+        raise ConfigProblem(f"{inner}: 'subject' and 'body' must not be empty; deploy the template's text")
+    return PendingNotice(topic_arn=topic, subject=subject, body=body)
 
 
 def load_config(path: str) -> Config:

@@ -92,6 +92,27 @@ def _is_loopback(endpoint_url: str | None) -> bool:
         return False
 
 
+def aws_client(service: str, region: str, endpoint_url: str | None) -> Any:
+    """A boto3 client for the intake's AWS calls (SQS, and SNS for customer messages)."""
+    import boto3
+    from botocore.config import Config
+
+    extra = LOCAL_ENDPOINT_CREDENTIALS if _is_loopback(endpoint_url) else {}
+    # Short timeouts and few attempts: the client waits on this answer, and an unreachable
+    # queue must become a clear refusal within seconds, not a hung request.
+    return boto3.session.Session().client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=Config(
+            connect_timeout=2,
+            read_timeout=5,
+            retries={"total_max_attempts": 2, "mode": "standard"},
+        ),
+        **extra,
+    )
+
+
 class IntakeQueue:
     """Sends queued orders to SQS; one client, made on first use and shared by the request threads."""
 
@@ -103,23 +124,7 @@ class IntakeQueue:
     def _sqs(self) -> Any:
         with self._lock:
             if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                extra = LOCAL_ENDPOINT_CREDENTIALS if _is_loopback(self.config.endpoint_url) else {}
-                # Short timeouts and few attempts: the client waits on this answer, and an unreachable
-                # queue must become a clear refusal within seconds, not a hung request.
-                self._client = boto3.session.Session().client(
-                    "sqs",
-                    region_name=self.config.region,
-                    endpoint_url=self.config.endpoint_url,
-                    config=Config(
-                        connect_timeout=2,
-                        read_timeout=5,
-                        retries={"total_max_attempts": 2, "mode": "standard"},
-                    ),
-                    **extra,
-                )
+                self._client = aws_client("sqs", self.config.region, self.config.endpoint_url)
             return self._client
 
     def prepare(self) -> str | None:

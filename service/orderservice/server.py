@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg2
 import psycopg2.errors
 
-from orderservice import catalog, edge, health, intake, orders, probes
-from orderservice.config import Config
+from orderservice import catalog, edge, health, intake, notices, orders, probes
+from orderservice.config import Config, IntakeConfig
 from orderservice.db import Database
 from orderservice.errors import ApiError, BadRequest, ReadOnly, Unavailable
 from orderservice.release_info import ReleaseInfo, load_release_info
@@ -39,6 +39,8 @@ CANNOT_WRITE = (
 # write succeeds again).
 DEGRADED_WINDOW_S = 30.0
 DEGRADED_HEADER = "X-Order-Service-Degraded"
+# At a clean stop, how long the "received, pending" messages already handed over may still take.
+NOTICE_DRAIN_S = 5.0
 
 
 class App:
@@ -50,6 +52,7 @@ class App:
         self.db = Database(config.db, config.pool_min, config.pool_max)
         degraded = config.intake is not None and config.intake.degraded_mode
         self.intake = intake.IntakeQueue(config.intake) if degraded and config.intake else None
+        self.notices = _pending_notices(config.intake) if degraded and config.intake else None
         self._write_blocked_at: float | None = None
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., Reply]]] = [
             ("GET", re.compile(r"/health"), self.health),
@@ -121,6 +124,8 @@ class App:
             message_id,
             type(cause).__name__,
         )
+        if self.notices is not None:
+            self.notices.tell(order_id, received_at.isoformat())
         return 202, {
             "status": "pending",
             "order_id": order_id,
@@ -175,6 +180,14 @@ class App:
         if allowed:
             return 405, {"error": "method_not_allowed", "message": f"{method} is not allowed on {path}"}
         return 404, {"error": "not_found", "message": f"no route for {path}"}
+
+
+def _pending_notices(config: IntakeConfig) -> notices.PendingNotices | None:
+    notice = config.pending_notice
+    if notice is None:
+        return None
+    region = notice.topic_arn.split(":")[3]
+    return notices.PendingNotices(notice, lambda: intake.aws_client("sns", region, config.endpoint_url))
 
 
 def _int(query: dict[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -284,6 +297,8 @@ def serve(config: Config) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        if app.notices is not None and not app.notices.drain(NOTICE_DRAIN_S):
+            log.warning("stopping with 'received, pending' messages not yet published")
         app.db.close()
         log.info("stopped")
     return 0

@@ -1,7 +1,8 @@
 """Degraded mode on the real lab, under load: while a rollback of a faulty release or a restore keeps the
 order service out of its database, orders are accepted as pending into the intake queue (moto's SQS),
 the runbook's last step replays them exactly once, the ledger shows none lost and none duplicated, and
-the customers hear "confirmed" through the customer topic (read back through an SQS subscription).
+the customers hear "received, pending" from the service once per queued order and "confirmed" after the
+replay through the customer topic (read back through an SQS subscription).
 
 One small lab for the module (300 seeded orders). Run with your own base port:
 RECOVERY_TEST_BASE_PORT=21000 .venv/bin/pytest tests/lab/test_intake_incidents.py
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.lab
 
 RATE = 20.0
 CONFIRMED = re.compile(r"Your order ([0-9a-f-]{36}) is confirmed")
+PENDING = re.compile(r"We received your order ([0-9a-f-]{36})")
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,9 @@ def lab_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def customer_inbox(lab: Lab) -> Callable[[], list[str]]:
-    """An SQS queue subscribed to the customer topic; read() -> the order ids of "confirmed" messages."""
+def customer_inbox(lab: Lab) -> Callable[[], dict[str, list[str]]]:
+    """An SQS queue subscribed to the customer topic; read() -> the order ids of the "confirmed" and the
+    "pending" messages."""
     target = lab.target
     aws = AwsDriver(target.aws)
     sqs, sns = aws.client("sqs", target.primary.region), aws.client("sns", target.primary.region)
@@ -58,14 +61,14 @@ def customer_inbox(lab: Lab) -> Callable[[], list[str]]:
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=target.customer_topic_arn, Protocol="sqs", Endpoint=arn)
 
-    def read() -> list[str]:
-        found = []
+    def read() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {"confirmed": [], "pending": []}
         while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
             for message in messages:
-                envelope = json.loads(message["Body"])
-                match = CONFIRMED.fullmatch(envelope.get("Subject", ""))
-                if match:
-                    found.append(match.group(1))
+                subject = json.loads(message["Body"]).get("Subject", "")
+                for kind, pattern in (("confirmed", CONFIRMED), ("pending", PENDING)):
+                    if match := pattern.fullmatch(subject):
+                        found[kind].append(match.group(1))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         return found
 
@@ -87,7 +90,7 @@ def step_output(run: Any, name: str) -> dict[str, Any]:
 
 
 def check_pending_replayed(
-    target: Target, ledger_path: Path, replay: dict[str, Any], confirmed: list[str]
+    target: Target, ledger_path: Path, replay: dict[str, Any], told: dict[str, list[str]]
 ) -> None:
     ledger = read_ledger(ledger_path)
     pending = {order.order_id for order in ledger.pending}
@@ -108,11 +111,15 @@ def check_pending_replayed(
     unanswered = [f for f in ledger.failures if f.op == "order" and f.http_status is None]
     assert len(pending) <= entered <= len(pending) + len(unanswered)
     assert intake_queue(target).status().waiting == 0
-    assert sorted(confirmed) == sorted(pending)
+    assert sorted(told["confirmed"]) == sorted(pending)
+    # "Received, pending" from the service: once per queued order, the unanswered ones included.
+    assert len(told["pending"]) == len(set(told["pending"]))
+    assert pending <= set(told["pending"])
+    assert len(told["pending"]) <= len(pending) + len(unanswered)
 
 
 def test_a_rollback_under_load_takes_orders_as_pending_and_replays_them_once(
-    lab: Lab, tmp_path: Path, customer_inbox: Callable[[], list[str]]
+    lab: Lab, tmp_path: Path, customer_inbox: Callable[[], dict[str, list[str]]]
 ) -> None:
     target = lab.target
     params = upgrade_params("v2-unhealthy", watch_seconds=3, health_timeout=8)
@@ -126,7 +133,10 @@ def test_a_rollback_under_load_takes_orders_as_pending_and_replays_them_once(
 
 
 def test_a_restore_under_load_takes_orders_as_pending_during_its_swap(
-    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], customer_inbox: Callable[[], list[str]]
+    lab: Lab,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    customer_inbox: Callable[[], dict[str, list[str]]],
 ) -> None:
     target = lab.target
     where = ["-t", str(lab.dir / "target.yaml"), "-o", "json"]

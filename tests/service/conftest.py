@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -446,3 +447,21 @@ def moto_intake(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> MotoIntake
     sqs = boto3.client("sqs", region_name=INTAKE_REGION, endpoint_url=moto_server)
     queue, dlq = create_intake_queue(sqs, f"intake-{uuid.uuid4().hex[:8]}")
     return MotoIntake(moto_server, queue, dlq)
+
+
+def open_shop(postgres: Postgres, deploy: Any, prefix: str, intake: dict | None = None) -> ServiceRun:
+    """A v1 service on a fresh database with one product (A, 250 cents, stock 100) and one user (Ann):
+    run.db, run.user_id and run.product_id say which. The caller stops it and drops run.db."""
+    db = postgres.create_database(prefix)
+    run = deploy("v1", db, intake=intake)
+    assert run.migrate().returncode == 0
+    postgres.execute(
+        db, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 100)"
+    )
+    run.start()
+    assert run.wait_listening()
+    status, user = run.call("POST", "/users", {"email": "ann@shop.example", "name": "Ann"})
+    assert status == 201
+    run.db, run.user_id = db, user["id"]  # type: ignore[attr-defined]
+    run.product_id = postgres.query(db, "SELECT id FROM products WHERE sku = 'A'")[0][0]  # type: ignore[attr-defined]
+    return run

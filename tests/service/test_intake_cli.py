@@ -94,3 +94,43 @@ def test_a_csv_without_its_columns_is_one_line_and_queues_nothing(shop_target, t
     )
     code = main(["intake", "status", "--target", str(target), "--output", "json"])
     assert json.loads(capsys.readouterr().out)["result"]["waiting"] == 0
+
+
+def test_each_order_entered_from_a_file_is_told_received_pending_once_across_a_rerun(
+    shop_target, tmp_path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from recovery.drivers.aws import AwsDriver
+
+    target, _, _ = shop_target
+    aws = AwsDriver()
+    sns, sqs = aws.client("sns", "us-east-1"), aws.client("sqs", "us-east-1")
+    topic = sns.create_topic(Name="customers")["TopicArn"]
+    inbox = sqs.create_queue(QueueName="customer-inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+    doc = yaml.safe_load(target.read_text())
+    doc["customer_topic_arn"] = topic
+    target.write_text(yaml.safe_dump(doc))
+
+    def told() -> list[str]:
+        subjects = []
+        while messages := sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                subjects.append(json.loads(message["Body"])["Subject"])
+                sqs.delete_message(QueueUrl=inbox, ReceiptHandle=message["ReceiptHandle"])
+        return subjects
+
+    orders = tmp_path / "email.csv"
+    orders.write_text(
+        HEADER
+        + "E-1,email,ann@shop.example,A,1,250,2026-12-06T09:00:00Z\n"
+        + "E-2,email,ann@shop.example,B,1,1999,2026-12-06T09:01:00Z\n"
+    )
+    code, first, _ = cli(capsys, "intake", "add", "--csv", str(orders), "--target", str(target))
+    assert code == ExitCode.OK and first["queued"] == 2
+    assert sorted(told()) == sorted(f"We received your order {order_id}" for order_id in first["order_ids"])
+    code, again, _ = cli(capsys, "intake", "add", "--csv", str(orders), "--target", str(target))
+    assert code == ExitCode.OK and again["already"] == 2
+    assert told() == []

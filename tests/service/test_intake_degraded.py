@@ -250,10 +250,16 @@ def test_a_replay_killed_mid_way_then_run_again_enters_each_order_exactly_once(
         first.wait()
     entered = stored()
     assert 15 <= entered < len(ids), "the replay was not killed mid-way"
+
     # The messages the killed replay had received come back once their visibility timeout ends; a rerun
-    # meanwhile takes the others, and one after that the rest.
+    # meanwhile takes the others, and one after that the rest (the killed run may have posted a whole
+    # batch before its delete: those orders are stored while their messages still wait to come back).
+    def queue_drained() -> bool:
+        status = queue.status()
+        return status.waiting == status.in_flight == 0
+
     deadline = time.monotonic() + VISIBILITY_SECONDS + 30
-    while stored() < len(ids) and time.monotonic() < deadline:
+    while (stored() < len(ids) or not queue_drained()) and time.monotonic() < deadline:
         again = subprocess.run(replay_command, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr
         time.sleep(1)

@@ -3,17 +3,18 @@ exactly once across a crash, poison set aside with its reason, nothing taken whi
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from conftest import INTAKE_REGION
+from conftest import INTAKE_REGION, open_shop
 
 from recovery.drivers.aws import AwsDriver
 from recovery.drivers.orderservice import call
 from recovery.intake.queue import IntakeQueue
 from recovery.intake.record import IntakeItem, IntakeOrder
-from recovery.intake.replay import replay
+from recovery.intake.replay import REPLAY_WORKERS, replay
 
 
 @pytest.fixture
@@ -23,21 +24,10 @@ def queue(intake_queue_url: str) -> IntakeQueue:
 
 @pytest.fixture
 def shop(postgres, deploy):  # type: ignore[no-untyped-def]
-    db = postgres.create_database("intake")
-    run = deploy("v1", db)
-    assert run.migrate().returncode == 0
-    postgres.execute(
-        db, "INSERT INTO products (sku, name, price_cents, stock) VALUES ('A', 'Apple', 250, 100)"
-    )
-    run.start()
-    assert run.wait_listening()
-    status, user = run.call("POST", "/users", {"email": "ann@shop.example", "name": "Ann"})
-    assert status == 201
-    run.db, run.user_id = db, user["id"]
-    run.product_id = postgres.query(db, "SELECT id FROM products WHERE sku = 'A'")[0][0]
+    run = open_shop(postgres, deploy, "intake")
     yield run
     run.stop()
-    postgres.drop_database(db)
+    postgres.drop_database(run.db)
 
 
 def order(shop, quantity: int = 1, user_id: int | None = None) -> IntakeOrder:  # type: ignore[no-untyped-def]
@@ -108,3 +98,81 @@ def test_a_service_that_does_not_answer_takes_nothing_and_the_orders_stay_queued
     shop.start()
     assert shop.wait_listening()
     assert replay(queue, poster(shop.url)).created == 3
+
+
+def test_a_batch_is_posted_several_at_once_and_each_kind_of_answer_is_kept_apart(
+    queue, shop, postgres
+) -> None:
+    """One received batch holding new orders, orders the service already has, an order it refuses and an
+    unreadable message: the posts overlap (never more than the pool), and each message ends where its
+    answer sends it."""
+    new = [order(shop) for _ in range(6)]
+    present = [order(shop) for _ in range(2)]
+    refused = order(shop, user_id=999_999)
+    for one in [*new, *present, refused]:
+        queue.send(one)
+    queue.aws.client("sqs", INTAKE_REGION).send_message(QueueUrl=queue.url, MessageBody="[]")
+    for one in present:
+        assert poster(shop.url)(one.service_body())[0] == 201
+    real = poster(shop.url)
+    gauge = threading.Lock()
+    in_flight, most = [0], [0]
+
+    def counting(body):  # type: ignore[no-untyped-def]
+        with gauge:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            return real(body)
+        finally:
+            with gauge:
+                in_flight[0] -= 1
+
+    outcome = replay(queue, counting)
+    assert 2 <= most[0] <= REPLAY_WORKERS
+    assert (outcome.created, outcome.present, outcome.stopped) == (6, 2, None)
+    assert sorted(aside.order_id or "" for aside in outcome.set_aside) == sorted(["", str(refused.order_id)])
+    everything = [o.order_id for o in [*new, *present]]
+    assert stored(postgres, shop, everything) == {str(i): 1 for i in everything}
+    status = queue.status()
+    assert (status.waiting, status.in_flight, status.dead_letters) == (0, 0, 2)
+
+
+def test_a_service_lost_mid_replay_keeps_every_order_it_did_not_store_queued(queue, shop, postgres) -> None:
+    """The service goes away after ten orders: those ten are stored and deleted, the others are put back
+    at once (not after the visibility timeout), and a rerun enters them."""
+    orders = [order(shop) for _ in range(16)]
+    for one in orders:
+        queue.send(one)
+    real = poster(shop.url)
+    answered = threading.Condition()
+    posted, done, gone = [0], [0], [False]
+
+    def losing_the_service_after_ten(body):  # type: ignore[no-untyped-def]
+        with answered:
+            posted[0] += 1
+            if posted[0] > 10:
+                # The ten earlier posts may still be on their way: the service goes once they have their
+                # answers, before any later post reaches it.
+                answered.wait_for(lambda: done[0] >= 10)
+                if not gone[0]:
+                    shop.stop()
+                    gone[0] = True
+        try:
+            return real(body)
+        finally:
+            with answered:
+                done[0] += 1
+                answered.notify_all()
+
+    first = replay(queue, losing_the_service_after_ten)
+    assert (first.created, first.present) == (10, 0)
+    assert first.stopped is not None and "did not answer POST /orders" in first.stopped
+    status = queue.status()
+    assert (status.waiting, status.in_flight) == (6, 0)
+    shop.start()
+    assert shop.wait_listening()
+    second = replay(queue, poster(shop.url))
+    assert (second.created, second.present, second.stopped) == (6, 0, None)
+    ids = [o.order_id for o in orders]
+    assert stored(postgres, shop, ids) == {str(i): 1 for i in ids}

@@ -126,3 +126,22 @@ def test_the_standby_streams_as_the_replication_role_with_its_own_passfile(tmp_p
         f"host=127.0.0.11 port=45432 user=replicator passfile={plan.standby.replication_pgpass}"
     )
     assert str(plan.pgpass) not in conninfo and "password" not in conninfo
+
+
+def test_with_a_customer_topic_the_services_get_the_pending_template_as_the_toolkit_checked_it(
+    tmp_path: Path,
+) -> None:
+    from recovery.notify.templates import PENDING_EVENT, load_templates
+
+    plan = plan_lab(tmp_path, 45000)
+    pending = load_templates().source_text(PENDING_EVENT)
+    doc = render.inventory(
+        plan, ssh_user="orderlab", intake_queue_url="http://q", customer_topic_arn="arn:c", pending=pending
+    )
+    shared = yaml.safe_load(yaml.safe_dump(doc))["all"]["children"]["app"]["vars"]
+    assert shared["order_service_customer_topic_arn"] == "arn:c"
+    assert shared["order_service_pending_subject"] == "We received your order ${order_id}"
+    assert "${order_id}" in shared["order_service_pending_body"]
+    assert "${received_at}" in shared["order_service_pending_body"]
+    without_topic = render.inventory(plan, ssh_user="orderlab", intake_queue_url="http://q", pending=pending)
+    assert "order_service_customer_topic_arn" not in without_topic["all"]["children"]["app"]["vars"]

@@ -85,6 +85,16 @@ def test_malformed_templates_are_refused_with_the_line(text: str, line: int, wha
     assert raised.value.code == "notify.template_invalid"
 
 
+def test_the_pending_template_the_order_service_gets_through_ansible_holds_no_jinja() -> None:
+    source = Path("customer/order-pending.txt")
+    text = "subject: Got ${order_id}\n---\nThanks {{ name }} for ${order_id}\n"
+    with pytest.raises(ConfigError) as raised:
+        parse_template(text, source, "customer/order-pending")
+    assert raised.value.message.startswith(f"{source}:3: `{{{{`, `{{%` and `{{#` cannot appear here")
+    # Other messages never pass through Ansible: the same text is fine there.
+    assert parse_template(text, source, "customer/order-confirmed").event == "customer/order-confirmed"
+
+
 def test_a_misspelt_file_name_and_a_non_utf8_file_are_refused(tmp_path: Path) -> None:
     (tmp_path / "team").mkdir()
     (tmp_path / "team" / "alarms.txt").write_text("subject: s\n---\nb\n")
