@@ -45,7 +45,9 @@ def intake_queue(target: Target) -> IntakeQueue:
             f"target {target.name} names no intake queue; set intake_queue_url in its target.yaml",
             code="intake.no_queue",
         )
-    return IntakeQueue(AwsDriver(target.aws), target.intake_queue_url, target.writable.region)
+    # An AWS queue URL names its region. A local endpoint's (the lab's) does not: its queue was made in the
+    # primary site's region, and stays there whichever site writes after a failover.
+    return IntakeQueue(AwsDriver(target.aws), target.intake_queue_url, target.primary.region)
 
 
 def queued_ids(target: Target) -> set[uuid.UUID]:

@@ -91,3 +91,27 @@ def test_a_queue_that_does_not_answer_is_noted_not_raised(tmp_path: Path, queue_
     output = run_step(target, events)
     assert output["replayed"] == 0 and output["code"]
     assert any(isinstance(event, StepNote) and "was not replayed" in event.message for event in events)
+
+
+def test_a_local_queue_is_found_in_the_primary_sites_region_after_a_failover(
+    tmp_path: Path, queue_url: str
+) -> None:
+    import boto3
+
+    # A local endpoint's queue URL (the lab's) names no region; the queue was made in the primary site's.
+    target = make_target(tmp_path, None)
+    assert target.primary.region != target.standby.region
+    made = create_intake_queue(boto3.client("sqs", region_name=target.primary.region), "lab-intake")[0]
+    local_url = "http://127.0.0.1:1/" + made.split("/", 3)[3]
+    target = make_target(tmp_path, local_url).model_copy(update={"writer": "standby"})
+    queue = intake_queue(target)
+    queue.send(
+        IntakeOrder(
+            order_id=uuid.uuid4(),
+            user_id=1,
+            items=(IntakeItem(product_id=1, quantity=1),),
+            received_at=datetime.now(UTC),
+            channel="web",
+        )
+    )
+    assert queue.status().waiting == 1
