@@ -48,11 +48,12 @@ from recovery.restore.database import (
     plan_restore,
     restore_names,
 )
-from recovery.verify.domains import DOMAIN_TABLES, tables_for
+from recovery.verify.domains import ALL_TABLES, DOMAIN_TABLES, tables_for
 
 LIVE_SCHEMA = "public"
 STAGING_PREFIX = "restore_"
 REPLACED_PREFIX = "replaced_"
+STAGING_NEEDS_SAME_VERSION = "restore.staging_version"  # the code of that refusal
 # Index builds and loads of the staging tables: their commits may be lost in a server crash (the
 # restore is rerun then); the swap commits synchronously.
 _SESSION = ("SET synchronous_commit = off", "SET maintenance_work_mem = '256MB'")
@@ -83,11 +84,6 @@ class StagedTables:
     tables: tuple[str, ...]
     schema_version: int | None
     steps: tuple[StepTime, ...]
-
-
-def search_path_for(names: StagingNames) -> str:
-    """What the verification connects with: the staging tables first, live's other tables after."""
-    return f"-c search_path={names.staging},{LIVE_SCHEMA}"
 
 
 def restore_into_schema(
@@ -127,7 +123,7 @@ def restore_into_schema(
             raise PreconditionFailed(
                 f"the live database is at schema version {live_version} but the backup at {backup_version}: "
                 "tables cannot be swapped across versions",
-                code="restore.staging_version",
+                code=STAGING_NEEDS_SAME_VERSION,
             )
         shapes = {table: _read_shape(conn, table) for table in tables}
         with timer("create staging tables"):
@@ -158,6 +154,7 @@ def restore_into_schema(
                 for statement in _grants_of(names, shapes[table]):
                     conn.execute(statement)
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(names.staging, table)))
+            _show_live_tables(conn, names, owner, tables)
     except BaseException:
         discard_staged_quietly(conninfo_admin, live_db=live_db, restore_id=restore_id)
         raise
@@ -170,6 +167,23 @@ def restore_into_schema(
         schema_version=backup_version,
         steps=tuple(timer.steps),
     )
+
+
+def _show_live_tables(
+    conn: psycopg.Connection[Any], names: StagingNames, owner: str, restored: Sequence[str]
+) -> None:
+    """Views of live's other tables in the staging schema, so the verification reads one schema whose
+    invariants span the restored tables and live's current rows of every other domain. The swap drops
+    them with the staging schema."""
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+    for table in (*ALL_TABLES, "schema_migrations"):
+        if table not in restored:
+            conn.execute(
+                sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
+                    sql.Identifier(names.staging, table), sql.Identifier(LIVE_SCHEMA, table)
+                )
+            )
+    conn.execute("RESET ROLE")
 
 
 def discard_staged(conninfo_admin: str, *, live_db: str, restore_id: str) -> bool:
@@ -311,7 +325,9 @@ def _indexes_of(names: StagingNames, shape: TableShape) -> list[sql.Composed | s
     return statements
 
 
-def _foreign_keys_of(names: StagingNames, shape: TableShape, restored: Sequence[str]) -> list[sql.Composed | sql.SQL]:
+def _foreign_keys_of(
+    names: StagingNames, shape: TableShape, restored: Sequence[str]
+) -> list[sql.Composed | sql.SQL]:
     """Each foreign key of the table, to the staging table when its domain is restored too, else to
     live's; added NOT VALID then validated, so checking live's tables never blocks their writers."""
     staged = sql.Identifier(names.staging, shape.table)
@@ -349,7 +365,11 @@ def _grants_of(names: StagingNames, shape: TableShape) -> list[sql.Composed | sq
 
 
 def _build_in_parallel(
-    live: str, names: StagingNames, owner: str, groups: Sequence[Sequence[sql.Composed | sql.SQL]], workers: int
+    live: str,
+    names: StagingNames,
+    owner: str,
+    groups: Sequence[Sequence[sql.Composed | sql.SQL]],
+    workers: int,
 ) -> None:
     """Run each group's statements in order on its own connection, `workers` groups at a time."""
 
