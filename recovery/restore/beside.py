@@ -141,30 +141,25 @@ def _restore_once(
             recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
         sources = rds_sources(list(opened.values()), recovered, rds)
         what = ", ".join(choice.domain for choice in selection.choices)
-        admin = dbdriver.conninfo(db, dbname="postgres")
-        restored: RestoredDatabase | StagedTables
-        try:
-            progress(f"restoring {what} into a staging schema of {db.name}")
-            restored = restore_into_schema(
-                admin,
+
+        def restore(into: Callable[..., RestoredDatabase | StagedTables]) -> RestoredDatabase | StagedTables:
+            return into(
+                dbdriver.conninfo(db, dbname="postgres"),
                 bin_dir,
                 live_db=db.name,
                 restore_id=restore_id,
                 schema_stream=sources.schema,
                 domain_streams=sources.domains,
             )
+
+        try:
+            progress(f"restoring {what} into a staging schema of {db.name}")
+            restored = restore(restore_into_schema)
         except PreconditionFailed as exc:
             if exc.code != STAGING_NEEDS_SAME_VERSION:
                 raise
             # Tables of another schema version cannot stand beside live's: rebuild the whole database
             # from the backup instead (every domain, swapped in by renaming the databases).
             progress(f"{exc.message}; restoring {what} into a whole database beside {db.name} instead")
-            restored = restore_beside(
-                admin,
-                bin_dir,
-                live_db=db.name,
-                restore_id=restore_id,
-                schema_stream=sources.schema,
-                domain_streams=sources.domains,
-            )
+            restored = restore(restore_beside)
         return Restored(restored, selection, prints)

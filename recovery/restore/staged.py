@@ -30,6 +30,7 @@ from psycopg.conninfo import make_conninfo
 
 from recovery.drivers.db import (
     connect,
+    database_owner,
     first_error_line,
     refuse_password,
     schema_version,
@@ -603,12 +604,10 @@ def _database_errors(doing: str) -> Iterator[None]:
 
 
 def _owner(conn: psycopg.Connection[Any], live_db: str) -> str:
-    row = conn.execute(
-        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (live_db,)
-    ).fetchone()
-    if row is None:
+    owner = database_owner(conn, live_db)
+    if owner is None:
         raise PreconditionFailed(f"database {live_db!r} does not exist; name the live order database")
-    return str(row[0])
+    return owner
 
 
 def _schema_exists(conn: psycopg.Connection[Any], schema: str) -> bool:

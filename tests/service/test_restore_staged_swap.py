@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -20,7 +21,13 @@ from restore_helpers import dump_bytes, fingerprints, opener, restore_id
 from recovery.backup.pgdump import dump_domain, dump_schema
 from recovery.errors import ConfirmationRequired, ExternalFailure, PreconditionFailed
 from recovery.restore.database import FromDatabase
-from recovery.restore.staged import discard_staged, restore_into_schema, staging_names
+from recovery.restore.staged import (
+    StagedTables,
+    StagingNames,
+    discard_staged,
+    restore_into_schema,
+    staging_names,
+)
 from recovery.restore.table_swap import (
     drop_replaced_tables,
     replaced_schemas,
@@ -62,28 +69,47 @@ def later_orders(postgres: Postgres, live: str) -> None:
         conn.execute("UPDATE orders SET status = 'cancelled' WHERE id IN (SELECT id FROM orders LIMIT 3)")
 
 
-def stage_orders(postgres: Postgres, live: str, admin: str, rid: str, schema: bytes, orders: bytes):
+@dataclass(frozen=True)
+class Moved:
+    """A backup of orders, then live moved on: the fingerprints of both and the restore's names."""
+
+    schema: bytes
+    orders: bytes
+    at_backup: dict
+    live_before: dict
+    rid: str
+    names: StagingNames
+
+
+def backup_then_later_orders(postgres: Postgres, live: str) -> Moved:
+    schema, orders = backup_of(postgres, live, "orders")
+    at_backup = fingerprints(postgres, live, ORDERS)
+    later_orders(postgres, live)
+    rid = restore_id()
+    return Moved(schema, orders, at_backup, fingerprints(postgres, live), rid, staging_names(live, rid))
+
+
+def stage(
+    postgres: Postgres, live: str, admin: str, rid: str, schema: bytes, data: bytes, domain: str = "orders"
+) -> StagedTables:
     return restore_into_schema(
         admin,
         postgres.bin_dir,
         live_db=live,
         restore_id=rid,
         schema_stream=opener(schema),
-        domain_streams={"orders": opener(orders)},
+        domain_streams={domain: opener(data)},
     )
 
 
 def test_a_domain_is_staged_beside_live_then_swapped_in_whole(
     postgres: Postgres, live: str, admin: str
 ) -> None:
-    schema, orders = backup_of(postgres, live, "orders")
-    at_backup = fingerprints(postgres, live, ORDERS)
-    later_orders(postgres, live)
-    live_before = fingerprints(postgres, live)
-    rid = restore_id()
-    names = staging_names(live, rid)
+    moved = backup_then_later_orders(postgres, live)
+    schema, orders, at_backup, live_before = moved.schema, moved.orders, moved.at_backup, moved.live_before
+    rid, names = moved.rid, moved.names
 
-    staged = stage_orders(postgres, live, admin, rid, schema, orders)
+    staged = stage(postgres, live, admin, rid, schema, orders)
 
     assert staged.tables == ORDERS and staged.schema == names.staging and staged.schema_version == 1
     assert schema_fingerprints(postgres, live, names.staging, ORDERS) == at_backup
@@ -144,14 +170,7 @@ def test_the_restored_table_continues_after_ids_live_handed_out(
         conn.execute("INSERT INTO events (kind, subject) SELECT 'late', 'x' FROM generate_series(1, 10)")
         live_last = conn.execute("SELECT max(id) FROM events").fetchone()[0]
     rid = restore_id()
-    staged = restore_into_schema(
-        admin,
-        postgres.bin_dir,
-        live_db=live,
-        restore_id=rid,
-        schema_stream=opener(schema),
-        domain_streams={"logs": opener(events)},
-    )
+    staged = stage(postgres, live, admin, rid, schema, events, domain="logs")
     swap_tables_in(admin, live_db=live, restore_id=rid, tables=staged.tables)
     with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
         new_id = conn.execute(
@@ -181,7 +200,7 @@ def test_a_swap_that_would_orphan_live_rows_changes_nothing(
         )
     before = fingerprints(postgres, live)
     rid = restore_id()
-    stage_orders(postgres, live, admin, rid, schema, orders)
+    stage(postgres, live, admin, rid, schema, orders)
     with pytest.raises(PreconditionFailed) as refused:
         swap_tables_in(admin, live_db=live, restore_id=rid, tables=ORDERS)
     assert refused.value.code == "restore.swap_reference"
@@ -198,7 +217,7 @@ def test_live_at_another_schema_version_is_refused_before_any_table_is_made(
     schema, orders = backup_of(postgres, live, "orders")
     postgres.execute(live, "INSERT INTO schema_migrations (version, name) VALUES (2, 'later')")
     with pytest.raises(PreconditionFailed) as refused:
-        stage_orders(postgres, live, admin, restore_id(), schema, orders)
+        stage(postgres, live, admin, restore_id(), schema, orders)
     assert refused.value.code == "restore.staging_version"
     assert schemas(postgres, live) == set()
 
@@ -207,7 +226,7 @@ def test_a_broken_dump_drops_the_staging_schema(postgres: Postgres, live: str, a
     schema, orders = backup_of(postgres, live, "orders")
     before = fingerprints(postgres, live)
     with pytest.raises(ExternalFailure) as failed:
-        stage_orders(postgres, live, admin, restore_id(), schema, orders[: len(orders) // 2])
+        stage(postgres, live, admin, restore_id(), schema, orders[: len(orders) // 2])
     assert failed.value.code == "restore.load_failed"
     assert "live is untouched" in str(failed.value) and "\n" not in str(failed.value)
     assert schemas(postgres, live) == set()
@@ -233,7 +252,7 @@ def test_a_running_database_stands_in_for_a_backup(postgres: Postgres, live: str
 def test_dropping_the_replaced_tables_needs_confirmation(postgres: Postgres, live: str, admin: str) -> None:
     schema, orders = backup_of(postgres, live, "orders")
     rid = restore_id()
-    stage_orders(postgres, live, admin, rid, schema, orders)
+    stage(postgres, live, admin, rid, schema, orders)
     swap_tables_in(admin, live_db=live, restore_id=rid, tables=ORDERS)
     with pytest.raises(ConfirmationRequired):
         drop_replaced_tables(admin, live_db=live, restore_id=rid)
@@ -253,13 +272,10 @@ swap_tables_in(sys.argv[1], live_db=sys.argv[2], restore_id=sys.argv[3], tables=
 def test_a_swap_killed_half_way_leaves_live_whole_and_a_rerun_swaps(
     postgres: Postgres, live: str, admin: str
 ) -> None:
-    schema, orders = backup_of(postgres, live, "orders")
-    at_backup = fingerprints(postgres, live, ORDERS)
-    later_orders(postgres, live)
-    live_before = fingerprints(postgres, live)
-    rid = restore_id()
-    names = staging_names(live, rid)
-    stage_orders(postgres, live, admin, rid, schema, orders)
+    moved = backup_then_later_orders(postgres, live)
+    schema, orders, at_backup, live_before = moved.schema, moved.orders, moved.at_backup, moved.live_before
+    rid, names = moved.rid, moved.names
+    stage(postgres, live, admin, rid, schema, orders)
 
     # Hold the last staging table the swap moves: it stops there, with live's tables already moved
     # out and the first restored one moved in (uncommitted), and is killed in that state.
