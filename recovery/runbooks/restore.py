@@ -208,6 +208,11 @@ def scope_plan(target: Target, params: Mapping[str, Any], progress: Callable[[st
     return planned
 
 
+def set_aside_in(live_db: str, restore_id: str) -> str:
+    """Where a restore keeps live's replaced tables (a staged restore: a schema of live), for messages."""
+    return f"schema {staging_names(live_db, restore_id).replaced} of {live_db}"
+
+
 def after_target_plan(planned: ScopePlan, params: Mapping[str, Any], replaced: str) -> str:
     return after_cut_sentence(
         planned.findings.after,
@@ -223,7 +228,7 @@ def _scope(ctx: RunContext) -> Scoped:
     ctx.note(f"scope: {planned.decision.reason}")
     for line in planned.findings.notes:
         ctx.note(line)
-    sentence = after_target_plan(planned, ctx.params, names.replaced)
+    sentence = after_target_plan(planned, ctx.params, set_aside_in(names.live, names.restore_id))
     ctx.note(sentence)
     return Scoped(
         live=names.live,
