@@ -333,9 +333,9 @@ def _foreign_keys_of(
     live's; added NOT VALID then validated, so checking live's tables never blocks their writers."""
     staged = sql.Identifier(names.staging, shape.table)
     statements: list[sql.Composed | sql.SQL] = []
-    for name, definition, referenced in shape.foreign_keys:
-        if referenced in restored:
-            definition = _point_at(definition, referenced, names.staging)
+    for name, live_definition, referenced in shape.foreign_keys:
+        schema = names.staging if referenced in restored else LIVE_SCHEMA
+        definition = point_foreign_key_at(live_definition, referenced, schema)
         statements.append(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
                 staged, sql.Identifier(name), sql.SQL(definition)
@@ -347,7 +347,7 @@ def _foreign_keys_of(
     return statements
 
 
-def _point_at(definition: str, referenced: str, schema: str) -> str:
+def point_foreign_key_at(definition: str, referenced: str, schema: str) -> str:
     """`FOREIGN KEY (a) REFERENCES public.t(id) ...` -> the same referencing `schema.t`. Pure."""
     for spelled in (f" REFERENCES {LIVE_SCHEMA}.{referenced}(", f" REFERENCES {referenced}("):
         if spelled in definition:
