@@ -143,9 +143,11 @@ def restore_into_schema(
             _run_loads(loads, parallel, timer)
         with timer("indexes and constraints"), _database_errors(f"indexing schema {names.staging}"):
             _build_in_parallel(live, names, owner, [_indexes_of(names, shapes[t]) for t in tables], parallel)
-            _build_in_parallel(
-                live, names, owner, [_foreign_keys_of(names, shapes[t], tables) for t in tables], 1
-            )
+            foreign_keys = [_foreign_keys_of(names, shapes[t], tables) for t in tables]
+            # Adding takes a lock on both tables, so one after the other (quick); validating locks the
+            # referencing table only, so one table's keys beside another's.
+            _build_in_parallel(live, names, owner, [[add for adds, _ in foreign_keys for add in adds]], 1)
+            _build_in_parallel(live, names, owner, [checks for _, checks in foreign_keys], parallel)
         with (
             timer("grants and analyze"),
             _database_errors(f"analyzing schema {names.staging}"),
@@ -328,23 +330,25 @@ def _indexes_of(names: StagingNames, shape: TableShape) -> list[sql.Composed | s
 
 def _foreign_keys_of(
     names: StagingNames, shape: TableShape, restored: Sequence[str]
-) -> list[sql.Composed | sql.SQL]:
+) -> tuple[list[sql.Composed], list[sql.Composed]]:
     """Each foreign key of the table, to the staging table when its domain is restored too, else to
-    live's; added NOT VALID then validated, so checking live's tables never blocks their writers."""
+    live's: (the statements adding them NOT VALID, the statements validating them). Validating apart
+    never blocks live's writers, and the tables' validations can run side by side."""
     staged = sql.Identifier(names.staging, shape.table)
-    statements: list[sql.Composed | sql.SQL] = []
+    adds: list[sql.Composed] = []
+    validations: list[sql.Composed] = []
     for name, live_definition, referenced in shape.foreign_keys:
         schema = names.staging if referenced in restored else LIVE_SCHEMA
         definition = point_foreign_key_at(live_definition, referenced, schema)
-        statements.append(
+        adds.append(
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
                 staged, sql.Identifier(name), sql.SQL(definition)
             )
         )
-        statements.append(
+        validations.append(
             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(staged, sql.Identifier(name))
         )
-    return statements
+    return adds, validations
 
 
 def point_foreign_key_at(definition: str, referenced: str, schema: str) -> str:
