@@ -20,7 +20,6 @@ from recovery.cli.common import (
 from recovery.cli.runs import render_plan, run_runbook
 from recovery.engine import Engine
 from recovery.restore.choose import new_restore_id
-from recovery.restore.database import restore_names
 from recovery.restore.scope import DEFAULT_SCOPE_POLICY
 from recovery.runbooks.restore import (
     after_target_plan,
@@ -29,6 +28,7 @@ from recovery.runbooks.restore import (
     restore_params,
     restore_runbook,
     scope_plan,
+    set_aside_in,
 )
 from recovery.targets import Target, load_target
 
@@ -95,7 +95,7 @@ def _dry_run(loaded: Target, params: dict[str, object], output: OutputFormat) ->
     runbook = restore_runbook(loaded, decided)
     check_runbook("restore", runbook)
     plan = Engine(loaded).plan(runbook)
-    replaced = restore_names(loaded.writable.database.name, str(params["restore_id"])).replaced
+    replaced = set_aside_in(loaded.writable.database.name, str(params["restore_id"]))
     preview = {
         "scope": planned.decision.to_json(),
         "backups": [

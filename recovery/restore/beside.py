@@ -1,7 +1,9 @@
 """Restoring chosen backups beside live: every chosen copy opened with its own manifest and data key,
-realtime choices recovered into scratch clusters, then every domain loaded into the copy
-(`restore_beside`). A chosen copy that fails while it is opened or read is marked damaged and the choice
-is made again (the other copy, an older backup, the daily kind): `with_fallbacks`.
+realtime choices recovered into scratch clusters, then the chosen domains' tables restored into a
+staging schema of live (`restore_into_schema`), or, when live is at another schema version than the
+backup, a whole database rebuilt beside live (`restore_beside`). A chosen copy that fails while it is
+opened or read is marked damaged and the choice is made again (the other copy, an older backup, the
+daily kind): `with_fallbacks`.
 On RDS a realtime choice is recovered into a scratch instance instead (recovery.restore.rds_source)."""
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from typing import TypeVar
 
 from recovery.backup.catalog import Catalog, CatalogEntry, catalog_for
 from recovery.drivers import db as dbdriver
-from recovery.errors import IntegrityError, KeyUnavailable
+from recovery.errors import IntegrityError, KeyUnavailable, PreconditionFailed
 from recovery.restore.choose import RestoreRequest, choose, mark_damaged, recovery_groups, refusal_error
 from recovery.restore.database import FromDatabase, RestoredDatabase, restore_beside
 from recovery.restore.pitr import recover_to
 from recovery.restore.rds_source import is_rds_choice, rds_recover_to, rds_sources
 from recovery.restore.selection import DomainChoice, Selection
 from recovery.restore.sources import CopyReadFailed, open_copies
+from recovery.restore.staged import STAGING_NEEDS_SAME_VERSION, StagedTables, restore_into_schema
 from recovery.targets.model import Target
 from recovery.verify.restored import recovered_fingerprints
 
@@ -31,7 +34,7 @@ T = TypeVar("T")
 class Restored:
     """The copy beside live, the choices it was made from, and the recovered clusters' fingerprints."""
 
-    restored: RestoredDatabase
+    restored: RestoredDatabase | StagedTables  # tables in a staging schema of live, or a whole database
     selection: Selection
     recovered_fingerprints: Mapping[str, Mapping[str, object]]
 
@@ -137,13 +140,26 @@ def _restore_once(
             prints.update(recovered_fingerprints(conninfo, domains))
             recovered.update({domain: FromDatabase(conninfo, bin_dir) for domain in domains})
         sources = rds_sources(list(opened.values()), recovered, rds)
-        progress(f"restoring {', '.join(choice.domain for choice in selection.choices)} beside {db.name}")
-        restored = restore_beside(
-            dbdriver.conninfo(db, dbname="postgres"),
-            bin_dir,
-            live_db=db.name,
-            restore_id=restore_id,
-            schema_stream=sources.schema,
-            domain_streams=sources.domains,
-        )
+        what = ", ".join(choice.domain for choice in selection.choices)
+
+        def restore(into: Callable[..., RestoredDatabase | StagedTables]) -> RestoredDatabase | StagedTables:
+            return into(
+                dbdriver.conninfo(db, dbname="postgres"),
+                bin_dir,
+                live_db=db.name,
+                restore_id=restore_id,
+                schema_stream=sources.schema,
+                domain_streams=sources.domains,
+            )
+
+        try:
+            progress(f"restoring {what} into a staging schema of {db.name}")
+            restored = restore(restore_into_schema)
+        except PreconditionFailed as exc:
+            if exc.code != STAGING_NEEDS_SAME_VERSION:
+                raise
+            # Tables of another schema version cannot stand beside live's: rebuild the whole database
+            # from the backup instead (every domain, swapped in by renaming the databases).
+            progress(f"{exc.message}; restoring {what} into a whole database beside {db.name} instead")
+            restored = restore(restore_beside)
         return Restored(restored, selection, prints)

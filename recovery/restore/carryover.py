@@ -30,6 +30,7 @@ from recovery.restore.rows import (
     table_shape,
 )
 from recovery.targets.model import Database
+from recovery.verify.session import existing_tables
 
 # A transaction that began before the snapshot but committed after it is not in the restore point, yet
 # carries a created_at (now() is the transaction's start) from before it: look back this far.
@@ -160,10 +161,10 @@ class _Table:
 
 
 def _select(
-    failed: psycopg.Connection[Any], shape: TableShape, where: str, params: Mapping[str, Any]
+    failed: psycopg.Connection[Any], shape: TableShape, where: str, params: Mapping[str, Any], schema: str
 ) -> _Table:
     """Rows of the failed database's table in live's columns (a renamed column read by its new name)."""
-    present = column_names(failed, shape.table)
+    present = column_names(failed, shape.table, schema)
     columns: list[sql.Composable] = []
     for name in shape.columns:
         found = name if name in present else RENAMED.get((shape.table, name))
@@ -175,21 +176,30 @@ def _select(
             )
         columns.append(sql.Identifier(found))
     query = sql.SQL("SELECT {} FROM {} WHERE ").format(
-        sql.SQL(", ").join(columns), sql.Identifier(SCHEMA, shape.table)
+        sql.SQL(", ").join(columns), sql.Identifier(schema, shape.table)
     ) + sql.SQL(where)  # type: ignore[arg-type]  # constants of this module
     return _Table(shape, [tuple(row) for row in failed.execute(query, params)])
 
 
 def _read(
-    failed: psycopg.Connection[Any], live: psycopg.Connection[Any], cutoff: datetime
+    failed: psycopg.Connection[Any], live: psycopg.Connection[Any], cutoff: datetime, set_aside: str | None
 ) -> dict[str, _Table]:
+    """The failed side's rows: its tables in `set_aside` (a schema of live) where a restore swapped them
+    out, the others in public."""
+    moved = existing_tables(failed, set_aside) if set_aside else frozenset()
+
+    def schema_of(table: str) -> str:
+        return set_aside if set_aside and table in moved else SCHEMA
+
     tables: dict[str, _Table] = {}
     params: dict[str, Any] = {"cutoff": cutoff, "ids": []}
     for table, (where, _) in _READ.items():
-        tables[table] = _select(failed, table_shape(live, table), where, params)
+        tables[table] = _select(failed, table_shape(live, table), where, params, schema_of(table))
         if table == "orders":
             params["ids"] = [str(row["id"]) for row in tables[table].dicts()]
-    stock = failed.execute("SELECT id, stock FROM products").fetchall()
+    stock = failed.execute(
+        sql.SQL("SELECT id, stock FROM {}").format(sql.Identifier(schema_of("products"), "products"))
+    ).fetchall()
     tables["products"] = _Table(
         TableShape("products", ("id", "stock"), ("id",), False), [tuple(r) for r in stock]
     )
@@ -238,19 +248,33 @@ def damaged_since(conn: psycopg.Connection[Any], restore_point_at: datetime) -> 
 
 
 def carry_over(
-    db: Database, *, failed_db: str, restore_point_at: str, tables: Collection[str] | None = None
+    db: Database,
+    *,
+    failed_db: str,
+    restore_point_at: str,
+    tables: Collection[str] | None = None,
+    set_aside: str | None = None,
 ) -> CarryOverReport:
     """Copy what the failed database accepted after `restore_point_at` into `db` (the live database).
 
     `tables` limits what is written (default: everything a rollback carries; a restore carries only the
-    tables it restored, the others came from live); stock levels are set only with `products`."""
+    tables it restored, the others came from live); stock levels are set only with `products`.
+    `set_aside` names the schema of `failed_db` a restore swapped live's tables out to (`failed_db` is
+    then the live database itself)."""
     cutoff = datetime.fromisoformat(restore_point_at) - LOOKBACK
     written = None if tables is None else set(tables)
     with (
         db_driver.connect(db, dbname=failed_db, autocommit=False) as failed,
         db_driver.connect(db, autocommit=False) as live,
     ):
-        return _carry(failed, live, cutoff, ALL_CARRIED if written is None else written, split=False)
+        return _carry(
+            failed,
+            live,
+            cutoff,
+            ALL_CARRIED if written is None else written,
+            split=False,
+            set_aside=set_aside,
+        )
 
 
 def carry_over_split(source: Database, into: Database, *, split_at: str) -> CarryOverReport:
@@ -274,10 +298,11 @@ def _carry(
     written: Collection[str],
     *,
     split: bool,
+    set_aside: str | None = None,
 ) -> CarryOverReport:
     failed.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     failed.read_only = True
-    tables = _read(failed, live, cutoff)
+    tables = _read(failed, live, cutoff, set_aside)
     failed.rollback()
     good, damaged = split_orders(_orders(tables["orders"]), _items(tables["order_items"]))
     if split:

@@ -1,6 +1,7 @@
-"""The databases restores set aside (`<live>_replaced_<id>`, the way back after a swap) and which of them
-may be dropped: never one a running or interrupted run still needs (a restore that has not recorded its
-end, a rollback whose carry-over reads the failed database), as their journals say."""
+"""What restores set aside (a database `<live>_replaced_<id>`, or a schema `replaced_<id>` of live: the
+way back after a swap) and which of it may be dropped: never what a running or interrupted run still
+needs (a restore that has not recorded its end, a rollback whose carry-over reads the failed database),
+as their journals say."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from recovery.drivers import db as dbdriver
 from recovery.engine import is_running, journal_path, read_journal, run_ids, summarize
 from recovery.engine.result import NotAJournal, RunResult
 from recovery.restore.database import replaced_prefix, restore_id_for
+from recovery.restore.table_swap import replaced_schemas
 from recovery.targets.model import Target
 
 # Runbooks whose unfinished runs name a replaced database, and how each names its restore id.
@@ -19,12 +21,15 @@ ROLLBACK_RUNBOOK = "rollback"
 
 
 def replaced_databases(target: Target) -> list[str]:
-    """Restore ids whose replaced database is still kept (`<live>_replaced_<id>`), sorted."""
+    """Restore ids whose replaced data is still kept, sorted: a database `<live>_replaced_<id>` (a whole
+    database swapped in) or a schema `replaced_<id>` of live (its tables swapped in)."""
     db = target.writable.database
     prefix = replaced_prefix(db.name)
     with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
         names = dbdriver.databases_with_prefix(conn, prefix)
-    return [name[len(prefix) :] for name in names]
+    with dbdriver.connect(db, autocommit=True) as conn:
+        schemas = replaced_schemas(conn)
+    return sorted({name[len(prefix) :] for name in names} | set(schemas))
 
 
 def restore_id_of(run: RunResult) -> str | None:

@@ -114,11 +114,11 @@ def level_sequences(live: psycopg.Connection[Any], copy: psycopg.Connection[Any]
     return moved
 
 
-def column_names(conn: psycopg.Connection[Any], table: str) -> frozenset[str]:
+def column_names(conn: psycopg.Connection[Any], table: str, schema: str = SCHEMA) -> frozenset[str]:
     """Every column `table` has now (a release may have renamed or added some)."""
     rows = conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-        (f"{SCHEMA}.{table}",),
+        (f"{schema}.{table}",),
     ).fetchall()
     return frozenset(str(row[0]) for row in rows)
 

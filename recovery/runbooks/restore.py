@@ -66,6 +66,8 @@ from recovery.restore.rds_source import is_rds_choice
 from recovery.restore.replaced import needed_by_unfinished_runs, plan_replaced, replaced_databases
 from recovery.restore.scope import DEFAULT_SCOPE_POLICY, SCOPE_POLICIES, after_cut_sentence
 from recovery.restore.selection import DomainChoice, Selection
+from recovery.restore.staged import StagedTables, discard_staged, staging_names
+from recovery.restore.table_swap import drop_replaced_tables, swap_tables_in
 from recovery.runbooks.replay_intake import replay_intake_step
 from recovery.targets.model import Database, Target
 from recovery.verify.domains import tables_for
@@ -132,7 +134,9 @@ class Scoped(TypedOutput):
 class RestoredBeside(TypedOutput):
     """The restore-beside step's result. Defaults let a run journaled by an older release resume."""
 
-    scratch: str = ""
+    scratch: str = ""  # the whole database rebuilt beside live; empty when the tables were staged
+    staging_schema: str = ""  # the schema of live the restored tables are in, until the swap
+    tables: tuple[str, ...] = ()  # the tables a staged restore swaps in
     from_backup: tuple[str, ...] = ()
     from_live: tuple[str, ...] = ()
     # Where the domains copied from live were cut: `catch-up-live` carries over what came after.
@@ -146,8 +150,9 @@ class RestoredBeside(TypedOutput):
 
 class Swapped(TypedOutput):
     live: str
-    replaced: str
+    replaced: str  # the database live was renamed to, or the schema of live its tables were moved to
     swapped_at: str | None = None
+    replaced_kind: str = "database"  # "schema" when the tables were swapped inside live
 
 
 # Steps -----------------------------------------------------------------------------------------------
@@ -203,6 +208,11 @@ def scope_plan(target: Target, params: Mapping[str, Any], progress: Callable[[st
     return planned
 
 
+def set_aside_in(live_db: str, restore_id: str) -> str:
+    """Where a restore keeps live's replaced tables (a staged restore: a schema of live), for messages."""
+    return f"schema {staging_names(live_db, restore_id).replaced} of {live_db}"
+
+
 def after_target_plan(planned: ScopePlan, params: Mapping[str, Any], replaced: str) -> str:
     return after_cut_sentence(
         planned.findings.after,
@@ -218,7 +228,7 @@ def _scope(ctx: RunContext) -> Scoped:
     ctx.note(f"scope: {planned.decision.reason}")
     for line in planned.findings.notes:
         ctx.note(line)
-    sentence = after_target_plan(planned, ctx.params, names.replaced)
+    sentence = after_target_plan(planned, ctx.params, set_aside_in(names.live, names.restore_id))
     ctx.note(sentence)
     return Scoped(
         live=names.live,
@@ -268,6 +278,16 @@ def _restore_step(ctx: RunContext) -> RestoredBeside:
         ctx.target, _request(ctx), str(ctx.params["restore_id"]), selection, ctx.progress, ctx.note
     )
     restored = done.restored
+    if isinstance(restored, StagedTables):
+        return RestoredBeside(
+            recovered_fingerprints=thaw(done.recovered_fingerprints),
+            staging_schema=restored.schema,
+            tables=restored.tables,
+            from_backup=restored.domains,
+            schema_version=restored.schema_version,
+            choices=tuple(ChoiceRecord.of(choice) for choice in done.selection.choices),
+            steps={step.step: step.seconds for step in restored.steps},
+        )
     return RestoredBeside(
         recovered_fingerprints=thaw(done.recovered_fingerprints),
         scratch=restored.name,
@@ -292,18 +312,36 @@ def _verify_step(ctx: RunContext) -> dict[str, object]:
     )
     for line in expectations.notes:
         ctx.note(line)
+    staged = beside.staging_schema
     reports, invariant_report = check_restored_copy(
-        lambda: dbdriver.connect(db, dbname=beside.scratch, autocommit=True), expectations.fingerprints
+        lambda: dbdriver.connect(db, dbname=db.name if staged else beside.scratch, autocommit=True),
+        expectations.fingerprints,
+        schema=staged or "public",
     )
     lines = [failure_line(report) for report in reports] + [failure_line(invariant_report)]
     problems = [*expectations.problems, *(line for line in lines if line)]
     if problems:
-        discard_restored(_admin(target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
+        _discard(ctx)
         raise VerificationFailed(f"{problems[0]}; the restored copy was dropped, live is unchanged")
     return {
         "fingerprints": {name: fp.rows for name, fp in expectations.fingerprints.items()},
         "invariants": "passed",
     }
+
+
+def _staged(ctx: RunContext) -> RestoredBeside | None:
+    """The restore-beside output when its tables were staged in a schema of live (None: a database)."""
+    beside = ctx.output("restore-beside", RestoredBeside)
+    return beside if beside.staging_schema else None
+
+
+def _discard(ctx: RunContext) -> bool:
+    """Drop the restored copy (its staging schema, or its database); live is not touched."""
+    db = _db(ctx.target)
+    restore_id = str(ctx.params["restore_id"])
+    if _staged(ctx):
+        return discard_staged(_admin(ctx.target), live_db=db.name, restore_id=restore_id)
+    return discard_restored(_admin(ctx.target), live_db=db.name, restore_id=restore_id)
 
 
 def _service(ctx: RunContext, phase: str) -> None:
@@ -359,6 +397,8 @@ def _catch_up_step(ctx: RunContext) -> dict[str, object]:
     beside = ctx.output("restore-beside", RestoredBeside)
     tables = list(beside.live_tables)
     snapshot = beside.live_snapshot
+    if beside.staging_schema:
+        return {"skipped": "nothing was copied from live: the restored tables are swapped into live itself"}
     if not tables:
         return {"skipped": "nothing was copied from live: every domain came from its backup"}
     if snapshot is None:
@@ -395,10 +435,9 @@ def _catch_up_step(ctx: RunContext) -> dict[str, object]:
 def _restart_after_catch_up(ctx: RunContext) -> str:
     """After a failed catch-up (the run ends there: a failed run is not resumed): drop the copy, which
     cannot be swapped in, and start the service again on live. The sentence saying what state remains."""
-    db = _db(ctx.target)
     dropped = "the restored copy was dropped"
     try:
-        discard_restored(_admin(ctx.target), live_db=db.name, restore_id=str(ctx.params["restore_id"]))
+        _discard(ctx)
     except RecoveryError as exc:
         dropped = f"dropping the restored copy failed ({exc.message})"
     ctx.progress("the catch-up failed: letting the order service back into live")
@@ -414,6 +453,22 @@ def _restart_after_catch_up(ctx: RunContext) -> str:
 
 def _swap_step(ctx: RunContext) -> Swapped:
     db = _db(ctx.target)
+    staged = _staged(ctx)
+    if staged is not None:
+        swap = swap_tables_in(
+            _admin(ctx.target),
+            live_db=db.name,
+            restore_id=str(ctx.params["restore_id"]),
+            tables=staged.tables,
+        )
+        if swap.already_done:
+            ctx.note(f"schema {swap.set_aside_in} exists: the swap was done before this attempt")
+        return Swapped(
+            live=db.name,
+            replaced=swap.set_aside_in,
+            replaced_kind="schema",
+            swapped_at=None if swap.already_done else swap.swapped_at.isoformat(),
+        )
     names = restore_names(db.name, str(ctx.params["restore_id"]))
     with dbdriver.connect(db, dbname="postgres", autocommit=True) as conn:
         done = dbdriver.database_exists(conn, names.replaced)
@@ -455,8 +510,13 @@ def _carry_step(ctx: RunContext) -> dict[str, object]:
     carried = [at for domain, at in scoped.cuts.items() if set(tables_for([domain])) & RESTORE_CARRIES]
     since = min(datetime.fromisoformat(at) for at in carried)
     ctx.progress(f"carrying rows written after {since.isoformat()} over from {swapped.replaced}")
+    in_live = swapped.replaced_kind == "schema"
     report = carry_over(
-        _db(ctx.target), failed_db=swapped.replaced, restore_point_at=since.isoformat(), tables=restored
+        _db(ctx.target),
+        failed_db=swapped.live if in_live else swapped.replaced,
+        set_aside=swapped.replaced if in_live else None,
+        restore_point_at=since.isoformat(),
+        tables=restored,
     )
     doc = report.to_json()
     damaged = doc.pop("damaged")
@@ -497,6 +557,7 @@ def _record_step(ctx: RunContext) -> dict[str, object]:
         "run_id": ctx.run_id,
         "live": swapped.live,
         "replaced": swapped.replaced,
+        "replaced_kind": swapped.replaced_kind,
         "scope": ctx.output("scope", Scoped).decision,
         "choices": [
             choice.model_dump(by_alias=True)
@@ -517,6 +578,7 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
     domains = [parse_domain(str(domain)) for domain in params["domains"]]
     db = target.writable.database
     names = restore_names(db.name, str(params["restore_id"]))
+    staged = staging_names(db.name, str(params["restore_id"]))
     hosts = tuple(host.name for host in target.hosts())
     what = ", ".join(domains)
     policy = str(params.get("scope") or DEFAULT_SCOPE_POLICY)
@@ -527,7 +589,8 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
         confirm=(
             f"restoring {what}"
             + (" (and the domains that depend on them, if --scope widen must)" if policy == "widen" else "")
-            + f" replaces them in database {db.name} (kept as {names.replaced})"
+            + f" replaces them in database {db.name} (kept as schema {staged.replaced} of {db.name}, or as "
+            f"{names.replaced} when live's schema version differs from the backup's)"
         ),
         steps=(
             Step(
@@ -545,9 +608,10 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             ),
             Step(
                 "restore-beside",
-                f"restore {what} into {names.scratch} beside live",
+                f"restore {what} into schema {staged.staging} of {db.name} beside live's tables (or into "
+                f"database {names.scratch} when the schema versions differ)",
                 _restore_step,
-                acts_on=(f"database {names.scratch}",),
+                acts_on=(f"schema {staged.staging} of {db.name}", f"database {names.scratch}"),
             ),
             Step(
                 "verify-restored",
@@ -569,17 +633,19 @@ def restore_runbook(target: Target, params: Mapping[str, Any]) -> Runbook:
             ),
             Step(
                 "swap-in",
-                f"swap {names.scratch} in as {db.name}, keeping {names.replaced}",
+                f"swap the restored tables into {db.name} in one transaction, keeping live's in schema "
+                f"{staged.replaced} (or swap database {names.scratch} in, keeping {names.replaced})",
                 _swap_step,
                 acts_on=(f"database {db.name}",),
             ),
             Step(
                 "carry-over",
                 (
-                    f"carry rows of {what} written after the backups' moment over from {names.replaced}; "
+                    f"carry rows of {what} written after the backups' moment over from what the swap set "
+                    "aside; "
                     "orders whose total does not match their lines are listed for a person"
                     if carry
-                    else f"set rows of {what} written after the backups' moment aside in {names.replaced}"
+                    else f"leave rows of {what} written after the backups' moment in what the swap set aside"
                 ),
                 _carry_step,
                 acts_on=(f"database {db.name}",),
@@ -655,10 +721,19 @@ def _replaced_decide(ctx: RunContext) -> ReplacedDecided:
 def _replaced_drop(ctx: RunContext) -> dict[str, object]:
     db = _db(ctx.target)
     dropped = []
+    admin = _admin(ctx.target)
     for restore_id in ctx.output("decide", ReplacedDecided).drop:
-        ctx.progress(f"dropping {restore_names(db.name, restore_id).replaced}")
-        if drop_replaced(_admin(ctx.target), live_db=db.name, restore_id=restore_id, confirmed=True):
-            dropped.append(restore_names(db.name, restore_id).replaced)
+        database, schema = (
+            restore_names(db.name, restore_id).replaced,
+            staging_names(db.name, restore_id).replaced,
+        )
+        ctx.progress(
+            f"dropping what restore {restore_id} replaced ({database} or schema {schema} of {db.name})"
+        )
+        if drop_replaced(admin, live_db=db.name, restore_id=restore_id, confirmed=True):
+            dropped.append(database)
+        if drop_replaced_tables(admin, live_db=db.name, restore_id=restore_id, confirmed=True):
+            dropped.append(f"{db.name}.{schema}")
     return {"dropped": dropped}
 
 

@@ -103,28 +103,31 @@ def check_restored_copy(
     expected: Mapping[str, TableFingerprint],
     *,
     workers: int = VERIFY_WORKERS,
+    schema: str = "public",
 ) -> tuple[list[FingerprintReport], invariants.InvariantReport]:
     """Fingerprints of the restored tables and every business invariant, side by side.
 
     Each check runs on its own connection (`connect()` opens one to the restored copy): nothing writes
     to the copy before the swap, so separate snapshots see the same rows as one would, and on 2 cores
     the longest invariant (totals against items) no longer waits behind the others. Longest first.
+    `schema` is where the restored tables are (a staging schema of live shows live's other tables
+    through views, so the invariants read across domains).
     """
     with connect() as conn:
-        require_tables(conn, "public", INVARIANT_TABLES)
-        version, names = resolve_columns(conn, "public")
-        subject = f"schema public of database {conn.info.dbname}"
+        require_tables(conn, schema, INVARIANT_TABLES)
+        version, names = resolve_columns(conn, schema)
+        subject = f"schema {schema} of database {conn.info.dbname}"
     by_algorithm: dict[str, dict[str, TableFingerprint]] = {}
     for name, expected_print in expected.items():
         by_algorithm.setdefault(expected_print.algorithm, {})[name] = expected_print
 
     def fingerprints(group: Mapping[str, TableFingerprint]) -> FingerprintReport:
         with connect() as conn:
-            return fingerprint.verify_fingerprints(conn, "public", group)
+            return fingerprint.verify_fingerprints(conn, schema, group)
 
     def observe(invariant: invariants.Invariant) -> invariants.CheckObservation:
         with connect() as conn:
-            return invariants.observe_invariant(conn, "public", names, invariant)
+            return invariants.observe_invariant(conn, schema, names, invariant)
 
     ordered = sorted(invariants.INVARIANTS, key=lambda item: item.name not in _SLOW_INVARIANTS)
     with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="verify-restored") as pool:

@@ -63,10 +63,11 @@ def qualified(schema: str, table: str) -> sql.Composed:
 
 
 def existing_tables(conn: Connection, schema: str) -> frozenset[str]:
-    """The names of the ordinary tables in a schema (empty when the schema does not exist)."""
+    """The names of the tables in a schema (empty when the schema does not exist). Views count: a
+    restore's staging schema shows live's tables of the domains not restored through views."""
     rows = conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v')",
         (schema,),
     ).fetchall()
     return frozenset(str(row[0]) for row in rows)

@@ -74,6 +74,18 @@ def _databases(lab: Lab) -> set[str]:
         return {str(row[0]) for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
 
 
+def _schemas(lab: Lab, prefix: str) -> set[str]:
+    """Schemas of the live database whose name starts with `prefix` (a restore's staging or set-aside)."""
+    with _connect(lab) as conn:
+        rows = conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,))
+        return {str(row[0]) for row in rows}
+
+
+def _set_aside(lab: Lab) -> set[str]:
+    """What restores set aside and prune-replaced drops: replaced databases and replaced_ schemas."""
+    return {name for name in _databases(lab) if "_replaced_" in name} | _schemas(lab, "replaced_")
+
+
 def _fingerprints(
     lab: Lab, *tables: str, algorithm: Algorithm = DEFAULT_ALGORITHM
 ) -> dict[str, tuple[int, str]]:
@@ -232,17 +244,18 @@ def test_restore_to_the_point_before_a_change_verifies_and_swaps(
     assert code == ExitCode.OK, err
     assert _step_output(doc, "verify-restored")["invariants"] == "passed"
     assert _step_output(doc, "start-service")["smoke_test"] == "passed"
-    replaced = _step_output(doc, "swap-in")["replaced"]
+    swapped = _step_output(doc, "swap-in")
+    replaced = swapped["replaced"]
+    assert swapped["replaced_kind"] == "schema"  # live's tables swapped out, inside live
     with _connect(lab) as conn:
         back = conn.execute(
             "SELECT count(*) FROM transactions WHERE id = ANY(%s::uuid[])", (gone,)
         ).fetchone()
-    assert back is not None and back[0] == 7
-    # The replaced database is kept (with the change) until prune-replaced --yes.
-    with _connect(lab, replaced) as conn:
+        # The replaced tables are kept (with the change) until prune-replaced --yes.
         kept = conn.execute(
-            "SELECT count(*) FROM transactions WHERE id = ANY(%s::uuid[])", (gone,)
+            f"SELECT count(*) FROM {replaced}.transactions WHERE id = ANY(%s::uuid[])", (gone,)
         ).fetchone()
+    assert back is not None and back[0] == 7
     assert kept is not None and kept[0] == 0
     record = json.loads(Path(_step_output(doc, "record")["record"]).read_text())
     assert record["replaced"] == replaced
@@ -251,12 +264,12 @@ def test_restore_to_the_point_before_a_change_verifies_and_swaps(
 def test_prune_replaced_needs_yes(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _cli(capsys, "restore", "prune-replaced", *_target_args(lab))
     assert code == ExitCode.NEEDS_CONFIRMATION
-    assert any("_replaced_" in name for name in _databases(lab))
+    assert _set_aside(lab)
     code, doc, err = _cli(capsys, "restore", "prune-replaced", "--yes", "-o", "json", *_target_args(lab))
     assert code == ExitCode.OK, err
     assert doc["command"] == "restore prune-replaced"
     assert _step_output(doc, "drop-replaced")["dropped"]
-    assert not any("_replaced_" in name for name in _databases(lab))
+    assert not _set_aside(lab)
 
 
 def test_a_damaged_local_copy_makes_the_restore_use_the_remote_one(
@@ -436,6 +449,7 @@ def test_a_restore_killed_half_way_leaves_live_untouched_and_resumes(
     assert code == ExitCode.OK, err
     assert doc["result"]["status"] == "ok"
     assert not [name for name in _databases(lab) if "_restore_" in name]
+    assert not _schemas(lab, "restore_")
     _cli(capsys, "restore", "prune-replaced", "--yes", *_target_args(lab))
 
 
@@ -490,15 +504,17 @@ def test_prune_keeps_the_newest_verified_backup_of_each_domain(
     assert kept <= names  # and what it kept is still there
 
 
-def test_rows_written_to_the_copied_domains_while_a_restore_runs_stay_in_live(
+def test_rows_written_to_the_other_domains_while_a_restore_runs_stay_in_live(
     lab: Lab, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """orders and transactions go back to their backup; the events and stock changes the running service
-    writes meanwhile (domains copied from live at the start) are carried over before the swap."""
+    writes meanwhile are in live's own tables, which the restore never copies nor moves."""
     code, _, err = _cli(
         capsys, "backup", "run", "--domain", "orders", "--domain", "transactions", *_target_args(lab)
     )
     assert code == ExitCode.OK, err
+    with _connect(lab) as conn:
+        last_event = conn.execute("SELECT max(id) FROM events").fetchone()
     generator = LoadGenerator(LoadSettings(lab.target.traffic.front_door_url, rate=8), tmp_path / "l.jsonl")
     generator.start()
     try:
@@ -509,13 +525,10 @@ def test_rows_written_to_the_copied_domains_while_a_restore_runs_stay_in_live(
         summary = generator.stop()
     assert code == ExitCode.OK, err
     assert summary.acked > 0
-    caught = _step_output(doc, "catch-up-live")
-    assert caught["tables"]["events"]["upserted"] > 0, caught
-    assert caught["tables"]["products"]["upserted"] > 0, caught  # stock moved by the orders placed
+    assert "swapped into live itself" in _step_output(doc, "catch-up-live")["skipped"]
     replaced = _step_output(doc, "swap-in")["replaced"]
-    # Everything written to the copied domains up to the fence is in live: no event stayed behind.
-    with _connect(lab, replaced) as conn:
-        kept = {row[0] for row in conn.execute("SELECT id FROM events").fetchall()}
     with _connect(lab) as conn:
-        live = {row[0] for row in conn.execute("SELECT id FROM events").fetchall()}
-    assert kept and kept <= live, f"{len(kept - live)} events were left behind in {replaced}"
+        written = conn.execute("SELECT count(*) FROM events WHERE id > %s", last_event).fetchone()
+        moved = conn.execute("SELECT to_regclass(%s)", (f"{replaced}.events",)).fetchone()
+    assert written is not None and written[0] > 0
+    assert moved == (None,), "only the restored domains' tables were set aside"

@@ -16,6 +16,8 @@ from recovery.backup.naming import Domain
 from recovery.backup.pgdump import DumpInfo, dump_domain, dump_domains, dump_schema
 from recovery.restore.database import RestoredDatabase, restore_beside
 from recovery.restore.scope import Cut
+from recovery.restore.staged import restore_into_schema
+from recovery.restore.table_swap import swap_tables_in
 from recovery.verify import ALL_TABLES, TableFingerprint, fingerprint_tables, tables_for
 
 if TYPE_CHECKING:  # the fixture's type; conftest is not importable as a module of a package here
@@ -114,6 +116,22 @@ def restore_copy(postgres: Postgres, live: str, backup: Backup, domains: tuple[s
         domain_streams={domain: opener(backup.domains[domain]) for domain in domains},
     )
     return restored
+
+
+def swap_staged_copy(postgres: Postgres, live: str, backup: Backup, domains: tuple[str, ...]) -> str:
+    """`domains` from `backup` staged in a schema of live and swapped in; the schema live's tables are in."""
+    rid = restore_id()
+    staged = restore_into_schema(
+        postgres.conninfo(),
+        postgres.bin_dir,
+        live_db=live,
+        restore_id=rid,
+        schema_stream=opener(backup.schema),
+        domain_streams={domain: opener(backup.domains[domain]) for domain in domains},
+    )
+    return swap_tables_in(
+        postgres.conninfo(), live_db=live, restore_id=rid, tables=staged.tables
+    ).set_aside_in
 
 
 def place_order(

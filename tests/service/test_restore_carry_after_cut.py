@@ -1,4 +1,5 @@
-"""A restore carries the rows written after its moment back from the replaced database (real PostgreSQL).
+"""A restore carries the rows written after its moment back from what it replaced (real PostgreSQL): the
+tables it set aside in a schema of live, or the whole database it replaced.
 
 Orders and transactions go back to a backup; orders placed after it, one of them with a total its line
 does not add up to (what a corrupting release leaves), are in the replaced database only. The restore's
@@ -11,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import psycopg
-from restore_helpers import first_ids, place_order, restore_copy, take_backup
+import pytest
+from restore_helpers import first_ids, place_order, restore_copy, swap_staged_copy, take_backup
 
 from recovery.restore.carryover import RESTORE_CARRIES, carry_over
 from recovery.restore.database import swap_in
@@ -22,8 +24,9 @@ if TYPE_CHECKING:
     from conftest import Postgres
 
 
+@pytest.mark.parametrize("swapped", ["tables into live", "whole database"])
 def test_rows_after_the_moment_come_back_and_damaged_orders_go_to_a_person(
-    postgres: Postgres, live: str
+    postgres: Postgres, live: str, swapped: str
 ) -> None:
     backup = take_backup(postgres, live, ("orders", "transactions"))
     with psycopg.connect(postgres.conninfo(live, user="orders")) as conn:
@@ -32,8 +35,14 @@ def test_rows_after_the_moment_come_back_and_damaged_orders_go_to_a_person(
         damaged = place_order(conn, user, product, paid=True, total=1)
         conn.execute("UPDATE products SET stock = stock - 3 WHERE id = %s", (product,))
     stock = postgres.query(live, "SELECT stock FROM products WHERE id = %s", (product,))
-    copy = restore_copy(postgres, live, backup, ("orders", "transactions"))
-    replaced = swap_in(postgres.conninfo(), live_db=live, restored=copy).set_aside_as
+    if swapped == "whole database":
+        copy = restore_copy(postgres, live, backup, ("orders", "transactions"))
+        failed = {"failed_db": swap_in(postgres.conninfo(), live_db=live, restored=copy).set_aside_as}
+    else:  # live's tables were set aside in a schema of live itself
+        failed = {
+            "failed_db": live,
+            "set_aside": swap_staged_copy(postgres, live, backup, ("orders", "transactions")),
+        }
     assert postgres.query(
         live, "SELECT count(*) FROM orders WHERE id = ANY(%s::uuid[])", ([*good, damaged],)
     ) == [(0,)], "the restore alone drops them"
@@ -41,7 +50,7 @@ def test_rows_after_the_moment_come_back_and_damaged_orders_go_to_a_person(
     tables = tuple(table for table in tables_for(["orders", "transactions"]) if table in RESTORE_CARRIES)
     database = Database(address="127.0.0.1", port=postgres.port, name=live, passfile=postgres.passfile)
     report = carry_over(
-        database, failed_db=replaced, restore_point_at=backup.cuts["orders"].at.isoformat(), tables=tables
+        database, **failed, restore_point_at=backup.cuts["orders"].at.isoformat(), tables=tables
     )
 
     assert report.orders_inserted == 2 and report.items == 2 and report.transactions == 2
@@ -56,6 +65,6 @@ def test_rows_after_the_moment_come_back_and_damaged_orders_go_to_a_person(
     assert postgres.query(live, "SELECT stock FROM products WHERE id = %s", (product,)) == stock
     # A rerun finds everything there and writes nothing.
     again = carry_over(
-        database, failed_db=replaced, restore_point_at=backup.cuts["orders"].at.isoformat(), tables=tables
+        database, **failed, restore_point_at=backup.cuts["orders"].at.isoformat(), tables=tables
     )
     assert (again.orders_inserted, again.items, again.transactions) == (0, 0, 0)

@@ -69,7 +69,7 @@ def test_naming_the_default_explicitly_passes_and_the_question_names_it(
     # Without --yes and without a TTY: the confirmation is what refuses, and it names the target.
     assert main(["restore", "--domains", "orders", "-t", "lab"]) == ExitCode.NEEDS_CONFIRMATION
     err = capsys.readouterr().err
-    assert "replaces them in database orders (kept as orders_replaced_" in err
+    assert "replaces them in database orders (kept as schema replaced_" in err
     assert f"on target lab ({lab_file.resolve()}) is destructive" in err
 
 
