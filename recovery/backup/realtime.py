@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -313,9 +313,16 @@ def cluster_system_identifier(target: Target) -> str:
 
 
 def ship_wal(
-    target: Target, *, stores: RealtimeStores | None = None, aws: AwsDriver | None = None
+    target: Target,
+    *,
+    stores: RealtimeStores | None = None,
+    aws: AwsDriver | None = None,
+    only: Collection[str] | None = None,
 ) -> ShipReport:
-    """Ship every spooled WAL file of the primary to both copies; remove each only when both verify."""
+    """Ship every spooled WAL file of the primary to both copies; remove each only when both verify.
+
+    `only`: ship just these file names (those still spooled), leaving the rest for the next shipment.
+    """
     started = time.monotonic()
     chosen = stores or realtime_stores(target, aws)
     host = database_host(target)
@@ -328,7 +335,13 @@ def ship_wal(
             f"cannot list the WAL spool {spool} on host {host.name}: {exc}; run playbooks/wal-archive.yml"
         ) from None
     spooled = sorted(
-        (entry for entry in listing if is_wal_file_name(entry.filename) and stat.S_ISREG(entry.st_mode or 0)),
+        (
+            entry
+            for entry in listing
+            if is_wal_file_name(entry.filename)
+            and stat.S_ISREG(entry.st_mode or 0)
+            and (only is None or entry.filename in only)
+        ),
         key=lambda entry: entry.filename,
     )
     shipped: list[ShippedFile] = []
@@ -592,8 +605,14 @@ def take_base_backup(
         store.put_bytes(wal_range_key(transactions_name), transactions_range.to_json())
     manifests = [orders, transactions]
     # Complete and ship the segment holding the backup's end, so the backup is recoverable at once.
-    switch_and_wait_archived(database)
-    ship_wal(target, stores=chosen)
+    # Only the segments from that one to the switched one: whatever else the spool holds (a backlog
+    # written during a long backup, or while no shipper ran) is the shipper's (the watch, `backup
+    # ship`) and does not make this backup recoverable; shipping it here cost most of the wall time.
+    switched = Segment.parse(switch_and_wait_archived(database))
+    first = wal_range.first_segment
+    needed = {Segment(first.timeline, number).name() for number in range(first.number, switched.number + 1)}
+    # A promotion in between started a new timeline: its names are not in that range, ship everything.
+    ship_wal(target, stores=chosen, only=needed if switched.timeline == first.timeline else None)
     return BaseBackup(tuple(manifests), wal_range)
 
 
