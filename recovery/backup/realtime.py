@@ -199,7 +199,9 @@ class _Digest:
         return len(data)
 
 
-def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, keys: KeyProvider) -> bool:
+def holds_bytes(
+    store: ObjectStore, series: str, file_name: str, raw: bytes | bytearray, keys: KeyProvider
+) -> bool:
     """True only when the copy's object decrypts to exactly `raw` (the spooled file).
 
     A stored object and a manifest that agree with each other prove nothing about the spooled file: a
@@ -225,10 +227,15 @@ class SealedWal:
     manifest: WalManifest
 
 
-def seal_wal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: KeyProvider) -> SealedWal:
+def seal_wal(
+    series: str, file_name: str, raw: bytes | bytearray, written_at: datetime, keys: KeyProvider
+) -> SealedWal:
     data_key = keys.new_data_key(context=wal_key_context(series, file_name))
     sealed = io.BytesIO()
-    result = encode(io.BytesIO(raw), sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
+    # Read in blocks through a view: a BytesIO over a bytearray would copy the whole segment first.
+    view = memoryview(raw)
+    blocks = (bytes(view[at : at + _HASH_BLOCK]) for at in range(0, len(view), _HASH_BLOCK))
+    result = encode(blocks, sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
     manifest = WalManifest(
         format_version=FORMAT_VERSION,
         series=series,
@@ -268,20 +275,37 @@ _FETCH = (
 )
 
 
-def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytes, datetime]:
+def _inflate(stream: Readable, into: bytearray) -> None:
+    """Decompress a zlib stream into `into` as it arrives, in pieces of at most a MiB: the compressed
+    file is never held whole, and zlib.decompress's own output blocks (joined at the end: twice a 16 MiB
+    segment at once, measured) are avoided."""
+    inflate = zlib.decompressobj()
+    while block := stream.read(_HASH_BLOCK):
+        while block:
+            into += inflate.decompress(block, _HASH_BLOCK)
+            block = inflate.unconsumed_tail
+    into += inflate.flush()
+
+
+def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytearray, datetime]:
     """The spooled file's bytes and its last write (to the nanosecond), read on the host."""
     client = remote.connection(host).client
     command = f"{shlex.quote(host.python)} -c {shlex.quote(_FETCH)} {shlex.quote(path)}"
     _, stdout, stderr = client.exec_command(command, timeout=120)
-    packed = stdout.read()
+    stamp = stdout.read(8)
+    raw = bytearray()
+    broken = False
+    try:
+        _inflate(stdout, raw)
+    except zlib.error:
+        broken = True  # a host that failed half-way: its status and stderr say why
     status = stdout.channel.recv_exit_status()
-    if status != 0 or len(packed) < 8:
+    if status != 0 or len(stamp) < 8 or broken:
         last = stderr.read().decode("utf-8", "replace").strip().splitlines()
         raise ExternalFailure(
             f"cannot read spooled WAL file {path} on host {host.name}: {last[-1] if last else status}"
         )
-    written_at = datetime.fromtimestamp(int.from_bytes(packed[:8], "big") / 1e9, UTC)
-    raw = zlib.decompress(packed[8:])
+    written_at = datetime.fromtimestamp(int.from_bytes(stamp, "big") / 1e9, UTC)
     if len(raw) != expected_size:
         raise ExternalFailure(f"spooled WAL file {path} changed while it was read; ship again")
     return raw, written_at
