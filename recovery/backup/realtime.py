@@ -79,6 +79,7 @@ SPOOL_DIR_NAME = "wal-spool"
 WAL_RANGE_SUFFIX = ".wal-range.json"
 WAL_CHUNK_SIZE = 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
+_PAGE_HEADER = 32  # a segment's first page header: where its cluster's system identifier is
 
 
 # --- where things are ---------------------------------------------------------------------------------
@@ -199,10 +200,13 @@ class _Digest:
         return len(data)
 
 
-def holds_bytes(
-    store: ObjectStore, series: str, file_name: str, raw: bytes | bytearray, keys: KeyProvider
-) -> bool:
-    """True only when the copy's object decrypts to exactly `raw` (the spooled file).
+def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, keys: KeyProvider) -> bool:
+    """True only when the copy's object decrypts to exactly `raw` (the spooled file)."""
+    return holds_digest(store, series, file_name, hashlib.sha256(raw).digest(), keys)
+
+
+def holds_digest(store: ObjectStore, series: str, file_name: str, sha256: bytes, keys: KeyProvider) -> bool:
+    """True only when the copy's object decrypts to bytes whose sha256 is `sha256` (the spooled file's).
 
     A stored object and a manifest that agree with each other prove nothing about the spooled file: a
     planted pair under a future segment name, or the segment of an older cluster with the same name,
@@ -216,7 +220,7 @@ def holds_bytes(
         fetch_wal(store, WalKey(series, file_name), sink, keys)
     except IntegrityError:  # includes a data key that does not open it
         return False
-    return sink.hash.digest() == hashlib.sha256(raw).digest()
+    return sink.hash.digest() == sha256
 
 
 @dataclass(frozen=True)
@@ -228,14 +232,13 @@ class SealedWal:
 
 
 def seal_wal(
-    series: str, file_name: str, raw: bytes | bytearray, written_at: datetime, keys: KeyProvider
+    series: str, file_name: str, raw: bytes | Readable, written_at: datetime, keys: KeyProvider
 ) -> SealedWal:
+    """Encrypt one WAL file, given as bytes or as a stream of them (a spooled copy read from its start)."""
     data_key = keys.new_data_key(context=wal_key_context(series, file_name))
     sealed = io.BytesIO()
-    # Read in blocks through a view: a BytesIO over a bytearray would copy the whole segment first.
-    view = memoryview(raw)
-    blocks = (bytes(view[at : at + _HASH_BLOCK]) for at in range(0, len(view), _HASH_BLOCK))
-    result = encode(blocks, sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
+    source = io.BytesIO(raw) if isinstance(raw, bytes) else raw
+    result = encode(source, sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
     manifest = WalManifest(
         format_version=FORMAT_VERSION,
         series=series,
@@ -275,28 +278,32 @@ _FETCH = (
 )
 
 
-def _inflate(stream: Readable, into: bytearray) -> None:
-    """Decompress a zlib stream into `into` as it arrives, in pieces of at most a MiB: the compressed
-    file is never held whole, and zlib.decompress's own output blocks (joined at the end: twice a 16 MiB
-    segment at once, measured) are avoided."""
-    inflate = zlib.decompressobj()
-    while block := stream.read(_HASH_BLOCK):
-        while block:
-            into += inflate.decompress(block, _HASH_BLOCK)
-            block = inflate.unconsumed_tail
-    into += inflate.flush()
+def _fetch_spooled(host: Host, path: str, expected_size: int, into: IO[bytes]) -> tuple[datetime, bytes]:
+    """Copy the spooled file into `into`; return its last write (to the nanosecond) and its sha256.
 
-
-def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytearray, datetime]:
-    """The spooled file's bytes and its last write (to the nanosecond), read on the host."""
+    Inflated as it arrives, a MiB at a time, into a local file: a segment (16 MiB, or up to 1 GiB with
+    a larger `wal_segsize`) is never held in memory, neither compressed nor whole.
+    """
     client = remote.connection(host).client
     command = f"{shlex.quote(host.python)} -c {shlex.quote(_FETCH)} {shlex.quote(path)}"
     _, stdout, stderr = client.exec_command(command, timeout=120)
     stamp = stdout.read(8)
-    raw = bytearray()
+    inflate = zlib.decompressobj()
+    digest = hashlib.sha256()
+    size = 0
     broken = False
     try:
-        _inflate(stdout, raw)
+        while block := stdout.read(_HASH_BLOCK):
+            while block:
+                piece = inflate.decompress(block, _HASH_BLOCK)
+                into.write(piece)
+                digest.update(piece)
+                size += len(piece)
+                block = inflate.unconsumed_tail
+        piece = inflate.flush()
+        into.write(piece)
+        digest.update(piece)
+        size += len(piece)
     except zlib.error:
         broken = True  # a host that failed half-way: its status and stderr say why
     status = stdout.channel.recv_exit_status()
@@ -305,10 +312,9 @@ def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytearray
         raise ExternalFailure(
             f"cannot read spooled WAL file {path} on host {host.name}: {last[-1] if last else status}"
         )
-    written_at = datetime.fromtimestamp(int.from_bytes(stamp, "big") / 1e9, UTC)
-    if len(raw) != expected_size:
+    if size != expected_size:
         raise ExternalFailure(f"spooled WAL file {path} changed while it was read; ship again")
-    return raw, written_at
+    return datetime.fromtimestamp(int.from_bytes(stamp, "big") / 1e9, UTC), digest.digest()
 
 
 def _still_spooled(sftp: Any, path: str) -> bool:
@@ -372,30 +378,35 @@ def ship_wal(
     cluster: str | None = None
     for entry in spooled:
         path = f"{spool}/{entry.filename}"
-        try:
-            raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
-        except ExternalFailure:
-            if not _still_spooled(sftp, path):
-                continue  # another shipper (the watch, `backup ship`) shipped and removed it meanwhile
-            raise
-        # A segment names the cluster that wrote it; a history or backup-label file is the running
-        # cluster's (it is archived as it is written).
-        system = segment_system_identifier(raw)
-        if system is None:
-            cluster = cluster or cluster_system_identifier(target)
-            system = cluster
-        series = series_id(written_at.date(), system)
-        missing = [
-            store for store in chosen.both if not holds_bytes(store, series, entry.filename, raw, chosen.keys)
-        ]
-        stored_bytes = 0
-        if missing:
-            sealed = seal_wal(series, entry.filename, raw, written_at, chosen.keys)
-            for store in missing:
-                # Write-once: a different object already under this name (planted, or another cluster's
-                # segment) refuses the write, and the file stays in the spool for a person to look at.
-                # Read back by `store_wal`: the stored object is our own encoding of these bytes.
-                stored_bytes = store_wal(store, sealed).sizes.stored
+        with tempfile.TemporaryFile() as copy:
+            try:
+                written_at, digest = _fetch_spooled(host, path, entry.st_size or 0, copy)
+            except ExternalFailure:
+                if not _still_spooled(sftp, path):
+                    continue  # another shipper (the watch, `backup ship`) shipped and removed it meanwhile
+                raise
+            copy.seek(0)
+            # A segment names the cluster that wrote it; a history or backup-label file is the running
+            # cluster's (it is archived as it is written).
+            system = segment_system_identifier(copy.read(_PAGE_HEADER))
+            if system is None:
+                cluster = cluster or cluster_system_identifier(target)
+                system = cluster
+            series = series_id(written_at.date(), system)
+            missing = [
+                store
+                for store in chosen.both
+                if not holds_digest(store, series, entry.filename, digest, chosen.keys)
+            ]
+            stored_bytes = 0
+            if missing:
+                copy.seek(0)
+                sealed = seal_wal(series, entry.filename, copy, written_at, chosen.keys)
+                for store in missing:
+                    # Write-once: a different object already under this name (planted, or another
+                    # cluster's segment) refuses the write, and the file stays in the spool for a person
+                    # to look at. Read back by `store_wal`: the stored object is our own encoding.
+                    stored_bytes = store_wal(store, sealed).sizes.stored
         # Both copies proven to hold these very bytes: only now may the host forget the file (another
         # shipper may have done so already).
         with contextlib.suppress(FileNotFoundError):

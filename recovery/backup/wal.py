@@ -94,7 +94,7 @@ def series_system(series: str) -> str | None:
 _XLP_LONG_HEADER = 0x0002
 
 
-def segment_system_identifier(raw: bytes | bytearray) -> str | None:
+def segment_system_identifier(raw: bytes) -> str | None:
     """The system identifier written in a WAL segment's first page header; None when it has none."""
     if len(raw) < 32 or not int.from_bytes(raw[2:4], "little") & _XLP_LONG_HEADER:
         return None
