@@ -295,7 +295,10 @@ def main() -> None:
     try:
         print(f"lab up on PostgreSQL 15 with {args.orders:,} orders ...", flush=True)
         up = [RECOVERY, "lab", "up", "--lab-dir", str(lab), "--base-port", str(args.base_port)]
-        up += ["--orders", str(args.orders), "--pg-bin", str(PG_BIN)]
+        # Without the watch: its shipper raced this script's own `ship_wal` for the same segments (one
+        # of two shippers writing a name first makes the other's write-once put fail), and its
+        # scheduled backups would run beside the measured stages. Archiving is set up below.
+        up += ["--orders", str(args.orders), "--pg-bin", str(PG_BIN), "--no-watch"]
         subprocess.run(up, check=True, stdout=subprocess.DEVNULL)
         run(pgbackrest, lab, work, args)
     finally:

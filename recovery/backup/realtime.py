@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -79,6 +79,7 @@ SPOOL_DIR_NAME = "wal-spool"
 WAL_RANGE_SUFFIX = ".wal-range.json"
 WAL_CHUNK_SIZE = 1024 * 1024
 _HASH_BLOCK = 1024 * 1024
+_PAGE_HEADER = 32  # a segment's first page header: where its cluster's system identifier is
 
 
 # --- where things are ---------------------------------------------------------------------------------
@@ -200,7 +201,12 @@ class _Digest:
 
 
 def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, keys: KeyProvider) -> bool:
-    """True only when the copy's object decrypts to exactly `raw` (the spooled file).
+    """True only when the copy's object decrypts to exactly `raw` (the spooled file)."""
+    return holds_digest(store, series, file_name, hashlib.sha256(raw).digest(), keys)
+
+
+def holds_digest(store: ObjectStore, series: str, file_name: str, sha256: bytes, keys: KeyProvider) -> bool:
+    """True only when the copy's object decrypts to bytes whose sha256 is `sha256` (the spooled file's).
 
     A stored object and a manifest that agree with each other prove nothing about the spooled file: a
     planted pair under a future segment name, or the segment of an older cluster with the same name,
@@ -214,7 +220,7 @@ def holds_bytes(store: ObjectStore, series: str, file_name: str, raw: bytes, key
         fetch_wal(store, WalKey(series, file_name), sink, keys)
     except IntegrityError:  # includes a data key that does not open it
         return False
-    return sink.hash.digest() == hashlib.sha256(raw).digest()
+    return sink.hash.digest() == sha256
 
 
 @dataclass(frozen=True)
@@ -225,10 +231,14 @@ class SealedWal:
     manifest: WalManifest
 
 
-def seal_wal(series: str, file_name: str, raw: bytes, written_at: datetime, keys: KeyProvider) -> SealedWal:
+def seal_wal(
+    series: str, file_name: str, raw: bytes | Readable, written_at: datetime, keys: KeyProvider
+) -> SealedWal:
+    """Encrypt one WAL file, given as bytes or as a stream of them (a spooled copy read from its start)."""
     data_key = keys.new_data_key(context=wal_key_context(series, file_name))
     sealed = io.BytesIO()
-    result = encode(io.BytesIO(raw), sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
+    source = io.BytesIO(raw) if isinstance(raw, bytes) else raw
+    result = encode(source, sealed, data_key, codec_id(series, file_name), chunk_size=WAL_CHUNK_SIZE)
     manifest = WalManifest(
         format_version=FORMAT_VERSION,
         series=series,
@@ -268,23 +278,43 @@ _FETCH = (
 )
 
 
-def _fetch_spooled(host: Host, path: str, expected_size: int) -> tuple[bytes, datetime]:
-    """The spooled file's bytes and its last write (to the nanosecond), read on the host."""
+def _fetch_spooled(host: Host, path: str, expected_size: int, into: IO[bytes]) -> tuple[datetime, bytes]:
+    """Copy the spooled file into `into`; return its last write (to the nanosecond) and its sha256.
+
+    Inflated as it arrives, a MiB at a time, into a local file: a segment (16 MiB, or up to 1 GiB with
+    a larger `wal_segsize`) is never held in memory, neither compressed nor whole.
+    """
     client = remote.connection(host).client
     command = f"{shlex.quote(host.python)} -c {shlex.quote(_FETCH)} {shlex.quote(path)}"
     _, stdout, stderr = client.exec_command(command, timeout=120)
-    packed = stdout.read()
+    stamp = stdout.read(8)
+    inflate = zlib.decompressobj()
+    digest = hashlib.sha256()
+    size = 0
+    broken = False
+    try:
+        while block := stdout.read(_HASH_BLOCK):
+            while block:
+                piece = inflate.decompress(block, _HASH_BLOCK)
+                into.write(piece)
+                digest.update(piece)
+                size += len(piece)
+                block = inflate.unconsumed_tail
+        piece = inflate.flush()
+        into.write(piece)
+        digest.update(piece)
+        size += len(piece)
+    except zlib.error:
+        broken = True  # a host that failed half-way: its status and stderr say why
     status = stdout.channel.recv_exit_status()
-    if status != 0 or len(packed) < 8:
+    if status != 0 or len(stamp) < 8 or broken:
         last = stderr.read().decode("utf-8", "replace").strip().splitlines()
         raise ExternalFailure(
             f"cannot read spooled WAL file {path} on host {host.name}: {last[-1] if last else status}"
         )
-    written_at = datetime.fromtimestamp(int.from_bytes(packed[:8], "big") / 1e9, UTC)
-    raw = zlib.decompress(packed[8:])
-    if len(raw) != expected_size:
+    if size != expected_size:
         raise ExternalFailure(f"spooled WAL file {path} changed while it was read; ship again")
-    return raw, written_at
+    return datetime.fromtimestamp(int.from_bytes(stamp, "big") / 1e9, UTC), digest.digest()
 
 
 def _still_spooled(sftp: Any, path: str) -> bool:
@@ -313,9 +343,16 @@ def cluster_system_identifier(target: Target) -> str:
 
 
 def ship_wal(
-    target: Target, *, stores: RealtimeStores | None = None, aws: AwsDriver | None = None
+    target: Target,
+    *,
+    stores: RealtimeStores | None = None,
+    aws: AwsDriver | None = None,
+    only: Collection[str] | None = None,
 ) -> ShipReport:
-    """Ship every spooled WAL file of the primary to both copies; remove each only when both verify."""
+    """Ship every spooled WAL file of the primary to both copies; remove each only when both verify.
+
+    `only`: ship just these file names (those still spooled), leaving the rest for the next shipment.
+    """
     started = time.monotonic()
     chosen = stores or realtime_stores(target, aws)
     host = database_host(target)
@@ -328,37 +365,48 @@ def ship_wal(
             f"cannot list the WAL spool {spool} on host {host.name}: {exc}; run playbooks/wal-archive.yml"
         ) from None
     spooled = sorted(
-        (entry for entry in listing if is_wal_file_name(entry.filename) and stat.S_ISREG(entry.st_mode or 0)),
+        (
+            entry
+            for entry in listing
+            if is_wal_file_name(entry.filename)
+            and stat.S_ISREG(entry.st_mode or 0)
+            and (only is None or entry.filename in only)
+        ),
         key=lambda entry: entry.filename,
     )
     shipped: list[ShippedFile] = []
     cluster: str | None = None
     for entry in spooled:
         path = f"{spool}/{entry.filename}"
-        try:
-            raw, written_at = _fetch_spooled(host, path, entry.st_size or 0)
-        except ExternalFailure:
-            if not _still_spooled(sftp, path):
-                continue  # another shipper (the watch, `backup ship`) shipped and removed it meanwhile
-            raise
-        # A segment names the cluster that wrote it; a history or backup-label file is the running
-        # cluster's (it is archived as it is written).
-        system = segment_system_identifier(raw)
-        if system is None:
-            cluster = cluster or cluster_system_identifier(target)
-            system = cluster
-        series = series_id(written_at.date(), system)
-        missing = [
-            store for store in chosen.both if not holds_bytes(store, series, entry.filename, raw, chosen.keys)
-        ]
-        stored_bytes = 0
-        if missing:
-            sealed = seal_wal(series, entry.filename, raw, written_at, chosen.keys)
-            for store in missing:
-                # Write-once: a different object already under this name (planted, or another cluster's
-                # segment) refuses the write, and the file stays in the spool for a person to look at.
-                # Read back by `store_wal`: the stored object is our own encoding of these bytes.
-                stored_bytes = store_wal(store, sealed).sizes.stored
+        with tempfile.TemporaryFile() as copy:
+            try:
+                written_at, digest = _fetch_spooled(host, path, entry.st_size or 0, copy)
+            except ExternalFailure:
+                if not _still_spooled(sftp, path):
+                    continue  # another shipper (the watch, `backup ship`) shipped and removed it meanwhile
+                raise
+            copy.seek(0)
+            # A segment names the cluster that wrote it; a history or backup-label file is the running
+            # cluster's (it is archived as it is written).
+            system = segment_system_identifier(copy.read(_PAGE_HEADER))
+            if system is None:
+                cluster = cluster or cluster_system_identifier(target)
+                system = cluster
+            series = series_id(written_at.date(), system)
+            missing = [
+                store
+                for store in chosen.both
+                if not holds_digest(store, series, entry.filename, digest, chosen.keys)
+            ]
+            stored_bytes = 0
+            if missing:
+                copy.seek(0)
+                sealed = seal_wal(series, entry.filename, copy, written_at, chosen.keys)
+                for store in missing:
+                    # Write-once: a different object already under this name (planted, or another
+                    # cluster's segment) refuses the write, and the file stays in the spool for a person
+                    # to look at. Read back by `store_wal`: the stored object is our own encoding.
+                    stored_bytes = store_wal(store, sealed).sizes.stored
         # Both copies proven to hold these very bytes: only now may the host forget the file (another
         # shipper may have done so already).
         with contextlib.suppress(FileNotFoundError):
@@ -592,8 +640,14 @@ def take_base_backup(
         store.put_bytes(wal_range_key(transactions_name), transactions_range.to_json())
     manifests = [orders, transactions]
     # Complete and ship the segment holding the backup's end, so the backup is recoverable at once.
-    switch_and_wait_archived(database)
-    ship_wal(target, stores=chosen)
+    # Only the segments from that one to the switched one: whatever else the spool holds (a backlog
+    # written during a long backup, or while no shipper ran) is the shipper's (the watch, `backup
+    # ship`) and does not make this backup recoverable; shipping it here cost most of the wall time.
+    switched = Segment.parse(switch_and_wait_archived(database))
+    first = wal_range.first_segment
+    needed = {Segment(first.timeline, number).name() for number in range(first.number, switched.number + 1)}
+    # A promotion in between started a new timeline: its names are not in that range, ship everything.
+    ship_wal(target, stores=chosen, only=needed if switched.timeline == first.timeline else None)
     return BaseBackup(tuple(manifests), wal_range)
 
 

@@ -27,7 +27,7 @@ from recovery.backup.codec import (
 from recovery.backup.keys import DataKey, KeyProvider, backup_context
 from recovery.backup.manifest import Manifest, Sizes, SourcePosition, TableSummary, key_info
 from recovery.backup.naming import MANIFEST_SUFFIX, SUFFIX, BackupName, Domain, Kind, next_name
-from recovery.backup.stores import DEFAULT_PART_SIZE, ObjectStore
+from recovery.backup.stores import ObjectStore
 from recovery.errors import IntegrityError, UsageError
 
 HASH_BLOCK = 1024 * 1024
@@ -52,40 +52,38 @@ class BackupMetadata:
 
 
 class _Tee:
-    """Writes the encoded stream to every copy in whole parts of `part_size` bytes, cut once.
+    """Writes the encoded stream to every copy; for copies that upload in parts (S3), in whole parts of
+    their part size, cut once.
 
     Each copy then gets the same bytes objects: an S3 copy uploads them as they are, so the copies
     share their parts in flight instead of each buffering and copying the stream (memory stays flat:
-    about one part here plus the parts in flight, whatever the backup's size).
+    about one part here plus the parts in flight, whatever the backup's size). When no copy uploads
+    in parts (directories), the stream is handed on as it comes: nothing is buffered here.
     """
 
-    def __init__(self, sinks: Sequence[Sink], part_size: int = DEFAULT_PART_SIZE) -> None:
+    def __init__(self, sinks: Sequence[Sink]) -> None:
         self._sinks = sinks
-        self._part_size = part_size
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        # A sink that uploads in parts says its part size (stores._MultipartUpload); files do not.
+        self._part_size = max((getattr(sink, "part_size", 0) for sink in sinks), default=0)
+        self._buffer = bytearray()
 
     def write(self, data: bytes) -> int:
-        self._pending.append(bytes(data))
-        self._pending_bytes += len(data)
-        if self._pending_bytes >= self._part_size:
-            joined = b"".join(self._pending)
-            self._pending.clear()
-            whole = len(joined) - len(joined) % self._part_size
-            for start in range(0, whole, self._part_size):
-                self._to_all(joined[start : start + self._part_size])
-            rest = joined[whole:]
-            self._pending_bytes = len(rest)
-            if rest:
-                self._pending.append(rest)
+        if not self._part_size:
+            self._to_all(data)
+            return len(data)
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self._part_size])  # one copy, shared by every copy's upload
+            del self._buffer[: self._part_size]
+            self._to_all(part)
         return len(data)
 
     def flush(self) -> None:
         """Hand over what is left (less than a part); call before the copies complete."""
-        if self._pending:
-            self._to_all(b"".join(self._pending))
-            self._pending.clear()
-            self._pending_bytes = 0
+        if self._buffer:
+            self._to_all(bytes(self._buffer))
+            self._buffer.clear()
 
     def _to_all(self, part: bytes) -> None:
         for sink in self._sinks:

@@ -90,6 +90,11 @@ class _MultipartUpload:
         with AwsDriver.translate("start a multipart upload", where):
             self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
 
+    @property
+    def part_size(self) -> int:
+        """The size of every part but the last: a writer that cuts whole parts hands them over as they are."""
+        return self._part_size
+
     def write(self, data: bytes) -> int:
         if not self._buffer and len(data) == self._part_size and isinstance(data, bytes):
             # A whole part handed over as it is (the backup writer cuts parts once for both copies):

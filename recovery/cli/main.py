@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import traceback
@@ -11,63 +12,78 @@ from typing import Any
 import typer
 
 from recovery import __version__
-from recovery.cli import (
-    backup,
-    failover,
-    gameday,
-    intake,
-    lab,
-    load,
-    preflight,
-    release,
-    restore,
-    runs,
-    target,
-    upgrade,
-    verify,
-    watch,
-)
 from recovery.cli.common import envelope, forget_invoked_target
-from recovery.engine.redact import redact_text
 from recovery.errors import ExitCode, RecoveryError
 from recovery.memory import return_large_buffers_to_the_os
 
-app = typer.Typer(
-    name="recovery",
-    help="Keep the order system alive through failed upgrades and site loss.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-# One line per command group; each module owns its own commands.
-app.add_typer(backup.app, name="backup")
-app.add_typer(gameday.app, name="gameday")
-app.add_typer(intake.app, name="intake")
-app.add_typer(lab.app, name="lab")
-app.add_typer(release.app, name="release")
-app.add_typer(restore.app, name="restore")
-app.add_typer(runs.app, name="runs")
-app.add_typer(target.app, name="target")
-app.command("load")(load.load_command)
-app.command("preflight")(preflight.preflight_command)
-app.command("verify")(verify.verify_command)
-app.command("upgrade")(upgrade.upgrade_command)
-app.command("rollback")(upgrade.rollback_command)
-app.command("watch")(watch.watch_command)
-app.command("switchover")(failover.switchover_command)
-app.command("failover")(failover.failover_command)
-app.command("failback")(failover.failback_command)
+# Every command by the module that defines it. A run imports only the module of the command it names:
+# importing every group's module (each with the libraries it uses: boto3, psycopg, paramiko, Chaos
+# Toolkit, prometheus_client ...) was 89 MiB resident before a byte moved, and a backup's own memory
+# comes on top of that. `recovery --help` (or a word that names no command) imports them all.
+GROUPS = {  # command groups: module with a Typer `app`
+    "backup": "recovery.cli.backup",
+    "gameday": "recovery.cli.gameday",
+    "intake": "recovery.cli.intake",
+    "lab": "recovery.cli.lab",
+    "release": "recovery.cli.release",
+    "restore": "recovery.cli.restore",
+    "runs": "recovery.cli.runs",
+    "target": "recovery.cli.target",
+}
+COMMANDS = {  # single commands: module and function
+    "load": ("recovery.cli.load", "load_command"),
+    "preflight": ("recovery.cli.preflight", "preflight_command"),
+    "verify": ("recovery.cli.verify", "verify_command"),
+    "upgrade": ("recovery.cli.upgrade", "upgrade_command"),
+    "rollback": ("recovery.cli.upgrade", "rollback_command"),
+    "watch": ("recovery.cli.watch", "watch_command"),
+    "switchover": ("recovery.cli.failover", "switchover_command"),
+    "failover": ("recovery.cli.failover", "failover_command"),
+    "failback": ("recovery.cli.failover", "failback_command"),
+}
 
 
-@app.callback()
+def redact_text(text: str) -> str:
+    # Imported when an error is printed: the engine package it lives in loads boto3 (its lock), which
+    # a command that needs no AWS should not pay for.
+    from recovery.engine.redact import redact_text as redact
+
+    return redact(text)
+
+
 def root() -> None:
     """Keep the order system alive through failed upgrades and site loss."""
 
 
-@app.command("version")
 def version() -> None:
     """Print the toolkit's version."""
     typer.echo(__version__)
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The CLI with `command`'s module only, or with every command when None or unknown."""
+    wanted = command if command in GROUPS or command in COMMANDS else None
+    app = typer.Typer(
+        name="recovery",
+        help="Keep the order system alive through failed upgrades and site loss.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(root)
+    app.command("version")(version)
+    for name, module in GROUPS.items():
+        if wanted in (None, name):
+            app.add_typer(importlib.import_module(module).app, name=name)
+    for name, (module, function) in COMMANDS.items():
+        if wanted in (None, name):
+            app.command(name)(getattr(importlib.import_module(module), function))
+    return app
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The first command word of argv (options come after it in every documented use)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _wants_json(argv: list[str]) -> bool:
@@ -82,7 +98,7 @@ def _wants_json(argv: list[str]) -> bool:
 def command_name(argv: list[str]) -> str:
     """The command argv names ("backup run"): its command words only, never an option or its value
     (values can be paths or secrets)."""
-    group: Any = typer.main.get_command(app)
+    group: Any = typer.main.get_command(build_app(named_command(argv)))
     words: list[str] = []
     for arg in argv:
         if arg.startswith("-"):
@@ -120,6 +136,7 @@ def _invoke(args: list[str]) -> int:
     args = [a for a in args if a != "--debug"]
     return_large_buffers_to_the_os()  # streams of MiB buffers: memory flat however long they run
     try:
+        app = build_app(named_command(args))
         result = app(args=args, prog_name="recovery", standalone_mode=False)
     except RecoveryError as exc:
         if debug:

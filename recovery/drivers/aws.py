@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -201,12 +202,41 @@ def _failover_upsert(
     return {"Action": "UPSERT", "ResourceRecordSet": record}
 
 
+# botocore gives every session its own loader of the service models (the JSON that describes each API)
+# and caches the parsed models in that loader: each session's first S3 client parsed S3's model again,
+# measured 14 MiB resident per session, and a run makes several (its lock, its notifications, its
+# stores). One loader for the process parses each model once; sessions and clients stay per driver.
+_models: Any = None
+_models_lock = threading.Lock()
+
+
+def _botocore_session() -> Any:
+    """A fresh botocore session that reads the service models through the process's one loader."""
+    global _models
+    with _models_lock:
+        core = botocore.session.get_session()
+        if _models is None:
+            _models = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _models)
+        return core
+
+
+def _boto3_session(**kwargs: Any) -> boto3.session.Session:
+    session = boto3.session.Session(botocore_session=_botocore_session(), **kwargs)
+    # boto3 adds its own models' folder to the (shared) loader's search path for every session.
+    with _models_lock:
+        paths = _models.search_paths
+        paths[:] = list(dict.fromkeys(paths))
+    return session
+
+
 def new_session(endpoint_url: str | None, profile: str | None = None) -> boto3.session.Session:
     """A boto3 session for an endpoint: the profile's credentials, or for a local endpoint without any
     the fixed ones it accepts."""
-    session = boto3.session.Session(profile_name=profile)
+    session = _boto3_session(profile_name=profile)
     if is_local_endpoint(endpoint_url) and session.get_credentials() is None:
-        session = boto3.session.Session(
+        session = _boto3_session(
             aws_access_key_id=LOCAL_ENDPOINT_CREDENTIALS["aws_access_key_id"],
             aws_secret_access_key=LOCAL_ENDPOINT_CREDENTIALS["aws_secret_access_key"],
         )

@@ -263,6 +263,22 @@ def test_a_switch_with_nothing_written_since_the_last_still_ships_up_to_now(
     assert second > first
 
 
+def test_a_base_backup_ships_its_own_segments_and_leaves_the_backlog_to_the_shipper(lab: Lab) -> None:
+    # A spooled file outside the backup's segments (a backlog; here on a timeline the cluster never
+    # had, so no copy holds that name): shipping it inside the base backup cost most of its time.
+    spool = spool_dir(lab.target.primary.database)
+    backlog = spool / "0000007F0000000000000001"
+    backlog.write_bytes(b"a backlog the shipper takes later")
+    try:
+        base = take_base_backup(lab.target, stores=_stores(lab), service_version="v1")
+        assert backlog.exists(), "the base backup shipped a file it does not need"
+        for store in _stores(lab).both:
+            covered = coverage(store, BackupName.parse(base.manifest("orders").backup_id))
+            assert covered.segments[0].file_name == base.wal_range.first_segment.name()
+    finally:
+        backlog.unlink(missing_ok=True)
+
+
 def test_the_ship_command_ships_and_reports_in_json(lab: Lab) -> None:
     _insert_orders(lab, 1)
     segment = switch_and_wait_archived(lab.target.primary.database)
