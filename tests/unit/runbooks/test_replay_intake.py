@@ -44,6 +44,16 @@ def make_target(tmp_path: Path, queue_url: str | None) -> Target:
     return Target.model_validate(doc)
 
 
+def web_order() -> IntakeOrder:
+    return IntakeOrder(
+        order_id=uuid.uuid4(),
+        user_id=1,
+        items=(IntakeItem(product_id=1, quantity=1),),
+        received_at=datetime.now(UTC),
+        channel="web",
+    )
+
+
 def run_step(target: Target, events: list[Event]) -> dict[str, object]:
     context = RunContext(target, "run-1", "rollback", STEP, {}, StepOutputs({}), events.append)
     return replay_intake(context)
@@ -68,15 +78,7 @@ def test_orders_the_service_cannot_take_yet_stay_queued_and_the_run_goes_on(
     target = make_target(tmp_path, queue_url)  # its front door: nothing listens there
     queue = intake_queue(target)
     for _ in range(3):
-        queue.send(
-            IntakeOrder(
-                order_id=uuid.uuid4(),
-                user_id=1,
-                items=(IntakeItem(product_id=1, quantity=1),),
-                received_at=datetime.now(UTC),
-                channel="web",
-            )
-        )
+        queue.send(web_order())
     events: list[Event] = []
     output = run_step(target, events)
     assert output["created"] == 0 and str(output["stopped"]).startswith("the order service at")
@@ -105,13 +107,5 @@ def test_a_local_queue_is_found_in_the_primary_sites_region_after_a_failover(
     local_url = "http://127.0.0.1:1/" + made.split("/", 3)[3]
     target = make_target(tmp_path, local_url).model_copy(update={"writer": "standby"})
     queue = intake_queue(target)
-    queue.send(
-        IntakeOrder(
-            order_id=uuid.uuid4(),
-            user_id=1,
-            items=(IntakeItem(product_id=1, quantity=1),),
-            received_at=datetime.now(UTC),
-            channel="web",
-        )
-    )
+    queue.send(web_order())
     assert queue.status().waiting == 1
