@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from recovery.backup.keys import Keyring, write_keyring
-from recovery.backup.realtime import holds_bytes, seal_wal, store_wal, verified_wal_copy
+from recovery.backup.realtime import holds_bytes, seal_wal, store_wal, store_wal_once, verified_wal_copy
 from recovery.backup.stores import FilesystemStore
 from recovery.backup.wal import Segment, series_id
+from recovery.errors import PreconditionFailed
 
 AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 NAME = Segment(1, 1).name()
@@ -50,3 +51,27 @@ def test_a_planted_object_with_its_own_manifest_does_not_count(
     store_wal(store, seal_wal(SERIES, future, b"whatever", AT, Keyring.load(stranger_path)))
     assert verified_wal_copy(store, SERIES, future) is not None
     assert holds_bytes(store, SERIES, future, b"the real segment", keyring) is False
+
+
+def test_a_file_another_shipper_stored_first_counts_as_shipped(
+    store: FilesystemStore, keyring: Keyring
+) -> None:
+    import hashlib
+
+    raw = b"a segment two shippers fetched at once" * 100
+    # Each shipper seals its own encoding (its own nonces): the second's write-once put is refused.
+    store_wal(store, seal_wal(SERIES, NAME, raw, AT, keyring))
+    assert (
+        store_wal_once(store, seal_wal(SERIES, NAME, raw, AT, keyring), hashlib.sha256(raw).digest(), keyring)
+        == 0
+    )
+    assert holds_bytes(store, SERIES, NAME, raw, keyring)
+
+
+def test_a_different_file_stored_first_is_still_refused(store: FilesystemStore, keyring: Keyring) -> None:
+    import hashlib
+
+    store_wal(store, seal_wal(SERIES, NAME, b"another cluster's segment" * 100, AT, keyring))
+    raw = b"this cluster's segment" * 100
+    with pytest.raises(PreconditionFailed):
+        store_wal_once(store, seal_wal(SERIES, NAME, raw, AT, keyring), hashlib.sha256(raw).digest(), keyring)
