@@ -321,7 +321,7 @@ def run(pgbackrest: str, lab: Path, work: Path, args: argparse.Namespace) -> Non
     require_success(run_playbook(plan.inventory_file, str(PLAYBOOK), extravars=wal_archive_extravars(target)))
     database = target.primary.database
     with db.connect(database, dbname="postgres", autocommit=True) as conn:
-        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        size = conn.execute("SELECT pg_database_size(%s)", (database.name,)).fetchone()
         conn.execute(f"CREATE ROLE {LAB_USER} LOGIN SUPERUSER")  # pgBackRest: peer auth on the socket
     postmaster = postmaster_pid(plan.primary.pg_data)
     assert postmaster is not None
