@@ -251,13 +251,25 @@ def _effect_shows(lab: Lab, effect: str, source: SiteName) -> bool:
 
 @pytest.mark.parametrize(("step", "effect"), KILLS)
 def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str, effect: str) -> None:
+    # The kill chases the runbook: on a loaded machine a short step (the rest of the fence once the old
+    # writer is read-only) can end before the kill lands. Each attempt is still a kill -9 and a resume
+    # checked to the end; another attempt is made until one lands in the step.
+    landed: list[str] = []
+    while len(landed) < ATTEMPTS and step not in landed:
+        landed.append(_kill_in_step_and_resume(lab, step, effect))
+    assert step in landed, f"the kills landed in {landed}, each after {step} had finished"
+
+
+ATTEMPTS = 3
+
+
+def _kill_in_step_and_resume(lab: Lab, step: str, effect: str) -> str:
     target_file = str(lab.dir / "target.yaml")
     source = _target(lab).writer
     expected: SiteName = "primary" if source == "standby" else "standby"
     replica = _target(lab).site(expected)
     with _replay_paused(replica.database) if step == "wait-replay" else contextlib.nullcontext():
         run_id, landed = _kill_switchover_at(lab, step, lambda: _effect_shows(lab, effect, source))
-    assert landed == step, f"the kill landed in {landed}, after {step} had finished"
     assert main(["runs", "resume", run_id, "--target", target_file, "--yes"]) == ExitCode.OK
     target = _target(lab)
     assert summarize(read_journal(journal_path(target.state_dir, run_id))).status == "ok"
@@ -267,6 +279,7 @@ def test_a_switchover_killed_at_a_step_resumes_to_one_writer(lab: Lab, step: str
     assert _replication_state(target) == "streaming"
     smoke = smoke_test(base_url(target.writable.hosts[0]))
     assert smoke.passed, [s for s in smoke.steps if not s.passed]
+    return landed
 
 
 def _kill_switchover_at(lab: Lab, step: str, when: Callable[[], bool]) -> tuple[str, str]:
