@@ -14,7 +14,12 @@ import pulumi
 import pulumi_aws as aws
 
 from order_infra.config import BackupConfig, SiteName
-from order_infra.policies import replication_role_policy, site_key_policy, tls_only_bucket_policy
+from order_infra.policies import (
+    backup_bucket_name_prefix,
+    replication_role_policy,
+    site_key_policy,
+    tls_only_bucket_policy,
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class BackupStorage(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=f"order-recovery-{args.site}-backups-",
+            bucket_prefix=backup_bucket_name_prefix(args.site),
             object_lock_enabled=True,
             force_destroy=False,
             tags={**args.tags, "data-classification": "backup"},

@@ -526,9 +526,12 @@ def test_runbook_role_is_separate_and_scoped_to_its_site(primary: StackRun, stan
         }
         assert not any(p.endswith(":root") for p in trust[0]["Principal"]["AWS"])
         assert run.outputs["runbookRoleArn"] == role.state["arn"] != run.outputs["instanceRoleArn"]
-        # The backups the runbooks write: the key without a ViaService condition, the backup prefix.
+        # The backups the runbooks write: the key without a ViaService condition, the backup prefix of
+        # this site's bucket and of the other site's (the remote copy), found by its name prefix.
+        other = "standby" if run.outputs["site"] == "primary" else "primary"
         assert statements["ReadAndWriteBackups"]["Resource"] == [
-            f"{run.outputs['backupBucketArn']}/backups/*"
+            f"{run.outputs['backupBucketArn']}/backups/*",
+            f"arn:aws:s3:::order-recovery-{other}-backups-*/backups/*",
         ]
         assert "kms:GenerateDataKey" in _actions(statements["UseTheSiteKey"])
         assert "Condition" not in statements["UseTheSiteKey"]
