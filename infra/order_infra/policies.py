@@ -554,8 +554,10 @@ def replication_role_policy(
     destination_key_arn: str,
     source_region: str,
     destination_region: str,
+    prefix: str,
 ) -> Document:
-    """S3 replication of the primary's backups to the standby's bucket; deletes are never replicated."""
+    """S3 replication of one prefix of the primary's bucket (its hosts' log files) into the standby's;
+    deletes are never replicated, and nothing outside the prefix is read or written."""
     return _doc(
         {
             "Sid": "ReadReplicationConfiguration",
@@ -573,13 +575,13 @@ def replication_role_policy(
                 "s3:GetObjectRetention",
                 "s3:GetObjectLegalHold",
             ],
-            "Resource": [f"{source_bucket_arn}/*"],
+            "Resource": [f"{source_bucket_arn}/{prefix}*"],
         },
         {
             "Sid": "WriteReplicas",
             "Effect": "Allow",
             "Action": ["s3:ReplicateObject", "s3:ReplicateTags"],
-            "Resource": [f"{destination_bucket_arn}/*"],
+            "Resource": [f"{destination_bucket_arn}/{prefix}*"],
         },
         {
             "Sid": "DecryptSourceObjects",

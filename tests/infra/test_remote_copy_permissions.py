@@ -194,3 +194,23 @@ def test_the_matcher_refuses_what_iam_refuses() -> None:
     assert allowed(policy, "kms:Decrypt", "k", {"kms:ViaService": "s3.eu-west-1.amazonaws.com"})
     assert not allowed(policy, "kms:Decrypt", "k", {"kms:ViaService": "sqs.eu-west-1.amazonaws.com"})
     assert not allowed(policy, "kms:Decrypt", "k")
+
+
+def test_s3_replication_never_copies_over_the_toolkits_remote_copy(
+    primary: StackRun, standby: StackRun
+) -> None:
+    """The toolkit writes the remote copy itself: a replica of the local copy under the same keys would land
+    on it (or make its write-once put fail). Only the primary hosts' log files are replicated."""
+    replication = standby.one("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+    prefixes = [rule["filter"]["prefix"] for rule in replication.inputs["rules"]]
+    assert prefixes == ["logs/primary/"]
+    backup_prefix = primary.outputs["backupPrefix"]
+    for prefix in prefixes:
+        # An S3 rule's prefix covers every key starting with it: "" or "b" would cover "backups/...".
+        assert not backup_prefix.startswith(prefix) and not prefix.startswith(backup_prefix)
+        assert not "releases/current".startswith(prefix)
+    policy = _policy(standby, "backup-replication")
+    source, destination = primary.outputs["backupBucketArn"], standby.outputs["backupBucketArn"]
+    assert not allowed(policy, "s3:GetObjectVersionForReplication", f"{source}/{REMOTE_OBJECT}")
+    assert not allowed(policy, "s3:ReplicateObject", f"{destination}/{REMOTE_OBJECT}")
+    assert allowed(policy, "s3:ReplicateObject", f"{destination}/logs/primary/app.log")
