@@ -95,10 +95,10 @@ def _iam_actions() -> dict[tuple[str, str], list[str]]:
     return {(service, operation): actions for service, operation, actions, _ in _table()}
 
 
-def _denied_s3_calls(
-    policy: dict[str, Any], calls: tuple[tuple[str, str], ...], bucket_arn: str, key_arn: str, region: str
-) -> list[str]:
-    """Every call (and the KMS call S3 makes for it) the policy does not allow on that bucket's backups."""
+def _denied_s3_calls(policy: dict[str, Any], calls: tuple[tuple[str, str], ...], copy: StackRun) -> list[str]:
+    """Every call (and the KMS call S3 makes for it) the policy does not allow on the backups in `copy`'s
+    bucket, whose objects are SSE-KMS under `copy`'s region's copy of the site key."""
+    bucket_arn, key_arn, region = (copy.outputs[k] for k in ("backupBucketArn", "kmsKeyArn", "region"))
     actions = _iam_actions()
     via_s3 = {"kms:ViaService": f"s3.{region}.amazonaws.com"}
     denied = []
@@ -125,34 +125,25 @@ def _sites(
     return (primary, standby) if writable == "primary" else (promoted_standby, primary)
 
 
+@pytest.mark.parametrize(("role", "calls"), [("runbook", BACKUP_CALLS), ("pruning", PRUNE_CALLS)])
 @pytest.mark.parametrize("writable", ["primary", "standby"])
-def test_the_writable_sites_runbook_role_writes_reads_and_lists_the_remote_copy(
-    writable: str, primary: StackRun, standby: StackRun, promoted_standby: StackRun
+def test_the_writable_sites_backup_roles_reach_the_remote_copy_and_the_local_one(
+    role: str,
+    calls: tuple[tuple[str, str], ...],
+    writable: str,
+    primary: StackRun,
+    standby: StackRun,
+    promoted_standby: StackRun,
 ) -> None:
+    """`backup run` (runbook role) writes, reads and lists both copies; `backup prune` (pruning role) lists,
+    reads and prunes both."""
     local, other = _sites(primary, standby, promoted_standby, writable)
-    policy = _policy(local, "runbook")
-    remote_bucket, remote_key = other.outputs["backupBucketArn"], other.outputs["kmsKeyArn"]
-    assert remote_key != local.outputs["kmsKeyArn"]  # the other region's copy of the multi-region key
-    assert not _denied_s3_calls(policy, BACKUP_CALLS, remote_bucket, remote_key, other.outputs["region"])
-    # And the local copy, as before.
-    assert not _denied_s3_calls(
-        policy,
-        BACKUP_CALLS,
-        local.outputs["backupBucketArn"],
-        local.outputs["kmsKeyArn"],
-        local.outputs["region"],
-    )
-
-
-@pytest.mark.parametrize("writable", ["primary", "standby"])
-def test_the_pruning_role_prunes_both_copies(
-    writable: str, primary: StackRun, standby: StackRun, promoted_standby: StackRun
-) -> None:
-    local, other = _sites(primary, standby, promoted_standby, writable)
-    policy = _policy(local, "pruning")
-    for run in (local, other):
-        bucket, key, region = run.outputs["backupBucketArn"], run.outputs["kmsKeyArn"], run.outputs["region"]
-        assert not _denied_s3_calls(policy, PRUNE_CALLS, bucket, key, region), run.stack
+    # The remote copy's objects are encrypted under the other region's copy of the multi-region key.
+    assert other.outputs["kmsKeyArn"] != local.outputs["kmsKeyArn"]
+    policy = _policy(local, role)
+    for copy in (other, local):
+        denied = _denied_s3_calls(policy, calls, copy)
+        assert not denied, f"the {role} role of the writable {local.stack} in {copy.stack}'s bucket: {denied}"
 
 
 @pytest.mark.parametrize("role", ["runbook", "pruning"])
