@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import pytest
+from order_infra.policies import key_in_every_region, other_backup_bucket_pattern
 from stack_harness import StackRun
 from test_stack_aws_calls import PRUNE_CALLS, ROLE_POLICY, _table
 
@@ -205,3 +206,13 @@ def test_s3_replication_never_copies_over_the_toolkits_remote_copy(
     assert not allowed(policy, "s3:GetObjectVersionForReplication", f"{source}/{REMOTE_OBJECT}")
     assert not allowed(policy, "s3:ReplicateObject", f"{destination}/{REMOTE_OBJECT}")
     assert allowed(policy, "s3:ReplicateObject", f"{destination}/logs/primary/app.log")
+
+
+def test_the_other_sites_bucket_and_key_copies_are_named_without_the_other_stack() -> None:
+    assert other_backup_bucket_pattern("primary") == "arn:aws:s3:::order-recovery-standby-backups-*"
+    assert other_backup_bucket_pattern("standby") == "arn:aws:s3:::order-recovery-primary-backups-*"
+    mrk = "arn:aws:kms:us-east-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
+    assert key_in_every_region(mrk) == "arn:aws:kms:*:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
+    # A single-region key has no copy elsewhere: widening it to every region would be a mistake.
+    with pytest.raises(ValueError, match="not a multi-region"):
+        key_in_every_region("arn:aws:kms:us-east-1:123456789012:key/0123abcd-0000-0000-0000-000000000000")
