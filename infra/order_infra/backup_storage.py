@@ -1,8 +1,10 @@
 """Backup storage of one site: its KMS key, its immutable backup bucket and the runbooks' lock table.
 
 The primary owns a multi-region key; the standby holds a replica of it, so a backup wrapped in one region
-can be unwrapped in the other after a site loss. `BackupReplication` (declared by the standby stack) copies
-the primary's bucket into the standby's: the standby stack is the one that knows both ends.
+can be unwrapped in the other after a site loss. The toolkit writes every backup to both sites' buckets
+itself (two copies, each verified against its own manifest), so S3 replication never copies the backup
+prefix: `BackupReplication` (declared by the standby stack, the one that knows both ends) copies only the
+primary hosts' log files into the standby's bucket (docs/deploy.md, "What S3 replication copies").
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import pulumi
 import pulumi_aws as aws
 
 from order_infra.config import BackupConfig, SiteName
-from order_infra.policies import replication_role_policy, site_key_policy, tls_only_bucket_policy
+from order_infra.policies import (
+    backup_bucket_name_prefix,
+    replication_role_policy,
+    site_key_policy,
+    tls_only_bucket_policy,
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ class BackupStorage(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=f"order-recovery-{args.site}-backups-",
+            bucket_prefix=backup_bucket_name_prefix(args.site),
             object_lock_enabled=True,
             force_destroy=False,
             tags={**args.tags, "data-classification": "backup"},
@@ -247,6 +254,10 @@ class BackupStorage(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class BackupReplicationArgs:
+    # The one prefix replicated: the primary hosts' log files. Never the backup prefix, where a replica
+    # would land on the toolkit's own remote copy under the same keys; never releases/, which the deploy
+    # step writes into each bucket (a replicated releases/current would overwrite the standby's).
+    prefix: str
     source_bucket_name: pulumi.Input[str]
     source_bucket_arn: pulumi.Input[str]
     source_key_arn: pulumi.Input[str]
@@ -268,7 +279,7 @@ class BackupReplication(pulumi.ComponentResource):
         super().__init__("order-recovery:infra:BackupReplication", name, None, opts)
         role = aws.iam.Role(
             f"{name}-role",
-            description="S3 replication of order backups from the primary to the standby region",
+            description="S3 replication of the primary hosts' log files into the standby region",
             assume_role_policy=json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -303,6 +314,7 @@ class BackupReplication(pulumi.ComponentResource):
                         destination_key_arn=values[3],
                         source_region=values[4],
                         destination_region=args.destination_region,
+                        prefix=args.prefix,
                     )
                 )
             ),
@@ -314,10 +326,10 @@ class BackupReplication(pulumi.ComponentResource):
             role=role.arn,
             rules=[
                 aws.s3.BucketReplicationConfigRuleArgs(
-                    id="backups-to-standby",
+                    id="primary-logs-to-standby",
                     status="Enabled",
-                    filter=aws.s3.BucketReplicationConfigRuleFilterArgs(prefix=""),
-                    # Deletes (delete markers) stay local: the remote copy must survive a bad delete.
+                    filter=aws.s3.BucketReplicationConfigRuleFilterArgs(prefix=args.prefix),
+                    # Deletes (delete markers) stay local: the standby keeps the logs of a lost primary.
                     delete_marker_replication=aws.s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(
                         status="Disabled"
                     ),

@@ -23,6 +23,7 @@ from order_infra.policies import (
     assume_role_by_principals,
     assume_role_by_service,
     instance_role_policy,
+    other_backup_bucket_pattern,
     pruning_role_policy,
     runbook_role_policy,
 )
@@ -829,6 +830,7 @@ class OrderStack(pulumi.ComponentResource):
                 runbook_role_policy(
                     account_id=v[0],
                     bucket_arn=v[1],
+                    other_bucket_arn=other_backup_bucket_pattern(cfg.site),
                     backup_prefix=cfg.backup.prefix,
                     key_arn=v[2],
                     db_instance_arn=v[3],
@@ -858,12 +860,15 @@ class OrderStack(pulumi.ComponentResource):
             args.lock_table_name,
             self.team_topic_arn,
             self.customer_topic_arn,
+            args.key_arn,
         ).apply(
             lambda v: json.dumps(
                 pruning_role_policy(
                     account_id=v[0],
                     bucket_arn=v[1],
+                    other_bucket_arn=other_backup_bucket_pattern(cfg.site),
                     backup_prefix=cfg.backup.prefix,
+                    key_arn=v[5],
                     lock_table_arns=[f"arn:aws:dynamodb:*:{v[0]}:table/{v[2]}"],
                     topic_arns=[v[3], v[4]],
                 )

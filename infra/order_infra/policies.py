@@ -2,7 +2,8 @@
 
 Keeping them pure lets tests read every statement; the components render them with json.dumps once the
 ARNs are known. Least privilege: each role gets only the actions its job needs, on the resources of its
-own site, and writers of backups are explicitly denied anything that destroys or unlocks them.
+own site (and, for the backup roles, the other site's backup prefix: the toolkit writes every backup to
+both sites' buckets), and writers of backups are explicitly denied anything that destroys or unlocks them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,29 @@ BACKUP_DESTRUCTIVE_ACTIONS = (
 # What even the pruning role may never do: its one destructive action is DeleteObject without a version
 # id, which in the versioned, object-locked buckets only puts a delete marker in front of the backup.
 PRUNE_NEVER_ACTIONS = tuple(action for action in BACKUP_DESTRUCTIVE_ACTIONS if action != "s3:DeleteObject")
+
+
+def backup_bucket_name_prefix(site: str) -> str:
+    """Each stack names its backup bucket with this prefix (S3 adds a unique suffix)."""
+    return f"{PROJECT}-{site}-backups-"
+
+
+def other_backup_bucket_pattern(site: str) -> str:
+    """The other site's backup bucket, by its name prefix: the primary stack is deployed before the standby
+    and cannot know the standby bucket's ARN, yet its roles write and prune the remote copy there."""
+    other = "standby" if site == "primary" else "primary"
+    return f"arn:aws:s3:::{backup_bucket_name_prefix(other)}*"
+
+
+def key_in_every_region(key_arn: str) -> str:
+    """The multi-region site key and its replica: the same key id in any region of the account.
+
+    The replica shares the key material, so allowing it opens nothing the site's own copy does not; the
+    other site's bucket encrypts the remote copy's objects with it (SSE-KMS through S3 in that region)."""
+    parts = key_arn.split(":")
+    if len(parts) != 6 or not parts[5].startswith("key/mrk-"):
+        raise ValueError(f"{key_arn} is not a multi-region KMS key ARN")
+    return ":".join([*parts[:3], "*", *parts[4:]])
 
 
 def _doc(*statements: Document) -> Document:
@@ -161,6 +185,7 @@ def runbook_role_policy(
     *,
     account_id: str,
     bucket_arn: str,
+    other_bucket_arn: str,
     backup_prefix: str,
     key_arn: str,
     db_instance_arn: str,
@@ -176,7 +201,8 @@ def runbook_role_policy(
 ) -> Document:
     """What the recovery runbooks do at one site: back up, restore, promote, fail back, switch traffic,
     lock, publish the watch's metrics and notify. docs/deploy.md lists every AWS call the toolkit makes
-    and the statement here that allows it."""
+    and the statement here that allows it. `other_bucket_arn` is the other site's backup bucket (or a
+    pattern of its name): a backup's remote copy goes there."""
     any_project_db = f"arn:aws:rds:*:{account_id}:db:{DB_IDENTIFIER_PATTERN}"
     scratch_db = f"arn:aws:rds:*:{account_id}:db:{SCRATCH_IDENTIFIER_PATTERN}"
     return _doc(
@@ -270,25 +296,26 @@ def runbook_role_policy(
             "Effect": "Allow",
             # AbortMultipartUpload: a backup upload that failed half way leaves no parts behind.
             "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:AbortMultipartUpload"],
-            "Resource": [f"{bucket_arn}/{backup_prefix}*"],
+            "Resource": [f"{bucket_arn}/{backup_prefix}*", f"{other_bucket_arn}/{backup_prefix}*"],
         },
         {
             "Sid": "ListBackups",
             "Effect": "Allow",
             "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"],
-            "Resource": [bucket_arn],
+            "Resource": [bucket_arn, other_bucket_arn],
         },
         {
             "Sid": "NeverDestroyBackups",
             "Effect": "Deny",
             "Action": list(BACKUP_DESTRUCTIVE_ACTIONS),
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Resource": _both_buckets(bucket_arn, other_bucket_arn),
         },
         {
+            # Both regions' copies of the key: the remote copy's objects are SSE-KMS under the other's.
             "Sid": "UseTheSiteKey",
             "Effect": "Allow",
             "Action": ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:DescribeKey"],
-            "Resource": [key_arn],
+            "Resource": [key_in_every_region(key_arn)],
         },
         _runbook_locks(lock_table_arns),
         {
@@ -433,6 +460,10 @@ def runbook_role_policy(
     )
 
 
+def _both_buckets(bucket_arn: str, other_bucket_arn: str) -> list[str]:
+    return [bucket_arn, f"{bucket_arn}/*", other_bucket_arn, f"{other_bucket_arn}/*"]
+
+
 def _runbook_locks(lock_table_arns: list[str]) -> Document:
     return {
         "Sid": "RunbookLocks",
@@ -466,7 +497,9 @@ def pruning_role_policy(
     *,
     account_id: str,
     bucket_arn: str,
+    other_bucket_arn: str,
     backup_prefix: str,
+    key_arn: str,
     lock_table_arns: list[str],
     topic_arns: list[str],
 ) -> Document:
@@ -475,27 +508,37 @@ def pruning_role_policy(
     announce the run. The buckets are versioned and object-locked: a DeleteObject without a version id
     only puts a delete marker in front of a backup, every version stays until its retention ends and the
     lifecycle expires it. Deleting a version, bypassing or changing the lock is denied (the runbook role
-    may not delete at all: pruning is a separate, deliberate act)."""
-    backups = f"{bucket_arn}/{backup_prefix}*"
+    may not delete at all: pruning is a separate, deliberate act). It prunes both copies: its own site's
+    bucket and the other site's (`other_bucket_arn`), reading their SSE-KMS objects through S3 with the
+    site key's copy in each region."""
+    backups = [f"{bucket_arn}/{backup_prefix}*", f"{other_bucket_arn}/{backup_prefix}*"]
     return _doc(
         {
             "Sid": "ListBackups",
             "Effect": "Allow",
             "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": [bucket_arn],
+            "Resource": [bucket_arn, other_bucket_arn],
         },
-        {"Sid": "ReadBackups", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [backups]},
+        {"Sid": "ReadBackups", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": backups},
         {
             "Sid": "PruneOutsideRetention",
             "Effect": "Allow",
             "Action": ["s3:DeleteObject"],
-            "Resource": [backups],
+            "Resource": backups,
         },
         {
             "Sid": "NeverDestroyBackupVersions",
             "Effect": "Deny",
             "Action": list(PRUNE_NEVER_ACTIONS),
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Resource": _both_buckets(bucket_arn, other_bucket_arn),
+        },
+        {
+            # Reading an SSE-KMS object needs Decrypt on its bucket's key, asked by S3 on the role's behalf.
+            "Sid": "ReadBackupsThroughTheSiteKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": [key_in_every_region(key_arn)],
+            "Condition": {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}},
         },
         _manifest_key("VerifyManifests", ["kms:VerifyMac", "kms:DescribeKey"], account_id),
         _runbook_locks(lock_table_arns),
@@ -511,8 +554,10 @@ def replication_role_policy(
     destination_key_arn: str,
     source_region: str,
     destination_region: str,
+    prefix: str,
 ) -> Document:
-    """S3 replication of the primary's backups to the standby's bucket; deletes are never replicated."""
+    """S3 replication of one prefix of the primary's bucket (its hosts' log files) into the standby's;
+    deletes are never replicated, and nothing outside the prefix is read or written."""
     return _doc(
         {
             "Sid": "ReadReplicationConfiguration",
@@ -530,13 +575,13 @@ def replication_role_policy(
                 "s3:GetObjectRetention",
                 "s3:GetObjectLegalHold",
             ],
-            "Resource": [f"{source_bucket_arn}/*"],
+            "Resource": [f"{source_bucket_arn}/{prefix}*"],
         },
         {
             "Sid": "WriteReplicas",
             "Effect": "Allow",
             "Action": ["s3:ReplicateObject", "s3:ReplicateTags"],
-            "Resource": [f"{destination_bucket_arn}/*"],
+            "Resource": [f"{destination_bucket_arn}/{prefix}*"],
         },
         {
             "Sid": "DecryptSourceObjects",

@@ -1,7 +1,8 @@
 """Compose one site from the components and name its outputs.
 
 The primary stack builds its site and the multi-region key; the standby stack reads the primary's outputs
-through a StackReference, replicates the key, the database and the backups, and adds the SECONDARY record.
+through a StackReference, replicates the key, the database and the primary hosts' log files (the toolkit
+writes both backup copies itself), and adds the SECONDARY record.
 Every AWS resource gets an explicit provider for its region (the default provider is disabled in
 Pulumi.yaml), so nothing lands in a region by accident; every provider refuses any account but the
 configured one and tags what it creates with the stack's base tags.
@@ -23,7 +24,7 @@ from order_infra.backup_storage import (
 )
 from order_infra.config import StackConfig
 from order_infra.failover_routing import HEALTH_METRICS_REGION, FailoverRouting, FailoverRoutingArgs
-from order_infra.order_stack import OrderStack, OrderStackArgs
+from order_infra.order_stack import LOGS_PREFIX, OrderStack, OrderStackArgs
 from order_infra.policies import autoscaling_service_role_arn
 from order_infra.tags import base_tags
 
@@ -173,11 +174,13 @@ def build_site(config: StackConfig) -> dict[str, Any]:
 
     if primary is not None:
         # The replication rule lives on the primary's bucket, so it needs a provider in the primary's region.
+        # It copies the primary hosts' log files only: the toolkit writes both backup copies itself.
         primary_region = primary.require_output(out.REGION)
         primary_provider = _provider("primary-aws", primary_region, config)
         replication = BackupReplication(
             f"{site}-backup-replication",
             BackupReplicationArgs(
+                prefix=f"{LOGS_PREFIX}primary/",
                 source_bucket_name=primary.require_output(out.BACKUP_BUCKET_NAME),
                 source_bucket_arn=primary.require_output(out.BACKUP_BUCKET_ARN),
                 source_key_arn=primary.require_output(out.KMS_KEY_ARN),

@@ -218,7 +218,8 @@ def test_the_pruning_role_allows_what_prune_calls_and_never_a_versions_deletion(
     for call in PRUNE_CALLS:
         assert set(table[call]) <= allowed - denied, f"{stack}: the pruning role cannot {call}"
     # Its only write is a delete under the backup prefix (a delete marker in the versioned bucket).
-    writes = {a for a in allowed if not a.split(":")[1].startswith(("List", "Get", "Describe", "Verify"))}
+    reads = ("List", "Get", "Describe", "Verify", "Decrypt")
+    writes = {a for a in allowed if not a.split(":")[1].startswith(reads)}
     assert writes == {
         "s3:DeleteObject",
         "dynamodb:PutItem",
@@ -227,7 +228,8 @@ def test_the_pruning_role_allows_what_prune_calls_and_never_a_versions_deletion(
         "sns:Publish",
     }
     bucket = run.outputs["backupBucketArn"]
-    assert statements["PruneOutsideRetention"]["Resource"] == [f"{bucket}/backups/*"]
+    other = f"arn:aws:s3:::order-recovery-{'standby' if stack == 'primary' else 'primary'}-backups-*"
+    assert statements["PruneOutsideRetention"]["Resource"] == [f"{bucket}/backups/*", f"{other}/backups/*"]
     assert {
         "s3:DeleteObjectVersion",
         "s3:BypassGovernanceRetention",
@@ -236,7 +238,12 @@ def test_the_pruning_role_allows_what_prune_calls_and_never_a_versions_deletion(
         "s3:PutLifecycleConfiguration",
         "s3:PutBucketVersioning",
     } <= denied
-    assert statements["NeverDestroyBackupVersions"]["Resource"] == [bucket, f"{bucket}/*"]
+    assert statements["NeverDestroyBackupVersions"]["Resource"] == [
+        bucket,
+        f"{bucket}/*",
+        other,
+        f"{other}/*",
+    ]
     # The runbook role still may not delete a backup, and the pruning role is a role of its own.
     assert "s3:DeleteObject" in _actions(_statements(run)["NeverDestroyBackups"])
     assert run.outputs["pruningRoleArn"] != run.outputs["runbookRoleArn"]

@@ -355,7 +355,9 @@ def test_lifecycle_moves_backups_colder_then_expires_them(primary: StackRun) -> 
     assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == 35
 
 
-def test_standby_replicates_the_primary_bucket_into_its_own(primary: StackRun, standby: StackRun) -> None:
+def test_standby_replicates_the_primary_hosts_logs_into_its_bucket(
+    primary: StackRun, standby: StackRun
+) -> None:
     assert not primary.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
     replication = standby.one("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
     assert replication.inputs["bucket"] == primary.outputs["backupBucketName"]
@@ -372,7 +374,7 @@ def test_standby_replicates_the_primary_bucket_into_its_own(primary: StackRun, s
     }
     policy = next(p for p in standby.of_type(ROLE_POLICY) if "replication" in p.name)
     statements = {s["Sid"]: s for s in _statements(policy)}
-    assert statements["WriteReplicas"]["Resource"] == [f"{standby.outputs['backupBucketArn']}/*"]
+    assert statements["WriteReplicas"]["Resource"] == [f"{standby.outputs['backupBucketArn']}/logs/primary/*"]
     assert "s3:ReplicateDelete" not in _actions(statements["WriteReplicas"])
     assert statements["DecryptSourceObjects"]["Resource"] == [_key_arn(primary)]
     assert statements["EncryptReplicas"]["Resource"] == [_key_arn(standby)]
@@ -526,9 +528,12 @@ def test_runbook_role_is_separate_and_scoped_to_its_site(primary: StackRun, stan
         }
         assert not any(p.endswith(":root") for p in trust[0]["Principal"]["AWS"])
         assert run.outputs["runbookRoleArn"] == role.state["arn"] != run.outputs["instanceRoleArn"]
-        # The backups the runbooks write: the key without a ViaService condition, the backup prefix.
+        # The backups the runbooks write: the key without a ViaService condition, the backup prefix of
+        # this site's bucket and of the other site's (the remote copy), found by its name prefix.
+        other = "standby" if run.outputs["site"] == "primary" else "primary"
         assert statements["ReadAndWriteBackups"]["Resource"] == [
-            f"{run.outputs['backupBucketArn']}/backups/*"
+            f"{run.outputs['backupBucketArn']}/backups/*",
+            f"arn:aws:s3:::order-recovery-{other}-backups-*/backups/*",
         ]
         assert "kms:GenerateDataKey" in _actions(statements["UseTheSiteKey"])
         assert "Condition" not in statements["UseTheSiteKey"]
