@@ -101,6 +101,15 @@ class KeyProvider(Protocol):
         ...
 
 
+def multi_region_key_in(key_arn: str, region: str) -> str | None:
+    """The copy in `region` of a multi-region key's ARN (same key id, that region); None for anything
+    else (a single-region key, a key id or alias without a region). Pure."""
+    parts = key_arn.split(":")
+    if len(parts) < 6 or parts[2] != "kms" or not parts[5].startswith("key/mrk-"):
+        return None
+    return ":".join([*parts[:3], region, *parts[4:]])
+
+
 class KmsKeys:
     """Data keys from KMS `generate_data_key`, opened again with `decrypt`."""
 
@@ -144,8 +153,11 @@ class KmsKeys:
 
     def unwrap(self, key_id: str, wrapped: bytes, *, context: KeyContext) -> DataKey:
         kms = self._aws.kms(self._region)
+        # The stored ARN names the region the backup was taken in; after a failover the controller works
+        # in the other region, where KMS opens it with its copy of the multi-region key.
+        regional = multi_region_key_in(key_id, self._region) or key_id
         with self._aws.translate("decrypt the data key", f"KMS key {key_id}"):
-            answer = kms.decrypt(CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=dict(context))
+            answer = kms.decrypt(CiphertextBlob=wrapped, KeyId=regional, EncryptionContext=dict(context))
         return DataKey("kms", key_id, wrapped, answer["Plaintext"])
 
     def mac(self, message: bytes) -> Mac:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from recovery.backup.catalog import CatalogEntry
+from recovery.backup.keys import multi_region_key_in
 from recovery.backup.naming import Domain, kinds_of
 from recovery.drivers import db as dbdriver
 from recovery.drivers.aws import AwsDriver
@@ -402,12 +403,12 @@ def rds_selection(
 
 def key_in_region(key_arn: str, region: str) -> str:
     """The multi-region key's copy in `region` (same key id, the region in the ARN). Pure."""
-    parts = key_arn.split(":")
-    if len(parts) < 6 or not parts[5].startswith("key/mrk-"):
+    regional = multi_region_key_in(key_arn, region)
+    if regional is None:
         raise UsageError(
             f"{key_arn} is not a multi-region key; a snapshot copy in {region} needs that region's key"
         )
-    return ":".join([*parts[:3], region, *parts[4:]])
+    return regional
 
 
 @dataclass(frozen=True)
