@@ -185,6 +185,19 @@ def failover_alias_upsert(
     return _failover_upsert(name, role, set_identifier, value, health_check)
 
 
+def http_health_check_config(address: str, port: int) -> dict[str, Any]:
+    """The HealthCheckConfig of the lab's records: HTTP `/health` on one host, every 10 s, failing at the
+    first miss (so a lost site is seen within the watch's window). Pure."""
+    return {
+        "IPAddress": address,
+        "Port": port,
+        "Type": "HTTP",
+        "ResourcePath": "/health",
+        "RequestInterval": 10,
+        "FailureThreshold": 1,
+    }
+
+
 def _failover_upsert(
     name: str, role: str, set_identifier: str | None, value: dict[str, Any], health_check: str | None
 ) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from recovery.drivers.aws import (
     error_code,
     failover_alias_upsert,
     failover_record_upsert,
+    http_health_check_config,
     translate_error,
 )
 from recovery.errors import PreconditionFailed
@@ -146,14 +147,7 @@ def _create_lab_health_check(target: Target, site: SiteName) -> str:
     with AwsDriver.translate("create a health check", host.address):
         created = _route53(target).create_health_check(
             CallerReference=f"order-recovery-{target.name}-{site}-{host.address}-{host.service_port}",
-            HealthCheckConfig={
-                "IPAddress": host.address,
-                "Port": host.service_port,
-                "Type": "HTTP",
-                "ResourcePath": "/health",
-                "RequestInterval": 10,
-                "FailureThreshold": 1,
-            },
+            HealthCheckConfig=http_health_check_config(host.address, host.service_port),
         )
     return str(created["HealthCheck"]["Id"])
 

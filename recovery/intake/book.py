@@ -95,12 +95,17 @@ def pending_notice_vars(target: Target) -> dict[str, str]:
 
 
 def replay_target(
-    target: Target, *, limit: int | None = None, workers: int = REPLAY_WORKERS
+    target: Target,
+    *,
+    limit: int | None = None,
+    workers: int = REPLAY_WORKERS,
+    queue: IntakeQueue | None = None,
 ) -> ReplayOutcome:
-    """Replay the target's intake queue through its front door; customers hear of each order."""
+    """Replay the target's intake queue (`queue`, when the caller has it open) through its front door;
+    customers hear of each order."""
     url = target.traffic.front_door_url
     return replay(
-        intake_queue(target),
+        queue or intake_queue(target),
         lambda body: call(url, "POST", "/orders", body),
         notifier=Notifier(target),
         limit=limit,

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recovery.backup.keys import DEFAULT_MANIFEST_MAC_KEY
-from recovery.drivers.aws import failover_record_upsert, new_client
+from recovery.drivers.aws import failover_record_upsert, http_health_check_config, new_client
 from recovery.engine.lock import LAB_LOCK_TABLE
 from recovery.errors import EnvironmentProblem, ExternalFailure
 from recovery.lab.plan import (
@@ -150,14 +150,7 @@ def _route53(plan: LabPlan, url: str) -> tuple[str, str]:
     if check is None:
         check = r53.create_health_check(
             CallerReference=f"order-recovery-lab-primary-{plan.base_port}",
-            HealthCheckConfig={
-                "IPAddress": primary.address,
-                "Port": primary.service_port,
-                "Type": "HTTP",
-                "ResourcePath": "/health",
-                "RequestInterval": 10,
-                "FailureThreshold": 1,
-            },
+            HealthCheckConfig=http_health_check_config(primary.address, primary.service_port),
         )["HealthCheck"]
     check_id = str(check["Id"])
     if current_records(plan.moto_url, zone_id) == {}:

@@ -26,12 +26,13 @@ def replay_intake(ctx: RunContext) -> dict[str, object]:
     if not target.intake_queue_url:
         return {"skipped": "the target names no intake queue"}
     try:
-        waiting = intake_queue(target).status().waiting
+        queue = intake_queue(target)
+        waiting = queue.status().waiting
         if waiting == 0:
             return {"skipped": "the intake queue is empty"}
         ctx.progress(f"replaying about {waiting} orders queued during the incident")
         started = time.monotonic()
-        outcome = replay_target(target)
+        outcome = replay_target(target, queue=queue)
     except RecoveryError as exc:
         ctx.note(f"the intake queue was not replayed: {exc.message}; {AGAIN}")
         return {"replayed": 0, "stopped": exc.message, "code": exc.code}
