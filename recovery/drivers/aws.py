@@ -27,6 +27,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from recovery.drivers.aws_models import ModelFiles
 from recovery.errors import EnvironmentProblem, ExternalFailure, KeyUnavailable, RecoveryError
 
 if TYPE_CHECKING:
@@ -230,6 +231,7 @@ def _botocore_session() -> Any:
         core = botocore.session.get_session()
         if _models is None:
             _models = core.get_component("data_loader")
+            _models.file_loader = ModelFiles()  # plain dicts, the endpoints table cut (aws_models)
         else:
             core.register_component("data_loader", _models)
         return core
