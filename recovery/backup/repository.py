@@ -52,42 +52,20 @@ class BackupMetadata:
 
 
 class _Tee:
-    """Writes the encoded stream to every copy; for copies that upload in parts (S3), in whole parts of
-    their part size, cut once.
+    """Hands every write of the encoded stream to every copy, as it is.
 
-    Each copy then gets the same bytes objects: an S3 copy uploads them as they are, so the copies
-    share their parts in flight instead of each buffering and copying the stream (memory stays flat:
-    about one part here plus the parts in flight, whatever the backup's size). When no copy uploads
-    in parts (directories), the stream is handed on as it comes: nothing is buffered here.
+    The codec writes immutable bytes, so the copies get the same objects: an S3 copy keeps them as its
+    part's pieces (stores._MultipartUpload) and both copies share that memory; a directory copy writes
+    them through. Nothing is buffered or copied here.
     """
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
         self._sinks = sinks
-        # A sink that uploads in parts says its part size (stores._MultipartUpload); files do not.
-        self._part_size = max((getattr(sink, "part_size", 0) for sink in sinks), default=0)
-        self._buffer = bytearray()
 
     def write(self, data: bytes) -> int:
-        if not self._part_size:
-            self._to_all(data)
-            return len(data)
-        self._buffer += data
-        while len(self._buffer) >= self._part_size:
-            with memoryview(self._buffer) as view:
-                part = bytes(view[: self._part_size])  # one copy, shared by every copy's upload
-            del self._buffer[: self._part_size]
-            self._to_all(part)
-        return len(data)
-
-    def flush(self) -> None:
-        """Hand over what is left (less than a part); call before the copies complete."""
-        if self._buffer:
-            self._to_all(bytes(self._buffer))
-            self._buffer.clear()
-
-    def _to_all(self, part: bytes) -> None:
         for sink in self._sinks:
-            sink.write(part)
+            sink.write(data)
+        return len(data)
 
 
 def backup_names(store: ObjectStore, domain: Domain | None = None) -> list[BackupName]:
@@ -133,9 +111,7 @@ def write_backup(
     data_key = keys.new_data_key(context=backup_context(name.backup_id, name.domain, name.kind))
     with ExitStack() as stack:
         sinks = [stack.enter_context(store.create(object_key(name))) for store in stores]
-        tee = _Tee(sinks)
-        result = encode(source, tee, data_key, name.backup_id, chunk_size=chunk_size, threads=threads)
-        tee.flush()
+        result = encode(source, _Tee(sinks), data_key, name.backup_id, chunk_size=chunk_size, threads=threads)
     known = metadata() if callable(metadata) else metadata
     manifest = Manifest(
         format_version=FORMAT_VERSION,

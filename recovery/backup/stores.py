@@ -9,9 +9,13 @@ streamed GET: moto's server copies the whole object for every ranged GET, so ran
 
 from __future__ import annotations
 
+import base64
+import bisect
 import io
+import itertools
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -31,9 +35,24 @@ if TYPE_CHECKING:
     from recovery.targets.model import Target
 
 MIB = 1024 * 1024
-DEFAULT_PART_SIZE = 8 * MIB
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
-DEFAULT_PARTS_IN_FLIGHT = 4
+DEFAULT_PART_SIZE = MIN_PART_SIZE
+# Every 1,000 parts the least part size doubles: a backup under 4.9 GiB uploads 5 MiB parts (the
+# memory a copy holds), and S3's 10,000 parts still hold 1,023,000 x 5 MiB, about 4.9 TiB.
+PARTS_PER_SIZE_STEP = 1000
+MAX_PARTS = 10_000  # S3's limit per multipart upload
+# One part uploading per copy while the next one fills: the copies then share every part they hold
+# (the part filling, the one each copy sends, the one waiting for a copy still sending), about 15 MiB
+# for a two-copy backup of any size; with two per copy a copy running ahead of the other holds older
+# parts too, 24-30 MiB measured (tests/unit/backup/test_repository_memory_s3.py). A target raises it
+# per copy (`parts_in_flight`) for a link slower than the codec.
+DEFAULT_PARTS_IN_FLIGHT = 1
+
+
+def least_part_size(number: int, first: int = DEFAULT_PART_SIZE) -> int:
+    """The least size of part `number` (counted from 1) of an upload whose first parts are `first`
+    bytes. Pure."""
+    return first << ((number - 1) // PARTS_PER_SIZE_STEP)
 
 
 class ObjectStore(Protocol):
@@ -68,8 +87,77 @@ def _already_exists(where: str) -> PreconditionFailed:
     return PreconditionFailed(f"{where} already exists; backups are never overwritten, take the next name")
 
 
+def part_crc32(pieces: tuple[bytes, ...]) -> str:
+    """The part's CRC32 as S3's `x-amz-checksum-crc32` carries it (base64 of the 4 big-endian bytes).
+    Pure."""
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+
+
+class PartBody(io.RawIOBase):
+    """One part as the pieces it was written in, read as one seekable stream: nothing is joined or
+    copied, so every copy uploading the same part reads the same bytes objects."""
+
+    def __init__(self, pieces: tuple[bytes, ...]) -> None:
+        super().__init__()
+        self.pieces = pieces
+        self._starts = list(itertools.accumulate((len(piece) for piece in pieces), initial=0))
+        self._size = self._starts[-1]
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        # Slices of the pieces, not readinto's buffer and then its copy: botocore reads each part once
+        # in 1 MiB blocks for its checksum while sending another, in every upload thread.
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        taken: list[bytes] = []
+        while self._position < end:
+            index = bisect.bisect_right(self._starts, self._position) - 1
+            offset = self._position - self._starts[index]
+            piece = self.pieces[index]
+            length = min(end - self._position, len(piece) - offset)
+            taken.append(piece[offset : offset + length])
+            self._position += length
+        return taken[0] if len(taken) == 1 else b"".join(taken)
+
+    def readinto(self, buffer: Any) -> int:
+        with memoryview(buffer) as view, view.cast("B") as out:
+            filled = 0
+            while filled < len(out) and self._position < self._size:
+                index = bisect.bisect_right(self._starts, self._position) - 1
+                offset = self._position - self._starts[index]
+                with memoryview(self.pieces[index]) as piece:
+                    taken = min(len(out) - filled, len(piece) - offset)
+                    out[filled : filled + taken] = piece[offset : offset + taken]
+                filled += taken
+                self._position += taken
+            return filled
+
+
 class _MultipartUpload:
-    """A sink that uploads fixed-size parts in parallel, never holding more than `in_flight` parts."""
+    """A sink that uploads parts in parallel, never holding more than `in_flight` parts uploading.
+
+    Writes are kept as they are handed over until they add up to a part (at least
+    `least_part_size(n)`): a writer feeding several copies hands each the same bytes objects, so the
+    copies share their parts' memory instead of each buffering and copying the stream.
+    """
 
     def __init__(
         self,
@@ -85,52 +173,52 @@ class _MultipartUpload:
         self._part_size = part_size
         self._slots = threading.BoundedSemaphore(in_flight)
         self._pool = pool
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []
+        self._pending = 0
         self._futures: list[Future[dict[str, Any]]] = []
         with AwsDriver.translate("start a multipart upload", where):
             self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
 
-    @property
-    def part_size(self) -> int:
-        """The size of every part but the last: a writer that cuts whole parts hands them over as they are."""
-        return self._part_size
-
     def write(self, data: bytes) -> int:
-        if not self._buffer and len(data) == self._part_size and isinstance(data, bytes):
-            # A whole part handed over as it is (the backup writer cuts parts once for both copies):
-            # uploaded without a copy, the same bytes in flight to every copy.
-            self._send(data)
-            return len(data)
-        self._buffer += data
-        while len(self._buffer) >= self._part_size:
-            with memoryview(self._buffer) as view:
-                part = bytes(view[: self._part_size])  # one copy, not a slice's and then bytes()'s
-            del self._buffer[: self._part_size]
-            self._send(part)
+        piece = data if type(data) is bytes else bytes(data)  # immutable, so it can be kept as it is
+        if piece:
+            self._pieces.append(piece)
+            self._pending += len(piece)
+        if self._pending >= least_part_size(len(self._futures) + 1, self._part_size):
+            self._send_pending()
         return len(data)
 
-    def _send(self, body: bytes) -> None:
+    def _send_pending(self) -> None:
+        pieces, self._pieces, self._pending = tuple(self._pieces), [], 0
+        self._send(pieces)
+
+    def _send(self, pieces: tuple[bytes, ...]) -> None:
         self._raise_failed()
         number = len(self._futures) + 1
+        if number > MAX_PARTS:
+            raise UsageError(f"{self._where} would need more than S3's {MAX_PARTS:,} parts; split the backup")
         self._slots.acquire()  # back-pressure: wait while `in_flight` parts are uploading
         try:
-            future = self._pool.submit(self._upload_part, number, body)
+            future = self._pool.submit(self._upload_part, number, pieces)
         except BaseException:
             self._slots.release()
             raise
         future.add_done_callback(lambda _: self._slots.release())
         self._futures.append(future)
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, pieces: tuple[bytes, ...]) -> dict[str, Any]:
         with AwsDriver.translate(f"upload part {number}", self._where):
             answer = self._s3.upload_part(
                 # A stream, not bytes: the HTTP layer would join a bytes body to the request head, a
-                # copy of every part in flight; a BytesIO over the part shares its buffer.
+                # copy of every part in flight; the stream reads the pieces where they are.
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=io.BytesIO(body),
+                Body=PartBody(pieces),
+                # Given, botocore does not compute it by reading the part through 1 MiB copies (2 MiB
+                # per upload thread, measured); the same CRC32 it would send.
+                ChecksumCRC32=part_crc32(pieces),
             )
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
@@ -140,9 +228,8 @@ class _MultipartUpload:
                 raise future.exception()  # type: ignore[misc]
 
     def complete(self) -> None:
-        if self._buffer or not self._futures:
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
+        if self._pieces or not self._futures:
+            self._send_pending()
         parts = [future.result() for future in self._futures]
         aws_call(
             lambda: self._s3.complete_multipart_upload(
@@ -371,4 +458,8 @@ class FilesystemStore:
 
 def stores_for(target: Target, aws: AwsDriver) -> tuple[S3Store, S3Store]:
     """The target's local and remote backup copies."""
-    return S3Store(aws, target.backup.local, "local"), S3Store(aws, target.backup.remote, "remote")
+    local, remote = target.backup.local, target.backup.remote
+    return (
+        S3Store(aws, local, "local", parts_in_flight=local.parts_in_flight),
+        S3Store(aws, remote, "remote", parts_in_flight=remote.parts_in_flight),
+    )

@@ -115,6 +115,10 @@ class BackupStore(_Frozen):
     # Where this copy's S3 answers when it is not the target's AWS endpoint (an S3-compatible store, a
     # VPC endpoint; a game day's fault proxy). None: the target's `aws.endpoint_url`.
     endpoint_url: str | None = None
+    # Parts of 5 MiB (more past 4.9 GiB) uploading at once to this copy while the next one fills. One
+    # keeps a two-copy backup's parts in memory once (about 15 MiB); each more is up to 10 MiB more,
+    # for a copy whose single connection cannot keep up with the codec (about 75 MiB/s).
+    parts_in_flight: int = Field(default=1, ge=1, le=16)
 
 
 class BackupStores(_Frozen):

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from aws_backup_stores import LOCAL, REMOTE
 from botocore.exceptions import EndpointConnectionError
+from botocore.httpchecksum import Crc32Checksum
 
 from recovery.backup.catalog import Catalog, CopyState, catalog_for
 from recovery.backup.keys import KmsKeys
 from recovery.backup.manifest import SourcePosition, TableSummary
 from recovery.backup.naming import BackupName
 from recovery.backup.repository import BackupMetadata, backup_names, read_backup, write_backup
-from recovery.backup.stores import MIB, S3Store
+from recovery.backup.stores import MAX_PARTS, MIB, PartBody, S3Store, least_part_size
 from recovery.drivers.aws import AwsDriver, translate_error
 from recovery.errors import ExternalFailure, IntegrityError, PreconditionFailed
 from recovery.targets.model import AwsEndpoint, BackupStore, Target
@@ -87,24 +88,74 @@ def test_copies_upload_in_parts_and_download_streamed(aws: AwsDriver, keys: KmsK
     assert not s3.list_multipart_uploads(Bucket=LOCAL.bucket).get("Uploads")
 
 
-def test_parts_are_cut_once_for_both_copies_and_the_rest_follows(aws: AwsDriver, keys: KmsKeys) -> None:
-    """The writer cuts the stream into whole parts once and hands the same parts to both copies (no
-    per-copy buffering); the rest under a part is handed over at the end."""
+def test_both_copies_upload_the_same_pieces_in_parts_of_at_least_5_mib(aws: AwsDriver, keys: KmsKeys) -> None:
+    """The writer hands both copies the same bytes objects and each keeps them as its parts' pieces, not
+    copied: the copies share their parts' memory. Every part but the last is at least 5 MiB."""
     defaults = (S3Store(aws, LOCAL, "local"), S3Store(aws, REMOTE, "remote"))
-    data = os.urandom(17 * MIB)  # incompressible: 8 + 8 + a bit over 1 MiB
-    sizes: dict[str, list[int]] = {LOCAL.region: [], REMOTE.region: []}
-    for region, seen in sizes.items():
+    data = os.urandom(17 * MIB)  # incompressible: three parts of a little over 5 MiB, then the rest
+    parts: dict[str, dict[int, tuple[bytes, ...]]] = {LOCAL.region: {}, REMOTE.region: {}}
+    for region, seen in parts.items():
         aws.s3(region).meta.events.register(
             "before-call.s3.UploadPart",
-            lambda params, seen=seen, **_: seen.append(len(params["body"].getvalue())),
+            lambda params, seen=seen, **_: seen.update(
+                {int(params["query_string"]["partNumber"]): params["body"].pieces}
+            ),
         )
     write_backup(io.BytesIO(data), NAME, METADATA, defaults, keys, chunk_size=1 * MIB)
-    for seen in sizes.values():
-        assert sorted(seen, reverse=True)[:2] == [8 * MIB, 8 * MIB] and len(seen) == 3
+    local, remote = (sorted(seen.items()) for seen in parts.values())
+    assert len(local) == len(remote) == 4
+    for (_, local_pieces), (_, remote_pieces) in zip(local, remote, strict=True):
+        assert len(local_pieces) == len(remote_pieces)
+        assert all(a is b for a, b in zip(local_pieces, remote_pieces, strict=True))
+    sizes = sorted((sum(map(len, pieces)) for _, pieces in local), reverse=True)
+    assert all(5 * MIB <= size <= 6 * MIB for size in sizes[:3]) and sizes[3] < 5 * MIB
     for store in defaults:
         out = io.BytesIO()
         read_backup(store, NAME, out, keys)
         assert out.getvalue() == data
+
+
+def test_each_part_carries_the_crc32_botocore_would_compute(
+    aws: AwsDriver, keys: KmsKeys, copies: Copies
+) -> None:
+    sent: list[tuple[str, str]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        body = params["body"]
+        body.seek(0)
+        computed = Crc32Checksum().handle(io.BytesIO(body.read()))
+        sent.append((params["headers"]["x-amz-checksum-crc32"], computed))
+        body.seek(0)
+
+    signed: list[str] = []
+    events = aws.s3(LOCAL.region).meta.events
+    events.register("before-call.s3.UploadPart", record)
+    events.register(
+        "before-send.s3.UploadPart",
+        lambda request, **_: signed.append(request.headers["X-Amz-Content-SHA256"]),
+    )
+    write_backup(io.BytesIO(os.urandom(12 * MIB)), NAME, METADATA, copies, keys, chunk_size=1 * MIB)
+    assert len(sent) == 3
+    assert all(given == computed for given, computed in sent), sent
+    assert signed == [b"UNSIGNED-PAYLOAD"] * 3  # the body is not hashed again for the signature
+
+
+def test_the_least_part_size_doubles_every_1000_parts() -> None:
+    sizes = [least_part_size(n) // MIB for n in (1, 1000, 1001, 2000, 2001, 10_000)]
+    assert sizes == [5, 5, 10, 10, 20, 2560]
+    assert sum(least_part_size(n) for n in range(1, MAX_PARTS + 1)) == 1_023_000 * 5 * MIB
+
+
+def test_a_part_body_reads_across_its_pieces_and_rewinds() -> None:
+    pieces = (b"ab", b"", b"cdefg", b"h")
+    body = PartBody(pieces)
+    assert body.read(3) == b"abc" and body.tell() == 3
+    assert body.read() == b"defgh" and body.read(1) == b""
+    assert body.seek(0, io.SEEK_END) == 8 and body.seek(-2, io.SEEK_CUR) == 6 and body.read(5) == b"gh"
+    body.seek(0)
+    assert body.read(100) == b"abcdefgh"
+    with pytest.raises(ValueError, match="negative seek"):
+        body.seek(-1)
 
 
 def test_small_backup_is_a_single_part_and_overwrite_is_refused(keys: KmsKeys, copies: Copies) -> None:
