@@ -14,42 +14,39 @@ after the other on the same database:
   and back `aws s3 cp - | openssl enc -d | pg_restore`;
 - zstd -1 of the raw dump file, to compare the stored object's size with.
 Prints each time, the ratios against the goals, MiB/s per stage (raw dump bytes / seconds) and the peak
-RSS of this process during our backup and our restore.
+memory of our backup and our restore. Each of ours runs in a fresh interpreter, as a `recovery` command
+does, so its peak is the kernel's high-water mark of resident memory (VmHWM) for that process alone:
+its imports, clients and connections, and what the stage holds. The restore's process also verifies
+the backup's copies first (`catalog.verify`, as the restore runbook's select step does); the time
+printed is the restore and verification only.
 
 Usage: python benchmarks/backup_restore.py [--orders 1000000] [--base-port 24300] [--runs 3] [--keep]
+                                           [--lab-dir DIR]
 Uses a lab dir under /var/tmp and ports B..B+432; the lab is stopped and its dir removed at the end
-unless --keep is given.
+unless --keep is given. `--lab-dir` runs on a lab already up there (left up).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from recovery.backup.catalog import catalog_for
-from recovery.backup.daily import backup_domains
-from recovery.drivers import db as dbdriver
-from recovery.drivers.db import tool_env
 from recovery.memory import return_large_buffers_to_the_os
-from recovery.restore.selection import select_backups
-from recovery.restore.sources import open_copy, sources_for
-from recovery.restore.staged import discard_staged, restore_into_schema
-from recovery.restore.table_swap import drop_replaced_tables, swap_tables_in
 from recovery.targets.load import load_target
-from recovery.verify.restored import check_restored_copy, expected_fingerprints
+
+# Each stage of ours imports what its command would (below, in its function): the backup's process
+# does not hold the restore's modules, nor the parent's.
 
 RECOVERY = str(Path(sys.executable).parent / "recovery")
 MIB = 1024 * 1024
@@ -58,32 +55,85 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "lab")  # moto takes any credentials
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "lab")
 
 
-class PeakRss(threading.Thread):
-    """Peak resident memory of this process while a phase runs, sampled every 50 ms."""
+def memory_status() -> dict[str, float]:
+    """This process's resident memory now and at its peak, and what is private (anonymous) and what is
+    mapped files (the libraries' code), in MiB."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak = 0
-        self.at_start = 0  # what the process held before the phase (its imports, mostly)
-        self.done = threading.Event()
 
-    @staticmethod
-    def resident() -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def run_stage(stage: str, target_file: Path, argv: list[str]) -> None:
+    """One of ours in this fresh process; prints one JSON line: seconds, phases and memory."""
+    if stage == "backup":
+        from recovery.backup.daily import backup_domains
+    else:
+        from recovery.backup.catalog import catalog_for
+        from recovery.drivers import db as dbdriver
+        from recovery.restore.selection import select_backups
+        from recovery.restore.sources import open_copy, sources_for
+        from recovery.restore.staged import restore_into_schema
+        from recovery.verify.restored import check_restored_copy, expected_fingerprints
+    target = load_target(target_file)
+    db = target.primary.database
+    started_with = memory_status()["VmRSS"]  # imports and the target, before any client or connection
+    phases: dict[str, float] = {}
+    if stage == "backup":
+        started = time.perf_counter()
+        manifest = backup_domains(target, ["orders"])[0]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"backup_id": manifest.backup_id}))
+    elif stage == "restore":
+        backup_id, restore_id = argv
+        catalog = catalog_for(target)
+        entry = catalog.verify(backup_id)
+        choice = select_backups([entry], ["orders"]).choices[0]
+        assert entry.manifest is not None
+        sources = sources_for([open_copy(catalog, choice)])
+        started = time.perf_counter()
+        staged = restore_into_schema(
+            dbdriver.conninfo(db, dbname="postgres"),
+            dbdriver.pg_tool(db, "pg_dump").parent,
+            live_db=db.name,
+            restore_id=restore_id,
+            schema_stream=sources.schema,
+            domain_streams=sources.domains,
+        )
+        phases.update({step.step: step.seconds for step in staged.steps})
+        phases["restore_into_schema total"] = time.perf_counter() - started
+        verify_started = time.perf_counter()
+        # The restore runbook's own check: fingerprints and invariants side by side.
+        reports, report = check_restored_copy(
+            lambda: dbdriver.connect(db, dbname=db.name),
+            expected_fingerprints(entry.manifest),
+            schema=staged.schema,
+        )
+        assert all(found.passed for found in reports), [found.mismatches for found in reports]
+        assert report.passed, report
+        phases["verify (fingerprints + invariants)"] = time.perf_counter() - verify_started
+        seconds = time.perf_counter() - started
+    else:
+        raise SystemExit(f"unknown stage {stage}")
+    memory = memory_status()
+    print(json.dumps({"seconds": seconds, "phases": phases, "start": started_with, **memory}))
 
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.peak = max(self.peak, self.resident())
-            time.sleep(0.05)
 
-    def __enter__(self) -> PeakRss:
-        self.at_start = self.resident()
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.join()
+def ours(stage: str, target_file: Path, *argv: str) -> dict[str, Any]:
+    """Run one of ours in a fresh interpreter; its figures, with `backup_id` for a backup."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--stage", stage, "--target", str(target_file), *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, Any] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            figures.update(json.loads(line))
+    return figures
 
 
 def timed(what: str, run: Callable[[], Any]) -> tuple[float, Any]:
@@ -104,11 +154,23 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=24300)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--runs", type=int, default=3, help="restore comparisons (median reported)")
-    args = parser.parse_args()
+    parser.add_argument("--lab-dir", type=Path, help="a lab already up there (left up)")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
     return_large_buffers_to_the_os()  # as the CLI does (recovery.memory)
+    if args.stage:
+        run_stage(args.stage, args.target, rest)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-work-", dir="/var/tmp"))
+    if args.lab_dir:
+        try:
+            run(args.lab_dir / "target.yaml", work, max(args.runs, 1))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     lab_dir = Path(tempfile.mkdtemp(prefix="bench-backup-restore-", dir="/var/tmp"))
     lab_dir.chmod(0o755)
-    work = Path(tempfile.mkdtemp(prefix="bench-work-", dir="/var/tmp"))
     try:
         print(f"lab up with {args.orders:,} orders ...", flush=True)
         subprocess.run(
@@ -129,7 +191,7 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        run(load_target(lab_dir / "lab" / "target.yaml"), work, max(args.runs, 1))
+        run(lab_dir / "lab" / "target.yaml", work, max(args.runs, 1))
     finally:
         if not args.keep:
             subprocess.run(
@@ -144,6 +206,8 @@ def main() -> None:
 def split_post_data(conninfo: str, bin_dir: Path, work: Path, env: dict[str, str]) -> tuple[Path, Path]:
     """Two pg_restore lists of the schema dump's post-data: the domain's own (indexes and constraints of
     its tables, and the foreign keys into them) and everything else."""
+    import psycopg
+
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = ANY(%(t)s::regclass[])"
@@ -167,7 +231,16 @@ def split_post_data(conninfo: str, bin_dir: Path, work: Path, env: dict[str, str
     return domain_list, others_list
 
 
-def run(target: Any, work: Path, runs: int) -> None:
+def run(target_file: Path, work: Path, runs: int) -> None:
+    import psycopg
+
+    from recovery.backup.catalog import catalog_for
+    from recovery.drivers import db as dbdriver
+    from recovery.drivers.db import tool_env
+    from recovery.restore.staged import discard_staged
+    from recovery.restore.table_swap import drop_replaced_tables, swap_tables_in
+
+    target = load_target(target_file)
     db = target.primary.database
     bin_dir = dbdriver.pg_tool(db, "pg_dump").parent
     conninfo = dbdriver.conninfo(db)
@@ -182,11 +255,9 @@ def run(target: Any, work: Path, runs: int) -> None:
     enc = f"openssl enc -aes-256-cbc -pbkdf2 -pass file:{work}/pass"
 
     print("backup of the orders domain", flush=True)
-    with PeakRss() as backup_rss:
-        ours_backup, manifests = timed(
-            "ours (dump+fingerprints+zstd+AES, 2 copies)", lambda: backup_domains(target, ["orders"])
-        )
-    manifest = manifests[0]
+    backup = ours("backup", target_file)
+    ours_backup = backup["seconds"]
+    print(f"  {'ours (dump+fingerprints+zstd+AES, 2 copies)':<44} {ours_backup:8.2f} s", flush=True)
     bare_dump, _ = timed("bare pg_dump -Fc -Z0 > /dev/null", lambda: shell(f"{dump} -Z0 > /dev/null", env))
     timed("bare pg_dump -Fc -Z0 > file", lambda: shell(f"{dump} -Z0 -f {work}/orders.dump", env))
     pipe_backup, _ = timed(
@@ -200,36 +271,10 @@ def run(target: Any, work: Path, runs: int) -> None:
     zstd1 = (work / "orders.zst").stat().st_size
 
     print("restore of the orders domain", flush=True)
-    catalog = catalog_for(target)
-    entry = catalog.verify(manifest.backup_id)
-    choice = select_backups([entry], ["orders"]).choices[0]
+    entry = catalog_for(target).verify(backup["backup_id"])
+    manifest = entry.manifest
+    assert manifest is not None
     admin = dbdriver.conninfo(db, dbname="postgres")
-
-    phases: dict[str, float] = {}
-
-    def ours_restore() -> None:
-        sources = sources_for([open_copy(catalog, choice)])
-        started = time.perf_counter()
-        staged = restore_into_schema(
-            admin,
-            bin_dir,
-            live_db=db.name,
-            restore_id="bench",
-            schema_stream=sources.schema,
-            domain_streams=sources.domains,
-        )
-        phases.update({step.step: step.seconds for step in staged.steps})
-        phases["restore_into_schema total"] = time.perf_counter() - started
-        started = time.perf_counter()
-        # The restore runbook's own check: fingerprints and invariants side by side.
-        reports, report = check_restored_copy(
-            lambda: dbdriver.connect(db, dbname=db.name),
-            expected_fingerprints(manifest),
-            schema=staged.schema,
-        )
-        assert all(found.passed for found in reports), [found.mismatches for found in reports]
-        assert report.passed, report
-        phases["verify (fingerprints + invariants)"] = time.perf_counter() - started
 
     scratch = "orders_bench_bare"
     shell(
@@ -266,10 +311,11 @@ def run(target: Any, work: Path, runs: int) -> None:
     bare_runs: list[float] = []
     for attempt in range(1, runs + 1):
         print(f"  run {attempt} of {runs}", flush=True)
-        with PeakRss() as restore_rss:
-            seconds, _ = timed("ours (restore into a staging schema + verify)", ours_restore)
+        restore = ours("restore", target_file, backup["backup_id"], "bench")
+        seconds = restore["seconds"]
+        print(f"  {'ours (restore into a staging schema + verify)':<44} {seconds:8.2f} s", flush=True)
         ours_runs.append(seconds)
-        for phase, phase_seconds in phases.items():
+        for phase, phase_seconds in restore["phases"].items():
             print(f"    {phase:<42} {phase_seconds:8.2f} s")
         if attempt == runs:
             # The swap (inside the fence in a real restore): the staged rows are the backup just taken,
@@ -322,10 +368,12 @@ def run(target: Any, work: Path, runs: int) -> None:
     print(f"restore+verify / bare restore  {ours_restore_s / bare_restore:5.2f}x   (goal <= 1.3x; medians)")
     print(f"  per run                      {' / '.join(f'{ratio:.2f}x' for ratio in ratios)}")
     print(f"restore+verify / hand restore  {ours_restore_s / pipe_restore:5.2f}x   (goal <= 1.0x)")
-    print(
-        f"peak RSS backup / restore      {backup_rss.peak / MIB:.0f} / {restore_rss.peak / MIB:.0f} MiB "
-        f"(goal < 300; {backup_rss.at_start / MIB:.0f} / {restore_rss.at_start / MIB:.0f} MiB at the start)"
-    )
+    for what, figures in (("backup", backup), ("restore", restore)):
+        print(
+            f"peak RSS {what:<8}               {figures['VmHWM']:.0f} MiB (goal < 100), in its own process: "
+            f"{figures['start']:.0f} MiB after its imports; at the end {figures['VmRSS']:.0f} MiB, "
+            f"{figures['RssAnon']:.0f} private + {figures['RssFile']:.0f} mapped files (libraries)"
+        )
     print(
         f"stored / zstd-1 of raw dump    {manifest.sizes.stored / zstd1:5.3f}x   "
         f"({manifest.sizes.stored / MIB:.1f} vs {zstd1 / MIB:.1f} MiB; goal <= 1.05x)"

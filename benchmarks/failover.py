@@ -124,7 +124,10 @@ def main_(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     lab_dir = lab_dir_for(args.lab_dir, "order-recovery-failover-bench-")
     rounds: list[dict[str, float]] = []
-    with lab(lab_dir, args.orders, args.base_port), tempfile.TemporaryDirectory() as ledgers:
+    with (
+        lab(lab_dir, args.orders, args.base_port, purge=args.lab_dir is None),
+        tempfile.TemporaryDirectory() as ledgers,
+    ):
         target_file = lab_dir / "lab" / "target.yaml"
         for n in range(1, args.runs + 1):
             figures = one_round(target_file, args.rate, Path(ledgers), n)

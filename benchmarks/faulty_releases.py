@@ -198,7 +198,7 @@ def main_benchmark() -> int:
     ledgers.mkdir(exist_ok=True)
     print(f"load average before: {load_average()}", flush=True)
     rows: list[dict[str, Any]] = []
-    with lab(lab_dir, args.orders, args.base_port) as target:
+    with lab(lab_dir, args.orders, args.base_port, purge=args.lab_dir is None) as target:
         for release in (REFUSED, *FAULTY):
             print(f"-- {release}", flush=True)
             started = datetime.now(UTC)

@@ -181,7 +181,7 @@ def main_benchmark() -> int:
     ledgers.mkdir(exist_ok=True)
     print(f"load average before: {load_average()}", flush=True)
     rows: list[dict[str, Any]] = []
-    with lab(lab_dir, args.orders, args.base_port):
+    with lab(lab_dir, args.orders, args.base_port, purge=args.lab_dir is None):
         target_file = lab_dir / "lab" / "target.yaml"
         incidents: dict[str, Callable[[], dict[str, Any]]] = {
             "rollback": lambda: rollback(load_target(target_file)),

@@ -99,7 +99,8 @@ def main_benchmark() -> int:
     if args.target is not None:
         built = nullcontext(load_target(args.target))
     else:
-        built = lab(lab_dir_for(args.lab_dir, "order-recovery-bench-replay-"), args.orders, args.base_port)
+        lab_dir = lab_dir_for(args.lab_dir, "order-recovery-bench-replay-")
+        built = lab(lab_dir, args.orders, args.base_port, purge=args.lab_dir is None)
     with built as target:
         for round_no in range(args.rounds):
             print(one_round(target, args.orders_queued, round_no, args.workers), flush=True)

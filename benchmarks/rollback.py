@@ -44,7 +44,7 @@ def main_benchmark() -> int:
     lab_dir = lab_dir_for(args.lab_dir, "order-recovery-bench-rollback-")
     print(f"load average before: {load_average()}", flush=True)
     figures = []
-    with lab(lab_dir, args.orders, args.base_port) as target:
+    with lab(lab_dir, args.orders, args.base_port, purge=args.lab_dir is None) as target:
         figures.append(measure(target, "database", "v2-unhealthy"))
         upgraded = upgrade_with_rollback(
             target, upgrade_params("v2", watch_seconds=3, health_timeout=30), auto_rollback=False
