@@ -44,7 +44,7 @@ MAX_PARTS = 10_000  # S3's limit per multipart upload
 # One part uploading per copy while the next one fills: the copies then share every part they hold
 # (the part filling, the one each copy sends, the one waiting for a copy still sending), about 15 MiB
 # for a two-copy backup of any size; with two per copy a copy running ahead of the other holds older
-# parts too, 24-30 MiB measured (tests/unit/backup/test_repository_memory_s3.py). A target raises it
+# parts too, 24-30 MiB measured (tests/unit/backup/test_repository_memory_flat.py). A target raises it
 # per copy (`parts_in_flight`) for a link slower than the codec.
 DEFAULT_PARTS_IN_FLIGHT = 1
 
