@@ -12,6 +12,8 @@ command -v "$py" >/dev/null 2>&1 || need_apt+=(python3)
 "$py" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+# The lab's database host decompresses what a point-in-time restore sends it (docs/realtime-backups.md).
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 /usr/bin/python3 -c 'import psycopg2' >/dev/null 2>&1 || need_apt+=(python3-psycopg2)
 # The order service's degraded mode sends orders to the SQS intake queue with the system interpreter's boto3.
 /usr/bin/python3 -c 'import boto3' >/dev/null 2>&1 || need_apt+=(python3-boto3)

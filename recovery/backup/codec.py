@@ -340,8 +340,12 @@ def read_header(reader: _Reader, what: str) -> tuple[Header, bytes]:
     return header, preamble + body
 
 
-def decode(source: Source, sink: Sink, data_key: DataKey, backup_id: str) -> DecodeResult:
-    """Authenticate, decrypt and decompress `source` into `sink`.
+def decode(
+    source: Source, sink: Sink, data_key: DataKey, backup_id: str, *, decompress: bool = True
+) -> DecodeResult:
+    """Authenticate, decrypt and decompress `source` into `sink`; with `decompress` False, `sink` gets
+    the authenticated zstd stream instead (one zstd frame: `zstd -d` restores the raw bytes), and the
+    result's `raw_bytes` is what the sink got.
 
     Refuses (IntegrityError, or KeyUnavailable for a key that does not open the object) a foreign or
     damaged header, any chunk whose tag fails, trailing bytes, and a stream that ends before its final
@@ -397,7 +401,10 @@ def decode(source: Source, sink: Sink, data_key: DataKey, backup_id: str) -> Dec
             ) from None
         compressed += len(plaintext)
         try:
-            decompressor.write(plaintext)
+            if decompress:
+                decompressor.write(plaintext)
+            else:
+                writer.write(plaintext)
         except zstandard.ZstdError:
             raise IntegrityError(f"{what}: chunk {index} authenticated but does not decompress") from None
         index += 1
@@ -405,5 +412,6 @@ def decode(source: Source, sink: Sink, data_key: DataKey, backup_id: str) -> Dec
             break
     if reader.read(1):
         raise IntegrityError(f"{what} has bytes after its end-of-stream marker; use the other copy")
-    decompressor.flush()  # type: ignore[no-untyped-call]
+    if decompress:
+        decompressor.flush()  # type: ignore[no-untyped-call]
     return DecodeResult(backup_id, writer.count, compressed, reader.count, reader.hash.hexdigest(), index)

@@ -845,8 +845,11 @@ def delete_wal_range(store: ObjectStore, name: BackupName) -> None:
     store.delete(wal_range_key(name))
 
 
-def fetch_wal(store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider) -> WalManifest:
-    """Decrypt one stored WAL file into `sink`; IntegrityError when it was tampered with."""
+def fetch_wal(
+    store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider, *, decompress: bool = True
+) -> WalManifest:
+    """Decrypt one stored WAL file into `sink` (with `decompress` False, its zstd stream); IntegrityError
+    when it was tampered with."""
     data = store.get_bytes(key.manifest_key)
     if data is None:
         raise IntegrityError(f"{store.describe(key.manifest_key)} is missing; use the other copy")
@@ -859,8 +862,9 @@ def fetch_wal(store: ObjectStore, key: WalKey, sink: Sink, keys: KeyProvider) ->
         manifest.key.key_id, manifest.key.wrapped_data_key, context=wal_key_context(key.series, key.file_name)
     )
     with store.open(key.object_key) as stream:
-        result = decode(stream, sink, data_key, codec_id(key.series, key.file_name))
-    if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:
+        result = decode(stream, sink, data_key, codec_id(key.series, key.file_name), decompress=decompress)
+    size = manifest.sizes.raw if decompress else manifest.sizes.compressed
+    if result.sha256 != manifest.sha256 or result.raw_bytes != size:
         raise IntegrityError(
             f"{store.describe(key.object_key)} decrypted but does not match its manifest; use the other copy"
         )

@@ -191,8 +191,10 @@ def read_backup(
     manifest: Manifest | None = None,
     *,
     data_key: DataKey | None = None,
+    decompress: bool = True,
 ) -> tuple[Manifest, DecodeResult]:
-    """Decrypt and decompress one copy of `name` into `sink`.
+    """Decrypt and decompress one copy of `name` into `sink` (with `decompress` False, its zstd stream,
+    for a reader that decompresses it elsewhere).
 
     Chunks reach the sink only after they authenticated; an IntegrityError raised part-way means the
     whole read failed and whatever the sink received must be discarded.
@@ -213,8 +215,9 @@ def read_backup(
     # object, bound to that backup's id as it was encoded.
     stored = manifest.object_name
     with store.open(object_key(stored)) as stream:
-        result = decode(stream, sink, data_key, stored.backup_id)
-    if result.sha256 != manifest.sha256 or result.raw_bytes != manifest.sizes.raw:
+        result = decode(stream, sink, data_key, stored.backup_id, decompress=decompress)
+    size = manifest.sizes.raw if decompress else manifest.sizes.compressed
+    if result.sha256 != manifest.sha256 or result.raw_bytes != size:
         raise IntegrityError(
             f"{store.describe(object_key(stored))} decrypted but does not match its manifest "
             "(sha256 or size); use the other copy"

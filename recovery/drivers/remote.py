@@ -1,4 +1,4 @@
-"""Fabric driver: run one command on a target host over SSH.
+"""Fabric driver: run one command on a target host over SSH (`run`), or one fed a stream (`pipe_into`).
 
 Host keys are checked against the host's known_hosts file (never auto-added); no PTY is ever requested
 (non-root lab sshds cannot allocate one, and output stays clean). Connections are cached per
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
@@ -104,6 +105,62 @@ def run(host: Host, command: str, *, timeout: float = 30) -> CommandResult:
         stderr=str(result.stderr),
         duration=time.monotonic() - started,
     )
+
+
+class _ChannelInput:
+    """The command's standard input as a sink: each write is sent whole."""
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._channel = channel
+
+    def write(self, data: bytes) -> int:
+        self._channel.sendall(data)
+        return len(data)
+
+
+def pipe_into(
+    host: Host, command: str, produce: Callable[[_ChannelInput], object], *, timeout: float = 600
+) -> CommandResult:
+    """Run `command` on `host` with what `produce(stdin)` writes as its standard input, then end the
+    input; the result once the command exits (a non-zero exit is a result). `timeout`: the longest wait
+    for the host to take more input or to exit. When `produce` raises, the session is closed (the
+    command sees its input cut short) and the error is raised. The command's output is read after it
+    exits: it must print little (a few KiB), or it would wait for a reader."""
+    conn = connection(host, timeout=min(timeout, 10))
+    started = time.monotonic()
+    transport = conn.client.get_transport()
+    if transport is None:  # connection() returns an open connection; a race with close_all()
+        raise ExternalFailure(f"SSH session to host {host.name} was closed; retry")
+    try:
+        channel = transport.open_session(timeout=10)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        _drop(host)
+        raise ExternalFailure(
+            f"SSH session to host {host.name} failed: {exc}; retry or check its sshd"
+        ) from None
+    with channel:
+        channel.settimeout(timeout)
+        try:
+            channel.exec_command(command)
+            produce(_ChannelInput(channel))
+            channel.shutdown_write()
+            rc = channel.recv_exit_status()
+            stdout = channel.makefile("rb").read().decode("utf-8", "replace")
+            stderr = channel.makefile_stderr("rb").read().decode("utf-8", "replace")
+        except TimeoutError:
+            raise ExternalFailure(
+                f"command on host {host.name} took no input and did not finish for {timeout:.0f} s"
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if channel.exit_status_ready():  # it exited early (it failed): its own words say why
+                reason = channel.makefile_stderr("rb").read().decode("utf-8", "replace").strip()
+                return CommandResult(
+                    channel.recv_exit_status(), "", reason or str(exc), time.monotonic() - started
+                )
+            raise ExternalFailure(
+                f"SSH session to host {host.name} failed: {exc}; retry or check its sshd"
+            ) from None
+    return CommandResult(rc=rc, stdout=stdout, stderr=stderr, duration=time.monotonic() - started)
 
 
 def _drop(host: Host) -> None:

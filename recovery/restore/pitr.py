@@ -21,12 +21,17 @@ backup's WAL covers is refused before anything is fetched.
 from __future__ import annotations
 
 import contextlib
+import io
+import itertools
 import secrets
 import shlex
 import shutil
+import tarfile
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -35,6 +40,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from recovery.backup.catalog import CatalogEntry
+from recovery.backup.manifest import Manifest
 from recovery.backup.naming import BackupName, Domain
 from recovery.backup.realtime import (
     Coverage,
@@ -120,6 +126,104 @@ def _fetch_segment(
     with sftp.open(str(scratch.root / "wal" / key.file_name), "wb") as handle:
         handle.set_pipelined(True)
         fetch_wal(store, key, handle, stores.keys)
+
+
+def lay_down(
+    scratch: _Scratch,
+    store: ObjectStore,
+    name: BackupName,
+    manifest: Manifest,
+    stores: RealtimeStores,
+    *,
+    zstd: bool,
+) -> None:
+    """The base backup's files into the scratch data directory, streamed into `tar` on the host (no
+    copy of the tar is written there). Decrypted here; decompressed on the host when it has zstd
+    (`host_has_zstd`), so the compressed stream crosses SSH: at 1,000,000 orders 218 MiB instead of the
+    data directory's 1.8 GiB tar, which took 7.5 s through SFTP."""
+    data = shlex.quote(str(scratch.data))
+    unpack = f"zstd -dcq | tar -xf - -C {data}" if zstd else f"tar -xf - -C {data}"
+    result = remote.pipe_into(
+        scratch.host,
+        unpack,
+        lambda sink: read_backup(store, name, sink, stores.keys, manifest, decompress=not zstd),
+    )
+    if not result.ok:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise ExternalFailure(
+            f"unpacking the base backup failed on host {scratch.host.name}: "
+            f"{lines[-1].strip() if lines else f'exit {result.rc}'}"
+        )
+
+
+def host_has_zstd(host: Host) -> bool:
+    """Whether `host` can decompress what the restore sends it (else it is sent decompressed)."""
+    return remote.run(host, "command -v zstd", timeout=15).ok
+
+
+# WAL segments read from the store and decrypted at once while one tar stream carries them to the host:
+# each is a manifest and an object read, a KMS unwrap and a decode, mostly waiting on the store and KMS.
+FETCH_WORKERS = 4
+
+
+def _compressed_segment(store: ObjectStore, key: WalKey, stores: RealtimeStores) -> bytes:
+    held = io.BytesIO()
+    fetch_wal(store, key, held, stores.keys, decompress=False)
+    return held.getvalue()
+
+
+def _fetch_segments(
+    scratch: _Scratch,
+    store: ObjectStore,
+    keys: Sequence[WalKey],
+    stores: RealtimeStores,
+    *,
+    zstd: bool,
+    sftp: Any,
+) -> None:
+    """Every segment of `keys` into the scratch WAL directory.
+
+    With zstd on the host, one tar stream of the segments still compressed (a 16 MiB segment is a
+    fraction of that) and one `zstd -d` there: SSH's throughput is the limit, and 127 raw segments took
+    18.6 s through SFTP one after the other. The segments are read `FETCH_WORKERS` at once, at most twice
+    that many held. Without zstd, each raw segment through SFTP.
+    """
+    if not keys:
+        return
+    if not zstd:
+        for key in keys:
+            _fetch_segment(sftp, scratch, store, key, stores)
+        return
+
+    def produce(sink: Any) -> None:
+        with (
+            tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+            ThreadPoolExecutor(FETCH_WORKERS, thread_name_prefix="wal-fetch") as pool,
+        ):
+            waiting = iter(keys)
+            pending = deque(
+                (key, pool.submit(_compressed_segment, store, key, stores))
+                for key in itertools.islice(waiting, 2 * FETCH_WORKERS)
+            )
+            while pending:
+                key, fetched = pending.popleft()
+                data = fetched.result()
+                following = next(waiting, None)
+                if following is not None:
+                    pending.append((following, pool.submit(_compressed_segment, store, following, stores)))
+                member = tarfile.TarInfo(f"{key.file_name}.zst")
+                member.size, member.mode = len(data), 0o600
+                tar.addfile(member, io.BytesIO(data))
+
+    wal = shlex.quote(str(scratch.root / "wal"))
+    result = remote.pipe_into(
+        scratch.host, f"cd {wal} && umask 077 && tar -xf - && zstd -dq --rm -- *.zst", produce, timeout=600
+    )
+    if not result.ok:
+        raise ExternalFailure(
+            f"writing the WAL segments failed on host {scratch.host.name}: "
+            f"{result.stderr.strip()[-300:] or f'exit {result.rc}'}"
+        )
 
 
 # Files of the restored data directory that configure or describe a running server: removed before the
@@ -327,9 +431,11 @@ class _Scratch:
         return remote.run(self.host, check, timeout=15).ok
 
     def stop(self) -> None:
-        """Stop the server we started by its pid (fast shutdown, then kill); remove the scratch directory."""
+        """Stop the server we started by its pid (immediate shutdown, then kill); remove the scratch
+        directory. Immediate, not fast: a fast shutdown writes a checkpoint first (2.4 s measured at
+        1,000,000 orders), for data deleted the next moment."""
         if self.pid is not None and self.alive():
-            remote.run(self.host, f"kill -INT {self.pid}", timeout=15)
+            remote.run(self.host, f"kill -QUIT {self.pid}", timeout=15)
             deadline = time.monotonic() + 30
             while self.alive() and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -425,20 +531,14 @@ def recover_to(
     try:
         scratch.create()
         sftp = remote.connection(host).sftp()
-        tar_path = str(scratch.root / "base.tar")
-        with sftp.open(tar_path, "wb") as handle:
-            handle.set_pipelined(True)
-            read_backup(store, name, handle, chosen.keys, manifest)
+        zstd = host_has_zstd(host)
+        lay_down(scratch, store, name, manifest, chosen, zstd=zstd)
         given = list(plan.segments)
-        for key in given:
-            _fetch_segment(sftp, scratch, store, key, chosen)
+        _fetch_segments(scratch, store, given, chosen, zstd=zstd, sftp=sftp)
         untrusted = " ".join(shlex.quote(str(scratch.data / name)) for name in UNTRUSTED_FILES)
         scratch.run(
-            f"tar -xf {shlex.quote(tar_path)} -C {shlex.quote(str(scratch.data))}"
-            f" && rm -f {shlex.quote(tar_path)} {untrusted}"
-            f" && touch {shlex.quote(str(scratch.data / 'recovery.signal'))}",
-            timeout=600,
-            what="unpacking the base backup",
+            f"rm -f {untrusted} && touch {shlex.quote(str(scratch.data / 'recovery.signal'))}",
+            what="preparing the restored data directory",
         )
         chosen_port = port or scratch.free_port(database.address, database.port + PORT_SEARCH_OFFSET)
         config = scratch_config(
@@ -484,8 +584,7 @@ def recover_to(
                     # committed at or before the time, so its end is the state at that time.
                     with sftp.open(str(scratch.data / "postgresql.auto.conf"), "a") as handle:
                         handle.write(UNTARGETED.encode("utf-8"))
-                for key in more:
-                    _fetch_segment(sftp, scratch, store, key, chosen)
+                _fetch_segments(scratch, store, more, chosen, zstd=zstd, sftp=sftp)
                 given += more
         yield conninfo
     finally:

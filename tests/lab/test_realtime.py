@@ -10,11 +10,13 @@ lab: the later ones rely on archiving set up by the first.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -28,6 +30,7 @@ from recovery.backup.realtime import (
     RealtimeStores,
     coverage,
     create_restore_point,
+    database_host,
     realtime_stores,
     ship_wal,
     spool_dir,
@@ -38,11 +41,12 @@ from recovery.backup.realtime import (
 from recovery.backup.repository import object_key
 from recovery.backup.wal import parse_wal_keys
 from recovery.cli.wal_ship import ship as ship_command
-from recovery.drivers import db
+from recovery.drivers import db, remote
 from recovery.drivers.ansible import require_success, run_playbook
 from recovery.drivers.aws import AwsDriver
 from recovery.errors import IntegrityError, UsageError
 from recovery.lab.plan import LabPlan
+from recovery.restore import pitr
 from recovery.restore.pitr import choose_for_restore_point, recover_to
 from recovery.restore.selection import DomainChoice
 from recovery.targets.model import Target
@@ -232,7 +236,12 @@ def test_recovery_to_a_time_after_the_last_commit_recovers_to_the_end(lab: Lab, 
         assert _present(conninfo, last) == set(last)
 
 
-def test_recovery_to_a_named_restore_point_from_the_remote_copy(lab: Lab, base: BaseBackup) -> None:
+def test_recovery_to_a_named_restore_point_from_the_remote_copy(
+    lab: Lab, base: BaseBackup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a host without zstd: the base backup and the WAL are sent decompressed (the other tests
+    # here send them compressed, the lab's host has zstd).
+    monkeypatch.setattr(pitr, "host_has_zstd", lambda host: False)
     before = _insert_orders(lab, 4)
     point = create_restore_point(lab.target, "before-batch-d")
     after = _insert_orders(lab, 4)
@@ -351,3 +360,35 @@ def test_a_backups_own_configuration_is_never_loaded_by_a_recovery(lab: Lab) -> 
         config_file = conn.execute("SHOW config_file").fetchone()
     assert loaded == ("",)
     assert config_file is not None and "/pitr-" in str(config_file[0])
+
+
+def test_a_stream_piped_into_a_host_command_arrives_whole_and_a_failing_command_says_why(
+    lab: Lab, tmp_path: Path
+) -> None:
+    host = database_host(lab.target)
+    sent = os.urandom(3 * 1024 * 1024 + 7)
+    landed = lab.plan.primary.pg_dir / f"piped-{uuid.uuid4().hex[:8]}"
+
+    def three_mib(sink: Any) -> None:
+        for start in range(0, len(sent), 1024 * 1024):
+            sink.write(sent[start : start + 1024 * 1024])
+
+    try:
+        result = remote.pipe_into(host, f"cat > {landed}", three_mib)
+        assert result.ok and landed.read_bytes() == sent
+    finally:
+        landed.unlink(missing_ok=True)
+
+    def endless(sink: Any) -> None:
+        for _ in range(512):  # 512 MiB: far more than the command takes before it exits
+            sink.write(bytes(1024 * 1024))
+
+    failed = remote.pipe_into(host, "head -c 10 > /dev/null; echo broken input >&2; exit 3", endless)
+    assert failed.rc == 3 and "broken input" in failed.stderr
+
+    def refuses(sink: Any) -> None:
+        sink.write(b"half")
+        raise IntegrityError("the source failed authentication")
+
+    with pytest.raises(IntegrityError, match="failed authentication"):
+        remote.pipe_into(host, "cat > /dev/null", refuses)

@@ -10,6 +10,7 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
+import zstandard
 
 from recovery.backup.codec import MIN_CHUNK_SIZE, _Reader, decode, encode, read_header
 from recovery.backup.keys import DataKey
@@ -264,3 +265,18 @@ def test_a_failing_sink_stops_the_reader_thread(key: DataKey) -> None:
     with pytest.raises(OSError, match="upload refused"):
         encode(endless, _FailingSink(fail_after=2), key, BACKUP_ID, chunk_size=SMALL_CHUNK, prefetch=2)
     assert not [thread for thread in threading.enumerate() if thread.name == "backup-source-reader"]
+
+
+def test_without_decompressing_the_sink_gets_one_zstd_stream_of_the_data() -> None:
+    """What a restore sends a host that decompresses itself: authenticated, still compressed."""
+    key = make_key()
+    data = order_rows(20_000)
+    stream = encoded(data, key)
+    out = io.BytesIO()
+    result = decode(io.BytesIO(stream), out, key, BACKUP_ID, decompress=False)
+    assert result.raw_bytes == result.compressed_bytes == len(out.getvalue()) < len(data) // 2
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(out.getvalue()) == data
+    damaged = bytearray(stream)
+    damaged[-5] ^= 1
+    with pytest.raises(IntegrityError, match="failed authentication"):
+        decode(io.BytesIO(bytes(damaged)), io.BytesIO(), key, BACKUP_ID, decompress=False)
