@@ -8,6 +8,7 @@ ones ~45 ms.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,21 @@ class _ChannelInput:
         return len(data)
 
 
+# How long a command whose input was cut short (its producer failed) is waited for before the error is
+# raised: it may still be writing what it got, and the caller's cleanup must not race it.
+EXIT_WAIT = 30.0
+
+
+def _end_and_wait(channel: paramiko.Channel, seconds: float) -> None:
+    """End the command's input and wait (at most `seconds`) for it to exit. Best effort: the session
+    may already be gone."""
+    with contextlib.suppress(paramiko.SSHException, OSError, EOFError):
+        channel.shutdown_write()
+    deadline = time.monotonic() + seconds
+    while not channel.exit_status_ready() and not channel.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def pipe_into(
     host: Host, command: str, produce: Callable[[_ChannelInput], object], *, timeout: float = 600
 ) -> CommandResult:
@@ -125,7 +141,8 @@ def pipe_into(
     input; the result once the command exits (a non-zero exit is a result). `timeout`: the longest wait
     for the host to take more input or to exit. When `produce` raises, the session is closed (the
     command sees its input cut short) and the error is raised. The command's output is read after it
-    exits: it must print little (a few KiB), or it would wait for a reader."""
+    exits: it must print little (a few KiB), or it would wait for a reader. After a failed `produce` the
+    command has exited (its input ended) before the error is raised, or `EXIT_WAIT` passed."""
     conn = connection(host, timeout=min(timeout, 10))
     started = time.monotonic()
     transport = conn.client.get_transport()
@@ -142,7 +159,11 @@ def pipe_into(
         channel.settimeout(timeout)
         try:
             channel.exec_command(command)
-            produce(_ChannelInput(channel))
+            try:
+                produce(_ChannelInput(channel))
+            except BaseException:
+                _end_and_wait(channel, EXIT_WAIT)
+                raise
             channel.shutdown_write()
             rc = channel.recv_exit_status()
             stdout = channel.makefile("rb").read().decode("utf-8", "replace")

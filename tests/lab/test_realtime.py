@@ -390,5 +390,12 @@ def test_a_stream_piped_into_a_host_command_arrives_whole_and_a_failing_command_
         sink.write(b"half")
         raise IntegrityError("the source failed authentication")
 
+    # The command has exited when the error is raised: nothing of it still writes where the caller
+    # cleans up (a tampered base backup's tar went on writing into the scratch directory being removed).
+    marker = lab.plan.primary.pg_dir / f"piped-{uuid.uuid4().hex[:8]}"
     with pytest.raises(IntegrityError, match="failed authentication"):
-        remote.pipe_into(host, "cat > /dev/null", refuses)
+        remote.pipe_into(host, f"cat > /dev/null; sleep 1; touch {marker}", refuses)
+    try:
+        assert marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)
