@@ -33,10 +33,11 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> _Scratch:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "postgres"
-    # Like postgres, it sets its own SIGINT handler (a background job starts with SIGINT ignored).
+    # Like postgres, it sets its own SIGQUIT handler (immediate shutdown, what `stop` sends): a background
+    # job starts with SIGINT and SIGQUIT ignored.
     fake.write_text(
         f"#!{sys.executable}\nimport signal, sys, time\n"
-        "signal.signal(signal.SIGINT, lambda *_: sys.exit(0))\ntime.sleep(120)\n"
+        "signal.signal(signal.SIGQUIT, lambda *_: sys.exit(0))\ntime.sleep(120)\n"
     )
     fake.chmod(0o755)
     (tmp_path / "live").mkdir()
