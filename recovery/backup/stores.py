@@ -139,16 +139,9 @@ class PartBody(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         with memoryview(buffer) as view, view.cast("B") as out:
-            filled = 0
-            while filled < len(out) and self._position < self._size:
-                index = bisect.bisect_right(self._starts, self._position) - 1
-                offset = self._position - self._starts[index]
-                with memoryview(self.pieces[index]) as piece:
-                    taken = min(len(out) - filled, len(piece) - offset)
-                    out[filled : filled + taken] = piece[offset : offset + taken]
-                filled += taken
-                self._position += taken
-            return filled
+            data = self.read(len(out))
+            out[: len(data)] = data
+            return len(data)
 
 
 class _MultipartUpload:

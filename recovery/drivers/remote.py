@@ -86,6 +86,10 @@ def connection(host: Host, *, timeout: float = 10) -> Connection:
     return conn
 
 
+def _session_failed(host: Host, exc: BaseException) -> ExternalFailure:
+    return ExternalFailure(f"SSH session to host {host.name} failed: {exc}; retry or check its sshd")
+
+
 def run(host: Host, command: str, *, timeout: float = 30) -> CommandResult:
     """Run `command` on `host`; a non-zero exit is a result (rc), an unreachable host is ExternalFailure."""
     conn = connection(host, timeout=min(timeout, 10))
@@ -97,9 +101,7 @@ def run(host: Host, command: str, *, timeout: float = 30) -> CommandResult:
         raise ExternalFailure(f"command on host {host.name} did not finish within {timeout:.0f} s") from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         _drop(host)
-        raise ExternalFailure(
-            f"SSH session to host {host.name} failed: {exc}; retry or check its sshd"
-        ) from None
+        raise _session_failed(host, exc) from None
     return CommandResult(
         rc=int(result.exited),
         stdout=str(result.stdout),
@@ -152,9 +154,7 @@ def pipe_into(
         channel = transport.open_session(timeout=10)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         _drop(host)
-        raise ExternalFailure(
-            f"SSH session to host {host.name} failed: {exc}; retry or check its sshd"
-        ) from None
+        raise _session_failed(host, exc) from None
     with channel:
         channel.settimeout(timeout)
         try:
@@ -178,9 +178,7 @@ def pipe_into(
                 return CommandResult(
                     channel.recv_exit_status(), "", reason or str(exc), time.monotonic() - started
                 )
-            raise ExternalFailure(
-                f"SSH session to host {host.name} failed: {exc}; retry or check its sshd"
-            ) from None
+            raise _session_failed(host, exc) from None
     return CommandResult(rc=rc, stdout=stdout, stderr=stderr, duration=time.monotonic() - started)
 
 

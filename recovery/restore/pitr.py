@@ -30,7 +30,7 @@ import tarfile
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,7 +128,7 @@ def _fetch_segment(
         fetch_wal(store, key, handle, stores.keys)
 
 
-def lay_down(
+def _lay_down(
     scratch: _Scratch,
     store: ObjectStore,
     name: BackupName,
@@ -142,18 +142,11 @@ def lay_down(
     (`host_has_zstd`), so the compressed stream crosses SSH: at 1,000,000 orders 218 MiB instead of the
     data directory's 1.8 GiB tar, which took 7.5 s through SFTP."""
     data = shlex.quote(str(scratch.data))
-    unpack = f"zstd -dcq | tar -xf - -C {data}" if zstd else f"tar -xf - -C {data}"
-    result = remote.pipe_into(
-        scratch.host,
-        unpack,
+    scratch.pipe(
+        f"zstd -dcq | tar -xf - -C {data}" if zstd else f"tar -xf - -C {data}",
         lambda sink: read_backup(store, name, sink, stores.keys, manifest, decompress=not zstd),
+        what="unpacking the base backup",
     )
-    if not result.ok:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise ExternalFailure(
-            f"unpacking the base backup failed on host {scratch.host.name}: "
-            f"{lines[-1].strip() if lines else f'exit {result.rc}'}"
-        )
 
 
 def host_has_zstd(host: Host) -> bool:
@@ -216,14 +209,8 @@ def _fetch_segments(
                 tar.addfile(member, io.BytesIO(data))
 
     wal = shlex.quote(str(scratch.root / "wal"))
-    result = remote.pipe_into(
-        scratch.host, f"cd {wal} && umask 077 && tar -xf - && zstd -dq --rm -- *.zst", produce, timeout=600
-    )
-    if not result.ok:
-        raise ExternalFailure(
-            f"writing the WAL segments failed on host {scratch.host.name}: "
-            f"{result.stderr.strip()[-300:] or f'exit {result.rc}'}"
-        )
+    unpack = f"cd {wal} && umask 077 && tar -xf - && zstd -dq --rm -- *.zst"
+    scratch.pipe(unpack, produce, what="writing the WAL segments")
 
 
 # Files of the restored data directory that configure or describe a running server: removed before the
@@ -355,7 +342,15 @@ class _Scratch:
         self.pid: int | None = None
 
     def run(self, command: str, *, timeout: float = 60, what: str) -> str:
-        result = remote.run(self.host, command, timeout=timeout)
+        return self._checked(remote.run(self.host, command, timeout=timeout), what)
+
+    def pipe(
+        self, command: str, produce: Callable[[Any], object], *, what: str, timeout: float = 600
+    ) -> None:
+        """`command` on the host fed what `produce(stdin)` writes (remote.pipe_into); fails like `run`."""
+        self._checked(remote.pipe_into(self.host, command, produce, timeout=timeout), what)
+
+    def _checked(self, result: remote.CommandResult, what: str) -> str:
         if not result.ok:
             lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
             raise ExternalFailure(
@@ -532,7 +527,7 @@ def recover_to(
         scratch.create()
         sftp = remote.connection(host).sftp()
         zstd = host_has_zstd(host)
-        lay_down(scratch, store, name, manifest, chosen, zstd=zstd)
+        _lay_down(scratch, store, name, manifest, chosen, zstd=zstd)
         given = list(plan.segments)
         _fetch_segments(scratch, store, given, chosen, zstd=zstd, sftp=sftp)
         untrusted = " ".join(shlex.quote(str(scratch.data / name)) for name in UNTRUSTED_FILES)
