@@ -235,8 +235,7 @@ def _backup_one(cut: BackupCut, wanted: DomainObject) -> Manifest:
     with ExitStack() as stack:
         file_parts: list[tuple[HostFile, _Counting, int]] = []
         for host_file in wanted.host_files:
-            # Fabric keeps one SFTP session per connection and hands it out again: not closed here.
-            sftp = remote.connection(host_file.host).sftp()
+            sftp = stack.enter_context(remote.sftp(host_file.host))
             size = sftp.stat(str(host_file.path)).st_size or 0
             handle = stack.enter_context(sftp.open(str(host_file.path), "rb"))
             handle.prefetch(size)

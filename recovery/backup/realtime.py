@@ -345,7 +345,7 @@ def cluster_system_identifier(target: Target) -> str:
     host = database_host(target)
     path = f"{database.data_dir}/global/pg_control"
     try:
-        with remote.connection(host).sftp().open(path, "rb") as handle:
+        with remote.sftp(host) as sftp, sftp.open(path, "rb") as handle:
             head = handle.read(8)
     except OSError as exc:
         raise ExternalFailure(f"cannot read {path} on host {host.name}: {exc}") from None
@@ -369,70 +369,72 @@ def ship_wal(
     chosen = stores or realtime_stores(target, aws)
     host = database_host(target)
     spool = spool_dir(target.writable.database)
-    sftp = remote.connection(host).sftp()
-    try:
-        listing = sftp.listdir_attr(str(spool))
-    except OSError as exc:
-        raise ExternalFailure(
-            f"cannot list the WAL spool {spool} on host {host.name}: {exc}; run playbooks/wal-archive.yml"
-        ) from None
-    spooled = sorted(
-        (
-            entry
-            for entry in listing
-            if is_wal_file_name(entry.filename)
-            and stat.S_ISREG(entry.st_mode or 0)
-            and (only is None or entry.filename in only)
-        ),
-        key=lambda entry: entry.filename,
-    )
-    shipped: list[ShippedFile] = []
-    cluster: str | None = None
-    for entry in spooled:
-        path = f"{spool}/{entry.filename}"
-        with tempfile.TemporaryFile() as copy:
-            try:
-                written_at, digest = _fetch_spooled(host, path, entry.st_size or 0, copy)
-            except ExternalFailure:
-                if not _still_spooled(sftp, path):
-                    continue  # another shipper (the watch, `backup ship`) shipped and removed it meanwhile
-                raise
-            copy.seek(0)
-            # A segment names the cluster that wrote it; a history or backup-label file is the running
-            # cluster's (it is archived as it is written).
-            system = segment_system_identifier(copy.read(_PAGE_HEADER))
-            if system is None:
-                cluster = cluster or cluster_system_identifier(target)
-                system = cluster
-            series = series_id(written_at.date(), system)
-            missing = [
-                store
-                for store in chosen.both
-                if not holds_digest(store, series, entry.filename, digest, chosen.keys)
-            ]
-            stored_bytes = 0
-            if missing:
-                copy.seek(0)
-                sealed = seal_wal(series, entry.filename, copy, written_at, chosen.keys)
-                for store in missing:
-                    # Write-once: a different object already under this name (planted, or another
-                    # cluster's segment) refuses the write, and the file stays in the spool for a person
-                    # to look at. Read back by `store_wal`: the stored object is our own encoding.
-                    stored_bytes = store_wal_once(store, sealed, digest, chosen.keys)
-        # Both copies proven to hold these very bytes: only now may the host forget the file (another
-        # shipper may have done so already).
-        with contextlib.suppress(FileNotFoundError):
-            sftp.remove(path)
-        shipped.append(
-            ShippedFile(
-                entry.filename,
-                series,
-                written_at,
-                entry.st_size or 0,
-                stored_bytes,
-                tuple(store.label for store in missing),
-            )
+    # A session of this call's own: the watch ships in a thread of its own while its jobs read the hosts.
+    with remote.sftp(host) as sftp:
+        try:
+            listing = sftp.listdir_attr(str(spool))
+        except OSError as exc:
+            raise ExternalFailure(
+                f"cannot list the WAL spool {spool} on host {host.name}: {exc}; run playbooks/wal-archive.yml"
+            ) from None
+        spooled = sorted(
+            (
+                entry
+                for entry in listing
+                if is_wal_file_name(entry.filename)
+                and stat.S_ISREG(entry.st_mode or 0)
+                and (only is None or entry.filename in only)
+            ),
+            key=lambda entry: entry.filename,
         )
+        shipped: list[ShippedFile] = []
+        cluster: str | None = None
+        for entry in spooled:
+            path = f"{spool}/{entry.filename}"
+            with tempfile.TemporaryFile() as copy:
+                try:
+                    written_at, digest = _fetch_spooled(host, path, entry.st_size or 0, copy)
+                except ExternalFailure:
+                    if not _still_spooled(sftp, path):
+                        # Another shipper (the watch, `backup ship`) shipped and removed it meanwhile.
+                        continue
+                    raise
+                copy.seek(0)
+                # A segment names the cluster that wrote it; a history or backup-label file is the running
+                # cluster's (it is archived as it is written).
+                system = segment_system_identifier(copy.read(_PAGE_HEADER))
+                if system is None:
+                    cluster = cluster or cluster_system_identifier(target)
+                    system = cluster
+                series = series_id(written_at.date(), system)
+                missing = [
+                    store
+                    for store in chosen.both
+                    if not holds_digest(store, series, entry.filename, digest, chosen.keys)
+                ]
+                stored_bytes = 0
+                if missing:
+                    copy.seek(0)
+                    sealed = seal_wal(series, entry.filename, copy, written_at, chosen.keys)
+                    for store in missing:
+                        # Write-once: a different object already under this name (planted, or another
+                        # cluster's segment) refuses the write, and the file stays in the spool for a person
+                        # to look at. Read back by `store_wal`: the stored object is our own encoding.
+                        stored_bytes = store_wal_once(store, sealed, digest, chosen.keys)
+            # Both copies proven to hold these very bytes: only now may the host forget the file (another
+            # shipper may have done so already).
+            with contextlib.suppress(FileNotFoundError):
+                sftp.remove(path)
+            shipped.append(
+                ShippedFile(
+                    entry.filename,
+                    series,
+                    written_at,
+                    entry.st_size or 0,
+                    stored_bytes,
+                    tuple(store.label for store in missing),
+                )
+            )
     return ShipReport(tuple(shipped), str(spool), time.monotonic() - started)
 
 

@@ -1,4 +1,5 @@
-"""Fabric driver: run one command on a target host over SSH (`run`), or one fed a stream (`pipe_into`).
+"""Fabric driver: run one command on a target host over SSH (`run`), or one fed a stream (`pipe_into`);
+an SFTP session of the caller's own (`sftp`).
 
 Host keys are checked against the host's known_hosts file (never auto-added); no PTY is ever requested
 (non-root lab sshds cannot allocate one, and output stays clean). Connections are cached per
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import paramiko
@@ -36,6 +37,7 @@ class CommandResult:
 
 _CacheKey = tuple[str, int, str, str, str]
 _connections: dict[_CacheKey, Connection] = {}
+_idle_sftp: dict[_CacheKey, list[paramiko.SFTPClient]] = {}
 _lock = threading.Lock()
 
 
@@ -182,9 +184,75 @@ def pipe_into(
     return CommandResult(rc=rc, stdout=stdout, stderr=stderr, duration=time.monotonic() - started)
 
 
+# The longest wait for one SFTP answer: a host that stops answering fails the call instead of holding
+# its thread for good.
+SFTP_TIMEOUT = 60.0
+# Idle sessions kept per host: as many as threads use at once (the watch's shipper, a backup, a probe).
+SFTP_IDLE_KEPT = 4
+
+
+@contextlib.contextmanager
+def sftp(host: Host, *, timeout: float = SFTP_TIMEOUT) -> Iterator[paramiko.SFTPClient]:
+    """An SFTP session on the cached connection to `host`, the caller's alone until the block ends.
+
+    paramiko's SFTPClient must not be shared by threads: each waits for its answer by reading the
+    session's packets, so one thread reads (and drops, or half-reads) another's and that one waits
+    for good or sees garbage. The watch ships WAL in one thread while a daily backup reads the hosts'
+    log files in another; through one shared session that hung the watch. A session is kept for the
+    next caller when its block ends cleanly (opening one starts the SFTP server on the host); after an
+    error it is closed, since answers may still be on their way. Files opened through it must be closed
+    inside the block.
+    """
+    key = _key(host)
+    conn = connection(host)
+    transport = conn.client.get_transport()
+    with _lock:
+        kept = _idle_sftp.pop(key, [])
+        usable = [client for client in kept if _usable(client, transport)]
+        client = usable.pop() if usable else None
+        _idle_sftp[key] = usable
+    for stale in kept:  # sessions of a connection that was replaced
+        if stale is not client and stale not in usable:
+            stale.close()
+    if client is None:
+        try:
+            client = conn.client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            _drop(host)
+            raise _session_failed(host, exc) from None
+    channel = client.get_channel()
+    if channel is not None:
+        channel.settimeout(timeout)
+    try:
+        yield client
+    except BaseException:
+        client.close()
+        raise
+    with _lock:
+        idle = _idle_sftp.setdefault(key, [])
+        keep = _usable(client, transport) and _connections.get(key) is conn and len(idle) < SFTP_IDLE_KEPT
+        if keep:
+            idle.append(client)
+    if not keep:
+        client.close()
+
+
+def _usable(client: paramiko.SFTPClient, transport: paramiko.Transport | None) -> bool:
+    channel = client.get_channel()
+    return channel is not None and not channel.closed and channel.get_transport() is transport
+
+
+def _forget_sftp(key: _CacheKey) -> list[paramiko.SFTPClient]:
+    """Take the idle SFTP sessions of `key` out of the cache (the caller holds `_lock`)."""
+    return _idle_sftp.pop(key, [])
+
+
 def _drop(host: Host) -> None:
     with _lock:
         conn = _connections.pop(_key(host), None)
+        idle = _forget_sftp(_key(host))
+    for client in idle:
+        client.close()
     if conn is not None:
         conn.close()
 
@@ -194,5 +262,8 @@ def close_all() -> None:
     with _lock:
         conns = list(_connections.values())
         _connections.clear()
+        idle = [client for key in list(_idle_sftp) for client in _forget_sftp(key)]
+    for client in idle:
+        client.close()
     for conn in conns:
         conn.close()

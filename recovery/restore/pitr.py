@@ -525,63 +525,68 @@ def recover_to(
     pass_dir = Path(tempfile.mkdtemp(prefix="pitr-pass-"))
     try:
         scratch.create()
-        sftp = remote.connection(host).sftp()
-        zstd = host_has_zstd(host)
-        _lay_down(scratch, store, name, manifest, chosen, zstd=zstd)
-        given = list(plan.segments)
-        _fetch_segments(scratch, store, given, chosen, zstd=zstd, sftp=sftp)
-        untrusted = " ".join(shlex.quote(str(scratch.data / name)) for name in UNTRUSTED_FILES)
-        scratch.run(
-            f"rm -f {untrusted} && touch {shlex.quote(str(scratch.data / 'recovery.signal'))}",
-            what="preparing the restored data directory",
-        )
-        chosen_port = port or scratch.free_port(database.address, database.port + PORT_SEARCH_OFFSET)
-        config = scratch_config(
-            plan, address=database.address, port=chosen_port, scratch=scratch.root, limits=scratch.limits()
-        )
-        written = {
-            "postgresql.conf": config,
-            "postgresql.auto.conf": "# written by the toolkit: nothing of the backup's configuration\n",
-            "pg_hba.conf": SCRATCH_HBA,
-            "pg_ident.conf": "",
-        }
-        for file_name, text in written.items():
-            with sftp.open(str(scratch.data / file_name), "w") as handle:
-                handle.write(text.encode("utf-8"))
-        passfile = pass_dir / "pgpass"
-        passfile.touch(mode=0o600)
-        live_pass = database.passfile.read_text() if database.passfile is not None else ""
-        passfile.write_text(scratch_pgpass_line(live_pass, database, chosen_port))
-        conninfo = make_conninfo(
-            host=database.address,
-            port=str(chosen_port),
-            dbname=database.name,
-            user=database.user,
-            passfile=str(passfile),
-            application_name="order-recovery-pitr",
-        )
-        untargeted = False
-        while True:
-            try:
-                scratch.start()
-                _wait_promoted(conninfo, scratch, timeout)
-                break
-            except _TargetNotReached as exc:
-                if untargeted:
-                    raise ExternalFailure(f"point-in-time recovery stopped: {exc}") from None
-                # A recovery to a time stops at the first commit after it. The segments chosen by their
-                # last write time may end before that commit (a forced switch fell between the time and
-                # the next commit): give the server the next shipped segments and let it go on.
-                more = next_segments(cov, given)
-                if not more:
-                    untargeted = True
-                    # No commit after the time in all the shipped WAL: every transaction it holds
-                    # committed at or before the time, so its end is the state at that time.
-                    with sftp.open(str(scratch.data / "postgresql.auto.conf"), "a") as handle:
-                        handle.write(UNTARGETED.encode("utf-8"))
-                _fetch_segments(scratch, store, more, chosen, zstd=zstd, sftp=sftp)
-                given += more
-        yield conninfo
+        # The session is this restore's own until the copy is handed over (paramiko's are not shared).
+        with remote.sftp(host) as sftp:
+            zstd = host_has_zstd(host)
+            _lay_down(scratch, store, name, manifest, chosen, zstd=zstd)
+            given = list(plan.segments)
+            _fetch_segments(scratch, store, given, chosen, zstd=zstd, sftp=sftp)
+            untrusted = " ".join(shlex.quote(str(scratch.data / name)) for name in UNTRUSTED_FILES)
+            scratch.run(
+                f"rm -f {untrusted} && touch {shlex.quote(str(scratch.data / 'recovery.signal'))}",
+                what="preparing the restored data directory",
+            )
+            chosen_port = port or scratch.free_port(database.address, database.port + PORT_SEARCH_OFFSET)
+            config = scratch_config(
+                plan,
+                address=database.address,
+                port=chosen_port,
+                scratch=scratch.root,
+                limits=scratch.limits(),
+            )
+            written = {
+                "postgresql.conf": config,
+                "postgresql.auto.conf": "# written by the toolkit: nothing of the backup's configuration\n",
+                "pg_hba.conf": SCRATCH_HBA,
+                "pg_ident.conf": "",
+            }
+            for file_name, text in written.items():
+                with sftp.open(str(scratch.data / file_name), "w") as handle:
+                    handle.write(text.encode("utf-8"))
+            passfile = pass_dir / "pgpass"
+            passfile.touch(mode=0o600)
+            live_pass = database.passfile.read_text() if database.passfile is not None else ""
+            passfile.write_text(scratch_pgpass_line(live_pass, database, chosen_port))
+            conninfo = make_conninfo(
+                host=database.address,
+                port=str(chosen_port),
+                dbname=database.name,
+                user=database.user,
+                passfile=str(passfile),
+                application_name="order-recovery-pitr",
+            )
+            untargeted = False
+            while True:
+                try:
+                    scratch.start()
+                    _wait_promoted(conninfo, scratch, timeout)
+                    break
+                except _TargetNotReached as exc:
+                    if untargeted:
+                        raise ExternalFailure(f"point-in-time recovery stopped: {exc}") from None
+                    # A recovery to a time stops at the first commit after it. The segments chosen by their
+                    # last write time may end before that commit (a forced switch fell between the time and
+                    # the next commit): give the server the next shipped segments and let it go on.
+                    more = next_segments(cov, given)
+                    if not more:
+                        untargeted = True
+                        # No commit after the time in all the shipped WAL: every transaction it holds
+                        # committed at or before the time, so its end is the state at that time.
+                        with sftp.open(str(scratch.data / "postgresql.auto.conf"), "a") as handle:
+                            handle.write(UNTARGETED.encode("utf-8"))
+                    _fetch_segments(scratch, store, more, chosen, zstd=zstd, sftp=sftp)
+                    given += more
+            yield conninfo
     finally:
         try:
             scratch.stop()

@@ -117,8 +117,7 @@ def probe_spool(target: Target, now: datetime | None = None) -> SpoolProbe:
     host = database_host(target)
     try:
         spool = spool_dir(target.writable.database)
-        # A channel of its own on the shared connection: the shipper uses its own SFTP session meanwhile.
-        with remote.connection(host).client.open_sftp() as sftp:
+        with remote.sftp(host) as sftp:
             listing = sftp.listdir_attr(str(spool))
     except RecoveryError as error:
         return SpoolProbe(False, problem=f"cannot list the WAL spool on {host.name}: {error.message}")

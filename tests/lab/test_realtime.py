@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -399,3 +400,60 @@ def test_a_stream_piped_into_a_host_command_arrives_whole_and_a_failing_command_
         assert marker.exists()
     finally:
         marker.unlink(missing_ok=True)
+
+
+def test_threads_get_sftp_sessions_of_their_own_and_a_failed_one_is_not_handed_out_again(lab: Lab) -> None:
+    """paramiko's SFTP sessions answer whichever thread reads first: shared by the watch's shipper and a
+    daily backup reading the hosts' logs, one hung the watch. Here a listing and a prefetched read run
+    side by side; through one shared session this failed within the first round ("Garbage packet")."""
+    host = database_host(lab.target)
+    data = os.urandom(2 * 1024 * 1024)
+    big = lab.plan.primary.pg_dir / f"sftp-{uuid.uuid4().hex[:8]}"
+    big.write_bytes(data)
+    failures: list[BaseException] = []
+    done = {"listings": 0, "reads": 0}
+
+    def listing() -> None:
+        for _ in range(60):
+            with remote.sftp(host) as sftp:
+                assert big.name in sftp.listdir(str(big.parent))
+            done["listings"] += 1
+
+    def reading() -> None:
+        for _ in range(6):
+            with remote.sftp(host) as sftp, sftp.open(str(big), "rb") as handle:
+                handle.prefetch(len(data))
+                assert handle.read() == data
+            done["reads"] += 1
+
+    def guarded(work: Any) -> Any:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported by the test thread
+                failures.append(exc)
+
+        return run
+
+    threads = [threading.Thread(target=guarded(work), daemon=True) for work in (listing, reading)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads), f"a thread still waits: {done}"
+        assert failures == [] and done == {"listings": 60, "reads": 6}
+
+        # One caller after the other: the session is kept and handed out again.
+        with remote.sftp(host) as first:
+            pass
+        with remote.sftp(host) as again:
+            assert again is first
+        # A block that failed closes its session: answers to it may still be on their way.
+        with pytest.raises(FileNotFoundError), remote.sftp(host) as broken:
+            broken.stat(str(big) + ".absent")
+        assert broken.get_channel() is None or broken.get_channel().closed
+        with remote.sftp(host) as fresh:
+            assert fresh is not broken
+    finally:
+        big.unlink(missing_ok=True)
