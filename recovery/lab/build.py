@@ -342,6 +342,7 @@ def _start_watch(plan: LabPlan, recorder: _Recorder) -> None:
 def wait_first_round(plan: LabPlan, pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     status_file = plan.state_dir / "watch" / "status.json"
+    status: dict[str, object] = {}
     while time.monotonic() < deadline:
         if not is_alive(pid, None):
             raise EnvironmentProblem(f"the watch (pid {pid}) exited; see {plan.watch_dir / 'watch.log'}")
@@ -350,8 +351,11 @@ def wait_first_round(plan: LabPlan, pid: int, timeout: float) -> None:
             if status.get("pid") == pid and status.get("first_round_done"):
                 return
         time.sleep(0.5)
+    # The job the round is stuck in is what an engineer (or a CI log) needs first.
+    running = status.get("running_job") if status.get("pid") == pid else None
+    stuck = f" (still running the {running} job)" if running else ""
     raise EnvironmentProblem(
-        f"the watch (pid {pid}) did not finish its first backups within {timeout:.0f} s; see "
+        f"the watch (pid {pid}) did not finish its first backups within {timeout:.0f} s{stuck}; see "
         f"{plan.watch_dir / 'watch.log'} and `recovery runs list --target {plan.target_file}`"
     )
 
