@@ -234,6 +234,23 @@ def in_recovery(conn: Connection) -> bool:
     return bool(row and row[0])
 
 
+def promoted(where: str, *, connect_timeout: int = 5) -> bool | None:
+    """Whether the server at conninfo `where` has left recovery; None when it does not answer.
+
+    A server still starting refuses the connection; one that stops (a recovery that ended before its
+    target shuts the server down) may do so between the connect and the question, which then fails with
+    "server closed the connection unexpectedly". Both are "no answer": the caller tells them apart by
+    the process and its log.
+    """
+    try:
+        with connect(where, autocommit=True, connect_timeout=connect_timeout) as conn:
+            return not in_recovery(conn)
+    except ExternalFailure:
+        return None
+    except psycopg.OperationalError:
+        return None
+
+
 @dataclass(frozen=True)
 class ReplicaLag:
     """One standby as the primary sees it (pg_stat_replication)."""

@@ -459,12 +459,9 @@ def next_segments(cov: Coverage, given: Sequence[WalKey], count: int = MORE_SEGM
 def _wait_promoted(conninfo: str, scratch: _Scratch, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            with db.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-                if not db.in_recovery(conn):
-                    return
-        except ExternalFailure:
-            pass  # still starting, or it stopped: told apart below
+        if db.promoted(conninfo, connect_timeout=5):
+            return
+        # Not answering (still starting, or stopped) or still replaying: a stopped one is told apart here.
         if not scratch.alive():
             reason = scratch.log_reason()
             if TARGET_NOT_REACHED in reason:
