@@ -108,38 +108,47 @@ def run_playbook(
     private_data_dir: Path | None = None,
     timeout: int | None = None,
 ) -> PlaybookResult:
-    """Run `playbook` (a path) against `inventory`; a failed run is a result, not an exception."""
+    """Run `playbook` (a path) against `inventory`; a failed run is a result, not an exception.
+
+    ansible-runner's files (events, stdout, the artifacts a failure message points to) stay in
+    `private_data_dir` when one is given: a runbook keeps them with its run. Without one they go to a
+    temporary directory that is removed after the run, so nothing piles up in /tmp run after run; the
+    failed task's one line is in the result either way."""
     book = Path(playbook).resolve()
     if not book.is_file():
         raise UsageError(f"playbook {playbook} not found; give the path of a playbook under playbooks/")
     if not inventory.is_file() and not inventory.is_dir():
         raise UsageError(f"inventory {inventory} not found; run `recovery lab up` or give the inventory path")
-    data_dir = private_data_dir or Path(tempfile.mkdtemp(prefix="ansible-run-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    private_control_dir(CONTROL_DIR)
-    started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(data_dir),
-        playbook=str(book),
-        inventory=str(inventory.resolve()),
-        extravars=dict(extravars),
-        limit=limit,
-        cmdline="--check --diff" if check else None,
-        envvars=ansible_env(),
-        quiet=True,
-        suppress_env_files=True,
-        timeout=timeout,
-    )
-    duration = time.monotonic() - started
-    return PlaybookResult(
-        playbook=book.name,
-        status=str(runner.status),
-        rc=int(runner.rc if runner.rc is not None else -1),
-        hosts=parse_stats(runner.stats),
-        failed_task=first_failure(runner.events),
-        artifacts_dir=Path(runner.config.artifact_dir) if runner.config.artifact_dir else None,
-        duration=duration,
-    )
+    with contextlib.ExitStack() as stack:
+        if private_data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ansible-run-")))
+        else:
+            data_dir = private_data_dir
+            data_dir.mkdir(parents=True, exist_ok=True)
+        private_control_dir(CONTROL_DIR)
+        started = time.monotonic()
+        runner = ansible_runner.run(
+            private_data_dir=str(data_dir),
+            playbook=str(book),
+            inventory=str(inventory.resolve()),
+            extravars=dict(extravars),
+            limit=limit,
+            cmdline="--check --diff" if check else None,
+            envvars=ansible_env(),
+            quiet=True,
+            suppress_env_files=True,
+            timeout=timeout,
+        )
+        kept = private_data_dir is not None and runner.config.artifact_dir
+        return PlaybookResult(
+            playbook=book.name,
+            status=str(runner.status),
+            rc=int(runner.rc if runner.rc is not None else -1),
+            hosts=parse_stats(runner.stats),
+            failed_task=first_failure(runner.events),
+            artifacts_dir=Path(runner.config.artifact_dir) if kept else None,  # a temporary one is gone
+            duration=time.monotonic() - started,
+        )
 
 
 def parse_stats(stats: Mapping[str, Mapping[str, int]] | None) -> dict[str, HostStats]:

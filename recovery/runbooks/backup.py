@@ -77,6 +77,7 @@ def _log_playbook(ctx: RunContext, phase: str) -> None:
         ctx.target.inventory,
         str(LOG_PLAYBOOK),
         extravars={"order_backup_logs_phase": phase, "order_backup_logs_run": ctx.run_id},
+        private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-logs-{phase}",
     )
     require_success(result)
 

@@ -54,7 +54,10 @@ def _set_up(ctx: RunContext) -> ArchivingSetUp:
     ctx.progress(f"running {WAL_ARCHIVE_PLAYBOOK.name} on {host.name}")
     result = require_success(
         run_playbook(
-            ctx.target.inventory, str(WAL_ARCHIVE_PLAYBOOK), extravars=wal_archive_extravars(ctx.target)
+            ctx.target.inventory,
+            str(WAL_ARCHIVE_PLAYBOOK),
+            extravars=wal_archive_extravars(ctx.target),
+            private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-wal-archive",
         )
     )
     stats = result.hosts.get(host.name)

@@ -346,7 +346,10 @@ def _discard(ctx: RunContext) -> bool:
 
 def _service(ctx: RunContext, phase: str) -> None:
     result = run_playbook(
-        ctx.target.inventory, str(RESTORE_PLAYBOOK), extravars={"order_restore_service_phase": phase}
+        ctx.target.inventory,
+        str(RESTORE_PLAYBOOK),
+        extravars={"order_restore_service_phase": phase},
+        private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-service-{phase}",
     )
     require_success(result)
 

@@ -170,6 +170,10 @@ def test_backup_run_writes_every_domain_to_both_copies(lab: Lab, capsys: pytest.
     # No packed log file is left on the hosts.
     for host in lab.target.hosts():
         assert not list((host.base_dir / "shared" / "backup").glob("*.tar"))
+    # The log playbook's runs keep their files with the run, in the target's state, not in /tmp.
+    run_id = doc["result"]["run_id"]
+    kept = sorted(p.name for p in (lab.target.state_dir / "ansible").glob(f"{run_id}-logs-*"))
+    assert kept == [f"{run_id}-logs-cleanup", f"{run_id}-logs-gather"]
 
 
 def test_list_and_deep_verify_report_both_copies(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:

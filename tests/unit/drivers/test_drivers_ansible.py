@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,29 @@ def test_a_local_playbook_runs_and_reports_its_failed_task(tmp_path: Path) -> No
     assert result.hosts["here"].ok == 1 and result.hosts["here"].failures == 1
     assert result.artifacts_dir is not None and result.artifacts_dir.is_dir()
     assert result.duration > 0
+
+
+def test_a_run_without_a_directory_of_its_own_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Runs that keep no files (a test's, a benchmark's) must not pile ansible-run-* directories up in /tmp.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    here:\n      ansible_connection: local\n"
+        "      ansible_python_interpreter: /usr/bin/python3\n"
+    )
+    book = tmp_path / "p.yml"
+    book.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: refuse\n      ansible.builtin.fail:\n        msg: refused on purpose\n"
+    )
+    result = run_playbook(inventory, str(book), extravars={})
+    assert result.failed_task == FailedTask("refuse", "here", "refused on purpose")
+    assert result.artifacts_dir is None  # the message points at no directory that is gone
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(ExternalFailure) as info:
+        require_success(result)
+    assert str(info.value) == "p.yml: task 'refuse' failed on here: refused on purpose"
