@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 RECOVERY = str(VENV_BIN / "recovery")
@@ -70,7 +71,8 @@ class Sampler(threading.Thread):
         self.peak = {"ours_rss": 0, "ours_pss": 0, "lab_rss": 0, "lab_pss": 0}
 
     def sample(self) -> None:
-        ours, servers = [self.cli_pid], []
+        ours: list[int] = [self.cli_pid]
+        servers: list[int] = []
         try:
             state = json.loads((self.lab_dir / "lab.json").read_text())
         except (OSError, ValueError):
@@ -97,7 +99,7 @@ class Sampler(threading.Thread):
             time.sleep(0.2)
 
 
-def lab_up(lab_dir: Path, base_port: int, orders: int | None) -> tuple[float, dict, dict[str, int]]:
+def lab_up(lab_dir: Path, base_port: int, orders: int | None) -> tuple[float, dict[str, Any], dict[str, int]]:
     argv = [RECOVERY, "lab", "up", "--lab-dir", str(lab_dir), "--base-port", str(base_port)]
     # The lab's own parts, comparable with earlier runs; benchmarks/watch_detection.py measures the watch.
     argv += ["--output", "json", "--no-watch"]
