@@ -435,7 +435,8 @@ def test_a_restore_killed_half_way_leaves_live_untouched_and_resumes(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
             fresh = [name for name in os.listdir(runs_dir) if name not in known and "restore" in name]
-            if fresh:
+            # The run's directory comes a moment before its journal: wait for both.
+            if fresh and journal_path(lab.target.state_dir, fresh[0]).exists():
                 run_id = fresh[0]
                 records = read_journal(journal_path(lab.target.state_dir, run_id))
                 if any(r["event"] == "step.started" and r["step"] == "restore-beside" for r in records):
