@@ -125,7 +125,8 @@ def test_missing_playbook_or_inventory_is_a_usage_error(tmp_path: Path) -> None:
         run_playbook(tmp_path / "hosts.yml", str(book), extravars={})
 
 
-def test_a_local_playbook_runs_and_reports_its_failed_task(tmp_path: Path) -> None:
+def _local_play(tmp_path: Path) -> tuple[Path, Path]:
+    """An inventory of this machine (a local connection) and a playbook that says hello, then fails."""
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(
         "all:\n  hosts:\n    here:\n      ansible_connection: local\n"
@@ -138,6 +139,11 @@ def test_a_local_playbook_runs_and_reports_its_failed_task(tmp_path: Path) -> No
         "      changed_when: false\n"
         "    - name: refuse\n      ansible.builtin.fail:\n        msg: refused on purpose\n"
     )
+    return inventory, book
+
+
+def test_a_local_playbook_runs_and_reports_its_failed_task(tmp_path: Path) -> None:
+    inventory, book = _local_play(tmp_path)
     result = run_playbook(
         inventory, str(book), extravars={"greeting": "hi"}, private_data_dir=tmp_path / "run"
     )
@@ -155,17 +161,8 @@ def test_a_run_without_a_directory_of_its_own_leaves_nothing_behind(
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        "all:\n  hosts:\n    here:\n      ansible_connection: local\n"
-        "      ansible_python_interpreter: /usr/bin/python3\n"
-    )
-    book = tmp_path / "p.yml"
-    book.write_text(
-        "- hosts: all\n  gather_facts: false\n  tasks:\n"
-        "    - name: refuse\n      ansible.builtin.fail:\n        msg: refused on purpose\n"
-    )
-    result = run_playbook(inventory, str(book), extravars={})
+    inventory, book = _local_play(tmp_path)
+    result = run_playbook(inventory, str(book), extravars={"greeting": "hi"})
     assert result.failed_task == FailedTask("refuse", "here", "refused on purpose")
     assert result.artifacts_dir is None  # the message points at no directory that is gone
     assert list(scratch.iterdir()) == []
