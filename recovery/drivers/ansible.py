@@ -98,6 +98,11 @@ def ansible_env(control_dir: Path = CONTROL_DIR) -> dict[str, str]:
     }
 
 
+def run_files_dir(state_dir: Path, run_id: str, what: str) -> Path:
+    """Where a runbook run keeps one playbook run's files: beside its journal, in the target's state."""
+    return state_dir / "ansible" / f"{run_id}-{what}"
+
+
 def run_playbook(
     inventory: Path,
     playbook: str,

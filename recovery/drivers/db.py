@@ -245,9 +245,7 @@ def promoted(where: str, *, connect_timeout: int = 5) -> bool | None:
     try:
         with connect(where, autocommit=True, connect_timeout=connect_timeout) as conn:
             return not in_recovery(conn)
-    except ExternalFailure:
-        return None
-    except psycopg.OperationalError:
+    except (ExternalFailure, psycopg.OperationalError):
         return None
 
 

@@ -206,14 +206,15 @@ def sftp(host: Host, *, timeout: float = SFTP_TIMEOUT) -> Iterator[paramiko.SFTP
     key = _key(host)
     conn = connection(host)
     transport = conn.client.get_transport()
+    usable: list[paramiko.SFTPClient] = []
+    stale: list[paramiko.SFTPClient] = []  # sessions of a connection that was replaced
     with _lock:
-        kept = _idle_sftp.pop(key, [])
-        usable = [client for client in kept if _usable(client, transport)]
+        for kept in _idle_sftp.pop(key, []):
+            (usable if _usable(kept, transport) else stale).append(kept)
         client = usable.pop() if usable else None
         _idle_sftp[key] = usable
-    for stale in kept:  # sessions of a connection that was replaced
-        if stale is not client and stale not in usable:
-            stale.close()
+    for session in stale:
+        session.close()
     if client is None:
         try:
             client = conn.client.open_sftp()
@@ -242,15 +243,10 @@ def _usable(client: paramiko.SFTPClient, transport: paramiko.Transport | None) -
     return channel is not None and not channel.closed and channel.get_transport() is transport
 
 
-def _forget_sftp(key: _CacheKey) -> list[paramiko.SFTPClient]:
-    """Take the idle SFTP sessions of `key` out of the cache (the caller holds `_lock`)."""
-    return _idle_sftp.pop(key, [])
-
-
 def _drop(host: Host) -> None:
     with _lock:
         conn = _connections.pop(_key(host), None)
-        idle = _forget_sftp(_key(host))
+        idle = _idle_sftp.pop(_key(host), [])
     for client in idle:
         client.close()
     if conn is not None:
@@ -262,7 +258,8 @@ def close_all() -> None:
     with _lock:
         conns = list(_connections.values())
         _connections.clear()
-        idle = [client for key in list(_idle_sftp) for client in _forget_sftp(key)]
+        idle = [client for sessions in _idle_sftp.values() for client in sessions]
+        _idle_sftp.clear()
     for client in idle:
         client.close()
     for conn in conns:

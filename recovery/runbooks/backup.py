@@ -25,7 +25,7 @@ from recovery.backup.prune import (
     plan_prune,
 )
 from recovery.backup.retention import RetentionPolicy
-from recovery.drivers.ansible import require_success, run_playbook
+from recovery.drivers.ansible import require_success, run_files_dir, run_playbook
 from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_runbook
 from recovery.errors import UsageError
 from recovery.paths import PLAYBOOKS_DIR
@@ -77,7 +77,7 @@ def _log_playbook(ctx: RunContext, phase: str) -> None:
         ctx.target.inventory,
         str(LOG_PLAYBOOK),
         extravars={"order_backup_logs_phase": phase, "order_backup_logs_run": ctx.run_id},
-        private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-logs-{phase}",
+        private_data_dir=run_files_dir(ctx.target.state_dir, ctx.run_id, f"logs-{phase}"),
     )
     require_success(result)
 

@@ -17,7 +17,7 @@ from typing import Any
 from recovery.backup.daily import verify_new_copies
 from recovery.backup.realtime import database_host, take_base_backup, wal_archive_extravars
 from recovery.drivers import db
-from recovery.drivers.ansible import require_success, run_playbook
+from recovery.drivers.ansible import require_success, run_files_dir, run_playbook
 from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_runbook
 from recovery.errors import PreconditionFailed
 from recovery.paths import PLAYBOOKS_DIR
@@ -57,7 +57,7 @@ def _set_up(ctx: RunContext) -> ArchivingSetUp:
             ctx.target.inventory,
             str(WAL_ARCHIVE_PLAYBOOK),
             extravars=wal_archive_extravars(ctx.target),
-            private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-wal-archive",
+            private_data_dir=run_files_dir(ctx.target.state_dir, ctx.run_id, "wal-archive"),
         )
     )
     stats = result.hosts.get(host.name)

@@ -33,7 +33,7 @@ from pydantic import Field
 from recovery.backup.catalog import catalog_for
 from recovery.backup.naming import Domain, parse_domain
 from recovery.drivers import db as dbdriver
-from recovery.drivers.ansible import require_success, run_playbook
+from recovery.drivers.ansible import require_success, run_files_dir, run_playbook
 from recovery.engine import Runbook, RunContext, Step, TypedOutput, register_runbook
 from recovery.engine.model import thaw
 from recovery.errors import ExternalFailure, PreconditionFailed, RecoveryError, UsageError, VerificationFailed
@@ -349,7 +349,7 @@ def _service(ctx: RunContext, phase: str) -> None:
         ctx.target.inventory,
         str(RESTORE_PLAYBOOK),
         extravars={"order_restore_service_phase": phase},
-        private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-service-{phase}",
+        private_data_dir=run_files_dir(ctx.target.state_dir, ctx.run_id, f"service-{phase}"),
     )
     require_success(result)
 

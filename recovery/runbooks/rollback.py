@@ -24,7 +24,7 @@ from typing import Any
 
 from recovery.backup.naming import DOMAINS
 from recovery.drivers import db as db_driver
-from recovery.drivers.ansible import PlaybookResult, run_playbook
+from recovery.drivers.ansible import PlaybookResult, run_files_dir, run_playbook
 from recovery.engine import (
     Engine,
     Runbook,
@@ -287,7 +287,7 @@ def _run_switch(ctx: RunContext, phase: str) -> PlaybookResult:
             "order_service_rollback_phase": phase,
             "order_service_health_timeout": int(ctx.params["health_timeout"]),
         },
-        private_data_dir=ctx.target.state_dir / "ansible" / f"{ctx.run_id}-{phase}",
+        private_data_dir=run_files_dir(ctx.target.state_dir, ctx.run_id, phase),
     )
 
 

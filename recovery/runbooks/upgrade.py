@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from recovery.backup.keys import key_provider
-from recovery.drivers.ansible import PlaybookResult, run_playbook
+from recovery.drivers.ansible import PlaybookResult, run_files_dir, run_playbook
 from recovery.drivers.aws import AwsDriver
 from recovery.engine import Runbook, RunContext, Step, register_runbook
 from recovery.errors import PreconditionFailed, RecoveryError, UsageError
@@ -171,7 +171,7 @@ def deploy_release(target: Target, release: str, health_timeout: int, run_id: st
             "order_service_health_timeout": health_timeout,
             **pending_notice_vars(target),
         },
-        private_data_dir=target.state_dir / "ansible" / f"{run_id}-deploy",
+        private_data_dir=run_files_dir(target.state_dir, run_id, "deploy"),
     )
 
 
